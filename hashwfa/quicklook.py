@@ -1,0 +1,127 @@
+"""The quick-look PNG of a run: maps, pixel-wise WFA maps, loss curves, errors.
+
+Uses matplotlib's object-oriented API on an Agg canvas (no pyplot, no global
+state, no display needed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Union
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from hashwfa.results import atomic_path
+
+__all__ = ["write_quicklook"]
+
+
+def _limits(*maps: np.ndarray, symmetric: bool) -> tuple:
+    # Robust limits shared by a row, so that the field and the WFA compare by eye.
+    values = np.concatenate([np.asarray(m, dtype=float).ravel() for m in maps])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return (-1.0, 1.0) if symmetric else (0.0, 1.0)
+    if symmetric:
+        v = float(np.percentile(np.abs(values), 99.5)) or 1.0
+        return -v, v
+    lo, hi = np.percentile(values, [0.5, 99.5])
+    return float(lo), float(hi if hi > lo else lo + 1.0)
+
+
+def _show(fig: Figure, ax: Any, data: np.ndarray, title: str, cmap: str, vmin: float, vmax: float, unit: str) -> None:
+    im = ax.imshow(data, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).set_label(unit, fontsize=8)
+
+
+def write_quicklook(
+    path: Union[str, Path],
+    result: Any,
+    wfa: Any,
+    history: Mapping[str, Mapping[str, List[float]]],
+    *,
+    truth: Any = None,
+    title: str = "",
+    dpi: int = 100,
+) -> None:
+    """Write the quick-look PNG atomically.
+
+    Rows: the neural field (B_los, B_t, azimuth), the pixel-wise WFA, and,
+    when ``truth`` is given, the errors of the field against it. The last
+    column shows the loss (and learning rate) per epoch of both phases.
+
+    Args:
+        result, wfa, truth: objects with ``.blos .bt .azimuth`` (ny, nx)
+            (gauss, gauss, radians).
+        history: ``{"blos": {"loss": [...], "lr": [...]}, "bqbu": {...}}``.
+        title: the figure's title (version, data, final loss).
+    """
+    rows = 3 if truth is not None else 2
+    fig = Figure(figsize=(16, 4.2 * rows), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, 4)
+    if title:
+        fig.suptitle(title, fontsize=11)
+
+    blos_lim = _limits(result.blos, wfa.blos, symmetric=True)
+    bt_lim = _limits(result.bt, wfa.bt, symmetric=False)
+    for row, (label, src) in enumerate((("neural field", result), ("pixel-wise WFA", wfa))):
+        _show(fig, axes[row, 0], src.blos, f"{label}: B_los", "RdBu_r", *blos_lim, "G")
+        _show(fig, axes[row, 1], src.bt, f"{label}: B_t", "magma", *bt_lim, "G")
+        # Azimuth is defined modulo pi: a cyclic colour map shows no false edge at 0/pi.
+        _show(fig, axes[row, 2], src.azimuth, f"{label}: azimuth", "twilight", 0.0, np.pi, "rad")
+
+    if truth is not None:
+        err: Dict[str, np.ndarray] = {
+            "blos": np.asarray(result.blos) - np.asarray(truth.blos),
+            "bt": np.asarray(result.bt) - np.asarray(truth.bt),
+            "azimuth": np.mod(np.asarray(result.azimuth) - np.asarray(truth.azimuth) + np.pi / 2, np.pi)
+            - np.pi / 2,
+        }
+        wfa_blos_err = np.asarray(wfa.blos) - np.asarray(truth.blos)
+        lim = _limits(err["blos"], wfa_blos_err, symmetric=True)
+
+        def rms(d: np.ndarray) -> float:
+            return float(np.sqrt(np.nanmean(np.asarray(d) ** 2)))
+
+        _show(fig, axes[2, 0], err["blos"], f"field - true B_los (rms {rms(err['blos']):.3g} G)", "RdBu_r", *lim, "G")
+        _show(
+            fig, axes[2, 1], err["bt"], f"field - true B_t (rms {rms(err['bt']):.3g} G)", "RdBu_r",
+            *_limits(err["bt"], symmetric=True), "G",
+        )
+        _show(
+            fig, axes[2, 2], err["azimuth"], f"field - true azimuth (rms {rms(err['azimuth']):.3g})",
+            "RdBu_r", -np.pi / 2, np.pi / 2, "rad",
+        )
+        _show(
+            fig, axes[2, 3], wfa_blos_err, f"WFA - true B_los (rms {rms(wfa_blos_err):.3g} G)", "RdBu_r", *lim, "G"
+        )
+
+    ax = axes[0, 3]
+    offset = 0
+    for phase, label, colour in (("blos", "phase 1: B_los (V)", "C0"), ("bqbu", "phase 2: B_Q, B_U (Q, U)", "C1")):
+        loss = history.get(phase, {}).get("loss", [])
+        ax.semilogy(np.arange(offset, offset + len(loss)), loss, color=colour, label=label)
+        offset += len(loss)
+    ax.set_xlabel("epoch (both phases)")
+    ax.set_ylabel("training loss")
+    ax.set_title("loss per epoch", fontsize=9)
+    ax.legend(fontsize=8)
+
+    ax = axes[1, 3]
+    offset = 0
+    for phase, colour in (("blos", "C0"), ("bqbu", "C1")):
+        lr = history.get(phase, {}).get("lr", [])
+        ax.semilogy(np.arange(offset, offset + len(lr)), lr, color=colour)
+        offset += len(lr)
+    ax.set_xlabel("epoch (both phases)")
+    ax.set_ylabel("learning rate")
+    ax.set_title("learning rate per epoch", fontsize=9)
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
