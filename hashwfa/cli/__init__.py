@@ -1,0 +1,1 @@
+"""Command-line tools of hashwfa (``hashwfa-train``; see :mod:`hashwfa.cli.train`)."""
