@@ -45,7 +45,7 @@ class GridLookup:
     """The sparse interpolation matrix of one set of points.
 
     Attributes:
-        rows: ``[N * L, C]`` int64 table rows of every corner.
+        rows: ``[N * L, C]`` table rows of every corner (int32, or int64 for huge tables).
         weights: ``[N * L, C]`` corner weights (detached).
         n_entries: table rows, ``E``.
         matrix: ``S``, CSR ``[N * L, E]``.
@@ -60,14 +60,17 @@ class GridLookup:
 
     def __post_init__(self) -> None:
         n_rows, n_corners = self.rows.shape
-        crow = torch.arange(0, n_rows * n_corners + 1, n_corners, device=self.rows.device)
-        self.matrix = _csr(crow, self.rows.reshape(-1), self.weights.reshape(-1), (n_rows, self.n_entries))
+        crow = torch.arange(0, n_rows * n_corners + 1, n_corners, device=self.rows.device, dtype=self.rows.dtype)
+        # sparse_csr_tensor reads its index and value buffers as contiguous memory.
+        self.rows = self.rows.contiguous()
+        self.weights = self.weights.contiguous()
+        self.matrix = _csr(crow, self.rows.view(-1), self.weights.view(-1), (n_rows, self.n_entries))
 
     def build_transposed(self) -> torch.Tensor:
         """``S^T`` as CSR: the corners sorted by table row (one sort, kept)."""
         if self.transposed is None:
             n_rows, n_corners = self.rows.shape
-            flat = self.rows.reshape(-1)
+            flat = self.rows.reshape(-1).long()  # sorting int64 is faster than int32 here
             order = torch.argsort(flat, stable=True)
             counts = torch.bincount(flat, minlength=self.n_entries)
             crow = torch.zeros(self.n_entries + 1, dtype=torch.int64, device=flat.device)
@@ -104,21 +107,22 @@ class _GridInterpolation(torch.autograd.Function):
                 grad_table = lookup.build_transposed() @ grad_out
             elif grad_out.is_cuda:
                 weighted = lookup.weights[:, :, None] * grad_out[:, None, :]  # [M, C, F]
-                grad_table = torch.zeros_like(table).index_add_(0, flat, weighted.reshape(flat.shape[0], -1))
+                grad_table = torch.zeros_like(table).index_add_(0, flat.long(), weighted.reshape(flat.shape[0], -1))
             else:
                 # One-off points on a CPU: a weighted histogram per feature is
                 # cheaper than sorting the corners to build S^T.
-                weighted = lookup.weights[:, :, None] * grad_out[:, None, :]  # [M, C, F]
                 grad_table = torch.stack(
                     [
-                        torch.bincount(flat, weights=weighted[..., f].reshape(-1), minlength=lookup.n_entries)
+                        torch.bincount(
+                            flat, weights=(lookup.weights * grad_out[:, f, None]).reshape(-1), minlength=lookup.n_entries
+                        )
                         for f in range(grad_out.shape[1])  # F <= 8 features
                     ],
                     dim=1,
                 ).to(table.dtype)
         if ctx.needs_input_grad[1]:
             # d out[m, f] / d weights[m, c] = table[rows[m, c], f]
-            grad_weights = (table[lookup.rows] * grad_out[:, None, :]).sum(-1)
+            grad_weights = (table[lookup.rows.long()] * grad_out[:, None, :]).sum(-1)
         return grad_table, grad_weights, None, None
 
 

@@ -3,23 +3,33 @@
 For N points and L levels, every point touches ``C = 2^D`` corners per level
 (one for ``Nearest``). :func:`grid_lookup` computes, for all levels at once,
 
-- ``rows``: ``[N * L, C]`` int64, the row of the flat ``[n_entries, F]``
-  table each corner reads (level offset included), and
-- ``weights``: ``[N * L, C]``, the interpolation weight of each corner,
+- ``rows``: ``[N * L, C]`` integer rows of the flat ``[n_entries, F]`` table
+  that each corner reads (level offset included), and
+- ``weights``: ``[N * L, C]`` interpolation weights of the corners,
   differentiable with respect to the input positions,
 
-so that the encoding is ``out[n * L + l] = sum_c weights[., c] * table[rows[., c]]``,
-a sparse matrix with ``C`` non-zeros per row times the table. The rules are
-tiny-cuda-nn's (``pos_fract``, ``grid_index``, ``coherent_prime_hash``):
-``pos = scale * x + 0.5``, ``cell = floor(pos)``, dense index
-``sum_d corner_d * res^d`` or the XOR of ``corner_d * prime_d`` in uint32, the
-result modulo the level's table size.
+so that the encoding is ``out[n * L + l] = sum_c weights[., c] * table[rows[., c]]``:
+a sparse matrix with ``C`` non-zeros per row times the table.
 
-Vectorisation: the per-dimension terms are computed once per (point, level),
-and the ``2^D`` corners are formed by broadcasting the "low" and "high" term of
-each dimension, so no Python loop runs over levels, corners or points (only
-over the D <= 4 input dimensions). Levels that hash and levels that index
-densely are computed as two groups, each over all of its levels at once.
+The rules are tiny-cuda-nn's (``pos_fract``, ``grid_index``,
+``coherent_prime_hash``): ``pos = scale * x + 0.5``, ``cell = floor(pos)``,
+the dense index ``sum_d corner_d * res^d`` or the hash ``XOR_d corner_d *
+prime_d`` in uint32 arithmetic, modulo the level's table size.
+
+How it stays cheap (profiled on a CPU, where the naive int64 version of this
+was no faster than a loop over levels):
+
+- index arithmetic is int32. The hash is defined modulo 2^32 and hashed
+  tables have power-of-two sizes, so wrapping int32 products and a bit mask
+  give tcnn's uint32 result exactly;
+- a dense index is ``base + corner_offset``: the per-(point, level) base
+  ``sum_d cell_d * res^d`` plus a per-level constant for each corner, and for
+  points in [0, 1] it stays below twice the table size, so the modulo is one
+  conditional subtraction;
+- the ``2^D`` corners come from broadcasting the "low" and "high" term of each
+  dimension; levels that hash and levels that index densely form two groups,
+  each computed over all of its levels at once. No Python loop runs over
+  levels, corners or points (only over the D <= 4 input dimensions).
 """
 
 from __future__ import annotations
@@ -30,103 +40,132 @@ import torch
 
 from hashwfa.encodings.grid_config import PRIMES, GridLayout
 
-_UINT32 = 0xFFFFFFFF
+
+def _as_int32(value: int) -> int:
+    """The int32 with the same 32 bits as the uint32 ``value``."""
+    return value - (1 << 32) if value >= 1 << 31 else value
 
 
 @dataclass
 class LevelTables:
     """The level table of a :class:`GridLayout` as tensors on one device.
 
-    Shapes: ``(L,)`` for ``scales``, ``sizes``, ``offsets``; ``(L, D)`` for
-    ``strides`` (dense stride ``res^d`` of dimension ``d``); index tensors
-    ``dense_levels`` and ``hashed_levels`` list the levels of each group.
+    Attributes (L levels, D dimensions, C = 2^D corners; Ld dense and Lh
+    hashed levels):
+        scales: ``(L,)`` float64 values of tcnn's float32 scales.
+        dense_levels, hashed_levels: level indices of each group.
+        dense_strides: ``(Ld, D)`` ``res^d``.
+        dense_corner_rows: ``(Ld, C)`` level offset plus ``sum_d bit_d(c) * res^d``.
+        dense_sizes, dense_ends: ``(Ld, 1)``, table size and offset + size.
+        hashed_masks, hashed_offsets: ``(Lh, 1)``; masks are ``size - 1``.
+        primes: ``(D,)`` int32 bit patterns of tcnn's primes.
+        index_dtype: int32 (int64 only for tables beyond 2^30 entries).
     """
 
     scales: torch.Tensor
-    sizes: torch.Tensor
-    offsets: torch.Tensor
-    strides: torch.Tensor
     dense_levels: torch.Tensor
     hashed_levels: torch.Tensor
+    dense_strides: torch.Tensor
+    dense_corner_rows: torch.Tensor
+    dense_sizes: torch.Tensor
+    dense_ends: torch.Tensor
+    hashed_masks: torch.Tensor
+    hashed_offsets: torch.Tensor
     primes: torch.Tensor
-    corner_bits: torch.Tensor
+    index_dtype: torch.dtype
 
     @classmethod
     def build(cls, layout: GridLayout, device: torch.device) -> "LevelTables":
+        """Tensors of the level table on ``device``."""
         dims = layout.config.n_input_dims
+        # Dense indices reach at most twice a level's size before the wrap and
+        # rows reach n_entries: int32 holds both below 2^30 entries.
+        index_dtype = torch.int32 if 2 * layout.n_entries < 2**31 else torch.int64
         res = torch.as_tensor(layout.resolutions, dtype=torch.int64)
-        strides = res[:, None] ** torch.arange(dims)[None, :]
         hashed = torch.as_tensor(layout.hashed)
         levels = torch.arange(len(res))
-        # Corner c takes the upper vertex along dimension d when bit d of c is set.
-        corners = torch.arange(2**dims)
-        corner_bits = (corners[:, None] >> torch.arange(dims)[None, :]) & 1
+        dense, hashed_lv = levels[~hashed], levels[hashed]
+        strides = res[dense, None] ** torch.arange(dims)[None, :]
+        bits = (torch.arange(2**dims)[:, None] >> torch.arange(dims)[None, :]) & 1  # (C, D)
+        sizes = torch.as_tensor(layout.sizes, dtype=torch.int64)
+        offsets = torch.as_tensor(layout.offsets, dtype=torch.int64)
+        # Hashed levels always have power-of-two tables (the hash only kicks in
+        # when the 2^log2_hashmap_size cap applies); the mask relies on it.
+        assert bool(((sizes[hashed] & (sizes[hashed] - 1)) == 0).all())
+
+        def put(t: torch.Tensor, dtype: torch.dtype = index_dtype) -> torch.Tensor:
+            return t.to(dtype).to(device)
+
         return cls(
-            scales=torch.as_tensor(layout.scales, dtype=torch.float64).to(device),
-            sizes=torch.as_tensor(layout.sizes, dtype=torch.int64).to(device),
-            offsets=torch.as_tensor(layout.offsets, dtype=torch.int64).to(device),
-            strides=strides.to(device),
-            dense_levels=levels[~hashed].to(device),
-            hashed_levels=levels[hashed].to(device),
-            primes=torch.tensor(PRIMES[:dims], dtype=torch.int64, device=device),
-            corner_bits=corner_bits.to(device),
+            scales=put(torch.as_tensor(layout.scales, dtype=torch.float64), torch.float64),
+            dense_levels=put(dense, torch.int64),
+            hashed_levels=put(hashed_lv, torch.int64),
+            dense_strides=put(strides),
+            dense_corner_rows=put(offsets[dense, None] + bits[None, :, :].mul(strides[:, None, :]).sum(-1)),
+            dense_sizes=put(sizes[dense, None]),
+            dense_ends=put(offsets[dense, None] + sizes[dense, None]),
+            hashed_masks=put(sizes[hashed_lv, None] - 1),
+            hashed_offsets=put(offsets[hashed_lv, None]),
+            primes=torch.tensor([_as_int32(p) for p in PRIMES[:dims]], dtype=torch.int32).to(index_dtype).to(device),
+            index_dtype=index_dtype,
         )
 
 
-def _combine_corners(low: torch.Tensor, high: torch.Tensor, op: str) -> torch.Tensor:
+def combine_corners(low: torch.Tensor, high: torch.Tensor, op: str) -> torch.Tensor:
     """Combine per-dimension low/high terms into all ``2^D`` corners.
 
     Args:
-        low, high: ``[..., D]`` terms of the lower and upper vertex per dimension.
-        op: ``"add"``, ``"xor"`` or ``"mul"``: how dimensions combine.
+        low, high: ``[..., D]`` terms of the lower and upper vertex of each dimension.
+        op: ``"xor"`` or ``"mul"``, how the dimensions combine.
 
     Returns:
-        ``[..., 2^D]``; corner ``c`` uses ``high`` for dimension ``d`` when bit
-        ``d`` of ``c`` is set (dimension 0 fastest, tcnn's corner order). The
-        dimensions combine in order 0, 1, ..., as tcnn accumulates them.
+        ``[..., 2^D]``; corner ``c`` takes ``high`` for dimension ``d`` when
+        bit ``d`` of ``c`` is set (dimension 0 fastest, tcnn's corner order).
+        Dimensions combine in the order 0, 1, ..., as tcnn accumulates them.
     """
+    combine = torch.bitwise_xor if op == "xor" else torch.mul
     dims = low.shape[-1]
-    result = None
-    for d in range(dims):  # D <= 4 dimensions, not levels or corners
-        pair = torch.stack((low[..., d], high[..., d]), dim=-1)  # [..., 2]
-        # Put this dimension's axis at position D-1-d of the corner block so that
-        # dimension 0 varies fastest after flattening.
-        shape = pair.shape[:-1] + (1,) * (dims - 1 - d) + (2,) + (1,) * d
-        pair = pair.reshape(shape)
-        if result is None:
-            result = pair
-        elif op == "add":
-            result = result + pair
-        elif op == "xor":
-            result = result ^ pair
-        else:
-            result = result * pair
-    return result.reshape(low.shape[:-1] + (2**dims,))
+    lead = low.shape[:-1]
+    result = torch.stack((low[..., 0], high[..., 0]), dim=-1)  # corners of dimension 0
+    if torch.is_grad_enabled() and (low.requires_grad or high.requires_grad):
+        # `out=` does not record a graph: the differentiable path concatenates.
+        for d in range(1, dims):
+            result = torch.cat((combine(result, low[..., d : d + 1]), combine(result, high[..., d : d + 1])), dim=-1)
+        return result
+    for d in range(1, dims):  # D <= 4 dimensions, not levels or corners
+        # Doubling: the corners so far with dimension d low, then with it high.
+        # Writing each half through `out=` keeps every kernel a plain
+        # broadcast over one trailing axis (an outer-product broadcast over two
+        # tiny trailing axes is several times slower on a CPU).
+        k = 2**d
+        doubled = torch.empty(lead + (2 * k,), dtype=result.dtype, device=result.device)
+        combine(result, low[..., d : d + 1], out=doubled[..., :k])
+        combine(result, high[..., d : d + 1], out=doubled[..., k:])
+        result = doubled
+    return result
 
 
-def _dense_rows(cell: torch.Tensor, strides: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
-    """Dense-level rows, ``[N, Ld, C]``, before the level offset.
+def _dense_rows(cell: torch.Tensor, tables: LevelTables) -> torch.Tensor:
+    """Rows ``[N, Ld, C]`` of the dense levels; ``cell`` is ``[N, Ld, D]``."""
+    base = cell[..., 0] * tables.dense_strides[:, 0]  # [N, Ld]
+    for d in range(1, cell.shape[-1]):  # D <= 4 dimensions
+        base = base + cell[..., d] * tables.dense_strides[:, d]
+    rows = base[..., None] + tables.dense_corner_rows  # [N, Ld, C], level offset included
+    # For points in [0, 1] the index stays below twice the level size (the
+    # upper corner of the last cell is one past the grid): tcnn's modulo is a
+    # single wrap-around, back by one level size past the level's end.
+    return torch.where(rows >= tables.dense_ends, rows - tables.dense_sizes, rows)
 
-    ``cell``: ``[N, Ld, D]`` uint32 values held in int64; ``strides``: ``[Ld, D]``.
+
+def _hashed_rows(cell: torch.Tensor, tables: LevelTables) -> torch.Tensor:
+    """Rows ``[N, Lh, C]`` of the hashed levels; ``cell`` is ``[N, Lh, D]``.
+
+    ``(corner_d * prime_d) mod 2^32``: int32 products wrap to the same 32 bits,
+    and ``(c + 1) * p`` is ``c * p + p``.
     """
-    low = cell * strides
-    high = (cell + 1) * strides
-    index = _combine_corners(low, high, "add") & _UINT32
-    return torch.remainder(index, sizes[:, None])
-
-
-def _hashed_rows(cell: torch.Tensor, primes: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
-    """Hashed-level rows, ``[N, Lh, C]``, before the level offset.
-
-    tcnn's coherent-prime hash, ``XOR_d (corner_d * prime_d)`` in uint32
-    arithmetic, modulo the level's table size. Products of two uint32 values
-    can exceed int64's range; the int64 multiply wraps and its low 32 bits are
-    the uint32 product, which is all the mask keeps.
-    """
-    low = (cell * primes) & _UINT32
-    high = ((cell + 1) * primes) & _UINT32
-    index = _combine_corners(low, high, "xor")
-    return torch.remainder(index, sizes[:, None])
+    low = cell * tables.primes
+    index = combine_corners(low, low + tables.primes, "xor")
+    return (index & tables.hashed_masks) + tables.hashed_offsets
 
 
 def grid_lookup(
@@ -135,83 +174,63 @@ def grid_lookup(
     """Rows and interpolation weights of every (point, level, corner).
 
     Args:
-        positions: ``[N, D]`` points, nominally in [0, 1] (tcnn does not clamp;
-            neither does this: outside points wrap as tcnn's uint32 cells do).
+        positions: ``[N, D]`` points in [0, 1]; values outside are clamped
+            (tcnn wraps them around the uint32 range, which no caller wants).
         tables: the level table on the points' device.
         interpolation: ``"Nearest"``, ``"Linear"`` or ``"Smoothstep"``.
         weight_dtype: dtype of the returned weights (the table's dtype).
 
     Returns:
         ``(rows, weights)``, both ``[N * L, C]`` (``C = 2^D``, or 1 for
-        ``Nearest``); ``rows`` int64 into the flat ``[n_entries, F]`` table,
-        ``weights`` differentiable with respect to ``positions``.
+        ``Nearest``); ``rows`` index the flat ``[n_entries, F]`` table
+        (``tables.index_dtype``), ``weights`` are differentiable with respect
+        to ``positions``.
     """
-    n_points, dims = positions.shape
+    n_points = positions.shape[0]
     n_levels = tables.scales.shape[0]
-    # tcnn computes pos = fmaf(scale, x, 0.5f) with one rounding in float32.
-    # The product of two float32 values is exact in float64, so computing in
-    # float64 and rounding once to float32 reproduces it (up to the rare case
-    # where the float64 sum itself lands on a float32 rounding tie).
-    pos = positions.to(torch.float64)[:, None, :] * tables.scales[None, :, None] + 0.5
+    positions = positions.clamp(0.0, 1.0)
+    # tcnn: pos = fmaf(scale, x, 0.5f), one rounding in float32. The product of
+    # two float32 values is exact in float64, so computing in float64 and
+    # rounding once to float32 reproduces it (but for the rare float64 sum that
+    # lands exactly on a float32 rounding tie).
+    pos = positions.to(torch.float64)[:, None, :] * tables.scales[:, None] + 0.5  # [N, L, D]
     if weight_dtype != torch.float64:
         pos = pos.to(torch.float32)
     cell_float = torch.floor(pos)
-    frac = pos - cell_float  # [N, L, D], carries the gradient
-    cell = cell_float.detach().to(torch.int64) & _UINT32  # tcnn: (uint32_t)(int)floor
+    cell = cell_float.detach().to(tables.index_dtype)
 
     if interpolation == "Nearest":
-        corner_cells = cell[:, :, None, :]  # [N, L, 1, D]
+        corners = cell[:, :, None, :]  # the cell's own vertex only
         # Piecewise constant: no gradient with respect to the positions (tcnn: zero).
-        weights = torch.ones(n_points, n_levels, 1, dtype=weight_dtype, device=positions.device)
-        rows = _rows_for_corners(corner_cells, tables, single_corner=True)
-        return rows.reshape(n_points * n_levels, 1), weights.reshape(n_points * n_levels, 1)
+        weights = torch.ones(n_points * n_levels, 1, dtype=weight_dtype, device=positions.device)
+    else:
+        frac = pos - cell_float  # carries the gradient
+        if interpolation == "Smoothstep":
+            frac = frac * frac * (3.0 - 2.0 * frac)
+        frac = frac.to(weight_dtype)
+        weights = combine_corners(1.0 - frac, frac, "mul").reshape(n_points * n_levels, -1)
+        corners = None
+    rows = _rows(cell, tables, nearest=corners is not None)
+    return rows.reshape(n_points * n_levels, -1), weights
 
-    if interpolation == "Smoothstep":
-        frac = frac * frac * (3.0 - 2.0 * frac)
-    frac = frac.to(weight_dtype)
-    weights = _combine_corners(1.0 - frac, frac, "mul")  # [N, L, C]
-    rows = _rows_for_corners(cell, tables, single_corner=False)
-    n_corners = weights.shape[-1]
-    return rows.reshape(n_points * n_levels, n_corners), weights.reshape(n_points * n_levels, n_corners)
 
-
-def _rows_for_corners(cell: torch.Tensor, tables: LevelTables, single_corner: bool) -> torch.Tensor:
-    """Flat-table rows ``[N, L, C]`` for cells ``[N, L, D]`` (or ``[N, L, 1, D]``).
-
-    With ``single_corner`` the cell itself is the only corner (``Nearest``).
-    """
-    n_points, n_levels = cell.shape[0], cell.shape[1]
-    n_corners = 1 if single_corner else 2 ** cell.shape[-1]
-    rows = torch.empty(n_points, n_levels, n_corners, dtype=torch.int64, device=cell.device)
-    if single_corner:
-        cell = cell[:, :, 0, :]
-    for levels, is_hashed in ((tables.dense_levels, False), (tables.hashed_levels, True)):
-        if levels.numel() == 0:
-            continue
+def _rows(cell: torch.Tensor, tables: LevelTables, nearest: bool) -> torch.Tensor:
+    """Table rows ``[N, L, C]`` for cells ``[N, L, D]``, both level groups."""
+    n_points, n_levels, dims = cell.shape
+    groups = []
+    if tables.dense_levels.numel():
+        groups.append((tables.dense_levels, _dense_rows))
+    if tables.hashed_levels.numel():
+        groups.append((tables.hashed_levels, _hashed_rows))
+    rows = None
+    for levels, rows_of in groups:  # at most two groups: dense and hashed
         group = cell if levels.numel() == n_levels else cell.index_select(1, levels)
-        sizes = tables.sizes[levels]
-        if single_corner:
-            if is_hashed:
-                index = _xor_reduce((group * tables.primes) & _UINT32)
-                index = torch.remainder(index, sizes)
-            else:
-                index = torch.remainder((group * tables.strides[levels]).sum(-1) & _UINT32, sizes)
-            index = index[..., None]
-        elif is_hashed:
-            index = _hashed_rows(group, tables.primes, sizes)
-        else:
-            index = _dense_rows(group, tables.strides[levels], sizes)
-        index = index + tables.offsets[levels][:, None]
+        index = rows_of(group, tables)
+        if nearest:
+            index = index[..., :1]  # corner 0 is the cell's own vertex
         if levels.numel() == n_levels:
-            rows = index
-        else:
-            rows[:, levels] = index
+            return index
+        if rows is None:
+            rows = torch.empty(n_points, n_levels, index.shape[-1], dtype=index.dtype, device=cell.device)
+        rows[:, levels] = index
     return rows
-
-
-def _xor_reduce(terms: torch.Tensor) -> torch.Tensor:
-    """XOR over the last dimension of an int64 tensor ``[..., D]``."""
-    result = terms[..., 0]
-    for d in range(1, terms.shape[-1]):  # D <= 4 dimensions
-        result = result ^ terms[..., d]
-    return result

@@ -1,0 +1,134 @@
+#!/usr/bin/env python
+"""Throughput of the grid encodings: forward + backward, points per second.
+
+Compares, at the seed protocol's sizes (35 600 points = 200 x 178 pixels,
+16 levels, 2 features, base resolution 1, max resolution 32):
+
+- ``per-level loop``: the usual way to write a grid in PyTorch, one level at
+  a time with 2^D corner lookups, vectorised over points (written out below,
+  the baseline to beat);
+- ``TorchGrid`` on *new* points every call, and on the *same* points every
+  call (the training case: a neural field of an image sees the same pixel
+  coordinates at each step, and TorchGrid reuses what depends only on them);
+- each encoding version V0..V6 (grid plus its PyTorch layers) on the same
+  points, with every available backend.
+
+Run: ``python scripts/bench_encoding.py [--points 35600] [--repeats 20]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+
+from hashwfa.encodings import HashEncoding, TorchGrid, VERSIONS
+
+PRIMES = (1, 2654435761, 805459861, 3674653429)
+
+
+class PerLevelLoopGrid(torch.nn.Module):
+    """The baseline: a plain hash/dense grid that loops over levels.
+
+    Same layout and numbers as TorchGrid for 2-D Linear grids; int64 indices,
+    ``torch.remainder`` for the modulo, autograd through advanced indexing.
+    """
+
+    def __init__(self, grid: TorchGrid) -> None:
+        super().__init__()
+        self.layout = grid.layout
+        self.params = torch.nn.Parameter(grid.params.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        F = self.layout.config.n_features_per_level
+        table = self.params.view(-1, F)
+        outs = []
+        for level in range(self.layout.config.n_levels):
+            scale = float(self.layout.scales[level])
+            res = int(self.layout.resolutions[level])
+            size = int(self.layout.sizes[level])
+            offset = int(self.layout.offsets[level])
+            pos = x * scale + 0.5
+            cell = torch.floor(pos)
+            frac = pos - cell
+            cell = cell.long()
+            acc = 0
+            for cy in (0, 1):
+                for cx in (0, 1):
+                    corner = cell + torch.tensor([cx, cy])
+                    if self.layout.hashed[level]:
+                        index = (corner[:, 0] * PRIMES[0]) ^ (corner[:, 1] * PRIMES[1])
+                        index = index & 0xFFFFFFFF
+                    else:
+                        index = corner[:, 0] + corner[:, 1] * res
+                    index = torch.remainder(index, size) + offset
+                    wx = frac[:, 0] if cx else 1 - frac[:, 0]
+                    wy = frac[:, 1] if cy else 1 - frac[:, 1]
+                    acc = acc + (wx * wy)[:, None] * table[index]
+            outs.append(acc)
+        return torch.cat(outs, dim=1)
+
+
+def time_step(module: torch.nn.Module, make_points, repeats: int) -> float:
+    """Median seconds of one forward + backward (sum of outputs) call."""
+    times = []
+    for i in range(repeats + 2):
+        x = make_points()
+        start = time.perf_counter()
+        module.zero_grad(set_to_none=True)
+        out = module(x)
+        out.sum().backward()
+        if i >= 2:  # two warm-up calls
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--points", type=int, default=200 * 178)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    n = args.points
+    generator = torch.Generator().manual_seed(0)
+    fixed_points = torch.rand(n, 2, generator=generator)
+    seed_grid = {
+        "otype": "HashGrid",
+        "n_levels": 16,
+        "n_features_per_level": 2,
+        "log2_hashmap_size": 19,
+        "base_resolution": 1,
+        "per_level_scale": 32 ** (1 / 15),
+    }
+    print(f"# grid encoding throughput, {n} points, 16 levels x 2 features, max resolution 32")
+    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print("| encoding | points | seconds / step | points / s | vs per-level loop |")
+    print("|---|---|---|---|---|")
+
+    grid = TorchGrid(2, seed_grid)
+    loop = PerLevelLoopGrid(grid)
+    new_points = lambda: torch.rand(n, 2, generator=generator)  # noqa: E731
+    same_points = lambda: fixed_points  # noqa: E731
+    baseline = time_step(loop, new_points, args.repeats)
+
+    def row(name: str, kind: str, seconds: float) -> None:
+        print(f"| {name} | {kind} | {seconds * 1e3:.1f} ms | {n / seconds:,.0f} | {baseline / seconds:.1f}x |")
+
+    row("per-level loop (baseline)", "new", baseline)
+    row("TorchGrid", "new", time_step(grid, new_points, args.repeats))
+    row("TorchGrid", "same", time_step(grid, same_points, args.repeats))
+
+    coords = fixed_points * 2 - 1  # HashEncoding takes [-1, 1]
+    for version in sorted(VERSIONS):
+        encoding = HashEncoding(version, base_resolution=1, max_resolution=32, backend="torch")
+        row(f"V{version} {VERSIONS[version]} (torch)", "same", time_step(encoding, lambda: coords, args.repeats))
+
+
+if __name__ == "__main__":
+    main()
