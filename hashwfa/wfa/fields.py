@@ -1,0 +1,94 @@
+"""Magnetic-field maps: the result of an inversion or the truth of a synthetic cube."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Tuple, Union
+
+import numpy as np
+from astropy.io import fits
+
+from hashwfa.errors import HashwfaError
+from hashwfa.wfa.physics import bqbu_to_bt_azimuth
+
+#: FITS extension name and BUNIT of every map, in the order they are written.
+MAP_UNITS: Tuple[Tuple[str, str, str], ...] = (
+    ("blos", "BLOS", "G"),
+    ("bq", "BQ", "G2"),
+    ("bu", "BU", "G2"),
+    ("bt", "BTRANS", "G"),
+    ("azimuth", "AZIMUTH", "rad"),
+)
+
+
+@dataclass
+class FieldMaps:
+    """Magnetic-field maps of shape ``(ny, nx)``, float64.
+
+    Attributes:
+        blos: line-of-sight field B_los [G].
+        bq: B_Q = B_t^2 cos 2phi [G^2].
+        bu: B_U = B_t^2 sin 2phi [G^2].
+        bt: transverse field B_t [G].
+        azimuth: azimuth phi [rad] in [0, pi), measured from the +x axis
+            (image columns) towards +y (rows); Q > 0 is polarisation along x.
+
+    NaN marks pixels without a solution (invalid data).
+    """
+
+    blos: np.ndarray
+    bq: np.ndarray
+    bu: np.ndarray
+    bt: np.ndarray
+    azimuth: np.ndarray
+
+    @classmethod
+    def from_bqbu(cls, blos: np.ndarray, bq: np.ndarray, bu: np.ndarray) -> "FieldMaps":
+        """Build the maps from B_los [G] and (B_Q, B_U) [G^2]; B_t and azimuth are derived."""
+        blos = np.asarray(blos, dtype=np.float64)
+        bq = np.asarray(bq, dtype=np.float64)
+        bu = np.asarray(bu, dtype=np.float64)
+        bt, azimuth = bqbu_to_bt_azimuth(bq, bu)
+        return cls(blos=blos, bq=bq, bu=bu, bt=bt, azimuth=azimuth)
+
+    @property
+    def shape(self) -> Tuple[int, ...]:
+        """``(ny, nx)``."""
+        return self.blos.shape
+
+    def as_dict(self) -> Dict[str, np.ndarray]:
+        """The maps by attribute name (``blos``, ``bq``, ``bu``, ``bt``, ``azimuth``)."""
+        return {name: getattr(self, name) for name, _, _ in MAP_UNITS}
+
+    def to_hdus(self, prefix: str = "") -> List[fits.ImageHDU]:
+        """One float32 image extension per map, named ``prefix + BLOS, BQ, BU,
+        BTRANS, AZIMUTH`` with BUNIT ``G``, ``G2``, ``G2``, ``G``, ``rad``."""
+        hdus = []
+        for attr, ext, unit in MAP_UNITS:
+            hdr = fits.Header()
+            hdr["BUNIT"] = (unit, {"G": "gauss", "G2": "gauss^2", "rad": "radians, 0..pi from +x to +y"}[unit])
+            hdus.append(fits.ImageHDU(getattr(self, attr).astype(np.float32), header=hdr, name=prefix + ext))
+        return hdus
+
+    @classmethod
+    def from_fits(cls, path: Union[str, Path], prefix: str = "") -> "FieldMaps":
+        """Read maps written by :meth:`to_hdus` (extensions ``prefix + BLOS`` ...) as float64.
+
+        Raises:
+            HashwfaError: when the file is missing or lacks an extension.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise HashwfaError(f"{path}: field-map file not found; check the path")
+        maps = {}
+        with fits.open(path, memmap=False) as hdul:
+            names = [h.name for h in hdul]
+            for attr, ext, _ in MAP_UNITS:
+                if prefix + ext not in names:
+                    raise HashwfaError(
+                        f"{path}: no image extension {prefix + ext!r} (has {names}); expected "
+                        f"{', '.join(prefix + e for _, e, _ in MAP_UNITS)}"
+                    )
+                maps[attr] = np.array(hdul[prefix + ext].data, dtype=np.float64)
+        return cls(**maps)

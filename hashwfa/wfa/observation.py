@@ -1,0 +1,557 @@
+"""Observations: a Stokes cube, its wavelengths, the line, and what to fit.
+
+In memory the cube is a numpy array ``(ny, nx, 4, nw)``: rows y, columns x,
+Stokes I, Q, U, V, wavelengths. On disk (:meth:`Observation.write_fits`) it is
+the primary image of a FITS file in that same numpy order, i.e. in FITS terms
+``NAXIS1 = nw`` (wavelength, fastest), ``NAXIS2 = 4`` (Stokes, ``CTYPE2 =
+'STOKES'``, 1..4 = I, Q, U, V), ``NAXIS3 = nx``, ``NAXIS4 = ny``; the header
+keyword ``HWAXES = 'Y,X,STOKES,WAVE'`` records it. The wavelengths are the
+1-D primary image of a second FITS file, in Angstrom relative to the line
+centre (``BUNIT = 'Angstrom'``, ``WAVEREF = 'LINE_CENTRE'``).
+:meth:`Observation.from_fits` also reads the SSTRED/CRISPEX order (numpy
+``(4, nw, ny, nx)``, optionally with a leading time axis of length 1),
+wavelengths in nm or absolute, and says what it assumed.
+
+A pixel is *valid* when the user's mask allows it and every value the WFA
+uses there is finite: I at the active wavelengths and their neighbours (for
+the derivatives; the interior neighbour's three points at either end), Q, U
+and V at the active wavelengths. Invalid pixels are left out
+of every loss and estimate; their count is reported once, when the
+observation is built.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from astropy.io import fits
+
+from hashwfa.errors import HashwfaError
+from hashwfa.wfa.fitsio import PathLike, provenance_cards, read_image, write_atomic
+from hashwfa.wfa.lines import LINES, SpectralLine, get_line
+from hashwfa.wfa.physics import intensity_derivative, intensity_second_derivative
+
+#: Largest |lambda - lambda0| [A] we accept as an offset from the line centre;
+#: wavelengths within this distance of the centre are taken as absolute.
+MAX_OFFSET = 100.0
+
+#: Numpy axis order of the cube on disk and in memory (see module docstring).
+AXES_KEYWORD_VALUE = "Y,X,STOKES,WAVE"
+
+STOKES_NAMES = ("I", "Q", "U", "V")
+
+
+class WFAInputs(NamedTuple):
+    """What the WFA needs from an observation, for its P valid pixels.
+
+    Attributes:
+        index: ``(P,)`` int64 flat pixel indices (row-major y, x).
+        dI_dlambda: ``(P, A)`` dI/dlambda at the A active wavelengths [1/A].
+        d2I_dlambda2: ``(P, A)`` d^2I/dlambda^2 there [1/A^2] (None if nw < 3).
+        q, u, v: ``(P, A)`` observed Stokes Q, U, V at the active wavelengths.
+        wavelengths: ``(A,)`` active wavelengths relative to line centre [A].
+    """
+
+    index: np.ndarray
+    dI_dlambda: np.ndarray
+    d2I_dlambda2: Optional[np.ndarray]
+    q: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    wavelengths: np.ndarray
+
+
+def relative_wavelengths(
+    wavelengths: np.ndarray, line: SpectralLine, source: str
+) -> Tuple[np.ndarray, str]:
+    """Wavelengths in Angstrom relative to the line centre, whatever was given.
+
+    Offsets (all ``|w| < 100`` A) are returned as they are. Values within 100 A
+    of the line centre are taken as absolute Angstrom, values within 10 nm of
+    it as absolute nm; both are converted with a warning that says so.
+
+    Args:
+        wavelengths: ``(nw,)`` finite values.
+        line: the observed line (its centre decides what "absolute" means).
+        source: name of the data, for messages.
+
+    Returns:
+        ``(relative, reference)`` with ``reference`` ``"line centre"`` or a
+        phrase describing the conversion done.
+
+    Raises:
+        HashwfaError: when the values fit none of these readings.
+    """
+    wl = np.asarray(wavelengths, dtype=np.float64)
+    if np.all(np.abs(wl) < MAX_OFFSET):
+        return wl, "line centre"
+    c = line.center
+    span = f"{wl.min():.6g} .. {wl.max():.6g}"
+    if np.all(np.abs(wl - c) < MAX_OFFSET):
+        rel, how = wl - c, "absolute Angstrom"
+    elif np.all(np.abs(10.0 * wl - c) < MAX_OFFSET):
+        rel, how = 10.0 * wl - c, "absolute nm"
+    else:
+        raise HashwfaError(
+            f"{source}: wavelengths span {span}, which is neither offsets from the line centre in "
+            f"Angstrom (|offset| < {MAX_OFFSET:g}) nor absolute wavelengths around line {line.name} "
+            f"({c} A); give Angstrom relative to the line centre (mA: divide by 1000), or choose "
+            "the right line"
+        )
+    warnings.warn(
+        f"{source}: wavelengths ({span}) look like {how}; assumed {how} and converted them to "
+        f"Angstrom relative to the centre of line {line.name} ({c} A)",
+        stacklevel=3,
+    )
+    return rel, f"converted from {how}"
+
+
+def _as_float_tuple(values: Any, n: int, what: str, source: str) -> Tuple[float, ...]:
+    try:
+        out = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise HashwfaError(f"{source}: {what} must be {n} numbers, got {values!r}") from None
+    if len(out) != n or not all(np.isfinite(v) and v >= 0 for v in out):
+        raise HashwfaError(
+            f"{source}: {what} = {values!r}; expected {n} finite non-negative numbers "
+            f"(one per Stokes parameter {', '.join(STOKES_NAMES[:n])})"
+        )
+    return out
+
+
+class Observation:
+    """A Stokes cube with its wavelength axis, line and fit settings.
+
+    Args:
+        stokes: ``(ny, nx, 4, nw)`` array, Stokes I, Q, U, V along axis 2, in
+            any intensity unit (usually the continuum intensity). Stored as
+            float64.
+        wavelengths: ``(nw,)`` strictly increasing, Angstrom relative to the
+            line centre. Absolute Angstrom or nm are accepted and converted
+            (with a warning saying so).
+        line: the observed line (:class:`SpectralLine`, name such as
+            ``"5173"``, or a definition dict; see :func:`get_line`).
+        active_indices: wavelength indices used by the fit (distinct, in
+            ``0..nw-1``); stored sorted.
+        weights: per-Stokes weights (I, Q, U, V) of the loss; I has no WFA
+            model and its weight is kept only for the record.
+        mask: ``(ny, nx)`` bool, True = use the pixel; None = all.
+        source: name of the data used in messages (file name, "synthetic").
+        unit: the intensity unit, written as BUNIT (e.g. ``"Ic"``: normalised
+            to the continuum; ``""`` if unknown).
+
+    Raises:
+        HashwfaError: wrong number of dimensions, a Stokes axis that is not 4,
+            wavelength length mismatch, wavelengths not strictly increasing or
+            not finite, active indices out of range or repeated, bad weights,
+            a mask of the wrong shape, or no valid pixel at all.
+
+    Warns:
+        UserWarning: once, with the number of pixels that have NaN or
+            infinite values (they are left out of every fit); and when
+            absolute wavelengths were converted.
+    """
+
+    def __init__(
+        self,
+        stokes: np.ndarray,
+        wavelengths: np.ndarray,
+        line: Union[str, SpectralLine, Dict[str, Any]] = "5173",
+        active_indices: Sequence[int] = (5, 6, 7),
+        weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+        mask: Optional[np.ndarray] = None,
+        source: Optional[str] = None,
+        unit: str = "",
+    ) -> None:
+        self.source = str(source) if source is not None else "observation"
+        src = self.source
+        self.line = get_line(line)
+        self.unit = str(unit)
+
+        cube = np.asarray(stokes)
+        if cube.ndim != 4:
+            raise HashwfaError(
+                f"{src}: Stokes cube has shape {cube.shape} ({cube.ndim} dimensions); expected 4 "
+                "dimensions (ny, nx, 4, nw) with I, Q, U, V along axis 2"
+            )
+        if cube.shape[2] != 4:
+            hint = ""
+            if cube.shape[0] == 4:
+                hint = " (a (4, nw, ny, nx) cube converts with np.transpose(cube, (2, 3, 0, 1)))"
+            raise HashwfaError(
+                f"{src}: Stokes cube has shape {cube.shape}; its Stokes axis (axis 2) has length "
+                f"{cube.shape[2]}, expected 4 (I, Q, U, V) in shape (ny, nx, 4, nw){hint}"
+            )
+        if not np.issubdtype(cube.dtype, np.number):
+            raise HashwfaError(f"{src}: Stokes cube has dtype {cube.dtype}; expected a float array")
+        self.stokes = np.asarray(cube, dtype=np.float64)
+        ny, nx, _, nw = self.stokes.shape
+        if ny < 1 or nx < 1:
+            raise HashwfaError(f"{src}: Stokes cube has shape {cube.shape}; it has no pixels")
+
+        wl = np.asarray(wavelengths, dtype=np.float64) if np.ndim(wavelengths) else np.asarray([wavelengths], float)
+        if wl.ndim != 1 or wl.shape[0] != nw:
+            raise HashwfaError(
+                f"{src}: wavelengths have shape {wl.shape} but the Stokes cube {cube.shape} has "
+                f"nw = {nw} wavelengths (axis 3); expected wavelengths of shape ({nw},)"
+            )
+        if nw < 2:
+            raise HashwfaError(f"{src}: the cube has {nw} wavelength; dI/dlambda needs at least 2 (ideally 3+)")
+        if not np.all(np.isfinite(wl)):
+            raise HashwfaError(f"{src}: wavelengths contain NaN or infinite values; all {nw} must be finite")
+        steps = np.diff(wl)
+        if not np.all(steps > 0):
+            k = int(np.argmax(steps <= 0))
+            raise HashwfaError(
+                f"{src}: wavelengths are not strictly increasing (index {k}: {wl[k]:.6g} then "
+                f"{k + 1}: {wl[k + 1]:.6g}); sort the wavelengths and the cube's axis 3 together "
+                "and drop duplicates"
+            )
+        self.wavelengths, self.wavelength_reference = relative_wavelengths(wl, self.line, src)
+
+        try:
+            idx = [int(i) for i in active_indices]
+            if any(int(i) != i for i in active_indices):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise HashwfaError(
+                f"{src}: active_indices = {active_indices!r}; expected a list of integer wavelength indices"
+            ) from None
+        if not idx:
+            raise HashwfaError(f"{src}: active_indices is empty; give at least one index in 0..{nw - 1}")
+        bad = [i for i in idx if not 0 <= i < nw]
+        if bad:
+            raise HashwfaError(
+                f"{src}: active_indices {tuple(idx)} out of range: {bad} not in 0..{nw - 1} "
+                f"for nw = {nw} wavelengths"
+            )
+        if len(set(idx)) != len(idx):
+            raise HashwfaError(f"{src}: active_indices {tuple(idx)} repeat an index; list each once")
+        self.active_indices: Tuple[int, ...] = tuple(sorted(idx))
+        self.weights: Tuple[float, float, float, float] = _as_float_tuple(weights, 4, "weights", src)  # type: ignore[assignment]
+
+        if mask is None:
+            user_mask = np.ones((ny, nx), dtype=bool)
+        else:
+            user_mask = np.asarray(mask)
+            if user_mask.shape != (ny, nx):
+                raise HashwfaError(
+                    f"{src}: mask has shape {user_mask.shape}; expected ({ny}, {nx}) like the cube's "
+                    "first two axes (True = use the pixel)"
+                )
+            user_mask = user_mask.astype(bool)
+        self.mask = user_mask
+
+        # Finite check only over the values the WFA reads (see module docstring), so a
+        # NaN at an unused wavelength does not throw a pixel away.
+        needed_i = sorted({j for i in self.active_indices for j in self._stencil(i, nw)})
+        act = list(self.active_indices)
+        finite = np.all(np.isfinite(self.stokes[:, :, 0, needed_i]), axis=-1)
+        finite &= np.all(np.isfinite(self.stokes[:, :, 1:, act]), axis=(-2, -1))
+        self.n_nonfinite = int(np.count_nonzero(~finite))
+        self.valid = (finite & user_mask).reshape(-1)
+        if self.n_nonfinite:
+            warnings.warn(
+                f"{src}: {self.n_nonfinite} of {ny * nx} pixels have NaN or infinite values at the "
+                "wavelengths the WFA uses; they are left out of every fit (the pixel-wise WFA "
+                "reports NaN there)",
+                stacklevel=2,
+            )
+        if not self.valid.any():
+            raise HashwfaError(
+                f"{src}: no valid pixel: all {ny * nx} pixels are masked out or have NaN/inf values; "
+                "check the mask and the data"
+            )
+        self._dI: Optional[np.ndarray] = None
+
+    @staticmethod
+    def _stencil(i: int, nw: int) -> Tuple[int, ...]:
+        """Wavelength indices of I that dI/dlambda and d^2I/dlambda^2 at index ``i`` depend on."""
+        if nw < 3:
+            return tuple(range(nw))
+        i = min(max(i, 1), nw - 2)  # the ends use their interior neighbour's stencil
+        return (i - 1, i, i + 1)
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def ny(self) -> int:
+        """Number of rows (y)."""
+        return self.stokes.shape[0]
+
+    @property
+    def nx(self) -> int:
+        """Number of columns (x)."""
+        return self.stokes.shape[1]
+
+    @property
+    def nw(self) -> int:
+        """Number of wavelengths."""
+        return self.stokes.shape[3]
+
+    @property
+    def n_pixels(self) -> int:
+        """All pixels, ``ny * nx`` (valid or not)."""
+        return self.ny * self.nx
+
+    @property
+    def n_valid(self) -> int:
+        """Number of valid pixels."""
+        return int(np.count_nonzero(self.valid))
+
+    @property
+    def valid_index(self) -> np.ndarray:
+        """``(P,)`` int64 flat indices (row-major y, x) of the valid pixels."""
+        return np.flatnonzero(self.valid).astype(np.int64)
+
+    @property
+    def active_wavelengths(self) -> np.ndarray:
+        """``(A,)`` active wavelengths relative to line centre [A]."""
+        return self.wavelengths[list(self.active_indices)]
+
+    # ------------------------------------------------------------------ views
+    def coordinates(self) -> np.ndarray:
+        """Pixel-centre coordinates, ``np.float32 (ny*nx, 2)``, columns (y, x).
+
+        Pixel centres are spread evenly over [-1, 1] along each axis (first
+        pixel at -1, last at +1; 0 for an axis of length 1), rows in
+        row-major (y, x) order like :attr:`valid`.
+        """
+        def axis(n: int) -> np.ndarray:
+            return np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(1)
+
+        yy, xx = np.meshgrid(axis(self.ny), axis(self.nx), indexing="ij")
+        return np.stack([yy.reshape(-1), xx.reshape(-1)], axis=1).astype(np.float32)
+
+    @property
+    def flat_stokes(self) -> np.ndarray:
+        """``(ny*nx, 4, nw)`` view of the cube, pixels in row-major (y, x) order."""
+        return self.stokes.reshape(self.n_pixels, 4, self.nw)
+
+    def intensity_derivative(self) -> np.ndarray:
+        """dI/dlambda ``(ny, nx, nw)`` [intensity/A] (NaN/inf only where I is not finite)."""
+        if self._dI is None:
+            with np.errstate(invalid="ignore", over="ignore"):
+                self._dI = intensity_derivative(self.stokes[:, :, 0, :], self.wavelengths)
+        return self._dI
+
+    def wfa_inputs(self) -> WFAInputs:
+        """The valid pixels' dI/dlambda, d^2I/dlambda^2 and Q, U, V at the active wavelengths (float64).
+
+        Computed from the valid pixels only, with non-finite values at
+        wavelengths the WFA does not read zeroed first, so no NaN or inf
+        reaches the result.
+        """
+        index = self.valid_index
+        act = list(self.active_indices)
+        spectra = self.flat_stokes[index]  # (P, 4, nw) copy
+        intensity = spectra[:, 0, :]
+        intensity = np.where(np.isfinite(intensity), intensity, 0.0)
+        dI = intensity_derivative(intensity, self.wavelengths)[:, act]
+        d2I = intensity_second_derivative(intensity, self.wavelengths)[:, act] if self.nw >= 3 else None
+        return WFAInputs(
+            index=index,
+            dI_dlambda=np.ascontiguousarray(dI),
+            d2I_dlambda2=None if d2I is None else np.ascontiguousarray(d2I),
+            q=np.ascontiguousarray(spectra[:, 1, act]),
+            u=np.ascontiguousarray(spectra[:, 2, act]),
+            v=np.ascontiguousarray(spectra[:, 3, act]),
+            wavelengths=self.active_wavelengths,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Observation({self.source!r}, shape=(ny={self.ny}, nx={self.nx}, 4, nw={self.nw}), "
+            f"line={self.line.name}, active={self.active_indices}, valid={self.n_valid}/{self.n_pixels})"
+        )
+
+    # ------------------------------------------------------------------ FITS
+    def write_fits(
+        self,
+        stokes_path: PathLike,
+        wavelengths_path: PathLike,
+        overwrite: bool = False,
+        header: Optional[Dict[str, Any]] = None,
+        dtype: Any = np.float32,
+    ) -> Tuple[Path, Path]:
+        """Write the cube and the wavelengths as two FITS files.
+
+        ``stokes_path``: primary image ``(ny, nx, 4, nw)`` in numpy order (see
+        the module docstring), ``dtype`` (float32 by default: 7 significant
+        digits, far below any noise), BUNIT, the line (LINE, LINECEN [A],
+        LINEJ1/J2/G1/G2), ACTIVE indices, WEIGHTS, provenance (ORIGIN,
+        HWVERS, DATE) and a ``MASK`` image extension (uint8, 1 = use) when a
+        mask excludes pixels. ``wavelengths_path``: primary 1-D float64 image,
+        Angstrom relative to the line centre. ``header``: extra cards
+        (keyword -> value or (value, comment)) for the cube's header.
+
+        Writes are atomic. Returns the two paths.
+
+        Raises:
+            HashwfaError: when a file exists and ``overwrite`` is False.
+        """
+        line = self.line
+        line_cards = [
+            ("LINE", line.name, "spectral line (hashwfa name)"),
+            ("LINECEN", line.center, "[Angstrom] line centre wavelength"),
+            ("LINEJ1", line.j1, "J of level 1 (lower)"),
+            ("LINEJ2", line.j2, "J of level 2 (upper)"),
+            ("LINEG1", line.g1, "Lande g of level 1"),
+            ("LINEG2", line.g2, "Lande g of level 2"),
+        ]
+        hdr = fits.Header()
+        hdr["BUNIT"] = (self.unit, "intensity unit (Ic: continuum intensity)")
+        hdr["HWAXES"] = (AXES_KEYWORD_VALUE, "numpy axis order (FITS NAXIS4..NAXIS1)")
+        hdr["CTYPE2"] = ("STOKES", "FITS axis 2 is Stokes: 1..4 = I, Q, U, V")
+        hdr["CRPIX2"], hdr["CRVAL2"], hdr["CDELT2"] = 1.0, 1.0, 1.0
+        for key, value, comment in line_cards:
+            hdr[key] = (value, comment)
+        hdr["ACTIVE"] = (",".join(str(i) for i in self.active_indices), "active wavelength indices (0-based)")
+        hdr["WEIGHTS"] = (",".join(f"{w:g}" for w in self.weights), "loss weights of I, Q, U, V")
+        hdr["WAVEFILE"] = (Path(wavelengths_path).name, "file with the wavelength axis")
+        for key, value, comment in provenance_cards():
+            hdr[key] = (value, comment)
+        for key, value in (header or {}).items():
+            hdr[key] = value
+        hdr.add_comment("Axes (numpy order): y, x, Stokes (I, Q, U, V), wavelength.")
+        hdr.add_comment("FITS order: NAXIS1 = wavelength, NAXIS2 = Stokes, NAXIS3 = x, NAXIS4 = y.")
+        hdus = [fits.PrimaryHDU(self.stokes.astype(dtype), header=hdr)]
+        if not self.mask.all():
+            mhdr = fits.Header()
+            mhdr["COMMENT"] = "1 = pixel used by the fit, 0 = masked out by the user"
+            hdus.append(fits.ImageHDU(self.mask.astype(np.uint8), header=mhdr, name="MASK"))
+
+        whdr = fits.Header()
+        whdr["BUNIT"] = ("Angstrom", "wavelength unit")
+        whdr["WAVEREF"] = ("LINE_CENTRE", "wavelengths are offsets from LINECEN")
+        for key, value, comment in line_cards[:2]:
+            whdr[key] = (value, comment)
+        for key, value, comment in provenance_cards():
+            whdr[key] = (value, comment)
+        sp = write_atomic(fits.HDUList(hdus), stokes_path, overwrite)
+        wp = write_atomic(fits.HDUList([fits.PrimaryHDU(self.wavelengths.astype(np.float64), header=whdr)]),
+                          wavelengths_path, overwrite)
+        return sp, wp
+
+    @classmethod
+    def from_fits(
+        cls,
+        stokes_path: PathLike,
+        wavelengths_path: PathLike,
+        line: Union[None, str, SpectralLine, Dict[str, Any]] = None,
+        active_indices: Sequence[int] = (5, 6, 7),
+        weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+        mask: Optional[np.ndarray] = None,
+        axis_order: str = "auto",
+    ) -> "Observation":
+        """Read an observation from a Stokes-cube FITS file and a wavelengths FITS file.
+
+        Args:
+            stokes_path: FITS file whose primary image is the cube; numpy
+                order ``(ny, nx, 4, nw)`` (this package's layout) or
+                ``(4, nw, ny, nx)`` (SSTRED/CRISPEX; a leading time axis of
+                length 1 is dropped). A ``MASK`` image extension is read.
+            wavelengths_path: FITS file whose primary image is the ``(nw,)``
+                wavelengths. Unit from BUNIT (Angstrom by default; nm and mA
+                are converted); ``WAVEREF = 'ABSOLUTE'`` or values near the
+                line centre are taken as absolute and converted.
+            line: the line; None takes the cube's LINE header keyword (a
+                line this package does not know is rebuilt from LINECEN,
+                LINEJ1/J2/G1/G2), else ``"5173"``.
+            active_indices, weights, mask: as for :class:`Observation`
+                (``mask`` overrides a MASK extension).
+            axis_order: ``"auto"`` (header HWAXES, else the shape decides),
+                ``"yxsw"`` for ``(ny, nx, 4, nw)`` or ``"swyx"`` for
+                ``(4, nw, ny, nx)``.
+
+        Raises:
+            HashwfaError: missing or unreadable files, wavelengths that are
+                not 1-D, an unknown unit, a shape that fits no layout, and all
+                the checks of :class:`Observation` (messages name the file).
+        """
+        spath, wpath = Path(stokes_path), Path(wavelengths_path)
+        wl, whdr, _ = read_image(wpath, "wavelengths")
+        if wl.ndim != 1:
+            if wl.size == max(wl.shape, default=0):
+                wl = wl.reshape(-1)  # (1, nw) or (nw, 1): an unambiguous 1-D axis
+            else:
+                raise HashwfaError(
+                    f"{wpath}: wavelengths image has shape {wl.shape}; expected a 1-D image (nw,) "
+                    "in the primary HDU"
+                )
+        wl = wl.astype(np.float64)
+        unit = str(whdr.get("BUNIT", whdr.get("CUNIT1", "Angstrom"))).strip().lower()
+        scale = {"": 1.0, "angstrom": 1.0, "angstroms": 1.0, "a": 1.0, "aa": 1.0, "0.1 nm": 1.0,
+                 "nm": 10.0, "nanometer": 10.0, "ma": 1e-3, "mangstrom": 1e-3, "milliangstrom": 1e-3}
+        if unit not in scale:
+            raise HashwfaError(
+                f"{wpath}: wavelength unit BUNIT = {unit!r} is not understood; use 'Angstrom', 'nm' or 'mA'"
+            )
+        wl = wl * scale[unit]
+
+        data, shdr, file_mask = read_image(spath, "Stokes cube")
+        if line is None:
+            line = _line_from_header(shdr, spath)
+        line = get_line(line)
+        if str(whdr.get("WAVEREF", "")).strip().upper() == "ABSOLUTE":
+            wl = wl - line.center
+            warnings.warn(f"{wpath}: WAVEREF = 'ABSOLUTE': subtracted the centre of line {line.name} "
+                          f"({line.center} A)", stacklevel=2)
+        cube = _to_yxsw(data, shdr, wl.shape[0], axis_order, spath)
+        if mask is None and file_mask is not None:
+            mask = file_mask.astype(bool)
+        try:
+            return cls(cube, wl, line=line, active_indices=active_indices, weights=weights, mask=mask,
+                       source=str(spath), unit=str(shdr.get("BUNIT", "")))
+        except HashwfaError as exc:
+            if "wavelength" in str(exc):
+                # Name both files: the fix may be in either.
+                raise HashwfaError(f"{exc} (wavelengths read from {wpath})") from None
+            raise
+
+
+def _line_from_header(header: fits.Header, path: Path) -> Union[str, Dict[str, Any]]:
+    """The line named by a cube header: a known name, a definition, or the default 5173."""
+    name = header.get("LINE")
+    if name is None:
+        return "5173"
+    name = str(name).strip()
+    if name in LINES:
+        return name
+    keys = ("LINECEN", "LINEJ1", "LINEJ2", "LINEG1", "LINEG2")
+    if all(k in header for k in keys):
+        return {"name": name, "center": header["LINECEN"], "j1": header["LINEJ1"], "j2": header["LINEJ2"],
+                "g1": header["LINEG1"], "g2": header["LINEG2"]}
+    return name  # get_line raises the error listing the known lines
+
+
+def _to_yxsw(data: np.ndarray, header: fits.Header, nw: int, axis_order: str, path: Path) -> np.ndarray:
+    """Bring a cube read from FITS into numpy order ``(ny, nx, 4, nw)``."""
+    order = axis_order.lower()
+    if order not in ("auto", "yxsw", "swyx"):
+        raise HashwfaError(f"axis_order = {axis_order!r}; use 'auto', 'yxsw' (ny, nx, 4, nw) or 'swyx' (4, nw, ny, nx)")
+    if data.ndim == 5 and data.shape[0] == 1:
+        warnings.warn(f"{path}: dropped a leading axis of length 1 (time) from shape {data.shape}", stacklevel=3)
+        data = data[0]
+    if order == "auto":
+        declared = str(header.get("HWAXES", "")).replace(" ", "").upper()
+        if declared == AXES_KEYWORD_VALUE:
+            order = "yxsw"
+        elif data.ndim == 4 and data.shape[2] == 4 and data.shape[3] == nw:
+            order = "yxsw"
+        elif data.ndim == 4 and data.shape[0] == 4 and data.shape[1] == nw:
+            order = "swyx"
+            warnings.warn(
+                f"{path}: cube of shape {data.shape} read as (4, nw, ny, nx) (SSTRED/CRISPEX order) and "
+                "transposed to (ny, nx, 4, nw)", stacklevel=3)
+        else:
+            order = "yxsw"  # let Observation report what is wrong with the shape
+    if order == "swyx":
+        if data.ndim != 4:
+            raise HashwfaError(
+                f"{path}: cube has shape {data.shape} ({data.ndim} dimensions); expected 4 "
+                "dimensions (4, nw, ny, nx) for axis_order 'swyx'")
+        data = np.transpose(data, (2, 3, 0, 1))
+    return data
