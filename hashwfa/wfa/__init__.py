@@ -1,0 +1,40 @@
+"""Weak-field physics: spectral lines, observations, the WFA forward model and
+loss, the pixel-wise WFA, and a synthetic plage with known truth.
+
+This subpackage takes magnetic-field values, not networks: it never imports
+:mod:`hashwfa.encodings` (the solver that couples the two lives in its own
+module and is not imported here).
+"""
+
+from hashwfa.wfa.fields import FieldMaps
+from hashwfa.wfa.lines import LINES, SpectralLine, get_line
+from hashwfa.wfa.loss import WFALoss
+from hashwfa.wfa.observation import Observation
+from hashwfa.wfa.physics import (
+    azimuth_difference,
+    bqbu_to_bt_azimuth,
+    bt_azimuth_to_bqbu,
+    forward_stokes,
+    intensity_derivative,
+    wfa_coefficients,
+)
+from hashwfa.wfa.pixelwise import pixel_wfa
+from hashwfa.wfa.synthetic import SyntheticPlage, synthetic_plage
+
+__all__ = [
+    "FieldMaps",
+    "LINES",
+    "Observation",
+    "SpectralLine",
+    "SyntheticPlage",
+    "WFALoss",
+    "azimuth_difference",
+    "bqbu_to_bt_azimuth",
+    "bt_azimuth_to_bqbu",
+    "forward_stokes",
+    "get_line",
+    "intensity_derivative",
+    "pixel_wfa",
+    "synthetic_plage",
+    "wfa_coefficients",
+]

@@ -1,0 +1,73 @@
+"""The classic pixel-by-pixel (algebraic) weak-field inversion.
+
+The WFA is linear in B_los and in (B_Q, B_U), with one unknown each, so the
+least-squares solution over the active wavelengths a of one pixel is closed
+form::
+
+    B_los = sum_a V_a c_a / sum_a c_a^2,          c_a = C geff dI/dlambda_a
+    B_Q   = sum_a Q_a k_a / sum_a k_a^2,          k_a = 0.75 C^2 Gg dI/dlambda_a / dl_a
+    B_U   = sum_a U_a k_a / sum_a k_a^2
+
+(per-Stokes weights do not change a one-unknown fit; with
+``qu_form="second_derivative"``, ``k_a = -0.25 C^2 Gg d^2I/dlambda^2_a``). A pixel whose
+denominator is 0 (flat intensity, or every active wavelength inside the line
+core for Q/U) gets the minimum-norm solution 0. Computed for all valid pixels
+at once with numpy; invalid pixels are NaN.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import numpy as np
+
+from hashwfa.wfa.fields import FieldMaps
+from hashwfa.wfa.lines import SpectralLine
+from hashwfa.wfa.observation import Observation
+from hashwfa.wfa.physics import CORE_CUTOFF, wfa_coefficients
+
+
+def _solve(data: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """Per-row least squares of ``data ~ coef * b``; 0 where ``coef`` is all 0."""
+    num = np.sum(data * coef, axis=-1)
+    den = np.sum(coef * coef, axis=-1)
+    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+
+def pixel_wfa(
+    observation: Observation,
+    line: Union[None, str, SpectralLine] = None,
+    core_cutoff: float = CORE_CUTOFF,
+    qu_form: str = "wing",
+) -> FieldMaps:
+    """Pixel-wise WFA inversion of an observation.
+
+    Args:
+        observation: the :class:`Observation` (its active wavelengths and
+            valid pixels are used).
+        line: override the observation's line (name or :class:`SpectralLine`).
+        core_cutoff: Angstrom; with the wing form Q/U use only active
+            wavelengths with ``|dl| > core_cutoff``.
+        qu_form: ``"wing"`` (seed protocol) or ``"second_derivative"``
+            (see :mod:`hashwfa.wfa.physics`).
+
+    Returns:
+        :class:`FieldMaps` of shape ``(ny, nx)``, float64: ``blos`` [G],
+        ``bq``, ``bu`` [G^2], ``bt`` [G], ``azimuth`` [rad, 0..pi); NaN exactly
+        at the invalid pixels.
+    """
+    line = observation.line if line is None else line
+    inputs = observation.wfa_inputs()
+    coef_v, coef_qu = wfa_coefficients(inputs.dI_dlambda, inputs.wavelengths, line, core_cutoff,
+                                       qu_form=qu_form, d2I_dlambda2=inputs.d2I_dlambda2)
+
+    def to_map(values: np.ndarray) -> np.ndarray:
+        out = np.full(observation.n_pixels, np.nan)
+        out[inputs.index] = values
+        return out.reshape(observation.ny, observation.nx)
+
+    return FieldMaps.from_bqbu(
+        blos=to_map(_solve(inputs.v, coef_v)),
+        bq=to_map(_solve(inputs.q, coef_qu)),
+        bu=to_map(_solve(inputs.u, coef_qu)),
+    )

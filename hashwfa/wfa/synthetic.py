@@ -1,0 +1,364 @@
+"""A synthetic plage observation with a known magnetic field.
+
+The real CRISP cube of the seed study is not available, so this module makes
+one on the same wavelength grid (Mg I b2 5173, 13 wavelengths from -0.24 to
++0.24 A in 0.04 A steps, active indices 5, 6, 7) with a field that looks
+like chromospheric plage:
+
+- **B_los** [G]: compact kG flux concentrations (Gaussian blobs of 1-3 px,
+  peaks ~0.4-1.5 kG, 88 % of one polarity) clustered on a network of cell
+  boundaries inside a plage envelope, compressed smoothly so that no pixel
+  exceeds ~1.45 kG; plus a weaker extended field (diffuse plage field up to
+  ~100 G, a 35 G rms field of 10 px scale, and a 10 G rms mixed-polarity field
+  of 1.5 px scale that is below the noise).
+- **Transverse field** [G]: the horizontal part of the potential field of
+  B_los at a height of 2.5 px (it fans out of the concentrations like
+  chromospheric fibrils) plus a smooth random canopy field, and fibril
+  striations (white noise smeared along the field direction by a line
+  integral convolution) modulating B_t by +-30 %. Azimuth from +x towards
+  +y, in [0, pi).
+- **Line** (per pixel, smooth): Gaussian absorption ``a(dl) = depth *
+  exp(-((dl - shift) / width)^2)`` with depth 0.45-0.75 (shallower in plage,
+  where the core is filled in), 1/e half-width ~0.14 A (broader in plage) and
+  Doppler shifts of a few tenths of km/s (downflows around concentrations).
+
+Two forward models:
+
+- ``"zeeman"`` (default): the full anomalous Zeeman pattern of the line's
+  levels in the weak-line limit (:mod:`hashwfa.wfa.zeeman`): *not* the WFA.
+  Inversions meet model error as on real data: the finite-difference
+  dI/dlambda on the 0.04 A grid and the field's non-linearity for V, and for
+  Q and U the WFA's wing formula, which at +-0.04 A (inside the inflection
+  points of any line the grid resolves) does not even have the sign of the
+  Zeeman signal.
+- ``"wfa"``: the zero-field profile for I and the exact WFA forward model
+  (:func:`hashwfa.wfa.physics.forward_stokes` of its three-point dI/dlambda)
+  for Q, U, V; the pixel-wise WFA recovers the field exactly without noise.
+
+Noise: Gaussian, the same sigma (``noise`` times the continuum, which is 1)
+in I, Q, U and V. The result is deterministic for a seed: the field, the
+line maps and the noise draw from three independent streams of it, so the
+same seed with another noise level gives the same field and the same noise
+pattern, scaled.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from astropy.io import fits
+
+from hashwfa.errors import HashwfaError
+from hashwfa.wfa.fields import FieldMaps
+from hashwfa.wfa.fitsio import provenance_cards, write_atomic
+from hashwfa.wfa.lines import SpectralLine, get_line
+from hashwfa.wfa.observation import Observation
+from hashwfa.wfa.physics import (QU_FORMS, bt_azimuth_to_bqbu, forward_stokes, intensity_derivative,
+                                 intensity_second_derivative)
+from hashwfa.wfa.zeeman import zeeman_stokes
+
+#: The CRISP Mg I b2 grid of the seed study [A from line centre].
+CRISP_WAVELENGTHS = np.round(np.linspace(-0.24, 0.24, 13), 10)
+#: Its active indices.
+CRISP_ACTIVE = (5, 6, 7)
+MODELS = ("zeeman", "wfa")
+#: Speed of light [km/s], for Doppler shifts.
+C_KMS = 299792.458
+
+
+@dataclass
+class SyntheticPlage:
+    """A synthetic observation with its truth.
+
+    Attributes:
+        observation: the :class:`Observation` (Stokes in continuum units, Ic).
+        truth: the true :class:`FieldMaps` ``(ny, nx)``.
+        atmosphere: line-parameter maps ``(ny, nx)``: ``depth`` (continuum
+            units), ``width`` (1/e half-width, A), ``shift`` (Doppler shift, A).
+        parameters: how it was made (ny, nx, seed, noise, model, line, pattern).
+    """
+
+    observation: Observation
+    truth: FieldMaps
+    atmosphere: Dict[str, np.ndarray] = field(default_factory=dict)
+    parameters: Dict[str, Any] = field(default_factory=dict)
+
+    def header_cards(self) -> Dict[str, Tuple[Any, str]]:
+        """FITS cards describing how the data were made (SYNTHET, SEED, NOISE, MODEL, PATTERN)."""
+        p = self.parameters
+        return {
+            "SYNTHET": (True, "synthetic plage made by hashwfa"),
+            "SEED": (p["seed"], "random seed of synthetic_plage"),
+            "NOISE": (p["noise"], "noise sigma in units of the continuum"),
+            "MODEL": (p["model"], "forward model: zeeman (not the WFA) or wfa"),
+            "PATTERN": (p["pattern"], "Zeeman pattern: full or triplet"),
+            "QUFORM": (p["qu_form"], "Q/U form of model wfa: wing or second_derivative"),
+        }
+
+    def write_fits(self, directory: Union[str, Path], overwrite: bool = False) -> Dict[str, Path]:
+        """Write ``stokes.fits``, ``wavelengths.fits`` and ``truth.fits`` into ``directory``.
+
+        ``truth.fits`` holds image extensions BLOS [G], BQ [G2], BU [G2],
+        BTRANS [G], AZIMUTH [rad] and the line maps DEPTH [Ic], WIDTH [A],
+        SHIFT [A]. The directory is created if needed; writes are atomic.
+
+        Returns:
+            ``{"stokes": path, "wavelengths": path, "truth": path}``.
+
+        Raises:
+            HashwfaError: when a file exists and ``overwrite`` is False.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        paths = {name: directory / f"{name}.fits" for name in ("stokes", "wavelengths", "truth")}
+        if not overwrite:
+            for path in paths.values():
+                if path.exists():
+                    raise HashwfaError(f"{path}: file exists; pass overwrite=True or choose another directory")
+        cards = self.header_cards()
+        self.observation.write_fits(paths["stokes"], paths["wavelengths"], overwrite=overwrite, header=cards)
+        hdr = fits.Header()
+        for key, value, comment in provenance_cards():
+            hdr[key] = (value, comment)
+        for key, value in cards.items():
+            hdr[key] = value
+        hdr["LINE"] = (self.observation.line.name, "spectral line (hashwfa name)")
+        hdr.add_comment("True field of the synthetic plage: extensions BLOS, BQ, BU, BTRANS, AZIMUTH,")
+        hdr.add_comment("and the line parameters DEPTH, WIDTH, SHIFT; all (ny, nx).")
+        hdus = [fits.PrimaryHDU(header=hdr)] + self.truth.to_hdus()
+        for name, unit, comment in (("depth", "Ic", "line depth, continuum units"),
+                                    ("width", "Angstrom", "1/e half-width of the Gaussian"),
+                                    ("shift", "Angstrom", "Doppler shift, + = red")):
+            ext = fits.Header()
+            ext["BUNIT"] = (unit, comment)
+            hdus.append(fits.ImageHDU(self.atmosphere[name].astype(np.float32), header=ext, name=name.upper()))
+        write_atomic(fits.HDUList(hdus), paths["truth"], overwrite=True)
+        return paths
+
+
+# ---------------------------------------------------------------------- helpers
+def _smooth_noise(rng: np.random.Generator, shape: Tuple[int, int], scale: float) -> np.ndarray:
+    """Gaussian random field of unit expected rms, correlation length ``scale`` px (periodic).
+
+    Normalised by the filter's expected variance, not the sample's, so that
+    tiny images (where the field is nearly constant) stay finite."""
+    white = rng.standard_normal(shape)
+    ky = np.fft.fftfreq(shape[0])[:, None]
+    kx = np.fft.fftfreq(shape[1])[None, :]
+    kernel = np.exp(-2.0 * (math.pi * scale) ** 2 * (kx * kx + ky * ky))
+    out = np.fft.ifft2(np.fft.fft2(white) * kernel).real
+    # Filtered unit white noise has variance mean(kernel^2) (Parseval).
+    return out / math.sqrt(float(np.mean(kernel * kernel)))
+
+
+def _potential_horizontal(bz: np.ndarray, height: float, pad: int = 32) -> Tuple[np.ndarray, np.ndarray]:
+    """Horizontal field (B_x, B_y) [G] at ``height`` px of the potential field whose
+    vertical field at 0 is ``bz``: ``B_h(k) = -i k/|k| B_z(k) exp(-|k| h)``.
+    Zero-padded so the periodic FFT does not wrap flux across the borders."""
+    ny, nx = bz.shape
+    padded = np.zeros((ny + 2 * pad, nx + 2 * pad))
+    padded[pad:pad + ny, pad:pad + nx] = bz
+    ky = 2 * math.pi * np.fft.fftfreq(padded.shape[0])[:, None]
+    kx = 2 * math.pi * np.fft.rfftfreq(padded.shape[1])[None, :]
+    k = np.hypot(kx, ky)
+    k[0, 0] = 1.0  # the mean has no horizontal field
+    spec = np.fft.rfft2(padded) * np.exp(-k * height) / k
+    bx = np.fft.irfft2(-1j * kx * spec, s=padded.shape)[pad:pad + ny, pad:pad + nx]
+    by = np.fft.irfft2(-1j * ky * spec, s=padded.shape)[pad:pad + ny, pad:pad + nx]
+    return bx, by
+
+
+def _bilinear(image: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Sample ``image`` at fractional (y, x), clamped to the borders."""
+    ny, nx = image.shape
+    y = np.clip(y, 0, ny - 1)
+    x = np.clip(x, 0, nx - 1)
+    y0 = np.minimum(np.floor(y).astype(int), ny - 2) if ny > 1 else np.zeros_like(y, int)
+    x0 = np.minimum(np.floor(x).astype(int), nx - 2) if nx > 1 else np.zeros_like(x, int)
+    fy, fx = y - y0, x - x0
+    y1, x1 = np.minimum(y0 + 1, ny - 1), np.minimum(x0 + 1, nx - 1)
+    return ((1 - fy) * (1 - fx) * image[y0, x0] + (1 - fy) * fx * image[y0, x1]
+            + fy * (1 - fx) * image[y1, x0] + fy * fx * image[y1, x1])
+
+
+def _fibril_texture(rng: np.random.Generator, azimuth: np.ndarray, length: int = 6) -> np.ndarray:
+    """Unit-rms striations along ``azimuth``: white noise averaged over a straight
+    segment of +-``length`` px through each pixel in the local field direction
+    (a line integral convolution)."""
+    ny, nx = azimuth.shape
+    noise = rng.standard_normal((ny, nx))
+    yy, xx = np.meshgrid(np.arange(ny, dtype=float), np.arange(nx, dtype=float), indexing="ij")
+    dy, dx = np.sin(azimuth), np.cos(azimuth)
+    acc = np.zeros((ny, nx))
+    for step in range(-length, length + 1):  # 2L+1 vectorised samples, not a pixel loop
+        acc += _bilinear(noise, yy + step * dy, xx + step * dx)
+    # Mean of 2L+1 correlated samples; normalise by the expected rms of a mean of
+    # roughly independent ones (steps are ~1 px apart), not the sample rms.
+    return (acc / (2 * length + 1)) * math.sqrt(2 * length + 1)
+
+
+def _network_lanes(rng: np.random.Generator, shape: Tuple[int, int], cell: float) -> np.ndarray:
+    """In [0, 1]: close to 1 on the boundaries of random cells of size ``cell`` px
+    (a Voronoi network like the supergranular network that plage outlines)."""
+    ny, nx = shape
+    n_cells = max(4, int(round(ny * nx / cell ** 2)))
+    centres = rng.uniform((0, 0), (ny, nx), size=(n_cells, 2))
+    yy, xx = np.meshgrid(np.arange(ny, dtype=float), np.arange(nx, dtype=float), indexing="ij")
+    d = np.hypot(yy[..., None] - centres[:, 0], xx[..., None] - centres[:, 1])  # (ny, nx, n_cells)
+    d2 = np.partition(d, 1, axis=-1)[..., :2]
+    return np.exp(-((d2[..., 1] - d2[..., 0]) / (0.18 * cell)) ** 2)
+
+
+def _make_field(rng: np.random.Generator, ny: int, nx: int) -> Tuple[FieldMaps, np.ndarray, np.ndarray]:
+    """The true field and two helper maps: the plage envelope and the concentration field."""
+    shape = (ny, nx)
+    # Plage envelope: a smooth random field switched on over ~half of the area.
+    env_noise = _smooth_noise(rng, shape, scale=0.18 * max(ny, nx))
+    envelope = 1.0 / (1.0 + np.exp(-(env_noise + 0.1) / 0.35))
+
+    # Flux concentrations on the network lanes inside the plage.
+    lanes = _network_lanes(rng, shape, cell=22.0)
+    accept = envelope ** 1.5 * (0.15 + 0.85 * lanes)
+    n_blobs = max(1, int(round(0.004 * ny * nx)))
+    cand = rng.uniform((0, 0), (ny, nx), size=(20 * n_blobs, 2))
+    keep = rng.uniform(size=cand.shape[0]) < accept[cand[:, 0].astype(int), cand[:, 1].astype(int)]
+    pos = cand[keep][:n_blobs]
+    n = pos.shape[0]
+    sigma = rng.uniform(1.0, 3.0, n)
+    peak = np.clip(rng.lognormal(math.log(650.0), 0.45, n), 150.0, 1500.0)
+    polarity = np.where(rng.uniform(size=n) < 0.88, 1.0, -1.0)
+    yy, xx = np.meshgrid(np.arange(ny, dtype=float), np.arange(nx, dtype=float), indexing="ij")
+    conc = np.zeros(shape)
+    for k in range(n):  # a loop over ~140 blobs, each a vectorised image
+        r2 = (yy - pos[k, 0]) ** 2 + (xx - pos[k, 1]) ** 2
+        conc += polarity[k] * peak[k] * np.exp(-0.5 * r2 / sigma[k] ** 2)
+    # Overlapping blobs must not exceed what the WFA handles on this line (~1.5 kG).
+    conc = 1450.0 * np.tanh(conc / 1450.0)
+
+    # Weaker extended field: diffuse plage field, a mesoscale field, and a
+    # small-scale mixed-polarity field below the noise.
+    diffuse = 100.0 * envelope + 35.0 * _smooth_noise(rng, shape, 10.0) + 10.0 * _smooth_noise(rng, shape, 1.5)
+    blos = conc + diffuse
+
+    # Transverse field: potential-field fan-out of the flux plus a random canopy,
+    # with striations along the field direction (fibrils).
+    bx, by = _potential_horizontal(blos, height=2.5)
+    bx = 1.6 * bx + 60.0 * _smooth_noise(rng, shape, 15.0)
+    by = 1.6 * by + 60.0 * _smooth_noise(rng, shape, 15.0)
+    azimuth = np.mod(np.arctan2(by, bx), math.pi)
+    azimuth = np.where(azimuth >= math.pi, azimuth - math.pi, azimuth)
+    striation = _fibril_texture(rng, azimuth, length=6)
+    bt = np.hypot(bx, by) * np.clip(1.0 + 0.3 * striation, 0.3, 1.9)
+    bq, bu = bt_azimuth_to_bqbu(bt, azimuth)
+    return FieldMaps(blos=blos, bq=bq, bu=bu, bt=bt, azimuth=azimuth), envelope, conc
+
+
+def _make_atmosphere(rng: np.random.Generator, envelope: np.ndarray, conc: np.ndarray,
+                     center: float) -> Dict[str, np.ndarray]:
+    """Smooth maps of line depth [Ic], 1/e half-width [A] and Doppler shift [A]."""
+    shape = envelope.shape
+    depth = 0.68 - 0.15 * envelope + 0.03 * _smooth_noise(rng, shape, 8.0)
+    width = 0.14 * (1.0 + 0.10 * envelope + 0.04 * _smooth_noise(rng, shape, 8.0))
+    # Velocities [km/s]: a smooth pattern of 0.4 km/s rms, and downflows of up to
+    # 0.3 km/s around the concentrations (where |B| falls off); redshift positive.
+    edge = np.abs(conc) / 1450.0
+    v = 0.4 * _smooth_noise(rng, shape, 6.0) + 1.2 * edge * (1.0 - edge)
+    return {"depth": np.clip(depth, 0.3, 0.9), "width": width, "shift": v * center / C_KMS}
+
+
+# ---------------------------------------------------------------------- public
+def synthetic_plage(
+    ny: int = 200,
+    nx: int = 178,
+    seed: int = 0,
+    noise: float = 1e-3,
+    model: str = "zeeman",
+    line: Union[str, SpectralLine] = "5173",
+    wavelengths: Optional[Sequence[float]] = None,
+    active_indices: Sequence[int] = CRISP_ACTIVE,
+    pattern: str = "full",
+    qu_form: str = "wing",
+) -> SyntheticPlage:
+    """Make a synthetic plage observation and its true field.
+
+    Args:
+        ny, nx: image size in pixels (>= 2 each); 200 x 178 like the seed data.
+        seed: integer seed; the result is the same for the same arguments.
+        noise: Gaussian noise sigma in units of the continuum (>= 0), added to
+            I, Q, U, V.
+        model: ``"zeeman"`` (full Zeeman pattern, not the WFA) or ``"wfa"``
+            (the WFA forward model exactly); see the module docstring.
+        line: the line (name or :class:`SpectralLine`); the field and line
+            maps do not depend on it.
+        wavelengths: ``(nw,)`` Angstrom from line centre; default the CRISP
+            grid -0.24..+0.24 A in 0.04 A steps.
+        active_indices: default (5, 6, 7).
+        pattern: Zeeman pattern for ``model="zeeman"``: ``"full"`` (the
+            levels' anomalous splitting) or ``"triplet"`` (effective triplet).
+        qu_form: Q/U form of ``model="wfa"``: ``"wing"`` (seed protocol) or
+            ``"second_derivative"`` (see :mod:`hashwfa.wfa.physics`).
+
+    Returns:
+        :class:`SyntheticPlage` (observation in continuum units, truth, line
+        maps, parameters).
+
+    Raises:
+        HashwfaError: for a bad size, seed, noise level, model or pattern.
+    """
+    for name, value in (("ny", ny), ("nx", nx)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2:
+            raise HashwfaError(f"synthetic_plage: {name} = {value!r}; expected an integer >= 2 (pixels)")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise HashwfaError(f"synthetic_plage: seed = {seed!r}; expected a non-negative integer")
+    try:
+        noise = float(noise)
+    except (TypeError, ValueError):
+        noise = float("nan")
+    if not math.isfinite(noise) or noise < 0:
+        raise HashwfaError(f"synthetic_plage: noise = {noise!r}; expected a finite sigma >= 0 in continuum units")
+    if model not in MODELS:
+        raise HashwfaError(f"synthetic_plage: model = {model!r} unknown; use one of {', '.join(MODELS)}")
+    if pattern not in ("full", "triplet"):
+        raise HashwfaError(f"synthetic_plage: pattern = {pattern!r} unknown; use 'full' or 'triplet'")
+    if qu_form not in QU_FORMS:
+        raise HashwfaError(f"synthetic_plage: qu_form = {qu_form!r} unknown; use one of {', '.join(QU_FORMS)}")
+    line = get_line(line)
+    wl = CRISP_WAVELENGTHS.copy() if wavelengths is None else np.asarray(wavelengths, dtype=np.float64)
+    if wl.ndim != 1 or wl.shape[0] < 2 or not np.all(np.diff(wl) > 0) or np.any(np.abs(wl) >= 100):
+        raise HashwfaError(
+            f"synthetic_plage: wavelengths {wl!r}; expected a strictly increasing (nw,) axis in "
+            "Angstrom relative to the line centre"
+        )
+
+    rng_field, rng_atm, rng_noise = (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(3))
+    truth, envelope, conc = _make_field(rng_field, int(ny), int(nx))
+    atm = _make_atmosphere(rng_atm, envelope, conc, line.center)
+    depth, width, shift = (atm[k][..., None] for k in ("depth", "width", "shift"))
+
+    def absorption(dl: np.ndarray) -> np.ndarray:
+        return depth * np.exp(-(((dl - shift) / width) ** 2))
+
+    if model == "zeeman":
+        b = np.hypot(truth.blos, truth.bt)
+        inclination = np.arctan2(truth.bt, truth.blos)
+        stokes_i, stokes_q, stokes_u, stokes_v = zeeman_stokes(
+            absorption, wl, line, b, inclination, truth.azimuth, pattern=pattern)
+    else:
+        stokes_i = 1.0 - absorption(np.broadcast_to(wl, depth.shape[:-1] + wl.shape))
+        dI = intensity_derivative(stokes_i, wl)
+        d2I = intensity_second_derivative(stokes_i, wl) if qu_form == "second_derivative" else None
+        stokes_q, stokes_u, stokes_v = forward_stokes(dI, wl, line, blos=truth.blos, bq=truth.bq, bu=truth.bu,
+                                                      qu_form=qu_form, d2I_dlambda2=d2I)
+    stokes = np.stack([stokes_i, stokes_q, stokes_u, stokes_v], axis=2)
+    if noise > 0:
+        stokes = stokes + noise * rng_noise.standard_normal(stokes.shape)
+
+    params = {"ny": int(ny), "nx": int(nx), "seed": int(seed), "noise": noise, "model": model,
+              "line": line.name, "pattern": pattern, "qu_form": qu_form}
+    obs = Observation(stokes, wl, line=line, active_indices=active_indices,
+                      source=f"synthetic plage (seed={int(seed)}, model={model}, noise={noise:g})", unit="Ic")
+    return SyntheticPlage(observation=obs, truth=truth, atmosphere=atm, parameters=params)
