@@ -194,9 +194,13 @@ class Observation:
 
         wl = np.asarray(wavelengths, dtype=np.float64) if np.ndim(wavelengths) else np.asarray([wavelengths], float)
         if wl.ndim != 1 or wl.shape[0] != nw:
+            hint = ""
+            if wl.ndim == 1 and cube.shape[0] == 4 and cube.shape[1] == wl.shape[0]:
+                hint = (" (the cube looks like (4, nw, ny, nx); convert it with "
+                        "np.transpose(cube, (2, 3, 0, 1)))")
             raise HashwfaError(
                 f"{src}: wavelengths have shape {wl.shape} but the Stokes cube {cube.shape} has "
-                f"nw = {nw} wavelengths (axis 3); expected wavelengths of shape ({nw},)"
+                f"nw = {nw} wavelengths (axis 3); expected wavelengths of shape ({nw},){hint}"
             )
         if nw < 2:
             raise HashwfaError(f"{src}: the cube has {nw} wavelength; dI/dlambda needs at least 2 (ideally 3+)")

@@ -1,0 +1,107 @@
+"""The synthetic plage: grid, determinism, realism bounds, FITS files, errors."""
+
+import math
+import time
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+import hashwfa
+from hashwfa.errors import HashwfaError
+from hashwfa.wfa.fields import FieldMaps
+from hashwfa.wfa.observation import Observation
+from hashwfa.wfa.pixelwise import pixel_wfa
+from hashwfa.wfa.synthetic import synthetic_plage
+
+
+def test_default_size_grid_and_speed():
+    t0 = time.perf_counter()
+    plage = synthetic_plage()
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 10.0  # ~0.2 s on one core; generous for slow CI
+    obs = plage.observation
+    assert obs.stokes.shape == (200, 178, 4, 13)
+    np.testing.assert_allclose(obs.wavelengths, -0.24 + 0.04 * np.arange(13), atol=1e-12)
+    assert obs.active_indices == (5, 6, 7) and obs.line.name == "5173" and obs.unit == "Ic"
+    t = plage.truth
+    assert t.blos.shape == (200, 178)
+    # plage: kG concentrations but within what the WFA handles, a weaker extended field
+    assert 900 < np.abs(t.blos).max() <= 1500
+    assert 0.01 < np.mean(np.abs(t.blos) > 500) < 0.2
+    assert np.median(np.abs(t.blos)) < 150
+    assert np.all((t.azimuth >= 0) & (t.azimuth < math.pi))
+    np.testing.assert_allclose(t.bq, t.bt ** 2 * np.cos(2 * t.azimuth), atol=1e-6 * t.bt.max() ** 2)
+    a = plage.atmosphere
+    assert 0.3 <= a["depth"].min() and a["depth"].max() <= 0.9
+    assert np.abs(a["shift"]).max() < 0.05  # a few tenths of km/s
+    # the noise matters for the weak field: the pixel-wise B_los error there is several gauss
+    res = pixel_wfa(obs)
+    weak = np.abs(t.blos) < 100
+    assert np.sqrt(np.mean((res.blos - t.blos)[weak] ** 2)) > 5.0
+
+
+def test_deterministic_and_seeded():
+    a = synthetic_plage(ny=20, nx=16, seed=5)
+    b = synthetic_plage(ny=20, nx=16, seed=5)
+    c = synthetic_plage(ny=20, nx=16, seed=6)
+    np.testing.assert_array_equal(a.observation.stokes, b.observation.stokes)
+    np.testing.assert_array_equal(a.truth.blos, b.truth.blos)
+    assert not np.array_equal(a.truth.blos, c.truth.blos)
+    # another noise level: same field, same noise pattern scaled
+    clean = synthetic_plage(ny=20, nx=16, seed=5, noise=0.0)
+    loud = synthetic_plage(ny=20, nx=16, seed=5, noise=2e-3)
+    np.testing.assert_array_equal(clean.truth.bt, a.truth.bt)
+    np.testing.assert_allclose(loud.observation.stokes - clean.observation.stokes,
+                               2 * (a.observation.stokes - clean.observation.stokes), atol=1e-12)
+    noise = a.observation.stokes - clean.observation.stokes
+    assert noise.std() == pytest.approx(1e-3, rel=0.05)
+
+
+def test_models_differ_but_share_the_field():
+    z = synthetic_plage(ny=16, nx=14, seed=1, noise=0.0, model="zeeman")
+    w = synthetic_plage(ny=16, nx=14, seed=1, noise=0.0, model="wfa")
+    np.testing.assert_array_equal(z.truth.blos, w.truth.blos)
+    assert not np.allclose(z.observation.stokes, w.observation.stokes)
+    assert z.parameters["model"] == "zeeman" and w.parameters["model"] == "wfa"
+
+
+def test_write_fits(tmp_path):
+    plage = synthetic_plage(ny=12, nx=10, seed=3)
+    paths = plage.write_fits(tmp_path / "plage")
+    assert sorted(p.name for p in paths.values()) == ["stokes.fits", "truth.fits", "wavelengths.fits"]
+    with fits.open(paths["truth"]) as hdul:
+        assert hdul[0].header["HWVERS"] == hashwfa.__version__ and hdul[0].header["SEED"] == 3
+        units = {h.name: h.header.get("BUNIT") for h in hdul[1:]}
+    assert units["BLOS"] == "G" and units["BTRANS"] == "G" and units["BQ"] == "G2"
+    assert units["BU"] == "G2" and units["AZIMUTH"] == "rad" and units["WIDTH"] == "Angstrom"
+    with fits.open(paths["stokes"]) as hdul:
+        assert hdul[0].header["MODEL"] == "zeeman" and hdul[0].header["NOISE"] == 1e-3
+    obs = Observation.from_fits(paths["stokes"], paths["wavelengths"])
+    np.testing.assert_allclose(obs.stokes, plage.observation.stokes, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(obs.wavelengths, plage.observation.wavelengths)
+    truth = FieldMaps.from_fits(paths["truth"])
+    np.testing.assert_allclose(truth.blos, plage.truth.blos, rtol=1e-6)
+    np.testing.assert_allclose(truth.azimuth, plage.truth.azimuth, rtol=1e-6)
+    with pytest.raises(HashwfaError, match="exists"):
+        plage.write_fits(tmp_path / "plage")
+    plage.write_fits(tmp_path / "plage", overwrite=True)
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"ny": 1}, "ny"),
+        ({"nx": 2.5}, "nx"),
+        ({"seed": -1}, "seed"),
+        ({"noise": -1e-3}, "noise"),
+        ({"noise": float("nan")}, "noise"),
+        ({"model": "milne"}, "model"),
+        ({"pattern": "quartet"}, "pattern"),
+        ({"line": "9999"}, "5173"),
+        ({"wavelengths": [0.1, 0.0, 0.2]}, "increasing"),
+    ],
+)
+def test_bad_arguments(kwargs, words):
+    with pytest.raises(HashwfaError, match=words):
+        synthetic_plage(**{"ny": 8, "nx": 8, **kwargs})
