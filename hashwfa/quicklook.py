@@ -14,6 +14,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from hashwfa.results import atomic_path
+from hashwfa.wfa.fields import FieldMaps
+from hashwfa.wfa.physics import azimuth_difference
 
 __all__ = ["write_quicklook"]
 
@@ -41,11 +43,11 @@ def _show(fig: Figure, ax: Any, data: np.ndarray, title: str, cmap: str, vmin: f
 
 def write_quicklook(
     path: Union[str, Path],
-    result: Any,
-    wfa: Any,
+    maps: FieldMaps,
+    wfa: FieldMaps,
     history: Mapping[str, Mapping[str, List[float]]],
     *,
-    truth: Any = None,
+    truth: Optional[FieldMaps] = None,
     title: str = "",
     dpi: int = 100,
 ) -> None:
@@ -56,8 +58,8 @@ def write_quicklook(
     column shows the loss (and learning rate) per epoch of both phases.
 
     Args:
-        result, wfa, truth: objects with ``.blos .bt .azimuth`` (ny, nx)
-            (gauss, gauss, radians).
+        maps, wfa, truth: the neural field's, the pixel-wise WFA's and the
+            true maps (truth: synthetic data only), (ny, nx).
         history: ``{"blos": {"loss": [...], "lr": [...]}, "bqbu": {...}}``.
         title: the figure's title (version, data, final loss).
     """
@@ -68,9 +70,9 @@ def write_quicklook(
     if title:
         fig.suptitle(title, fontsize=11)
 
-    blos_lim = _limits(result.blos, wfa.blos, symmetric=True)
-    bt_lim = _limits(result.bt, wfa.bt, symmetric=False)
-    for row, (label, src) in enumerate((("neural field", result), ("pixel-wise WFA", wfa))):
+    blos_lim = _limits(maps.blos, wfa.blos, symmetric=True)
+    bt_lim = _limits(maps.bt, wfa.bt, symmetric=False)
+    for row, (label, src) in enumerate((("neural field", maps), ("pixel-wise WFA", wfa))):
         _show(fig, axes[row, 0], src.blos, f"{label}: B_los", "RdBu_r", *blos_lim, "G")
         _show(fig, axes[row, 1], src.bt, f"{label}: B_t", "magma", *bt_lim, "G")
         # Azimuth is defined modulo pi: a cyclic colour map shows no false edge at 0/pi.
@@ -78,12 +80,11 @@ def write_quicklook(
 
     if truth is not None:
         err: Dict[str, np.ndarray] = {
-            "blos": np.asarray(result.blos) - np.asarray(truth.blos),
-            "bt": np.asarray(result.bt) - np.asarray(truth.bt),
-            "azimuth": np.mod(np.asarray(result.azimuth) - np.asarray(truth.azimuth) + np.pi / 2, np.pi)
-            - np.pi / 2,
+            "blos": maps.blos - truth.blos,
+            "bt": maps.bt - truth.bt,
+            "azimuth": azimuth_difference(maps.azimuth, truth.azimuth),
         }
-        wfa_blos_err = np.asarray(wfa.blos) - np.asarray(truth.blos)
+        wfa_blos_err = wfa.blos - truth.blos
         lim = _limits(err["blos"], wfa_blos_err, symmetric=True)
 
         def rms(d: np.ndarray) -> float:
@@ -95,8 +96,8 @@ def write_quicklook(
             *_limits(err["bt"], symmetric=True), "G",
         )
         _show(
-            fig, axes[2, 2], err["azimuth"], f"field - true azimuth (rms {rms(err['azimuth']):.3g})",
-            "RdBu_r", -np.pi / 2, np.pi / 2, "rad",
+            fig, axes[2, 2], err["azimuth"], f"|field - true azimuth| mod pi (rms {rms(err['azimuth']):.3g})",
+            "viridis", 0.0, np.pi / 2, "rad",
         )
         _show(
             fig, axes[2, 3], wfa_blos_err, f"WFA - true B_los (rms {rms(wfa_blos_err):.3g} G)", "RdBu_r", *lim, "G"

@@ -4,11 +4,10 @@ An output directory holds:
 
 ``field.fits``      the maps: primary HDU with the provenance header (and the
                     resolved config as HISTORY cards), image extensions
-                    BLOS, BTRANS, AZIMUTH, BQ, BU (the neural field),
-                    WFA_BLOS, WFA_BTRANS, WFA_AZIMUTH, WFA_BQ, WFA_BU (the
-                    pixel-wise WFA), VALID (1 = pixel used in the fit) and,
-                    for synthetic data, TRUE_BLOS ... TRUE_BU; each (ny, nx)
-                    with BUNIT
+                    BLOS, BQ, BU, BTRANS, AZIMUTH (the neural field; BUNIT
+                    G, G2, G2, G, rad), the same with WFA_ (the pixel-wise
+                    WFA) and, for synthetic data, TRUE_ (the truth), each
+                    (ny, nx) float32; VALID (1 = pixel used in the fit)
 ``history.json``    loss and learning rate per epoch and phase, final loss,
                     timings, errors against the truth when known
 ``config.json``     the resolved config (plain JSON; a valid config file)
@@ -34,10 +33,11 @@ from typing import Any, Dict, Iterator, Mapping, Optional, Union
 import numpy as np
 import torch
 from astropy.io import fits
-from astropy.time import Time
 
-import hashwfa
 from hashwfa.errors import HashwfaError
+from hashwfa.wfa.fields import FieldMaps
+from hashwfa.wfa.fitsio import provenance_cards
+from hashwfa.wfa.physics import azimuth_difference
 
 __all__ = [
     "FIELD_FITS",
@@ -54,7 +54,6 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "write_field_fits",
-    "MAP_UNITS",
     "error_metrics",
 ]
 
@@ -66,16 +65,6 @@ QUICKLOOK_PNG = "quicklook.png"
 CHECKPOINT_PT = "checkpoint.pt"
 #: The files a run writes (the checkpoint only exists while it is unfinished).
 OUTPUT_FILES = (FIELD_FITS, HISTORY_JSON, CONFIG_JSON, MODEL_PT, QUICKLOOK_PNG, CHECKPOINT_PT)
-
-#: Map name -> (extension suffix, BUNIT, description). Order = order in field.fits.
-MAP_UNITS = {
-    "blos": ("BLOS", "G", "line-of-sight magnetic field"),
-    "bt": ("BTRANS", "G", "transverse magnetic field (B_Q^2 + B_U^2)^(1/4)"),
-    "azimuth": ("AZIMUTH", "rad", "azimuth atan2(B_U, B_Q)/2 in [0, pi)"),
-    "bq": ("BQ", "G2", "B_t^2 cos(2 azimuth)"),
-    "bu": ("BU", "G2", "B_t^2 sin(2 azimuth)"),
-}
-
 
 @contextlib.contextmanager
 def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
@@ -145,87 +134,67 @@ def load_model(path: Union[str, Path], backend: str = "torch", device: str = "cp
     return {**fields, "scales": dict(bundle["scales"]), "config": bundle["config"]}
 
 
-def error_metrics(
-    maps: Mapping[str, np.ndarray], truth: Any, valid: Optional[np.ndarray] = None
-) -> Dict[str, float]:
-    """RMS errors against the truth over the valid pixels.
+def error_metrics(maps: FieldMaps, truth: FieldMaps, valid: Optional[np.ndarray] = None) -> Dict[str, float]:
+    """RMS errors of ``maps`` against ``truth`` over the valid pixels.
 
     Returns ``{"blos_rmse": G, "bt_rmse": G, "azimuth_rmse": rad}``; the
-    azimuth difference is wrapped into [-pi/2, pi/2) (it is defined modulo pi).
+    azimuth error is the difference modulo pi (at most pi/2).
     """
-    valid = np.ones(np.shape(maps["blos"]), bool) if valid is None else valid
+    valid = np.ones(maps.shape, bool) if valid is None else np.asarray(valid, bool)
 
     def rmse(d: np.ndarray) -> float:
-        return float(np.sqrt(np.nanmean(d[valid] ** 2)))
+        return float(np.sqrt(np.nanmean(np.asarray(d)[valid] ** 2)))
 
-    dphi = np.mod(np.asarray(maps["azimuth"]) - np.asarray(truth.azimuth) + np.pi / 2, np.pi) - np.pi / 2
     return {
-        "blos_rmse": rmse(np.asarray(maps["blos"]) - np.asarray(truth.blos)),
-        "bt_rmse": rmse(np.asarray(maps["bt"]) - np.asarray(truth.bt)),
-        "azimuth_rmse": rmse(dphi),
+        "blos_rmse": rmse(maps.blos - truth.blos),
+        "bt_rmse": rmse(maps.bt - truth.bt),
+        "azimuth_rmse": rmse(azimuth_difference(maps.azimuth, truth.azimuth)),
     }
-
-
-def _image(name: str, data: np.ndarray, unit: str, description: str) -> fits.ImageHDU:
-    hdu = fits.ImageHDU(np.asarray(data, dtype=np.float32), name=name)
-    hdu.header["BUNIT"] = (unit, "unit of the map")
-    hdu.header["BTYPE"] = (description[:68], "")
-    return hdu
-
-
-def _maps_of(source: Any) -> Dict[str, np.ndarray]:
-    return {key: np.asarray(getattr(source, key)) for key in MAP_UNITS}
 
 
 def write_field_fits(
     path: Union[str, Path],
-    result: Any,
-    wfa: Any,
+    maps: FieldMaps,
+    wfa: FieldMaps,
     *,
     provenance: Mapping[str, Any],
     config: Mapping[str, Any],
     valid: Optional[np.ndarray] = None,
-    truth: Any = None,
+    truth: Optional[FieldMaps] = None,
 ) -> None:
     """Write ``field.fits`` atomically.
 
     Args:
-        result: the solver's maps (``.blos .bt .azimuth .bq .bu``, (ny, nx)).
-        wfa: the pixel-wise WFA maps (same attributes).
-        provenance: header keywords -> value, e.g. ``{"ENCVER": 1, ...}``
-            (keys of at most 8 characters; value or (value, comment)).
+        maps: the neural field's maps, (ny, nx).
+        wfa: the pixel-wise WFA maps (written as ``WFA_*``).
+        provenance: header keywords -> value or (value, comment), e.g.
+            ``{"ENCVER": (1, "...")}`` (keys of at most 8 characters).
         config: the resolved config (plain JSON), written as HISTORY cards
             ``key.path = value``, one per key.
         valid: (ny, nx) bool, pixels used in the fit (written as VALID).
-        truth: the true maps (synthetic data) or None.
+        truth: the true maps (synthetic data, written as ``TRUE_*``) or None.
     """
     primary = fits.PrimaryHDU()
     header = primary.header
-    header["ORIGIN"] = ("hashwfa", "neural-field weak-field approximation")
-    header["HWFAVER"] = (hashwfa.__version__, "hashwfa package version")
-    header["DATE"] = (Time.now().isot, "UTC time the file was written")
+    for key, value, comment in provenance_cards():
+        header[key] = (value, comment)
     for key, value in provenance.items():
         header[key] = value
-    header.add_comment("Maps: BLOS, BTRANS, AZIMUTH, BQ, BU = neural field;")
-    header.add_comment("WFA_* = pixel-wise weak-field approximation; TRUE_* = truth (synthetic).")
+    header.add_comment("Maps: BLOS, BQ, BU, BTRANS, AZIMUTH = neural field; WFA_* = pixel-wise")
+    header.add_comment("weak-field approximation; TRUE_* = the truth (synthetic data only).")
     header.add_history("Resolved config (also in config.json), one key per card:")
     for key, value in _flatten(config):
         header.add_history(f"{key} = {json.dumps(value)}")
 
-    hdus = [primary]
-    for prefix, source in (("", result), ("WFA_", wfa), ("TRUE_", truth)):
-        if source is None:
-            continue
-        maps = _maps_of(source)
-        for key, (name, unit, description) in MAP_UNITS.items():
-            label = {"": "neural field", "WFA_": "pixel-wise WFA", "TRUE_": "true"}[prefix]
-            hdus.append(_image(prefix + name, maps[key], unit, f"{label}: {description}"))
+    hdus = [primary, *maps.to_hdus(), *wfa.to_hdus("WFA_")]
+    if truth is not None:
+        hdus += truth.to_hdus("TRUE_")
     if valid is not None:
         hdu = fits.ImageHDU(np.asarray(valid, dtype=np.uint8), name="VALID")
-        hdu.header["BTYPE"] = ("1 = pixel used in the fit (mask & finite)", "")
+        hdu.header["BUNIT"] = ("", "1 = pixel used in the fit (mask and finite)")
         hdus.append(hdu)
     with atomic_path(path) as tmp:
-        fits.HDUList(hdus).writeto(tmp, overwrite=True)
+        fits.HDUList(hdus).writeto(tmp)
 
 
 def _flatten(obj: Mapping[str, Any], prefix: str = "") -> Iterator[tuple]:

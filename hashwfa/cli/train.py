@@ -184,8 +184,8 @@ def run(
     metrics: Dict[str, float] = {}
     if data.truth is not None:
         metrics = {
-            **results.error_metrics(_core_maps(result), data.truth, valid),
-            **{f"wfa_{k}": v for k, v in results.error_metrics(_core_maps(wfa), data.truth, valid).items()},
+            **results.error_metrics(result.maps, data.truth, valid),
+            **{f"wfa_{k}": v for k, v in results.error_metrics(wfa, data.truth, valid).items()},
         }
     enc = cfg.encoding
     provenance = {
@@ -202,7 +202,7 @@ def run(
     }
     results.write_field_fits(
         out_dir / results.FIELD_FITS,
-        result,
+        result.maps,
         wfa,
         provenance=provenance,
         config=config_dict,
@@ -225,7 +225,7 @@ def run(
     if cfg.output.quicklook:
         write_quicklook(
             out_dir / results.QUICKLOOK_PNG,
-            result,
+            result.maps,
             wfa,
             result.history,
             truth=data.truth,
@@ -236,11 +236,6 @@ def run(
     # The run is complete: the checkpoint is no longer needed (model.pt holds the fields).
     (out_dir / results.CHECKPOINT_PT).unlink(missing_ok=True)
     return TrainRun(out_dir=out_dir, result=result, metrics=metrics)
-
-
-def _core_maps(maps: Any) -> Dict[str, Any]:
-    # The maps results.error_metrics compares.
-    return {k: getattr(maps, k) for k in ("blos", "bt", "azimuth")}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -40,7 +40,7 @@ from hashwfa.encodings import HashEncoding, NeuralField
 from hashwfa.encodings.progressive import progressive_schedule
 from hashwfa.errors import HashwfaError
 from hashwfa.wfa.loss import WFALoss
-from hashwfa.wfa.physics import bqbu_to_bt_azimuth
+from hashwfa.wfa.fields import FieldMaps
 
 __all__ = [
     "setting",
@@ -209,35 +209,55 @@ class SolverConfig:
 class SolverResult:
     """What a finished solve returns.
 
-    Maps are ``(ny, nx)`` float64 over the whole field of view (masked pixels
-    included: the neural field is defined everywhere).
-
     Attributes:
-        blos: line-of-sight field, gauss.
-        bq, bu: ``B_t^2 cos 2phi`` and ``B_t^2 sin 2phi``, gauss^2.
-        bt: transverse field ``(B_Q^2 + B_U^2)^(1/4)``, gauss.
-        azimuth: ``atan2(B_U, B_Q) / 2`` in [0, pi), radians.
+        maps: the neural field's :class:`~hashwfa.wfa.fields.FieldMaps`,
+            ``(ny, nx)`` float64 over the whole field of view (masked pixels
+            included: the neural field is defined everywhere): ``blos`` [G],
+            ``bq``, ``bu`` [G^2], ``bt`` = (B_Q^2 + B_U^2)^(1/4) [G],
+            ``azimuth`` = atan2(B_U, B_Q) / 2 in [0, pi) [rad]. The same
+            maps are attributes of the result itself (``result.blos``...).
         history: ``{"blos": {"loss": [...], "lr": [...]}, "bqbu": {...}}``,
             one entry per epoch: the mean training loss of the epoch and the
             learning rate it was trained with.
         final_loss: loss of the seed protocol (phase ``"all"``: V, Q and U) of
             the final fields over the valid pixels.
-        timings: wall-clock seconds: ``setup``, ``blos``, ``bqbu``, ``evaluate``
-            (summed over resumed sessions).
+        timings: wall-clock seconds: ``setup`` (this session), ``blos``,
+            ``bqbu``, ``evaluate`` (summed over resumed sessions).
         device: the torch device the solve ran on, e.g. ``"cpu"``.
         backend: the grid backend actually used, ``"torch"`` or ``"tcnn"``.
     """
 
-    blos: np.ndarray
-    bq: np.ndarray
-    bu: np.ndarray
-    bt: np.ndarray
-    azimuth: np.ndarray
+    maps: FieldMaps
     history: Dict[str, Dict[str, List[float]]]
     final_loss: float
     timings: Dict[str, float]
     device: str
     backend: str
+
+    @property
+    def blos(self) -> np.ndarray:
+        """(ny, nx) B_los [G]."""
+        return self.maps.blos
+
+    @property
+    def bq(self) -> np.ndarray:
+        """(ny, nx) B_Q [G^2]."""
+        return self.maps.bq
+
+    @property
+    def bu(self) -> np.ndarray:
+        """(ny, nx) B_U [G^2]."""
+        return self.maps.bu
+
+    @property
+    def bt(self) -> np.ndarray:
+        """(ny, nx) B_t [G]."""
+        return self.maps.bt
+
+    @property
+    def azimuth(self) -> np.ndarray:
+        """(ny, nx) azimuth in [0, pi) [rad]."""
+        return self.maps.azimuth
 
 
 def resolve_device(device: str) -> torch.device:
@@ -478,6 +498,8 @@ class TwoPhaseSolver:
             on_checkpoint: called with :meth:`state_dict` every
                 ``checkpoint_every`` epochs and at the end of each phase
                 (after the losses are read back, so the state is complete).
+                Like any state_dict it holds live tensors: save or copy it
+                before returning.
             on_epoch_end: called as ``on_epoch_end(phase, epoch)`` after each
                 epoch (and after its checkpoint, if any); may raise to stop.
         """
@@ -619,17 +641,12 @@ class TwoPhaseSolver:
         bqbu_t = torch.from_numpy(pred["bqbu"]).to(self.device, torch.float32)[valid]
         final_loss = float(self.loss(blos=blos_t, bqbu=bqbu_t, phase="all"))
         shape = (obs.ny, obs.nx)
-        blos = pred["blos"].reshape(shape)
-        bq = pred["bqbu"][:, 0].reshape(shape)
-        bu = pred["bqbu"][:, 1].reshape(shape)
-        bt, azimuth = bqbu_to_bt_azimuth(bq, bu)
+        maps = FieldMaps.from_bqbu(
+            pred["blos"].reshape(shape), pred["bqbu"][:, 0].reshape(shape), pred["bqbu"][:, 1].reshape(shape)
+        )
         self.timings["evaluate"] += time.perf_counter() - t0
         return SolverResult(
-            blos=blos,
-            bq=bq,
-            bu=bu,
-            bt=np.asarray(bt, dtype=np.float64),
-            azimuth=np.asarray(azimuth, dtype=np.float64),
+            maps=maps,
             history={p: {k: list(v) for k, v in h.items()} for p, h in self.history.items()},
             final_loss=final_loss,
             timings=dict(self.timings),
