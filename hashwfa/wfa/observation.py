@@ -128,7 +128,7 @@ class Observation:
     Args:
         stokes: ``(ny, nx, 4, nw)`` array, Stokes I, Q, U, V along axis 2, in
             any intensity unit (usually the continuum intensity). Stored as
-            float64.
+            float64 (not copied when it already is; do not modify it after).
         wavelengths: ``(nw,)`` strictly increasing, Angstrom relative to the
             line centre. Absolute Angstrom or nm are accepted and converted
             (with a warning saying so).
