@@ -17,7 +17,7 @@ at once with numpy; invalid pixels are NaN.
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Union
 
 import numpy as np
 
