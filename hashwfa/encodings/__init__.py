@@ -1,6 +1,35 @@
-"""Multi-resolution grid encodings (tiny-cuda-nn's and an exact PyTorch twin)."""
+"""Multi-resolution grid encodings (tiny-cuda-nn's and an exact PyTorch twin).
 
+Knows nothing of solar physics. The versions V0..V6 (:class:`HashEncoding`),
+the neural field that puts an MLP head on one (:class:`NeuralField`), the
+grid on either backend (:func:`make_grid`) and the pure-PyTorch grid itself
+(:class:`TorchGrid`).
+"""
+
+from hashwfa.encodings.backend import BACKENDS, TcnnGrid, make_grid, resolve_backend, tcnn_status
+from hashwfa.encodings.field import NeuralField
 from hashwfa.encodings.grid import TorchGrid
 from hashwfa.encodings.grid_config import GridConfig, GridLayout, parse_grid_config
+from hashwfa.encodings.progressive import ProgressiveMask, progressive_schedule
+from hashwfa.encodings.smoothing import LevelSmoother
+from hashwfa.encodings.versions import VERSIONS, HashEncoding, encoding_configs, per_level_scale
 
-__all__ = ["TorchGrid", "GridConfig", "GridLayout", "parse_grid_config"]
+__all__ = [
+    "BACKENDS",
+    "GridConfig",
+    "GridLayout",
+    "HashEncoding",
+    "LevelSmoother",
+    "NeuralField",
+    "ProgressiveMask",
+    "TcnnGrid",
+    "TorchGrid",
+    "VERSIONS",
+    "encoding_configs",
+    "make_grid",
+    "parse_grid_config",
+    "per_level_scale",
+    "progressive_schedule",
+    "resolve_backend",
+    "tcnn_status",
+]
