@@ -278,3 +278,16 @@ def test_input_errors():
     # float64 and float16 coordinates are fine; the encoding computes in float32.
     assert enc(torch.zeros(3, 2, dtype=torch.float64)).dtype == torch.float32
     assert enc(torch.zeros(3, 2, dtype=torch.float16)).dtype == torch.float32
+
+
+def test_pickling_drops_the_coordinate_cache():
+    import copy
+    import pickle
+
+    enc = HashEncoding(2, **SMALL)
+    x = _points(8, 2)
+    enc.unit_coordinates(x)
+    assert pickle.loads(pickle.dumps(enc))._unit_cache is None
+    assert enc._unit_cache is not None
+    fresh = copy.deepcopy(HashEncoding(3, **SMALL))
+    torch.testing.assert_close(fresh(x), fresh(x))

@@ -239,7 +239,10 @@ class LevelSmoother(torch.nn.Module):
         ``norm_bias [P, H]``, ``fc2_weight [P, F, H]``, ``fc2_bias [P, F]``,
         ``gate [P]`` (the logit; the gate is ``sigmoid(gate)``).
 
-    ``forward(x)``: ``x [N, L * F]`` level-major -> ``[N, L * F]``.
+    ``forward(x)``: ``x [N, L * F]`` level-major -> ``[N, L * F]``, through
+    the hand-written fused op (first derivatives only; for double backward,
+    e.g. a gradient penalty built with ``create_graph=True``, use
+    :meth:`forward_reference`, the same function from stock autograd ops).
     """
 
     def __init__(

@@ -369,6 +369,12 @@ class HashEncoding(torch.nn.Module):
             if grid is not None and hasattr(grid, "clear_cache"):
                 grid.clear_cache()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickling or deep-copying must not carry the caller's coordinate tensor along.
+        state = super().__getstate__()
+        state["_unit_cache"] = None
+        return state
+
     def _apply(self, fn, recurse=True):  # type: ignore[override]
         # .to()/.cuda()/.double() make the cached coordinates stale.
         self._unit_cache = None
