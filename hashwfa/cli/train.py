@@ -166,11 +166,12 @@ def run(
     checkpoint = _prepare_out_dir(args, out_dir, config_dict)
     data = load_data(cfg)
     obs = data.observation
+    # Built before anything is written: a bad device or backend leaves no trace.
+    solver = TwoPhaseSolver(obs, cfg.solver, progress=not args.quiet)
     _say(args, f"{PROG}: V{cfg.encoding.version} on {data.description}; results go to {out_dir}")
     out_dir.mkdir(parents=True, exist_ok=True)
     results.write_json(out_dir / results.CONFIG_JSON, config_dict)
 
-    solver = TwoPhaseSolver(obs, cfg.solver, progress=not args.quiet)
     if checkpoint is not None:
         solver.load_state_dict(checkpoint)
         _say(args, f"{PROG}: resuming at phase {solver.phase_index + 1}, epoch {solver.epoch}")

@@ -34,9 +34,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
-from hashwfa.encodings import HashEncoding, NeuralField
+from hashwfa.encodings import HashEncoding, NeuralField, resolve_backend
 from hashwfa.encodings.progressive import progressive_schedule
 from hashwfa.errors import HashwfaError
 from hashwfa.wfa.loss import WFALoss
@@ -162,8 +162,8 @@ class TrainingConfig:
     progressive_ramp_fraction: float = setting(
         0.5,
         "Progressive versions (4, 5): fraction of each phase over which the active "
-        "levels ramp linearly to all levels.",
-        gt=0.0,
+        "levels ramp linearly to all levels (0: all levels from the start).",
+        min=0.0,
         max=1.0,
     )
     seed: int = setting(
@@ -375,11 +375,6 @@ class TwoPhaseSolver:
 
         self.loss = WFALoss(observation, device=self.device, dtype=torch.float32)
         self.n_pixels = int(self.loss.n_pixels)
-        if self.n_pixels == 0:
-            raise HashwfaError(
-                f"{getattr(observation, 'source', None) or 'the observation'} has no valid "
-                "pixel (all masked or non-finite). Fix: check the mask and the Stokes data."
-            )
         valid_index = self.loss.valid_index.to("cpu").numpy()
         # Created once and passed as the same tensor object every full-batch
         # step: the grid caches what depends only on the coordinates.
@@ -388,7 +383,18 @@ class TwoPhaseSolver:
         ).to(self.device)
         self.full_batch = train.batch_size >= self.n_pixels
 
-        self.fields = {p: build_field(config, p, device=self.device) for p in PHASES}
+        backend = config.encoding.backend
+        if self.device.type == "cpu":
+            # tiny-cuda-nn runs on CUDA only; "auto" must not pick it for a
+            # CPU run just because a GPU and tcnn happen to be present.
+            if backend == "tcnn":
+                resolve_backend("tcnn")  # without tiny-cuda-nn: its message, with the install hint
+                raise HashwfaError(
+                    "encoding.backend is 'tcnn' but training.device is 'cpu'; tiny-cuda-nn runs on "
+                    "CUDA only. Fix: use --device cuda, or --backend torch (or auto) on the CPU."
+                )
+            backend = "torch"
+        self.fields = {p: build_field(config, p, backend=backend, device=self.device) for p in PHASES}
         self.backend = self.fields["blos"].encoding.backend
         self.scales = {"blos": train.blos_scale, "bqbu": train.bqbu_scale}
         self.optimizers = {
