@@ -82,3 +82,16 @@ def test_errors(kwargs, words):
         NeuralField(_encoding(), **kwargs)
     with pytest.raises(HashwfaError, match="output_dim"):
         NeuralField(torch.nn.Identity(), 1)
+
+
+def test_head_and_grid_with_one_seed_draw_different_numbers():
+    from hashwfa.encodings.versions import derive_seed
+
+    assert derive_seed(7, 0) == 7
+    seeds = {derive_seed(s, k) for s in range(4) for k in range(4)}
+    assert len(seeds) == 16  # neighbouring seeds x components never collide
+    enc = _encoding(0, seed=5)
+    field = NeuralField(enc, 1, seed=5)
+    grid_uniform = enc.grid.params.detach()[:64].double() / 1e-4  # table init: U(-1e-4, 1e-4)
+    head_uniform = field.layers[0].weight.detach().flatten()[:64].double() * math.sqrt(8)
+    assert not torch.allclose(grid_uniform, head_uniform, atol=1e-3)

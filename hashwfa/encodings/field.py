@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from hashwfa.encodings.versions import derive_seed
 from hashwfa.errors import HashwfaError
 
 
@@ -24,7 +25,9 @@ class NeuralField(torch.nn.Module):
         n_hidden_layers: number of hidden layers (>= 1), each followed by GELU.
         seed: seed of the head's initial weights (``nn.Linear``'s default
             scheme, uniform in +-1/sqrt(fan_in)), drawn from a private
-            generator; the global RNG is left alone.
+            generator seeded with ``derive_seed(seed, 3)`` (so a head and a
+            grid given the same seed do not share a random sequence); the
+            global RNG is left alone.
 
     Attributes:
         encoding: the encoding (its parameters are part of this module).
@@ -63,7 +66,7 @@ class NeuralField(torch.nn.Module):
             dtype = torch.float32  # tcnn half-precision tables still feed a float32 head
 
         sizes = [width] + [self.n_neurons] * self.n_hidden_layers + [self.n_outputs]
-        gen = torch.Generator().manual_seed(int(seed))
+        gen = torch.Generator().manual_seed(derive_seed(int(seed), 3))
         layers: list[torch.nn.Module] = []
         for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             # skip_init: nn.Linear's own initialisation would draw from the global RNG.

@@ -47,6 +47,20 @@ _PROGRESSIVE = (4, 5)
 _MAX_PARAMS = 2**31
 
 
+_SEED_STEP = 0x9E3779B97F4A7C15  # 2^64 / golden ratio, as in splitmix64
+
+
+def derive_seed(seed: int, stream: int) -> int:
+    """A seed for the ``stream``-th random component built from one user seed.
+
+    ``derive_seed(seed, 0) == seed``; other streams are far apart, so that the
+    components of one model (grid, plane, smoother, head) and of models with
+    neighbouring seeds (the solver's two fields use ``seed`` and ``seed + 1``)
+    never start from the same random sequence. Returns a value in [0, 2^63).
+    """
+    return (int(seed) + int(stream) * _SEED_STEP) % 2**63
+
+
 def _version(version: Any) -> int:
     """``version`` as an int in VERSIONS (accepts 3, "3", "V3", "v3")."""
     value: Any = version
@@ -185,7 +199,7 @@ class HashEncoding(torch.nn.Module):
             corner). Points outside are clamped onto the box.
         backend: ``"auto"``, ``"tcnn"`` or ``"torch"`` (see :func:`make_grid`).
         seed: initialisation seed; the main grid uses ``seed``, V6's plane
-            ``seed + 1`` and the smoother ``seed + 2``.
+            ``derive_seed(seed, 1)`` and the smoother ``derive_seed(seed, 2)``.
         dtype: dtype of the torch path (float32; float64 for gradient checks).
 
     Attributes:
@@ -246,7 +260,8 @@ class HashEncoding(torch.nn.Module):
 
         self.grid = make_grid(self.n_input_dims, self.configs["grid"], backend=self.backend, seed=self.seed, dtype=dtype)
         self.plane = (
-            make_grid(self.n_input_dims, self.configs["plane"], backend=self.backend, seed=self.seed + 1, dtype=dtype)
+            make_grid(self.n_input_dims, self.configs["plane"], backend=self.backend,
+                      seed=derive_seed(self.seed, 1), dtype=dtype)
             if "plane" in self.configs
             else None
         )
@@ -255,7 +270,7 @@ class HashEncoding(torch.nn.Module):
                 self.n_levels,
                 self.n_features_per_level,
                 per_level=self.version in _PER_LEVEL_SMOOTHER,
-                seed=self.seed + 2,
+                seed=derive_seed(self.seed, 2),
                 dtype=dtype,
             )
         else:
