@@ -211,14 +211,18 @@ class _Context:
         self.origins = origins
         self.errors: List[str] = []
 
-    def where(self, path: str) -> str:
-        # A key set (or under a key set) with --set is reported as such.
+    def set_by(self, path: str) -> Optional[str]:
+        """The ``--set`` item that set ``path`` or a section above it, if any."""
         parts = path.split(".")
         for i in range(len(parts), 0, -1):
             origin = self.origins.get(".".join(parts[:i]))
             if origin is not None:
-                return f"{self.source} (--set {origin})"
-        return self.source
+                return origin
+        return None
+
+    def where(self, path: str) -> str:
+        origin = self.set_by(path)
+        return self.source if origin is None else f"{self.source} (--set {origin})"
 
     def error(self, path: str, problem: str, fix: str) -> None:
         self.errors.append(f"{self.where(path)}: key '{path}' {problem}. Fix: {fix}")
@@ -410,7 +414,7 @@ def _resolve_path(value: Optional[str], path: str, ctx: _Context, base_dir: Opti
         return None
     p = Path(os.path.expanduser(value))
     if not p.is_absolute():
-        from_set = ctx.where(path) != ctx.source
+        from_set = ctx.set_by(path) is not None
         p = (Path.cwd() if from_set or base_dir is None else base_dir) / p
     return str(p.resolve())
 
@@ -676,28 +680,38 @@ def load_data(config: RunConfig) -> LoadedData:
     data = config.data
     if data.path is not None:
         obs = Observation.from_fits(
-            data.path, data.wavelengths, line=config.line, active_indices=data.active_indices
+            data.path,
+            data.wavelengths,
+            line=config.line,
+            active_indices=data.active_indices,
+            weights=data.weights,
         )
         truth = None
         description = f"FITS {data.path} (wavelengths {data.wavelengths})"
     else:
         s = data.synthetic or SyntheticConfig()
-        plage = synthetic_plage(ny=s.ny, nx=s.nx, seed=s.seed, noise=s.noise, model=s.model, line=config.line)
+        plage = synthetic_plage(
+            ny=s.ny,
+            nx=s.nx,
+            seed=s.seed,
+            noise=s.noise,
+            model=s.model,
+            line=config.line,
+            active_indices=data.active_indices,
+        )
         obs = plage.observation
         truth = plage.truth
-        description = (
-            f"synthetic plage {s.ny}x{s.nx}, model {s.model!r}, noise {s.noise:g}, seed {s.seed}"
-        )
-    # Re-wrap when the loader's active indices or weights are not the config's.
-    if obs.active_indices != tuple(sorted(data.active_indices)) or obs.weights != data.weights:
-        obs = Observation(
-            obs.stokes,
-            obs.wavelengths,
-            line=obs.line,
-            active_indices=data.active_indices,
-            weights=data.weights,
-            mask=obs.mask,
-            source=obs.source,
-            unit=obs.unit,
-        )
+        description = f"synthetic plage {s.ny}x{s.nx}, model {s.model!r}, noise {s.noise:g}, seed {s.seed}"
+        if obs.weights != data.weights:
+            # synthetic_plage takes no loss weights: re-wrap with the config's.
+            obs = Observation(
+                obs.stokes,
+                obs.wavelengths,
+                line=obs.line,
+                active_indices=obs.active_indices,
+                weights=data.weights,
+                mask=obs.mask,
+                source=obs.source,
+                unit=obs.unit,
+            )
     return LoadedData(observation=obs, truth=truth, description=description)

@@ -221,3 +221,26 @@ def test_default_out_dir_and_script_wrapper(tmp_path, monkeypatch, capsys):
         [sys.executable, str(ROOT / "scripts" / "train.py"), "--keys"], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0 and "training.epochs_per_phase = 200" in proc.stdout
+
+
+def test_fits_data_from_the_config(tmp_path):
+    from hashwfa.config import load_data
+    from hashwfa.wfa.synthetic import synthetic_plage
+
+    synthetic_plage(ny=12, nx=10, seed=2, noise=1e-3).write_fits(tmp_path / "data")
+    config = tmp_path / "fits.json"
+    config.write_text(
+        '{"data": {"path": "data/stokes.fits", "wavelengths": "data/wavelengths.fits",'
+        ' "active_indices": [4, 5, 7, 8], "weights": [1, 1, 1, 2]},'
+        ' "encoding": {"n_levels": 4, "max_resolution": 8},'
+        ' "training": {"epochs_per_phase": 2, "device": "cpu"}, "output": {"quicklook": false}}'
+    )
+    data = load_data(load_config(config))
+    assert data.truth is None and "stokes.fits" in data.description
+    assert data.observation.active_indices == (4, 5, 7, 8) and data.observation.weights == (1, 1, 1, 2)
+    out = tmp_path / "out"
+    assert main([str(config), "--out", str(out), "--quiet"]) == 0
+    with fits.open(out / "field.fits") as hdul:
+        names = [hdu.name for hdu in hdul]
+        assert hdul["BLOS"].data.shape == (12, 10)
+    assert "TRUE_BLOS" not in names and "WFA_BLOS" in names
