@@ -51,6 +51,7 @@ __all__ = [
     "apply_overrides",
     "parse_override",
     "config_to_dict",
+    "flatten_config",
     "describe_keys",
     "key_paths",
     "LoadedData",
@@ -198,6 +199,17 @@ def _jsonable(value: Any) -> Any:
 def config_to_dict(config: Any) -> Dict[str, Any]:
     """Plain-JSON form of a :class:`RunConfig` (tuples as lists); loads back unchanged."""
     return _jsonable(config)
+
+
+def flatten_config(config: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """``{"training": {"lr": 0.005}}`` -> ``{"training.lr": 0.005}`` (leaves in order)."""
+    out: Dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            out.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
 
 
 # ------------------------------------------------------------------ validation

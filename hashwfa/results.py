@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from astropy.io import fits
 
+from hashwfa.config import flatten_config
 from hashwfa.errors import HashwfaError
 from hashwfa.wfa.fields import FieldMaps
 from hashwfa.wfa.fitsio import provenance_cards
@@ -183,7 +184,7 @@ def write_field_fits(
     header.add_comment("Maps: BLOS, BQ, BU, BTRANS, AZIMUTH = neural field; WFA_* = pixel-wise")
     header.add_comment("weak-field approximation; TRUE_* = the truth (synthetic data only).")
     header.add_history("Resolved config (also in config.json), one key per card:")
-    for key, value in _flatten(config):
+    for key, value in flatten_config(config).items():
         header.add_history(f"{key} = {json.dumps(value)}")
 
     hdus = [primary, *maps.to_hdus(), *wfa.to_hdus("WFA_")]
@@ -195,11 +196,3 @@ def write_field_fits(
         hdus.append(hdu)
     with atomic_path(path) as tmp:
         fits.HDUList(hdus).writeto(tmp)
-
-
-def _flatten(obj: Mapping[str, Any], prefix: str = "") -> Iterator[tuple]:
-    for key, value in obj.items():
-        if isinstance(value, Mapping):
-            yield from _flatten(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value

@@ -22,7 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from hashwfa import results
+from hashwfa.config import config_to_dict, describe_keys, flatten_config, load_config, load_data, validate_config
 from hashwfa.errors import HashwfaError
+from hashwfa.quicklook import write_quicklook
+from hashwfa.wfa.pixelwise import pixel_wfa
+from hashwfa.wfa.solver import TwoPhaseSolver
 
 __all__ = ["main", "run", "build_parser", "TrainRun"]
 
@@ -72,8 +77,6 @@ def _say(args: argparse.Namespace, message: str) -> None:
 
 def _prepare_out_dir(args: argparse.Namespace, out_dir: Path, config_dict: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """Check the output directory; returns the checkpoint to resume from, if any."""
-    from hashwfa import results
-
     if args.resume and args.overwrite:
         raise HashwfaError("--resume and --overwrite contradict each other. Fix: pass only one.")
     if out_dir.exists() and not out_dir.is_dir():
@@ -109,9 +112,6 @@ def _prepare_out_dir(args: argparse.Namespace, out_dir: Path, config_dict: Dict[
 
 
 def _check_same_config(saved_path: Path, config_dict: Dict[str, Any]) -> None:
-    from hashwfa import results
-    from hashwfa.config import validate_config, config_to_dict
-
     try:
         saved = config_to_dict(validate_config(results.read_json(saved_path), str(saved_path)))
     except (HashwfaError, ValueError) as exc:
@@ -119,13 +119,7 @@ def _check_same_config(saved_path: Path, config_dict: Dict[str, Any]) -> None:
             f"cannot resume: '{saved_path}' is not a valid config ({exc}). Fix: use --overwrite."
         ) from None
 
-    def flat(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-        out = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
-        return out
-
-    a, b = flat(saved), flat(config_dict)
+    a, b = flatten_config(saved), flatten_config(config_dict)
     # The device and the optional outputs may change between sessions.
     ignored = ("training.device", "output.")
     diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and not k.startswith(ignored))
@@ -146,12 +140,6 @@ def run(
     ``on_epoch_end(phase, epoch)`` is passed to the solver (tests use it to
     interrupt a run).
     """
-    from hashwfa import results
-    from hashwfa.config import config_to_dict, load_config, load_data
-    from hashwfa.quicklook import write_quicklook
-    from hashwfa.wfa.pixelwise import pixel_wfa
-    from hashwfa.wfa.solver import TwoPhaseSolver
-
     if args.config is None:
         raise HashwfaError(f"no CONFIG given. Fix: {PROG} configs/v1.json (or {PROG} --keys to list the keys).")
     overrides: List[str] = list(args.overrides)
@@ -244,8 +232,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.keys:
-        from hashwfa.config import describe_keys
-
         print(describe_keys())
         return 0
     try:
