@@ -138,8 +138,9 @@ def load_model(path: Union[str, Path], backend: str = "torch", device: str = "cp
 def error_metrics(maps: FieldMaps, truth: FieldMaps, valid: Optional[np.ndarray] = None) -> Dict[str, float]:
     """RMS errors of ``maps`` against ``truth`` over the valid pixels.
 
-    Returns ``{"blos_rmse": G, "bt_rmse": G, "azimuth_rmse": rad}``; the
-    azimuth error is the difference modulo pi (at most pi/2).
+    Returns ``{"blos_rmse": G, "bt_rmse": G, "azimuth_rmse": rad,
+    "azimuth_mae": rad}``; the azimuth error is the difference modulo pi (at
+    most pi/2), as a root mean square and as a mean absolute value.
     """
     valid = np.ones(maps.shape, bool) if valid is None else np.asarray(valid, bool)
 
@@ -150,6 +151,7 @@ def error_metrics(maps: FieldMaps, truth: FieldMaps, valid: Optional[np.ndarray]
         "blos_rmse": rmse(maps.blos - truth.blos),
         "bt_rmse": rmse(maps.bt - truth.bt),
         "azimuth_rmse": rmse(azimuth_difference(maps.azimuth, truth.azimuth)),
+        "azimuth_mae": float(np.nanmean(np.abs(azimuth_difference(maps.azimuth, truth.azimuth))[valid])),
     }
 
 

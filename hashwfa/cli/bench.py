@@ -1,0 +1,278 @@
+"""``hashwfa-bench``: the seed report's table, regenerated and measured.
+
+::
+
+    hashwfa-bench [--versions 0,1,2,3,4,5,6] [--config CONFIG] [--set key.path=value ...]
+                  [--epochs N] [--device auto|cpu|cuda] [--backend auto|tcnn|torch]
+                  [--repeats R] [--json results.json]
+
+Runs the seed protocol (DESIGN.md section 6; every key at its default unless
+``--config``/``--set`` say otherwise) for each version on the same data and
+with the same seed, and prints a markdown table in the seed report's shape:
+final loss and time, both relative to V0, plus the errors against the truth
+when it is known (the built-in synthetic plage), and a row for the
+pixel-wise WFA. Time is the whole two-phase training, from the first step to
+the evaluated full field (the solver's ``blos + bqbu + evaluate`` timings);
+with ``--repeats`` the median is reported. The same results, with the
+machine, command and date, are written as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+import hashwfa
+from hashwfa import results
+from hashwfa.config import RunConfig, apply_overrides, load_data, read_json_config, validate_config
+from hashwfa.encodings import VERSIONS
+from hashwfa.errors import HashwfaError
+from hashwfa.wfa.fields import FieldMaps
+from hashwfa.wfa.loss import WFALoss
+from hashwfa.wfa.pixelwise import pixel_wfa
+from hashwfa.wfa.solver import TwoPhaseSolver
+
+__all__ = ["main", "run_benchmark", "BenchRow", "format_table"]
+
+PROG = "hashwfa-bench"
+PHASE_TIMINGS = ("blos", "bqbu", "evaluate")
+
+
+@dataclass
+class BenchRow:
+    """One line of the table: a version (or the pixel-wise WFA, ``version=None``).
+
+    ``seconds`` are the per-repeat training times [s]; ``errors`` holds
+    ``blos_rmse`` [G], ``bt_rmse`` [G], ``azimuth_mae`` [deg] when the truth is known.
+    """
+
+    version: Optional[int]
+    description: str
+    final_loss: float
+    seconds: List[float] = field(default_factory=list)
+    errors: Dict[str, float] = field(default_factory=dict)
+    backend: str = ""
+    device: str = ""
+
+    @property
+    def time(self) -> Optional[float]:
+        """Median training time over the repeats [s], None for the pixel-wise WFA."""
+        return statistics.median(self.seconds) if self.seconds else None
+
+
+def errors_against_truth(maps: FieldMaps, truth: FieldMaps, valid: np.ndarray) -> Dict[str, float]:
+    """B_los and B_t RMSE [G] and azimuth mean absolute error [deg] over ``valid`` pixels."""
+    metrics = results.error_metrics(maps, truth, valid)
+    return {
+        "blos_rmse": metrics["blos_rmse"],
+        "bt_rmse": metrics["bt_rmse"],
+        "azimuth_mae": float(np.degrees(metrics["azimuth_mae"])),
+    }
+
+
+def _final_loss(loss: WFALoss, maps: FieldMaps) -> float:
+    """The seed protocol's loss (V, Q and U) of given maps over the valid pixels."""
+    index = loss.valid_index.cpu().numpy()
+    as_tensor = lambda a: torch.as_tensor(np.asarray(a).reshape(-1)[index], dtype=torch.float32)  # noqa: E731
+    with torch.no_grad():
+        value = loss(blos=as_tensor(maps.blos), bqbu=torch.stack([as_tensor(maps.bq), as_tensor(maps.bu)], 1), phase="all")
+    return float(value)
+
+
+def base_config(config_path: Optional[str], overrides: Sequence[str]) -> Dict[str, Any]:
+    """The raw config every version starts from: a file, or the defaults, plus ``--set``."""
+    raw = read_json_config(config_path) if config_path else {}
+    apply_overrides(raw, overrides)
+    return raw
+
+
+def version_config(raw: Dict[str, Any], version: int, source: str, base_dir: Optional[Path]) -> RunConfig:
+    """``raw`` with ``encoding.version`` set, validated."""
+    raw = json.loads(json.dumps(raw))
+    raw.setdefault("encoding", {})["version"] = version
+    return validate_config(raw, source, base_dir=base_dir)
+
+
+def run_benchmark(
+    versions: Sequence[int],
+    raw: Dict[str, Any],
+    *,
+    source: str = "<defaults>",
+    base_dir: Optional[Path] = None,
+    repeats: int = 1,
+    progress: bool = False,
+    say=print,
+) -> List[BenchRow]:
+    """Train every version ``repeats`` times on the same data; the pixel-wise WFA last."""
+    first = version_config(raw, versions[0], source, base_dir)
+    data = load_data(first)  # the same observation (and truth) for every version
+    obs = data.observation
+    valid = obs.valid.reshape(obs.ny, obs.nx)
+    say(f"{PROG}: {data.description}; versions {', '.join(f'V{v}' for v in versions)}; {repeats} repeat(s)")
+    rows: List[BenchRow] = []
+    for version in versions:
+        cfg = version_config(raw, version, source, base_dir)
+        row: Optional[BenchRow] = None
+        for repeat in range(repeats):
+            solver = TwoPhaseSolver(obs, cfg.solver, progress=progress)
+            result = solver.run()
+            seconds = sum(result.timings.get(k, 0.0) for k in PHASE_TIMINGS)
+            if row is None:
+                row = BenchRow(
+                    version=version,
+                    description=VERSIONS[version].split(":")[0],
+                    final_loss=result.final_loss,
+                    backend=result.backend,
+                    device=result.device,
+                )
+                if data.truth is not None:
+                    row.errors = errors_against_truth(result.maps, data.truth, valid)
+            row.seconds.append(seconds)
+            say(f"  V{version} run {repeat + 1}/{repeats}: {seconds:.2f} s, final loss {result.final_loss:.4e}")
+        rows.append(row)
+    wfa = pixel_wfa(obs)
+    loss = WFALoss(obs)
+    row = BenchRow(version=None, description="pixel-wise WFA", final_loss=_final_loss(loss, wfa))
+    if data.truth is not None:
+        row.errors = errors_against_truth(wfa, data.truth, valid)
+    rows.append(row)
+    return rows
+
+
+def _relative(value: Optional[float], reference: Optional[float]) -> str:
+    if value is None or reference is None or reference == 0:
+        return "-"
+    return f"{100.0 * (value / reference - 1.0):+.1f}%"
+
+
+def format_table(rows: Sequence[BenchRow]) -> str:
+    """The seed report's table, plus errors against the truth when known."""
+    reference = next((r for r in rows if r.version == 0), None)
+    with_truth = any(r.errors for r in rows)
+    head = "| Version | Description | Final Loss | vs V0 Loss | Time (s) | vs V0 Time |"
+    rule = "|---|---|---|---|---|---|"
+    if with_truth:
+        head += " B_los RMSE (G) | B_t RMSE (G) | Azimuth MAE (deg) |"
+        rule += "---|---|---|"
+    lines = [head, rule]
+    for r in rows:
+        name = f"V{r.version}" if r.version is not None else "WFA"
+        time_text = f"{r.time:.2f}" if r.time is not None else "-"
+        line = (
+            f"| {name} | {r.description} | {r.final_loss:.3e} | "
+            f"{_relative(r.final_loss, reference.final_loss if reference else None)} | {time_text} | "
+            f"{_relative(r.time, reference.time if reference else None)} |"
+        )
+        if with_truth:
+            e = r.errors
+            line += f" {e.get('blos_rmse', float('nan')):.1f} | {e.get('bt_rmse', float('nan')):.1f} | {e.get('azimuth_mae', float('nan')):.1f} |"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _machine() -> Dict[str, Any]:
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "hashwfa": hashwfa.__version__,
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="Regenerate the seed report's table (seven versions, loss, time, errors).")
+    p.add_argument("--versions", default=",".join(str(v) for v in sorted(VERSIONS)), help="comma-separated, e.g. 0,1,6")
+    p.add_argument("--config", help="base config (default: every key at its default, the seed protocol)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a key")
+    p.add_argument("--data", help="Stokes FITS file instead of the synthetic plage (with --wavelengths)")
+    p.add_argument("--wavelengths", help="wavelength FITS file for --data")
+    p.add_argument("--epochs", type=int, help="training.epochs_per_phase")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--backend", choices=("auto", "tcnn", "torch"))
+    p.add_argument("--repeats", type=int, default=1, help="runs per version; the median time is reported")
+    p.add_argument("--json", default="bench_results.json", help="where to write the results (default bench_results.json)")
+    p.add_argument("--progress", action="store_true", help="show the training progress bars")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``hashwfa-bench``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        versions = [int(v) for v in args.versions.split(",") if v.strip()]
+        unknown = [v for v in versions if v not in VERSIONS]
+        if unknown or not versions:
+            raise HashwfaError(f"--versions {args.versions!r}: versions are 0 to 6, e.g. --versions 0,1,6.")
+        if args.repeats < 1:
+            raise HashwfaError("--repeats must be at least 1.")
+        overrides = list(args.overrides)
+        if args.data or args.wavelengths:
+            if not (args.data and args.wavelengths):
+                raise HashwfaError("--data and --wavelengths go together: the Stokes cube and its wavelength axis.")
+            overrides += [f"data.path={Path(args.data).resolve()}", f"data.wavelengths={Path(args.wavelengths).resolve()}"]
+        if args.epochs is not None:
+            overrides.append(f"training.epochs_per_phase={args.epochs}")
+        if args.device:
+            overrides.append(f"training.device={args.device}")
+        if args.backend:
+            overrides.append(f"encoding.backend={args.backend}")
+        raw = base_config(args.config, overrides)
+        base_dir = Path(args.config).resolve().parent if args.config else None
+        rows = run_benchmark(
+            versions,
+            raw,
+            source=args.config or "<defaults>",
+            base_dir=base_dir,
+            repeats=args.repeats,
+            progress=args.progress,
+            say=lambda m: print(m, file=sys.stderr),
+        )
+    except HashwfaError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    table = format_table(rows)
+    print(table)
+    report = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([PROG, *(argv if argv is not None else sys.argv[1:])]),
+        "machine": _machine(),
+        "config": raw,
+        "rows": [
+            {
+                "version": r.version,
+                "description": r.description,
+                "final_loss": r.final_loss,
+                "seconds": r.seconds,
+                "median_seconds": r.time,
+                "errors_vs_truth": r.errors or None,
+                "backend": r.backend or None,
+                "device": r.device or None,
+            }
+            for r in rows
+        ],
+        "table": table,
+    }
+    results.write_json(args.json, report)
+    print(f"\n{PROG}: results written to {args.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
