@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from hashwfa.results import atomic_path
+from hashwfa.atomic import atomic_path
 from hashwfa.wfa.fields import FieldMaps
 from hashwfa.wfa.physics import azimuth_difference
 

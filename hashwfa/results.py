@@ -23,17 +23,15 @@ half-written file under a final name.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import secrets
 from pathlib import Path
-from typing import Any, Dict, Iterator, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Union
 
 import numpy as np
 import torch
 from astropy.io import fits
 
+from hashwfa.atomic import atomic_path
 from hashwfa.config import flatten_config
 from hashwfa.errors import HashwfaError
 from hashwfa.wfa.fields import FieldMaps
@@ -48,7 +46,6 @@ __all__ = [
     "QUICKLOOK_PNG",
     "CHECKPOINT_PT",
     "OUTPUT_FILES",
-    "atomic_path",
     "write_json",
     "read_json",
     "save_torch",
@@ -66,27 +63,6 @@ QUICKLOOK_PNG = "quicklook.png"
 CHECKPOINT_PT = "checkpoint.pt"
 #: The files a run writes (the checkpoint only exists while it is unfinished).
 OUTPUT_FILES = (FIELD_FITS, HISTORY_JSON, CONFIG_JSON, MODEL_PT, QUICKLOOK_PNG, CHECKPOINT_PT)
-
-@contextlib.contextmanager
-def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success move it onto ``path``.
-
-    The temporary file lives in the same directory, so :func:`os.replace` is
-    an atomic rename; on an exception it is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A fresh name that the writer creates itself, so the file gets the
-    # usual permissions (mkstemp would make it private to the owner).
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
 
 def write_json(path: Union[str, Path], obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Iterable, Optional, Tuple, Union
@@ -13,6 +12,7 @@ from typing import Iterable, Optional, Tuple, Union
 import numpy as np
 from astropy.io import fits
 
+from hashwfa.atomic import atomic_path
 from hashwfa.errors import HashwfaError
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -79,15 +79,8 @@ def write_atomic(hdul: fits.HDUList, path: PathLike, overwrite: bool = False) ->
         raise HashwfaError(f"{path}: file exists; pass overwrite=True or choose another path")
     if not path.parent.is_dir():
         raise HashwfaError(f"{path}: directory {path.parent} does not exist; create it first")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with warnings.catch_warnings():
-            # astropy warns about long HIERARCH-less keywords' comments being truncated.
-            warnings.simplefilter("ignore", fits.verify.VerifyWarning)
-            hdul.writeto(tmp, overwrite=True, output_verify="silentfix")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        # astropy warns about long HIERARCH-less keywords' comments being truncated.
+        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+        hdul.writeto(tmp, output_verify="silentfix")
     return path
