@@ -285,3 +285,15 @@ def test_input_errors():
         grid(torch.ones(10, 2, dtype=torch.int64))
     with pytest.raises(HashwfaError, match="1 to 4"):
         TorchGrid(5, {"otype": "HashGrid"})
+
+
+def test_deepcopy_and_pickle_after_forward():
+    import copy
+    import pickle
+
+    grid = TorchGrid(2, _config("Hash", 4, 2, 10, 4, 2.0))
+    x = torch.rand(50, 2)
+    expected = grid(x)
+    assert grid._cache is not None
+    for twin in (copy.deepcopy(grid), pickle.loads(pickle.dumps(grid))):
+        assert torch.equal(twin(x), expected)

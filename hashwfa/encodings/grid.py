@@ -241,6 +241,14 @@ class TorchGrid(torch.nn.Module):
         """Drop the cached lookup (it holds ``[N * L, 2^D]`` rows and weights)."""
         self._cache = None
 
+    def __getstate__(self) -> dict:
+        # The cached lookup holds sparse CSR tensors, which cannot be pickled or
+        # deep-copied; it is derived data, rebuilt on the next call.
+        state = self.__dict__.copy()
+        state["_cache"] = None
+        state["_tables"] = None
+        return state
+
     def _apply(self, fn, recurse=True):  # type: ignore[override]
         # .to()/.cuda()/.double() invalidate device- and dtype-bound caches.
         self._tables = None
