@@ -43,7 +43,7 @@ same function composed from stock autograd ops (:func:`smooth_reference`).
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.nn.functional as nnf

@@ -27,7 +27,6 @@ JSON config schema from them, so every default lives in one place.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
