@@ -27,8 +27,9 @@ def small_observation(weights=(1.0, 1.0, 1.0, 1.0)):
     return Observation(data, WL, line="5173", active_indices=ACTIVE, weights=weights)
 
 
-def hand_loss(obs, blos, bq, bu, phase):
-    """The definition, with scalar loops and the formulas of DESIGN.md."""
+def hand_loss(obs, blos, bq, bu, phase, qu_form):
+    """The definition, with scalar loops: V and the wing Q/U formula of DESIGN.md, the
+    second-derivative form from the Lagrange parabola through the three points."""
     c = -4.67e-13 * LAMBDA0 ** 2
     terms = {"V": [], "Q": [], "U": []}
     for p in range(obs.n_pixels):
@@ -39,24 +40,43 @@ def hand_loss(obs, blos, bq, bu, phase):
             s0 = (i_prof[a] - i_prof[a - 1]) / h0
             s1 = (i_prof[a + 1] - i_prof[a]) / h1
             di = (h1 * s0 + h0 * s1) / (h0 + h1)
-            inv = 0.0 if abs(WL[a]) <= 0.035 else 1.0 / WL[a]
+            if qu_form == "wing":
+                inv = 0.0 if abs(WL[a]) <= 0.035 else 1.0 / WL[a]
+                k = 0.75 * c * c * GG * di * inv
+            else:
+                # Lagrange parabola through (x_{a-1}, x_a, x_{a+1}): f'' = 2 sum f_j / prod_{m != j} (x_j - x_m)
+                x0, x1, x2 = WL[a - 1], WL[a], WL[a + 1]
+                d2 = 2 * (i_prof[a - 1] / ((x0 - x1) * (x0 - x2)) + i_prof[a] / ((x1 - x0) * (x1 - x2))
+                          + i_prof[a + 1] / ((x2 - x0) * (x2 - x1)))
+                k = -0.25 * c * c * GG * d2
             terms["V"].append((obs.stokes[y, x, 3, a] - c * GEFF * blos[p] * di) ** 2)
-            terms["Q"].append((obs.stokes[y, x, 1, a] - 0.75 * c * c * GG * bq[p] * di * inv) ** 2)
-            terms["U"].append((obs.stokes[y, x, 2, a] - 0.75 * c * c * GG * bu[p] * di * inv) ** 2)
+            terms["Q"].append((obs.stokes[y, x, 1, a] - k * bq[p]) ** 2)
+            terms["U"].append((obs.stokes[y, x, 2, a] - k * bu[p]) ** 2)
     w = dict(zip("IQUV", obs.weights))
     parts = {"blos": "V", "bqbu": "QU", "all": "QUV"}[phase]
     return sum(w[s] * np.mean(terms[s]) for s in parts)
 
 
+@pytest.mark.parametrize("qu_form", ["second_derivative", "wing"])
 @pytest.mark.parametrize("phase", ["blos", "bqbu", "all"])
-def test_loss_matches_hand_computation(phase):
+def test_loss_matches_hand_computation(phase, qu_form):
     obs = small_observation(weights=(0.5, 2.0, 3.0, 4.0))
     rng = np.random.default_rng(1)
     blos, bq, bu = rng.normal(0, 300, 6), rng.normal(0, 1e5, 6), rng.normal(0, 1e5, 6)
-    loss = WFALoss(obs, dtype=torch.float64)
+    loss = WFALoss(obs, dtype=torch.float64, qu_form=qu_form)
     got = loss(blos=torch.tensor(blos), bqbu=torch.tensor(np.stack([bq, bu], 1)), phase=phase)
     assert got.dim() == 0
-    assert got.item() == pytest.approx(hand_loss(obs, blos, bq, bu, phase), rel=1e-10)
+    assert got.item() == pytest.approx(hand_loss(obs, blos, bq, bu, phase, qu_form), rel=1e-10)
+
+
+def test_default_is_the_second_derivative_form():
+    obs = small_observation()
+    assert WFALoss(obs).qu_form == "second_derivative"
+    bqbu = torch.full((6, 2), 1e5, dtype=torch.float64)
+    default = WFALoss(obs, dtype=torch.float64)(bqbu=bqbu, phase="bqbu")
+    wing = WFALoss(obs, dtype=torch.float64, qu_form="wing")(bqbu=bqbu, phase="bqbu")
+    explicit = WFALoss(obs, dtype=torch.float64, qu_form="second_derivative")(bqbu=bqbu, phase="bqbu")
+    assert default.item() == explicit.item() != wing.item()
 
 
 def test_buffers_are_contiguous_and_precomputed():
@@ -66,7 +86,8 @@ def test_buffers_are_contiguous_and_precomputed():
         t = getattr(loss, name)
         assert t.shape == (6, 3) and t.dtype == torch.float32 and t.is_contiguous()
     assert loss.valid_index.dtype == torch.long
-    assert torch.all(loss.coef_qu[:, 1] == 0)  # the line-core wavelength
+    assert torch.all(loss.coef_qu[:, 1] != 0)  # the second-derivative form has a core term
+    assert torch.all(WFALoss(small_observation(), qu_form="wing").coef_qu[:, 1] == 0)  # the wing form's core cut-off
 
 
 def test_phases_use_only_their_fields():
@@ -139,8 +160,20 @@ def test_nan_pixels_give_a_finite_loss():
     assert torch.isfinite(value)
 
 
-def test_all_core_wavelengths_warn():
+def test_all_core_wavelengths_warn_with_the_wing_form():
     obs = small_observation()
     obs2 = Observation(obs.stokes, obs.wavelengths, active_indices=(2,))
     with pytest.warns(UserWarning, match="inside the line core"):
-        WFALoss(obs2)
+        WFALoss(obs2, qu_form="wing")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        WFALoss(obs2)  # the second-derivative form constrains B_Q, B_U in the core
+
+
+def test_second_derivative_form_needs_three_wavelengths():
+    data = np.zeros((1, 2, 4, 2))
+    data[..., 0, :] = [0.9, 0.8]
+    obs = Observation(data, np.array([-0.05, 0.05]), active_indices=(0, 1))
+    with pytest.raises(HashwfaError, match="3 wavelengths"):
+        WFALoss(obs)
+    assert WFALoss(obs, qu_form="wing").n_active == 2

@@ -40,6 +40,11 @@ def gauss_d3(x):
     return (-8 * u ** 3 + 12 * u) / W ** 3 * gauss(x)
 
 
+def gauss_d4(x):
+    u = x / W
+    return (16 * u ** 4 - 48 * u ** 2 + 12) / W ** 4 * gauss(x)
+
+
 def test_derivative_of_gaussian_within_three_point_error():
     got = intensity_derivative(gauss(GRID), GRID)
     err = np.abs(got - gauss_d1(GRID))
@@ -57,6 +62,36 @@ def test_derivative_of_gaussian_within_three_point_error():
         x = np.array([0.05 - 0.03 * t, 0.05, 0.05 + 0.05 * t])
         errs.append(abs(intensity_derivative(gauss(x), x)[1] - gauss_d1(0.05)))
     assert 3.5 < errs[0] / errs[1] < 4.5
+
+
+def test_second_derivative_of_gaussian_within_three_point_error():
+    got = intensity_second_derivative(gauss(GRID), GRID)
+    want = gauss_d2(GRID)
+    err = np.abs(got - want)[1:-1]
+    h0, h1 = np.diff(GRID)[:-1], np.diff(GRID)[1:]
+    dense = np.linspace(GRID[0], GRID[-1], 20001)
+    d4max = np.abs(gauss_d4(dense)).max()
+    # Taylor: error = (h1 - h0)/3 f3(x_i) + (h0^2 - h0 h1 + h1^2)/12 f4(xi), fN the N-th derivative
+    bound = np.abs(h1 - h0) / 3 * np.abs(gauss_d3(GRID[1:-1])) + (h0 ** 2 - h0 * h1 + h1 ** 2) / 12 * d4max
+    assert np.all(err <= bound * (1 + 1e-9))
+    # the leading error term is right: subtract it and what is left is within the f4 term
+    lead = (h1 - h0) / 3 * gauss_d3(GRID[1:-1])
+    assert np.all(np.abs(got[1:-1] - want[1:-1] - lead) <= (h0 ** 2 - h0 * h1 + h1 ** 2) / 12 * d4max * (1 + 1e-9))
+    # the ends copy their interior neighbours
+    assert got[0] == got[1] and got[-1] == got[-2]
+    # orders: unequal spacings (0.03, 0.05 A) around 0.05 A converge at first order (error / 2),
+    # equal spacings at second order (error / 4)
+    for (a, b), lo, hi in (((0.03, 0.05), 1.7, 2.3), ((0.02, 0.02), 3.7, 4.3)):
+        errs = []
+        for t in (1.0, 0.5):
+            x = np.array([0.05 - a * t, 0.05, 0.05 + b * t])
+            errs.append(abs(intensity_second_derivative(gauss(x), x)[1] - gauss_d2(0.05)))
+        assert lo < errs[0] / errs[1] < hi
+    # the CRISP grid (equal 0.04 A steps) at the active wavelengths of a 0.14 A line: within 6 %
+    wl = np.linspace(-0.24, 0.24, 13)
+    line = 1 - 0.6 * np.exp(-((wl / 0.14) ** 2))
+    exact = -0.6 * (4 * wl ** 2 / 0.14 ** 4 - 2 / 0.14 ** 2) * np.exp(-((wl / 0.14) ** 2))
+    np.testing.assert_allclose(intensity_second_derivative(line, wl)[5:8], exact[5:8], rtol=0.06)
 
 
 def test_derivatives_exact_for_a_parabola_on_unequal_grid():
@@ -93,7 +128,8 @@ def test_forward_model_against_hand_numbers():
     assert out.v[0] == pytest.approx(-0.009237851595237006, rel=1e-12)  # C geff B dI, by hand
     assert out.q is None and out.u is None
     # Mg I b2: 0.75 C^2 Gg dI / dl * B_Q with Gg = 2.875, dl = 0.08, dI = -1.5, B_Q = 1e5 G^2
-    out = forward_stokes(np.array([-1.5, 0.0, -1.5]), wl, "5173", bq=np.array(1e5), bu=np.array(-2e5))
+    out = forward_stokes(np.array([-1.5, 0.0, -1.5]), wl, "5173", bq=np.array(1e5), bu=np.array(-2e5),
+                         qu_form="wing")
     assert out.q[0] == pytest.approx(-(-0.000631245127383021), rel=1e-12)  # dl = -0.08 flips the sign
     assert out.q[2] == pytest.approx(-0.000631245127383021, rel=1e-12)
     assert out.q[1] == 0.0  # line core
@@ -103,26 +139,36 @@ def test_forward_model_against_hand_numbers():
 def test_forward_model_torch_matches_numpy():
     rng = np.random.default_rng(1)
     wl = np.linspace(-0.24, 0.24, 13)
-    dI = rng.normal(size=(5, 13))
+    dI, d2I = rng.normal(size=(5, 13)), rng.normal(size=(5, 13)) * 30
     blos, bq, bu = rng.normal(size=5) * 300, rng.normal(size=5) * 1e5, rng.normal(size=5) * 1e5
-    ref = forward_stokes(dI, wl, "5173", blos=blos, bq=bq, bu=bu)
-    t = forward_stokes(torch.tensor(dI), wl, "5173", blos=torch.tensor(blos), bq=torch.tensor(bq), bu=torch.tensor(bu))
-    for a, b in zip(ref, t):
-        np.testing.assert_allclose(b.numpy(), a, rtol=1e-12)
-    cv, cqu = wfa_coefficients(dI, wl, "5173")
-    np.testing.assert_allclose(cv * blos[:, None], ref.v)
-    np.testing.assert_allclose(cqu * bq[:, None], ref.q)
+    for form in ("second_derivative", "wing"):
+        ref = forward_stokes(dI, wl, "5173", blos=blos, bq=bq, bu=bu, qu_form=form, d2I_dlambda2=d2I)
+        t = forward_stokes(torch.tensor(dI), wl, "5173", blos=torch.tensor(blos), bq=torch.tensor(bq),
+                           bu=torch.tensor(bu), qu_form=form, d2I_dlambda2=torch.tensor(d2I))
+        for a, b in zip(ref, t):
+            np.testing.assert_allclose(b.numpy(), a, rtol=1e-12)
+        cv, cqu = wfa_coefficients(dI, wl, "5173", qu_form=form, d2I_dlambda2=d2I)
+        np.testing.assert_allclose(cv * blos[:, None], ref.v)
+        np.testing.assert_allclose(cqu * bq[:, None], ref.q)
 
 
-def test_second_derivative_form():
+def test_second_derivative_form_is_the_default():
     wl = np.linspace(-0.24, 0.24, 13)
     d2 = np.full(13, 40.0)
-    out = forward_stokes(np.zeros(13), wl, "5173", bq=np.array(1e5), bu=np.array(0.0),
-                         qu_form="second_derivative", d2I_dlambda2=d2)
+    out = forward_stokes(np.zeros(13), wl, "5173", bq=np.array(1e5), bu=np.array(0.0), d2I_dlambda2=d2)
     c = -4.67e-13 * 5172.6843 ** 2
     np.testing.assert_allclose(out.q, -0.25 * c * c * 2.875 * 40.0 * 1e5, rtol=1e-12)
+    np.testing.assert_array_equal(out.u, 0.0)
+    _, cqu = wfa_coefficients(np.zeros(13), wl, "5173", d2I_dlambda2=d2)
+    np.testing.assert_allclose(cqu * 1e5, out.q, rtol=1e-15)
+    # V alone needs no second derivative
+    assert forward_stokes(np.ones(13), wl, "5173", blos=np.array(1.0)).v is not None
     with pytest.raises(HashwfaError, match="d2I_dlambda2"):
-        forward_stokes(np.zeros(13), wl, "5173", bq=np.array(1.0), bu=np.array(1.0), qu_form="second_derivative")
+        forward_stokes(np.zeros(13), wl, "5173", bq=np.array(1.0), bu=np.array(1.0))
+    with pytest.raises(HashwfaError, match="d2I_dlambda2"):
+        wfa_coefficients(np.zeros(13), wl, "5173")
+    with pytest.raises(HashwfaError, match="both"):
+        forward_stokes(np.zeros(13), wl, "5173", bq=np.array(1.0))
     with pytest.raises(HashwfaError, match="qu_form"):
         wfa_coefficients(np.zeros(13), wl, "5173", qu_form="core")
 

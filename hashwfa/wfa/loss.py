@@ -3,13 +3,18 @@
 For the P valid pixels and A active wavelengths of an observation::
 
     L_V = w_V * mean_{p,a} (V_obs - C geff dI/dlambda * B_los)^2
-    L_Q = w_Q * mean_{p,a} (Q_obs - 0.75 C^2 Gg dI/dlambda / dl * B_Q)^2
-    L_U = w_U * mean_{p,a} (U_obs - 0.75 C^2 Gg dI/dlambda / dl * B_U)^2
+    L_Q = w_Q * mean_{p,a} (Q_obs - k_a * B_Q)^2
+    L_U = w_U * mean_{p,a} (U_obs - k_a * B_U)^2
 
-phase ``"blos"`` returns L_V, ``"bqbu"`` L_Q + L_U, ``"all"`` the sum of the
-three (the seed protocol's final loss). The means include active wavelengths
-inside the line core, where the Q/U model is 0 and the residual is the data.
-Stokes I has no WFA model; its weight is not used.
+with ``k_a = -0.25 C^2 Gg d^2I/dlambda^2`` (``qu_form="second_derivative"``,
+the default: the textbook WFA) or ``k_a = 0.75 C^2 Gg dI/dlambda / dl``
+(``qu_form="wing"``, the seed's far-wing formula, 0 where ``|dl| <= 0.035
+A``; it has the wrong sign inside the line's inflection points, see
+:mod:`hashwfa.wfa.physics`). Phase ``"blos"`` returns L_V, ``"bqbu"`` L_Q +
+L_U, ``"all"`` the sum of the three (the seed protocol's final loss). With the
+wing form the means include active wavelengths inside the line core, where
+the Q/U model is 0 and the residual is the data. Stokes I has no WFA model;
+its weight is not used.
 
 Everything that depends only on the data is computed once in ``__init__``;
 ``forward`` is a few elementwise operations and two means, with no Python
@@ -27,7 +32,7 @@ import torch
 from hashwfa.errors import HashwfaError
 from hashwfa.wfa.lines import SpectralLine
 from hashwfa.wfa.observation import Observation
-from hashwfa.wfa.physics import CORE_CUTOFF, wfa_coefficients
+from hashwfa.wfa.physics import CORE_CUTOFF, DEFAULT_QU_FORM, wfa_coefficients
 
 PHASES = ("blos", "bqbu", "all")
 
@@ -42,9 +47,10 @@ class WFALoss(torch.nn.Module):
         dtype: floating dtype of the precomputed tensors.
         line: override the observation's line (name or :class:`SpectralLine`).
         core_cutoff: Angstrom; the wing-form Q/U model is 0 where ``|dl| <= core_cutoff``.
-        qu_form: ``"wing"`` (seed protocol, DESIGN.md) or
-            ``"second_derivative"`` (``-0.25 C^2 Gg d^2I/dlambda^2``, valid at
-            every wavelength; see :mod:`hashwfa.wfa.physics`).
+        qu_form: ``"second_derivative"`` (default; ``-0.25 C^2 Gg
+            d^2I/dlambda^2``, valid at every wavelength; needs >= 3
+            wavelengths) or ``"wing"`` (the seed's formula of DESIGN.md); see
+            :mod:`hashwfa.wfa.physics`.
 
     Attributes:
         valid_index: ``LongTensor (P,)`` flat pixel indices (row-major y, x)
@@ -52,8 +58,9 @@ class WFALoss(torch.nn.Module):
         n_pixels: P.
         n_active: A, the number of active wavelengths.
         coef_v: ``(P, A)`` C geff dI/dlambda [intensity / G].
-        coef_qu: ``(P, A)`` 0.75 C^2 Gg dI/dlambda / dl [intensity / G^2], 0 in the
-            core (or -0.25 C^2 Gg d^2I/dlambda^2 for the second-derivative form).
+        coef_qu: ``(P, A)`` [intensity / G^2]: -0.25 C^2 Gg d^2I/dlambda^2, or
+            for the wing form 0.75 C^2 Gg dI/dlambda / dl (0 in the core).
+        qu_form: the Q/U form used.
         target_q, target_u, target_v: ``(P, A)`` observed Q, U, V.
         weights: ``(w_I, w_Q, w_U, w_V)`` Python floats.
     """
@@ -65,7 +72,7 @@ class WFALoss(torch.nn.Module):
         dtype: torch.dtype = torch.float32,
         line: Union[None, str, SpectralLine] = None,
         core_cutoff: float = CORE_CUTOFF,
-        qu_form: str = "wing",
+        qu_form: str = DEFAULT_QU_FORM,
     ) -> None:
         super().__init__()
         if not isinstance(observation, Observation):

@@ -5,14 +5,17 @@ least-squares solution over the active wavelengths a of one pixel is closed
 form::
 
     B_los = sum_a V_a c_a / sum_a c_a^2,          c_a = C geff dI/dlambda_a
-    B_Q   = sum_a Q_a k_a / sum_a k_a^2,          k_a = 0.75 C^2 Gg dI/dlambda_a / dl_a
+    B_Q   = sum_a Q_a k_a / sum_a k_a^2,          k_a = -0.25 C^2 Gg d^2I/dlambda^2_a
     B_U   = sum_a U_a k_a / sum_a k_a^2
 
-(per-Stokes weights do not change a one-unknown fit; with
-``qu_form="second_derivative"``, ``k_a = -0.25 C^2 Gg d^2I/dlambda^2_a``). A pixel whose
-denominator is 0 (flat intensity, or every active wavelength inside the line
-core for Q/U) gets the minimum-norm solution 0. Computed for all valid pixels
-at once with numpy; invalid pixels are NaN.
+(per-Stokes weights do not change a one-unknown fit). ``k_a`` is the
+textbook second-derivative form by default; ``qu_form="wing"`` uses the
+seed's far-wing formula ``k_a = 0.75 C^2 Gg dI/dlambda_a / dl_a`` (0 where
+``|dl_a| <= 0.035 A``), which at +-0.04 A has the wrong sign and gives
+azimuths 90 deg off (see :mod:`hashwfa.wfa.physics`). A pixel whose
+denominator is 0 (flat intensity, or with the wing form every active
+wavelength inside the line core) gets the minimum-norm solution 0. Computed
+for all valid pixels at once with numpy; invalid pixels are NaN.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import numpy as np
 from hashwfa.wfa.fields import FieldMaps
 from hashwfa.wfa.lines import SpectralLine
 from hashwfa.wfa.observation import Observation
-from hashwfa.wfa.physics import CORE_CUTOFF, wfa_coefficients
+from hashwfa.wfa.physics import CORE_CUTOFF, DEFAULT_QU_FORM, wfa_coefficients
 
 
 def _solve(data: np.ndarray, coef: np.ndarray) -> np.ndarray:
@@ -38,7 +41,7 @@ def pixel_wfa(
     observation: Observation,
     line: Union[None, str, SpectralLine] = None,
     core_cutoff: float = CORE_CUTOFF,
-    qu_form: str = "wing",
+    qu_form: str = DEFAULT_QU_FORM,
 ) -> FieldMaps:
     """Pixel-wise WFA inversion of an observation.
 
@@ -48,13 +51,17 @@ def pixel_wfa(
         line: override the observation's line (name or :class:`SpectralLine`).
         core_cutoff: Angstrom; with the wing form Q/U use only active
             wavelengths with ``|dl| > core_cutoff``.
-        qu_form: ``"wing"`` (seed protocol) or ``"second_derivative"``
-            (see :mod:`hashwfa.wfa.physics`).
+        qu_form: ``"second_derivative"`` (default; needs >= 3 wavelengths)
+            or ``"wing"`` (the seed's formula); see :mod:`hashwfa.wfa.physics`.
 
     Returns:
         :class:`FieldMaps` of shape ``(ny, nx)``, float64: ``blos`` [G],
         ``bq``, ``bu`` [G^2], ``bt`` [G], ``azimuth`` [rad, 0..pi); NaN exactly
         at the invalid pixels.
+
+    Raises:
+        HashwfaError: unknown ``qu_form``, or the second-derivative form on
+            fewer than 3 wavelengths.
     """
     line = observation.line if line is None else line
     inputs = observation.wfa_inputs()

@@ -32,8 +32,10 @@ Two forward models:
   points of any line the grid resolves) does not even have the sign of the
   Zeeman signal.
 - ``"wfa"``: the zero-field profile for I and the exact WFA forward model
-  (:func:`hashwfa.wfa.physics.forward_stokes` of its three-point dI/dlambda)
-  for Q, U, V; the pixel-wise WFA recovers the field exactly without noise.
+  (:func:`hashwfa.wfa.physics.forward_stokes` of its three-point
+  derivatives, Q/U in the ``qu_form`` given, by default the second-derivative
+  form) for Q, U, V; the pixel-wise WFA with the same ``qu_form`` recovers the
+  field exactly without noise.
 
 Noise: Gaussian, the same sigma (``noise`` times the continuum, which is 1)
 in I, Q, U and V. The result is deterministic for a seed: the field, the
@@ -57,7 +59,7 @@ from hashwfa.wfa.fields import FieldMaps
 from hashwfa.wfa.fitsio import provenance_cards, write_atomic
 from hashwfa.wfa.lines import SpectralLine, get_line
 from hashwfa.wfa.observation import Observation
-from hashwfa.wfa.physics import (QU_FORMS, bt_azimuth_to_bqbu, forward_stokes, intensity_derivative,
+from hashwfa.wfa.physics import (DEFAULT_QU_FORM, QU_FORMS, bt_azimuth_to_bqbu, forward_stokes, intensity_derivative,
                                  intensity_second_derivative)
 from hashwfa.wfa.zeeman import zeeman_stokes
 
@@ -281,7 +283,7 @@ def synthetic_plage(
     wavelengths: Optional[Sequence[float]] = None,
     active_indices: Sequence[int] = CRISP_ACTIVE,
     pattern: str = "full",
-    qu_form: str = "wing",
+    qu_form: str = DEFAULT_QU_FORM,
 ) -> SyntheticPlage:
     """Make a synthetic plage observation and its true field.
 
@@ -299,8 +301,9 @@ def synthetic_plage(
         active_indices: default (5, 6, 7).
         pattern: Zeeman pattern for ``model="zeeman"``: ``"full"`` (the
             levels' anomalous splitting) or ``"triplet"`` (effective triplet).
-        qu_form: Q/U form of ``model="wfa"``: ``"wing"`` (seed protocol) or
-            ``"second_derivative"`` (see :mod:`hashwfa.wfa.physics`).
+        qu_form: Q/U form of ``model="wfa"``: ``"second_derivative"``
+            (default) or ``"wing"`` (the seed's formula); see
+            :mod:`hashwfa.wfa.physics`. Not used by ``"zeeman"``.
 
     Returns:
         :class:`SyntheticPlage` (observation in continuum units, truth, line
