@@ -8,6 +8,7 @@ commas allowed, read with :mod:`commentjson`) with the sections
 ``encoding``  grid encoding (:class:`hashwfa.wfa.solver.EncodingConfig`)
 ``network``   MLP head (:class:`hashwfa.wfa.solver.NetworkConfig`)
 ``training``  optimisation (:class:`hashwfa.wfa.solver.TrainingConfig`)
+``physics``   the Q/U forward model (:class:`hashwfa.wfa.solver.PhysicsConfig`)
 ``output``    what is written besides the always-written files
 
 Every key has a default (the seed protocol, DESIGN.md section 6), so ``{}``
@@ -38,7 +39,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import commentjson
 
 from hashwfa.errors import HashwfaError
-from hashwfa.wfa.solver import EncodingConfig, NetworkConfig, SolverConfig, TrainingConfig, setting
+from hashwfa.wfa.solver import EncodingConfig, NetworkConfig, PhysicsConfig, SolverConfig, TrainingConfig, setting
 
 __all__ = [
     "SyntheticConfig",
@@ -123,12 +124,13 @@ class RunConfig:
     encoding: EncodingConfig = _section(EncodingConfig, "The grid encoding.")
     network: NetworkConfig = _section(NetworkConfig, "The MLP head.")
     training: TrainingConfig = _section(TrainingConfig, "The optimisation.")
+    physics: PhysicsConfig = _section(PhysicsConfig, "The weak-field model of Q and U.")
     output: OutputConfig = _section(OutputConfig, "Optional outputs.")
 
     @property
     def solver(self) -> SolverConfig:
         """The part of the config the solver uses."""
-        return SolverConfig(encoding=self.encoding, network=self.network, training=self.training)
+        return SolverConfig(encoding=self.encoding, network=self.network, training=self.training, physics=self.physics)
 
 
 # ----------------------------------------------------------------- schema walk

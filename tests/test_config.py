@@ -191,3 +191,16 @@ def test_invalid_json_names_file_line_and_column(tmp_path):
 def test_comments_and_trailing_commas_are_accepted(tmp_path):
     cfg = load_config(write(tmp_path, '// c\n{\n  "training": {"seed": 3,}, # d\n}\n'))
     assert cfg.training.seed == 3
+
+
+def test_physics_section_reaches_the_solver_loss(tmp_path):
+    from hashwfa.wfa.solver import TwoPhaseSolver
+    from hashwfa.wfa.synthetic import synthetic_plage
+
+    cfg = load_config(write(tmp_path, '{"physics": {"qu_form": "wing"}}'))
+    assert cfg.solver.physics.qu_form == "wing" and cfg.solver.physics.core_cutoff == 0.035
+    assert load_config(write(tmp_path, "{}", "d.json")).physics.qu_form == "second_derivative"
+    obs = synthetic_plage(ny=8, nx=6).observation
+    assert TwoPhaseSolver(obs, cfg.solver, progress=False).loss.qu_form == "wing"
+    message, _ = error_of(tmp_path, '{"physics": {"qu_form": "wings"}}')
+    assert "physics.qu_form" in message and "wing" in message

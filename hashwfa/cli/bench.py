@@ -141,8 +141,9 @@ def run_benchmark(
             row.seconds.append(seconds)
             say(f"  V{version} run {repeat + 1}/{repeats}: {seconds:.2f} s, final loss {result.final_loss:.4e}")
         rows.append(row)
-    wfa = pixel_wfa(obs)
-    loss = WFALoss(obs)
+    physics = first.physics  # the same for every version
+    wfa = pixel_wfa(obs, core_cutoff=physics.core_cutoff, qu_form=physics.qu_form)
+    loss = WFALoss(obs, core_cutoff=physics.core_cutoff, qu_form=physics.qu_form)
     row = BenchRow(version=None, description="pixel-wise WFA", final_loss=_final_loss(loss, wfa))
     if data.truth is not None:
         row.errors = errors_against_truth(wfa, data.truth, valid)

@@ -168,7 +168,7 @@ def run(
         on_epoch_end=on_epoch_end,
     )
 
-    wfa = pixel_wfa(obs)
+    wfa = pixel_wfa(obs, core_cutoff=cfg.physics.core_cutoff, qu_form=cfg.physics.qu_form)
     valid = obs.valid.reshape(obs.ny, obs.nx)
     metrics: Dict[str, float] = {}
     if data.truth is not None:

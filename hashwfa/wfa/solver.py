@@ -39,6 +39,7 @@ from hashwfa.encodings import HashEncoding, NeuralField, resolve_backend
 from hashwfa.encodings.progressive import progressive_schedule
 from hashwfa.errors import HashwfaError
 from hashwfa.wfa.loss import WFALoss
+from hashwfa.wfa.physics import CORE_CUTOFF, DEFAULT_QU_FORM, QU_FORMS
 from hashwfa.wfa.fields import FieldMaps
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "EncodingConfig",
     "NetworkConfig",
     "TrainingConfig",
+    "PhysicsConfig",
     "SolverConfig",
     "SolverResult",
     "TwoPhaseSolver",
@@ -183,12 +185,29 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class PhysicsConfig:
+    """The weak-field forward model of Q and U (:mod:`hashwfa.wfa.physics`)."""
+
+    qu_form: str = setting(
+        DEFAULT_QU_FORM,
+        "Q/U model: 'second_derivative' (the textbook WFA, -C^2 Gg B^2 d2I/dl2 / 4, right near the "
+        "line core) or 'wing' (the seed's far-wing 0.75 C^2 Gg B^2 dI/dl / dl, whose sign is wrong "
+        "inside the line's inflection points; kept to reproduce the seed).",
+        choices=QU_FORMS,
+    )
+    core_cutoff: float = setting(
+        CORE_CUTOFF, "Angstrom; with qu_form 'wing', Q/U ignore wavelengths with |dl| <= this.", min=0.0
+    )
+
+
+@dataclass(frozen=True)
 class SolverConfig:
     """Everything the solver needs besides the observation."""
 
     encoding: EncodingConfig = field(default_factory=EncodingConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    physics: PhysicsConfig = field(default_factory=PhysicsConfig)
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain-JSON form (nested dicts of numbers, strings, booleans, null)."""
@@ -201,6 +220,7 @@ class SolverConfig:
             encoding=EncodingConfig(**d["encoding"]),
             network=NetworkConfig(**d["network"]),
             training=TrainingConfig(**d["training"]),
+            physics=PhysicsConfig(**d.get("physics", {})),
         )
 
 
@@ -372,7 +392,10 @@ class TwoPhaseSolver:
         train = config.training
         self.log_every = train.log_every or (1 if self.device.type == "cpu" else 25)
 
-        self.loss = WFALoss(observation, device=self.device, dtype=torch.float32)
+        physics = config.physics
+        self.loss = WFALoss(
+            observation, device=self.device, dtype=torch.float32, core_cutoff=physics.core_cutoff, qu_form=physics.qu_form
+        )
         self.n_pixels = int(self.loss.n_pixels)
         valid_index = self.loss.valid_index.to("cpu").numpy()
         # Created once and passed as the same tensor object every full-batch
