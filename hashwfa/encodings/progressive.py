@@ -67,6 +67,13 @@ class ProgressiveMask(torch.nn.Module):
         self.n_levels = int(n_levels)
         self.n_features_per_level = int(n_features_per_level)
         self.register_buffer("mask", torch.ones(self.n_levels * self.n_features_per_level), persistent=False)
+        # Level index of every column, kept beside the mask so that a new mask
+        # is computed where it lives (no host-to-device copy per epoch on a GPU).
+        self.register_buffer(
+            "column_level",
+            torch.arange(self.n_levels).repeat_interleave(self.n_features_per_level).to(torch.float32),
+            persistent=False,
+        )
         self._active_levels = float(self.n_levels)
         self.set_active_levels(self.n_levels if active_levels is None else active_levels)
 
@@ -77,10 +84,11 @@ class ProgressiveMask(torch.nn.Module):
 
     def set_active_levels(self, active_levels: float) -> None:
         """Set ``a`` in ``[1, L]`` and rewrite the mask buffer in place."""
-        weights = level_weights(active_levels, self.n_levels)
-        self._active_levels = float(active_levels)
+        a = _check_active_levels(active_levels, self.n_levels)
+        self._active_levels = a
         with torch.no_grad():
-            self.mask.copy_(weights.repeat_interleave(self.n_features_per_level))
+            # The rule of level_weights, column by column: clamp(a - l, 0, 1).
+            torch.clamp(a - self.column_level, 0.0, 1.0, out=self.mask)
 
     def extra_repr(self) -> str:
         return f"n_levels={self.n_levels}, n_features_per_level={self.n_features_per_level}, active_levels={self._active_levels:g}"
