@@ -2,46 +2,91 @@
 
 The real CRISP cube of the seed study is not available, so this module makes
 one on the same wavelength grid (Mg I b2 5173, 13 wavelengths from -0.24 to
-+0.24 A in 0.04 A steps, active indices 5, 6, 7) with a field that looks
-like chromospheric plage:
++0.24 A in 0.04 A steps, active indices 5, 6, 7), observed at disk centre
+(B_los = B_z, B_t = B_horizontal) with the sampling and resolution of CRISP
+at the Swedish 1-m Solar Telescope.
 
-- **B_los** [G]: compact kG flux concentrations (Gaussian blobs of 1-3 px,
-  peaks ~0.4-1.5 kG, 88 % of one polarity) clustered on a network of cell
-  boundaries inside a plage envelope, compressed smoothly so that no pixel
-  exceeds ~1.45 kG; plus a weaker extended field (diffuse plage field up to
-  ~100 G, a 35 G rms field of 10 px scale, and a 10 G rms mixed-polarity field
-  of 1.5 px scale that is below the noise).
-- **Transverse field** [G]: the horizontal part of the potential field of
-  B_los at a height of 2.5 px (it fans out of the concentrations like
-  chromospheric fibrils) plus a smooth random canopy field, and fibril
-  striations (white noise smeared along the field direction by a line
-  integral convolution) modulating B_t by +-30 %. Azimuth from +x towards
-  +y, in [0, pi).
+**Telescope.** Pixels of :data:`PIXEL_SCALE` = 0.044 arcsec (CRISP since
+its 2019 cameras; 0.059 arcsec before). The point-spread function is a
+Gaussian whose FWHM is the Airy core's, ``1.03 lambda / D`` with D = 0.97 m
+(0.113 arcsec at 5173 A), added in quadrature to :data:`SEEING_FWHM` = 0.10
+arcsec of residual seeing after adaptive optics and image restoration: 0.151
+arcsec = **3.4 px** at 5173 A (``psf_fwhm`` overrides it; 0 switches it off).
+The seeing halo (stray light on arcsec scales) is left out. Real plage maps
+are never sharper than this: their smallest structures are a few pixels
+across.
+
+**Field** at the formation height of the line, before the PSF (the
+``intrinsic`` maps):
+
+- **B_los** [G]: kG flux concentrations (Gaussians of FWHM 0.2-0.4 arcsec =
+  4.5-9 px, like the flux tubes of plage; peaks lognormal around 0.7 kG,
+  clipped to 0.15-1.5 kG, 88 % of one polarity; ~107 of them in 200 x 178)
+  clustered in the intergranular lanes (a Voronoi network of ~1 arcsec
+  cells) inside a plage envelope, compressed smoothly so that no pixel
+  exceeds ~1.45 kG (the weak-field regime of Mg I b2); plus a weaker
+  extended field (diffuse plage field up to ~100 G, a 35 G rms field of 10 px
+  scale, and a 10 G rms mixed-polarity field of 1.5 px scale that the PSF
+  and the noise hide).
+- **Transverse field** [G]: the horizontal part of the potential field whose
+  vertical part at that height is B_los (``B_h(k) = -i k/|k| B_z(k)``): it
+  fans out of every concentration, peaking at ~0.45 times its B_los at
+  ~1.2 sigma from its centre (inclinations ~40 deg at the flanks, B_t of
+  several hundred G in and around the concentrations); plus a canopy field
+  of coherent azimuth over ~20 px (80 G rms per component, twice that inside
+  the plage), and fibril striations (white noise smeared along the field
+  direction by a line integral convolution) modulating B_t by +-30 %;
+  B_t is compressed smoothly below 1 kG (``BT_MAX``), so |B| < 1.8 kG.
+  Azimuth from +x towards +y, in [0, pi).
 - **Line** (per pixel, smooth): Gaussian absorption ``a(dl) = depth *
   exp(-((dl - shift) / width)^2)`` with depth 0.45-0.75 (shallower in plage,
   where the core is filled in), 1/e half-width ~0.14 A (broader in plage) and
   Doppler shifts of a few tenths of km/s (downflows around concentrations).
 
+**Truth.** The PSF-weighted mean of the intrinsic B_los, B_Q and B_U (what a
+linear, WFA-like measurement of blurred images can recover); B_t and the
+azimuth follow from the blurred (B_Q, B_U), so where azimuths mix within the
+PSF the true B_t is the net linear-polarisation field, smaller than the mean
+intrinsic B_t. :attr:`SyntheticPlage.intrinsic` keeps the field before the PSF.
+
 Two forward models:
 
-- ``"zeeman"`` (default): the full anomalous Zeeman pattern of the line's
-  levels in the weak-line limit (:mod:`hashwfa.wfa.zeeman`): *not* the WFA.
-  Inversions meet model error as on real data: the finite-difference
-  dI/dlambda on the 0.04 A grid and the field's non-linearity for V, and for
-  Q and U the WFA's wing formula, which at +-0.04 A (inside the inflection
-  points of any line the grid resolves) does not even have the sign of the
-  Zeeman signal.
-- ``"wfa"``: the zero-field profile for I and the exact WFA forward model
-  (:func:`hashwfa.wfa.physics.forward_stokes` of its three-point
-  derivatives, Q/U in the ``qu_form`` given, by default the second-derivative
-  form) for Q, U, V; the pixel-wise WFA with the same ``qu_form`` recovers the
-  field exactly without noise.
+- ``"zeeman"`` (default, realistic): each pixel's profiles are synthesised
+  from its intrinsic field with the full anomalous Zeeman pattern of the
+  line's levels in the weak-line limit (:mod:`hashwfa.wfa.zeeman`), and the
+  telescope then blurs the Stokes I, Q, U, V images with the PSF. This is
+  *not* the WFA: inversions meet model error as on real data (the
+  finite-difference derivatives on the 0.04 A grid, the field's
+  non-linearity, profiles that mix different fields, line shifts and depths
+  within the PSF), but no systematic one in Q and U with the default
+  second-derivative form (:mod:`hashwfa.wfa.physics`; the seed's ``"wing"``
+  form has the wrong sign at +-0.04 A).
+- ``"wfa"`` (exact, for tests): the PSF blurs the field and line maps, and
+  each pixel's profiles are the zero-field profile for I and the exact WFA
+  forward model (:func:`hashwfa.wfa.physics.forward_stokes` of its
+  three-point derivatives, Q/U in the ``qu_form`` given, by default the
+  second-derivative form) for Q, U, V of the true field: the pixel-wise WFA
+  with the same ``qu_form`` recovers the truth exactly without noise.
 
 Noise: Gaussian, the same sigma (``noise`` times the continuum, which is 1)
-in I, Q, U and V. The result is deterministic for a seed: the field, the
-line maps and the noise draw from three independent streams of it, so the
-same seed with another noise level gives the same field and the same noise
-pattern, scaled.
+in I, Q, U and V, added after the PSF (photon noise is white per pixel).
+The default 1e-3 is a typical CRISP level. The result is deterministic for a
+seed: the field, the line maps and the noise draw from three independent
+streams of it, so the same seed with another noise level gives the same
+field and the same noise pattern, scaled. Making the default 200 x 178 cube
+takes ~0.2 s.
+
+What the pixel-wise WFA (:func:`hashwfa.wfa.pixelwise.pixel_wfa`, default
+second-derivative Q/U form) makes of the default cube (seed 0, 200 x 178,
+``"zeeman"``), measured: without noise, B_los RMSE 23.9 G against the truth
+(model error, mostly a +7.5 % overestimate because the three-point
+dI/dlambda on the 0.04 A grid is ~7.5 % shallower than the true slope at
++-0.04 A), azimuth exact, B_t at 1.02 times the truth; with the default noise,
+B_los RMSE 29.3 G, B_t RMSE 204 G (noise bias: sigma = 1e-3 alone gives
+B_t ~ 360 G where there is no field) and azimuth mean absolute error 33
+deg. The intrinsic (pre-PSF) field reaches |B_los| 1.38 kG, the truth 1.27
+kG; 8 % of the pixels have |B_los| > 500 G; plage pixels average |B_los|
+~250 G.
 """
 
 from __future__ import annotations
@@ -70,6 +115,32 @@ CRISP_ACTIVE = (5, 6, 7)
 MODELS = ("zeeman", "wfa")
 #: Speed of light [km/s], for Doppler shifts.
 C_KMS = 299792.458
+#: CRISP pixel size [arcsec/px] (since 2019; 0.059 before).
+PIXEL_SCALE = 0.044
+#: Aperture of the Swedish 1-m Solar Telescope [m].
+TELESCOPE_DIAMETER = 0.97
+#: FWHM [arcsec] of the residual seeing after adaptive optics and image
+#: restoration, added in quadrature to the diffraction core.
+SEEING_FWHM = 0.10
+#: FWHM range [arcsec] of the flux concentrations (plage flux tubes).
+TUBE_FWHM = (0.2, 0.4)
+#: Flux concentrations per image pixel (placed where the plage envelope and the lanes accept them).
+N_TUBES_PER_PIXEL = 0.003
+#: Median peak B_los [G] of a flux concentration (lognormal, clipped to 150-1500 G).
+TUBE_PEAK_MEDIAN = 700.0
+#: Canopy field [G]: rms of each horizontal component outside the plage (doubled inside).
+CANOPY_RMS = 80.0
+#: Soft ceiling [G] of the intrinsic transverse field.
+BT_MAX = 1000.0
+_FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+
+
+def psf_fwhm_pixels(line: "SpectralLine | str") -> float:
+    """The default PSF FWHM [px] at a line: ``sqrt((1.03 lambda0/D)^2 + SEEING_FWHM^2)``
+    in arcsec, divided by :data:`PIXEL_SCALE` (3.43 px for Mg I b2 5173)."""
+    line = get_line(line)
+    diffraction = 1.03 * line.center * 1e-10 / TELESCOPE_DIAMETER * (180.0 / math.pi * 3600.0)
+    return math.hypot(diffraction, SEEING_FWHM) / PIXEL_SCALE
 
 
 @dataclass
@@ -78,19 +149,25 @@ class SyntheticPlage:
 
     Attributes:
         observation: the :class:`Observation` (Stokes in continuum units, Ic).
-        truth: the true :class:`FieldMaps` ``(ny, nx)``.
+        truth: the true :class:`FieldMaps` ``(ny, nx)``: the PSF-weighted
+            field (see the module docstring).
         atmosphere: line-parameter maps ``(ny, nx)``: ``depth`` (continuum
-            units), ``width`` (1/e half-width, A), ``shift`` (Doppler shift, A).
-        parameters: how it was made (ny, nx, seed, noise, model, line, pattern).
+            units), ``width`` (1/e half-width, A), ``shift`` (Doppler shift,
+            A); PSF-blurred like the truth.
+        parameters: how it was made (ny, nx, seed, noise, model, line,
+            pattern, qu_form, psf_fwhm [px], pixel_scale [arcsec]).
+        intrinsic: the field before the PSF, :class:`FieldMaps` ``(ny, nx)``.
     """
 
     observation: Observation
     truth: FieldMaps
     atmosphere: Dict[str, np.ndarray] = field(default_factory=dict)
     parameters: Dict[str, Any] = field(default_factory=dict)
+    intrinsic: Optional[FieldMaps] = None
 
     def header_cards(self) -> Dict[str, Tuple[Any, str]]:
-        """FITS cards describing how the data were made (SYNTHET, SEED, NOISE, MODEL, PATTERN)."""
+        """FITS cards describing how the data were made (SYNTHET, SEED, NOISE, MODEL,
+        PATTERN, QUFORM, PSFFWHM, PIXSCALE)."""
         p = self.parameters
         return {
             "SYNTHET": (True, "synthetic plage made by hashwfa"),
@@ -98,15 +175,18 @@ class SyntheticPlage:
             "NOISE": (p["noise"], "noise sigma in units of the continuum"),
             "MODEL": (p["model"], "forward model: zeeman (not the WFA) or wfa"),
             "PATTERN": (p["pattern"], "Zeeman pattern: full or triplet"),
-            "QUFORM": (p["qu_form"], "Q/U form of model wfa: wing or second_derivative"),
+            "QUFORM": (p["qu_form"], "Q/U form of model wfa: second_derivative or wing"),
+            "PSFFWHM": (p["psf_fwhm"], "FWHM of the Gaussian PSF [px]"),
+            "PIXSCALE": (p["pixel_scale"], "pixel size [arcsec] the field is modelled at"),
         }
 
     def write_fits(self, directory: Union[str, Path], overwrite: bool = False) -> Dict[str, Path]:
         """Write ``stokes.fits``, ``wavelengths.fits`` and ``truth.fits`` into ``directory``.
 
         ``truth.fits`` holds image extensions BLOS [G], BQ [G2], BU [G2],
-        BTRANS [G], AZIMUTH [rad] and the line maps DEPTH [Ic], WIDTH [A],
-        SHIFT [A]. The directory is created if needed; writes are atomic.
+        BTRANS [G], AZIMUTH [rad] (the truth), the line maps DEPTH [Ic],
+        WIDTH [A], SHIFT [A], and the field before the PSF as INTR_BLOS ...
+        INTR_AZIMUTH. The directory is created if needed; writes are atomic.
 
         Returns:
             ``{"stokes": path, "wavelengths": path, "truth": path}``.
@@ -129,8 +209,9 @@ class SyntheticPlage:
         for key, value in cards.items():
             hdr[key] = value
         hdr["LINE"] = (self.observation.line.name, "spectral line (hashwfa name)")
-        hdr.add_comment("True field of the synthetic plage: extensions BLOS, BQ, BU, BTRANS, AZIMUTH,")
-        hdr.add_comment("and the line parameters DEPTH, WIDTH, SHIFT; all (ny, nx).")
+        hdr.add_comment("True field of the synthetic plage (PSF-weighted): extensions BLOS, BQ, BU,")
+        hdr.add_comment("BTRANS, AZIMUTH; the line parameters DEPTH, WIDTH, SHIFT; the field before")
+        hdr.add_comment("the PSF as INTR_BLOS ... INTR_AZIMUTH; all (ny, nx).")
         hdus = [fits.PrimaryHDU(header=hdr)] + self.truth.to_hdus()
         for name, unit, comment in (("depth", "Ic", "line depth, continuum units"),
                                     ("width", "Angstrom", "1/e half-width of the Gaussian"),
@@ -138,6 +219,8 @@ class SyntheticPlage:
             ext = fits.Header()
             ext["BUNIT"] = (unit, comment)
             hdus.append(fits.ImageHDU(self.atmosphere[name].astype(np.float32), header=ext, name=name.upper()))
+        if self.intrinsic is not None:
+            hdus += self.intrinsic.to_hdus(prefix="INTR_")
         write_atomic(fits.HDUList(hdus), paths["truth"], overwrite=True)
         return paths
 
@@ -205,7 +288,7 @@ def _fibril_texture(rng: np.random.Generator, azimuth: np.ndarray, length: int =
 
 def _network_lanes(rng: np.random.Generator, shape: Tuple[int, int], cell: float) -> np.ndarray:
     """In [0, 1]: close to 1 on the boundaries of random cells of size ``cell`` px
-    (a Voronoi network like the supergranular network that plage outlines)."""
+    (a Voronoi network like the intergranular lanes where plage flux collects)."""
     ny, nx = shape
     n_cells = max(4, int(round(ny * nx / cell ** 2)))
     centres = rng.uniform((0, 0), (ny, nx), size=(n_cells, 2))
@@ -215,46 +298,83 @@ def _network_lanes(rng: np.random.Generator, shape: Tuple[int, int], cell: float
     return np.exp(-((d2[..., 1] - d2[..., 0]) / (0.18 * cell)) ** 2)
 
 
+def _blur_matrix(n: int, sigma: float) -> np.ndarray:
+    """``(n, n)`` matrix of a 1-D Gaussian blur of ``sigma`` px with mirror
+    boundaries (half-sample symmetric); rows sum to 1."""
+    radius = int(4.0 * sigma + 0.5)  # truncated at ~4 sigma (as scipy.ndimage.gaussian_filter)
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel /= kernel.sum()
+    cols = np.arange(n)[:, None] + offsets[None, :]  # (n, 2r+1)
+    # Mirror indices into 0..n-1 (period 2n: -1 -> 0, n -> n-1).
+    cols = np.mod(cols, 2 * n)
+    cols = np.where(cols >= n, 2 * n - 1 - cols, cols)
+    out = np.zeros((n, n))
+    np.add.at(out, (np.repeat(np.arange(n), offsets.size), cols.reshape(-1)), np.tile(kernel, n))
+    return out
+
+
+def _psf(images: np.ndarray, fwhm: float) -> np.ndarray:
+    """Blur ``images`` ``(ny, nx, ...)`` over the two leading axes with a Gaussian
+    PSF of ``fwhm`` px (separable, mirror boundaries, flux conserving); a copy
+    when ``fwhm`` is 0."""
+    images = np.asarray(images, dtype=np.float64)
+    if fwhm <= 0:
+        return images.copy()
+    sigma = fwhm / _FWHM_PER_SIGMA
+    by = _blur_matrix(images.shape[0], sigma)
+    bx = _blur_matrix(images.shape[1], sigma)
+    out = np.tensordot(by, images, axes=(1, 0))  # (ny, nx, ...)
+    out = np.tensordot(bx, np.moveaxis(out, 1, 0), axes=(1, 0))  # (nx, ny, ...)
+    return np.ascontiguousarray(np.moveaxis(out, 0, 1))
+
+
 def _make_field(rng: np.random.Generator, ny: int, nx: int) -> Tuple[FieldMaps, np.ndarray, np.ndarray]:
-    """The true field and two helper maps: the plage envelope and the concentration field."""
+    """The intrinsic field (before the PSF) and two helper maps: the plage
+    envelope [0..1] and the concentration field [G]."""
     shape = (ny, nx)
     # Plage envelope: a smooth random field switched on over ~half of the area.
     env_noise = _smooth_noise(rng, shape, scale=0.18 * max(ny, nx))
     envelope = 1.0 / (1.0 + np.exp(-(env_noise + 0.1) / 0.35))
 
-    # Flux concentrations on the network lanes inside the plage.
-    lanes = _network_lanes(rng, shape, cell=22.0)
+    # Flux concentrations in the intergranular lanes (cells ~1 arcsec) inside the plage.
+    lanes = _network_lanes(rng, shape, cell=1.0 / PIXEL_SCALE)
     accept = envelope ** 1.5 * (0.15 + 0.85 * lanes)
-    n_blobs = max(1, int(round(0.004 * ny * nx)))
+    n_blobs = max(1, int(round(N_TUBES_PER_PIXEL * ny * nx)))
     cand = rng.uniform((0, 0), (ny, nx), size=(20 * n_blobs, 2))
     keep = rng.uniform(size=cand.shape[0]) < accept[cand[:, 0].astype(int), cand[:, 1].astype(int)]
     pos = cand[keep][:n_blobs]
     n = pos.shape[0]
-    sigma = rng.uniform(1.0, 3.0, n)
-    peak = np.clip(rng.lognormal(math.log(650.0), 0.45, n), 150.0, 1500.0)
+    sigma = rng.uniform(*TUBE_FWHM, n) / PIXEL_SCALE / _FWHM_PER_SIGMA
+    peak = np.clip(rng.lognormal(math.log(TUBE_PEAK_MEDIAN), 0.45, n), 150.0, 1500.0)
     polarity = np.where(rng.uniform(size=n) < 0.88, 1.0, -1.0)
     yy, xx = np.meshgrid(np.arange(ny, dtype=float), np.arange(nx, dtype=float), indexing="ij")
     conc = np.zeros(shape)
-    for k in range(n):  # a loop over ~140 blobs, each a vectorised image
+    for k in range(n):  # a loop over ~100 tubes, each a vectorised image
         r2 = (yy - pos[k, 0]) ** 2 + (xx - pos[k, 1]) ** 2
         conc += polarity[k] * peak[k] * np.exp(-0.5 * r2 / sigma[k] ** 2)
-    # Overlapping blobs must not exceed what the WFA handles on this line (~1.5 kG).
+    # Overlapping tubes must not exceed what the WFA handles on this line (~1.5 kG).
     conc = 1450.0 * np.tanh(conc / 1450.0)
 
     # Weaker extended field: diffuse plage field, a mesoscale field, and a
-    # small-scale mixed-polarity field below the noise.
+    # small-scale mixed-polarity field that the PSF and the noise hide.
     diffuse = 100.0 * envelope + 35.0 * _smooth_noise(rng, shape, 10.0) + 10.0 * _smooth_noise(rng, shape, 1.5)
     blos = conc + diffuse
 
-    # Transverse field: potential-field fan-out of the flux plus a random canopy,
-    # with striations along the field direction (fibrils).
-    bx, by = _potential_horizontal(blos, height=2.5)
-    bx = 1.6 * bx + 60.0 * _smooth_noise(rng, shape, 15.0)
-    by = 1.6 * by + 60.0 * _smooth_noise(rng, shape, 15.0)
+    # Transverse field: the horizontal potential field of B_los at its own height
+    # (the fan-out of the flux tubes), plus a canopy of coherent azimuth (stronger
+    # over the plage), with striations along the field direction (fibrils).
+    bx, by = _potential_horizontal(blos, height=0.0)
+    canopy = CANOPY_RMS * (1.0 + envelope)
+    bx = bx + canopy * _smooth_noise(rng, shape, 20.0)
+    by = by + canopy * _smooth_noise(rng, shape, 20.0)
     azimuth = np.mod(np.arctan2(by, bx), math.pi)
     azimuth = np.where(azimuth >= math.pi, azimuth - math.pi, azimuth)
     striation = _fibril_texture(rng, azimuth, length=6)
     bt = np.hypot(bx, by) * np.clip(1.0 + 0.3 * striation, 0.3, 1.9)
+    # Compressed smoothly like B_los (steep flanks of merged tubes and bright
+    # striations): |B| stays in the weak-field regime of the line.
+    bt = BT_MAX * np.tanh(bt / BT_MAX)
     bq, bu = bt_azimuth_to_bqbu(bt, azimuth)
     return FieldMaps(blos=blos, bq=bq, bu=bu, bt=bt, azimuth=azimuth), envelope, conc
 
@@ -284,6 +404,7 @@ def synthetic_plage(
     active_indices: Sequence[int] = CRISP_ACTIVE,
     pattern: str = "full",
     qu_form: str = DEFAULT_QU_FORM,
+    psf_fwhm: Optional[float] = None,
 ) -> SyntheticPlage:
     """Make a synthetic plage observation and its true field.
 
@@ -291,11 +412,12 @@ def synthetic_plage(
         ny, nx: image size in pixels (>= 2 each); 200 x 178 like the seed data.
         seed: integer seed; the result is the same for the same arguments.
         noise: Gaussian noise sigma in units of the continuum (>= 0), added to
-            I, Q, U, V.
+            I, Q, U, V after the PSF; 1e-3 is a typical CRISP level.
         model: ``"zeeman"`` (full Zeeman pattern, not the WFA) or ``"wfa"``
             (the WFA forward model exactly); see the module docstring.
-        line: the line (name or :class:`SpectralLine`); the field and line
-            maps do not depend on it.
+        line: the line (name or :class:`SpectralLine`); the intrinsic field
+            and line maps do not depend on it, the default PSF does (through
+            the diffraction limit).
         wavelengths: ``(nw,)`` Angstrom from line centre; default the CRISP
             grid -0.24..+0.24 A in 0.04 A steps.
         active_indices: default (5, 6, 7).
@@ -304,13 +426,17 @@ def synthetic_plage(
         qu_form: Q/U form of ``model="wfa"``: ``"second_derivative"``
             (default) or ``"wing"`` (the seed's formula); see
             :mod:`hashwfa.wfa.physics`. Not used by ``"zeeman"``.
+        psf_fwhm: FWHM [px] of the Gaussian PSF; None: the SST/CRISP value
+            at the line (:func:`psf_fwhm_pixels`, 3.43 px at 5173 A); 0: no
+            PSF (truth = intrinsic field).
 
     Returns:
         :class:`SyntheticPlage` (observation in continuum units, truth, line
-        maps, parameters).
+        maps, parameters, intrinsic field).
 
     Raises:
-        HashwfaError: for a bad size, seed, noise level, model or pattern.
+        HashwfaError: for a bad size, seed, noise level, model, pattern,
+            qu_form, PSF width or wavelength axis.
     """
     for name, value in (("ny", ny), ("nx", nx)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2:
@@ -330,38 +456,59 @@ def synthetic_plage(
     if qu_form not in QU_FORMS:
         raise HashwfaError(f"synthetic_plage: qu_form = {qu_form!r} unknown; use one of {', '.join(QU_FORMS)}")
     line = get_line(line)
+    if psf_fwhm is None:
+        psf_fwhm = psf_fwhm_pixels(line)
+    try:
+        psf_fwhm = float(psf_fwhm)
+    except (TypeError, ValueError):
+        psf_fwhm = float("nan")
+    if not math.isfinite(psf_fwhm) or psf_fwhm < 0:
+        raise HashwfaError(f"synthetic_plage: psf_fwhm = {psf_fwhm!r}; expected a finite FWHM >= 0 in pixels "
+                           "(None for the CRISP default, 0 for no PSF)")
     wl = CRISP_WAVELENGTHS.copy() if wavelengths is None else np.asarray(wavelengths, dtype=np.float64)
     if wl.ndim != 1 or wl.shape[0] < 2 or not np.all(np.diff(wl) > 0) or np.any(np.abs(wl) >= 100):
         raise HashwfaError(
             f"synthetic_plage: wavelengths {wl!r}; expected a strictly increasing (nw,) axis in "
             "Angstrom relative to the line centre"
         )
+    if model == "wfa" and qu_form == "second_derivative" and wl.shape[0] < 3:
+        raise HashwfaError("synthetic_plage: model 'wfa' with qu_form 'second_derivative' needs >= 3 wavelengths")
 
     rng_field, rng_atm, rng_noise = (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(3))
-    truth, envelope, conc = _make_field(rng_field, int(ny), int(nx))
-    atm = _make_atmosphere(rng_atm, envelope, conc, line.center)
-    depth, width, shift = (atm[k][..., None] for k in ("depth", "width", "shift"))
+    intrinsic, envelope, conc = _make_field(rng_field, int(ny), int(nx))
+    atm_intrinsic = _make_atmosphere(rng_atm, envelope, conc, line.center)
+    # The truth: the PSF-weighted B_los, B_Q, B_U (B_t and azimuth follow from B_Q, B_U).
+    blurred = _psf(np.stack([intrinsic.blos, intrinsic.bq, intrinsic.bu], axis=-1), psf_fwhm)
+    truth = FieldMaps.from_bqbu(blos=blurred[..., 0], bq=blurred[..., 1], bu=blurred[..., 2])
+    names = ("depth", "width", "shift")
+    atm_blurred = _psf(np.stack([atm_intrinsic[k] for k in names], axis=-1), psf_fwhm)
+    atm = {k: atm_blurred[..., i] for i, k in enumerate(names)}
 
-    def absorption(dl: np.ndarray) -> np.ndarray:
-        return depth * np.exp(-(((dl - shift) / width) ** 2))
+    def absorption_of(maps: Dict[str, np.ndarray]):
+        depth, width, shift = (maps[k][..., None] for k in names)
+        return lambda dl: depth * np.exp(-(((dl - shift) / width) ** 2))
 
     if model == "zeeman":
-        b = np.hypot(truth.blos, truth.bt)
-        inclination = np.arctan2(truth.bt, truth.blos)
-        stokes_i, stokes_q, stokes_u, stokes_v = zeeman_stokes(
-            absorption, wl, line, b, inclination, truth.azimuth, pattern=pattern)
+        # Per-pixel profiles of the intrinsic atmosphere, then the telescope blurs the images.
+        b = np.hypot(intrinsic.blos, intrinsic.bt)
+        inclination = np.arctan2(intrinsic.bt, intrinsic.blos)
+        sharp = np.stack(zeeman_stokes(absorption_of(atm_intrinsic), wl, line, b, inclination, intrinsic.azimuth,
+                                       pattern=pattern), axis=2)  # (ny, nx, 4, nw)
+        stokes = _psf(sharp, psf_fwhm)
     else:
-        stokes_i = 1.0 - absorption(np.broadcast_to(wl, depth.shape[:-1] + wl.shape))
+        # Exact WFA profiles of the blurred (true) field and line maps.
+        stokes_i = 1.0 - absorption_of(atm)(np.broadcast_to(wl, atm["depth"].shape + wl.shape))
         dI = intensity_derivative(stokes_i, wl)
         d2I = intensity_second_derivative(stokes_i, wl) if qu_form == "second_derivative" else None
         stokes_q, stokes_u, stokes_v = forward_stokes(dI, wl, line, blos=truth.blos, bq=truth.bq, bu=truth.bu,
                                                       qu_form=qu_form, d2I_dlambda2=d2I)
-    stokes = np.stack([stokes_i, stokes_q, stokes_u, stokes_v], axis=2)
+        stokes = np.stack([stokes_i, stokes_q, stokes_u, stokes_v], axis=2)
     if noise > 0:
         stokes = stokes + noise * rng_noise.standard_normal(stokes.shape)
 
     params = {"ny": int(ny), "nx": int(nx), "seed": int(seed), "noise": noise, "model": model,
-              "line": line.name, "pattern": pattern, "qu_form": qu_form}
+              "line": line.name, "pattern": pattern, "qu_form": qu_form, "psf_fwhm": psf_fwhm,
+              "pixel_scale": PIXEL_SCALE}
     obs = Observation(stokes, wl, line=line, active_indices=active_indices,
                       source=f"synthetic plage (seed={int(seed)}, model={model}, noise={noise:g})", unit="Ic")
-    return SyntheticPlage(observation=obs, truth=truth, atmosphere=atm, parameters=params)
+    return SyntheticPlage(observation=obs, truth=truth, atmosphere=atm, parameters=params, intrinsic=intrinsic)
