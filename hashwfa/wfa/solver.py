@@ -419,8 +419,12 @@ class TwoPhaseSolver:
         self.fields = {p: build_field(config, p, backend=backend, device=self.device) for p in PHASES}
         self.backend = self.fields["blos"].encoding.backend
         self.scales = {"blos": train.blos_scale, "bqbu": train.bqbu_scale}
+        # The fused Adam kernel updates each parameter tensor in one pass; the
+        # default per-tensor loop costs a dozen small ops per tensor per step,
+        # which shows in a profile of the smoother versions (14 tensors).
+        fused = {"fused": True} if self.device.type in ("cpu", "cuda") else {}
         self.optimizers = {
-            p: torch.optim.Adam(self.fields[p].parameters(), lr=train.lr) for p in PHASES
+            p: torch.optim.Adam(self.fields[p].parameters(), lr=train.lr, **fused) for p in PHASES
         }
         self.schedulers = {
             p: torch.optim.lr_scheduler.ReduceLROnPlateau(
