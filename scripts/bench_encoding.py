@@ -25,6 +25,7 @@ import time
 
 import torch
 
+from hashwfa.cli.allocator import keep_freed_memory
 from hashwfa.encodings import HashEncoding, TorchGrid, VERSIONS
 
 PRIMES = (1, 2654435761, 805459861, 3674653429)
@@ -92,6 +93,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
+    keep_freed_memory()  # same allocator settings as hashwfa-train, for every row
     if args.threads:
         torch.set_num_threads(args.threads)
 

@@ -37,6 +37,7 @@ import hashwfa
 from hashwfa import results
 from hashwfa.config import RunConfig, apply_overrides, load_data, read_json_config, validate_config
 from hashwfa.encodings import VERSIONS
+from hashwfa.cli.allocator import keep_freed_memory
 from hashwfa.errors import HashwfaError
 from hashwfa.wfa.fields import FieldMaps
 from hashwfa.wfa.loss import WFALoss
@@ -216,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``hashwfa-bench``; returns the exit status."""
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     try:
         versions = [int(v) for v in args.versions.split(",") if v.strip()]
         unknown = [v for v in versions if v not in VERSIONS]

@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from hashwfa import results
 from hashwfa.config import config_to_dict, describe_keys, flatten_config, load_config, load_data, validate_config
+from hashwfa.cli.allocator import keep_freed_memory
 from hashwfa.errors import HashwfaError
 from hashwfa.quicklook import write_quicklook
 from hashwfa.wfa.pixelwise import pixel_wfa
@@ -231,6 +232,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``hashwfa-train``; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_freed_memory()
     if args.keys:
         print(describe_keys())
         return 0
