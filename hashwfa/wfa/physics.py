@@ -75,6 +75,34 @@ def _is_torch(x: Any) -> bool:
     return torch is not None and isinstance(x, torch.Tensor)
 
 
+def _wavelength_axis(
+    intensity: np.ndarray, wavelengths: np.ndarray, axis: int, caller: str, min_points: int
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Checked inputs of a finite-difference derivative along the wavelength axis.
+
+    Returns ``(data, h)``: the intensity as float64 with the wavelength axis
+    last, and the ``(nw - 1,)`` wavelength steps [A].
+
+    Raises:
+        HashwfaError: mismatched lengths, fewer than ``min_points`` wavelengths,
+            or wavelengths not strictly increasing (named after ``caller``).
+    """
+    wl = np.asarray(wavelengths, dtype=np.float64)
+    data = np.moveaxis(np.asarray(intensity, dtype=np.float64), axis, -1)
+    nw = data.shape[-1]
+    if wl.ndim != 1 or wl.shape[0] != nw:
+        raise HashwfaError(
+            f"{caller}: wavelengths have shape {wl.shape}, expected ({nw},) to match "
+            f"the wavelength axis of the intensity {np.shape(intensity)}"
+        )
+    if nw < min_points:
+        raise HashwfaError(f"{caller}: need at least {min_points} wavelengths for this derivative")
+    h = np.diff(wl)
+    if not np.all(h > 0):
+        raise HashwfaError(f"{caller}: wavelengths must be strictly increasing")
+    return data, h
+
+
 def intensity_derivative(intensity: np.ndarray, wavelengths: np.ndarray, axis: int = -1) -> np.ndarray:
     """dI/dlambda by the three-point formula for unequal wavelength spacing.
 
@@ -100,19 +128,8 @@ def intensity_derivative(intensity: np.ndarray, wavelengths: np.ndarray, axis: i
         HashwfaError: when the wavelength axis lengths differ, ``nw < 2``, or
             the wavelengths are not strictly increasing.
     """
-    wl = np.asarray(wavelengths, dtype=np.float64)
-    data = np.moveaxis(np.asarray(intensity, dtype=np.float64), axis, -1)
+    data, h = _wavelength_axis(intensity, wavelengths, axis, "intensity_derivative", 2)
     nw = data.shape[-1]
-    if wl.ndim != 1 or wl.shape[0] != nw:
-        raise HashwfaError(
-            f"intensity_derivative: wavelengths have shape {wl.shape}, expected ({nw},) to match "
-            f"the wavelength axis of the intensity {np.shape(intensity)}"
-        )
-    if nw < 2:
-        raise HashwfaError("intensity_derivative: need at least 2 wavelengths for a derivative")
-    h = np.diff(wl)
-    if not np.all(h > 0):
-        raise HashwfaError("intensity_derivative: wavelengths must be strictly increasing")
     slope = np.diff(data, axis=-1) / h  # (..., nw-1): slope of segment k between l[k], l[k+1]
     out = np.empty_like(data)
     out[..., 0] = slope[..., 0]
@@ -148,19 +165,7 @@ def intensity_second_derivative(intensity: np.ndarray, wavelengths: np.ndarray, 
         HashwfaError: mismatched lengths, ``nw < 3``, or wavelengths not
             strictly increasing.
     """
-    wl = np.asarray(wavelengths, dtype=np.float64)
-    data = np.moveaxis(np.asarray(intensity, dtype=np.float64), axis, -1)
-    nw = data.shape[-1]
-    if wl.ndim != 1 or wl.shape[0] != nw:
-        raise HashwfaError(
-            f"intensity_second_derivative: wavelengths have shape {wl.shape}, expected ({nw},) to "
-            f"match the wavelength axis of the intensity {np.shape(intensity)}"
-        )
-    if nw < 3:
-        raise HashwfaError("intensity_second_derivative: need at least 3 wavelengths")
-    h = np.diff(wl)
-    if not np.all(h > 0):
-        raise HashwfaError("intensity_second_derivative: wavelengths must be strictly increasing")
+    data, h = _wavelength_axis(intensity, wavelengths, axis, "intensity_second_derivative", 3)
     h0, h1 = h[:-1], h[1:]
     out = np.empty_like(data)
     out[..., 1:-1] = 2.0 * (h0 * data[..., 2:] - (h0 + h1) * data[..., 1:-1] + h1 * data[..., :-2]) / (
