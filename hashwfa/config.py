@@ -712,20 +712,9 @@ def load_data(config: RunConfig) -> LoadedData:
             model=s.model,
             line=config.line,
             active_indices=data.active_indices,
+            weights=data.weights,
         )
         obs = plage.observation
         truth = plage.truth
         description = f"synthetic plage {s.ny}x{s.nx}, model {s.model!r}, noise {s.noise:g}, seed {s.seed}"
-        if obs.weights != data.weights:
-            # synthetic_plage takes no loss weights: re-wrap with the config's.
-            obs = Observation(
-                obs.stokes,
-                obs.wavelengths,
-                line=obs.line,
-                active_indices=obs.active_indices,
-                weights=data.weights,
-                mask=obs.mask,
-                source=obs.source,
-                unit=obs.unit,
-            )
     return LoadedData(observation=obs, truth=truth, description=description)

@@ -16,6 +16,7 @@ from hashwfa.config import (
     config_to_dict,
     describe_keys,
     key_paths,
+    load_data,
     load_config,
     parse_override,
     validate_config,
@@ -204,3 +205,8 @@ def test_physics_section_reaches_the_solver_loss(tmp_path):
     assert TwoPhaseSolver(obs, cfg.solver, progress=False).loss.qu_form == "wing"
     message, _ = error_of(tmp_path, '{"physics": {"qu_form": "wings"}}')
     assert "physics.qu_form" in message and "wing" in message
+
+
+def test_synthetic_data_carries_the_configured_loss_weights(tmp_path):
+    cfg = load_config(write(tmp_path, '{"data": {"weights": [1, 2, 3, 4], "synthetic": {"ny": 6, "nx": 5}}}'))
+    assert tuple(load_data(cfg).observation.weights) == (1.0, 2.0, 3.0, 4.0)

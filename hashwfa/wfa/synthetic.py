@@ -405,6 +405,7 @@ def synthetic_plage(
     pattern: str = "full",
     qu_form: str = DEFAULT_QU_FORM,
     psf_fwhm: Optional[float] = None,
+    weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
 ) -> SyntheticPlage:
     """Make a synthetic plage observation and its true field.
 
@@ -429,6 +430,8 @@ def synthetic_plage(
         psf_fwhm: FWHM [px] of the Gaussian PSF; None: the SST/CRISP value
             at the line (:func:`psf_fwhm_pixels`, 3.43 px at 5173 A); 0: no
             PSF (truth = intrinsic field).
+        weights: loss weights of Stokes I, Q, U, V carried by the observation
+            (they do not change the data).
 
     Returns:
         :class:`SyntheticPlage` (observation in continuum units, truth, line
@@ -509,6 +512,6 @@ def synthetic_plage(
     params = {"ny": int(ny), "nx": int(nx), "seed": int(seed), "noise": noise, "model": model,
               "line": line.name, "pattern": pattern, "qu_form": qu_form, "psf_fwhm": psf_fwhm,
               "pixel_scale": PIXEL_SCALE}
-    obs = Observation(stokes, wl, line=line, active_indices=active_indices,
+    obs = Observation(stokes, wl, line=line, active_indices=active_indices, weights=weights,
                       source=f"synthetic plage (seed={int(seed)}, model={model}, noise={noise:g})", unit="Ic")
     return SyntheticPlage(observation=obs, truth=truth, atmosphere=atm, parameters=params, intrinsic=intrinsic)
