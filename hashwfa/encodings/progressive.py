@@ -10,25 +10,30 @@ the others 0; ``a = L`` lets every level through.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 
 from hashwfa.errors import HashwfaError
 
 
-def level_weights(active_levels: float, n_levels: int) -> torch.Tensor:
+def level_weights(
+    active_levels: float, n_levels: int, device: Optional[torch.device] = None, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
     """The weight of each level for a given ``active_levels``.
 
     Args:
         active_levels: ``a`` in ``[1, n_levels]``.
         n_levels: L.
+        device, dtype: where and how to compute them (on a GPU: computed
+            there, no host-to-device copy).
 
     Returns:
-        float64 tensor ``[L]``: 1 for ``l < floor(a)``, ``a - floor(a)`` for
+        tensor ``[L]``: 1 for ``l < floor(a)``, ``a - floor(a)`` for
         ``l = floor(a)``, 0 above.
     """
     a = _check_active_levels(active_levels, n_levels)
-    index = torch.arange(n_levels, dtype=torch.float64)
+    index = torch.arange(n_levels, dtype=dtype, device=device)
     # clamp(a - l, 0, 1) is exactly the rule: 1 below floor(a), frac(a) at floor(a), 0 above.
     return (a - index).clamp_(0.0, 1.0)
 
@@ -67,13 +72,6 @@ class ProgressiveMask(torch.nn.Module):
         self.n_levels = int(n_levels)
         self.n_features_per_level = int(n_features_per_level)
         self.register_buffer("mask", torch.ones(self.n_levels * self.n_features_per_level), persistent=False)
-        # Level index of every column, kept beside the mask so that a new mask
-        # is computed where it lives (no host-to-device copy per epoch on a GPU).
-        self.register_buffer(
-            "column_level",
-            torch.arange(self.n_levels).repeat_interleave(self.n_features_per_level).to(torch.float32),
-            persistent=False,
-        )
         self._active_levels = float(self.n_levels)
         self.set_active_levels(self.n_levels if active_levels is None else active_levels)
 
@@ -84,11 +82,11 @@ class ProgressiveMask(torch.nn.Module):
 
     def set_active_levels(self, active_levels: float) -> None:
         """Set ``a`` in ``[1, L]`` and rewrite the mask buffer in place."""
-        a = _check_active_levels(active_levels, self.n_levels)
-        self._active_levels = a
+        # Computed where the mask lives: no host-to-device copy per epoch on a GPU.
+        weights = level_weights(active_levels, self.n_levels, device=self.mask.device, dtype=self.mask.dtype)
+        self._active_levels = float(active_levels)
         with torch.no_grad():
-            # The rule of level_weights, column by column: clamp(a - l, 0, 1).
-            torch.clamp(a - self.column_level, 0.0, 1.0, out=self.mask)
+            self.mask.copy_(weights.repeat_interleave(self.n_features_per_level))
 
     def extra_repr(self) -> str:
         return f"n_levels={self.n_levels}, n_features_per_level={self.n_features_per_level}, active_levels={self._active_levels:g}"
