@@ -177,3 +177,13 @@ def test_second_derivative_form_needs_three_wavelengths():
     with pytest.raises(HashwfaError, match="3 wavelengths"):
         WFALoss(obs)
     assert WFALoss(obs, qu_form="wing").n_active == 2
+
+
+def test_map_loss_of_whole_field_maps_matches_hand_computation():
+    obs = small_observation(weights=(0.5, 2.0, 3.0, 4.0))
+    rng = np.random.default_rng(3)
+    blos, bq, bu = rng.normal(0, 300, 6), rng.normal(0, 1e5, 6), rng.normal(0, 1e5, 6)
+    loss = WFALoss(obs, dtype=torch.float64)
+    got = loss.map_loss(blos.reshape(2, 3), bq.reshape(2, 3), bu.reshape(2, 3))
+    assert isinstance(got, float)
+    assert got == pytest.approx(hand_loss(obs, blos, bq, bu, "all", "second_derivative"), rel=1e-10)

@@ -82,15 +82,6 @@ def errors_against_truth(maps: FieldMaps, truth: FieldMaps, valid: np.ndarray) -
     }
 
 
-def _final_loss(loss: WFALoss, maps: FieldMaps) -> float:
-    """The seed protocol's loss (V, Q and U) of given maps over the valid pixels."""
-    index = loss.valid_index.cpu().numpy()
-    as_tensor = lambda a: torch.as_tensor(np.asarray(a).reshape(-1)[index], dtype=torch.float32)  # noqa: E731
-    with torch.no_grad():
-        value = loss(blos=as_tensor(maps.blos), bqbu=torch.stack([as_tensor(maps.bq), as_tensor(maps.bu)], 1), phase="all")
-    return float(value)
-
-
 def base_config(config_path: Optional[str], overrides: Sequence[str]) -> Dict[str, Any]:
     """The raw config every version starts from: a file, or the defaults, plus ``--set``."""
     raw = read_json_config(config_path) if config_path else {}
@@ -145,7 +136,7 @@ def run_benchmark(
     physics = first.physics  # the same for every version
     wfa = pixel_wfa(obs, core_cutoff=physics.core_cutoff, qu_form=physics.qu_form)
     loss = WFALoss(obs, core_cutoff=physics.core_cutoff, qu_form=physics.qu_form)
-    row = BenchRow(version=None, description="pixel-wise WFA", final_loss=_final_loss(loss, wfa))
+    row = BenchRow(version=None, description="pixel-wise WFA", final_loss=loss.map_loss(wfa.blos, wfa.bq, wfa.bu))
     if data.truth is not None:
         row.errors = errors_against_truth(wfa, data.truth, valid)
     rows.append(row)

@@ -173,6 +173,26 @@ class WFALoss(torch.nn.Module):
                 out[key] = w * torch.mean(torch.square(self._rows(target, index) - model[key]))
         return out
 
+    def map_loss(self, blos: np.ndarray, bq: np.ndarray, bu: np.ndarray) -> float:
+        """The seed protocol's loss (phase ``"all"``) of whole-field maps.
+
+        Args:
+            blos, bq, bu: ``(ny, nx)`` (or flat ``(ny * nx,)``) maps in gauss and
+                gauss^2 over the whole field of view; only the valid pixels count.
+
+        Returns:
+            The loss as a Python float (one read-back).
+        """
+        device = self.valid_index.device
+
+        def valid(values: np.ndarray) -> torch.Tensor:
+            flat = torch.as_tensor(np.asarray(values).reshape(-1), dtype=self.coef_v.dtype, device=device)
+            return flat[self.valid_index]
+
+        with torch.no_grad():
+            value = self(blos=valid(blos), bqbu=torch.stack([valid(bq), valid(bu)], dim=1), phase="all")
+        return float(value)
+
     def forward(
         self,
         blos: Optional[torch.Tensor] = None,

@@ -668,10 +668,7 @@ class TwoPhaseSolver:
         t0 = time.perf_counter()
         obs = self.observation
         pred = self.predict()
-        valid = self.loss.valid_index
-        blos_t = torch.from_numpy(pred["blos"]).to(self.device, torch.float32)[valid]
-        bqbu_t = torch.from_numpy(pred["bqbu"]).to(self.device, torch.float32)[valid]
-        final_loss = float(self.loss(blos=blos_t, bqbu=bqbu_t, phase="all"))
+        final_loss = self.loss.map_loss(pred["blos"], pred["bqbu"][:, 0], pred["bqbu"][:, 1])
         shape = (obs.ny, obs.nx)
         maps = FieldMaps.from_bqbu(
             pred["blos"].reshape(shape), pred["bqbu"][:, 0].reshape(shape), pred["bqbu"][:, 1].reshape(shape)
