@@ -124,8 +124,23 @@ def load_model(path: Union[str, Path], backend: str = "torch", device: str = "cp
     """
     from hashwfa.wfa.solver import fields_from_bundle
 
-    bundle = torch.load(path, map_location="cpu", weights_only=True)
-    fields = fields_from_bundle(bundle, backend=backend, device=device)
+    path = Path(path)
+    if not path.is_file():
+        raise HashwfaError(f"no model file '{path}'. Fix: give the model.pt of a finished hashwfa-train run.")
+    try:
+        bundle = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # zip, pickle and EOF errors all mean "not a model file"
+        raise HashwfaError(
+            f"'{path}' is not a readable hashwfa model ({type(exc).__name__}: {exc}). "
+            "Fix: give the model.pt of a finished hashwfa-train run."
+        ) from None
+    missing = [k for k in ("fields", "scales", "config") if not isinstance(bundle, dict) or k not in bundle]
+    if missing:
+        raise HashwfaError(f"'{path}' is not a hashwfa model: it lacks {', '.join(missing)}.")
+    try:
+        fields = fields_from_bundle(bundle, backend=backend, device=device)
+    except (KeyError, TypeError, RuntimeError, AttributeError) as exc:
+        raise HashwfaError(f"'{path}' holds a damaged hashwfa model ({type(exc).__name__}: {exc}).") from None
     return {**fields, "scales": dict(bundle["scales"]), "config": bundle["config"]}
 
 
