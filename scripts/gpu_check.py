@@ -10,6 +10,7 @@ Subcommands:
   ``install_requires`` and the ``test`` extra) and for every requirement of
   those wheels, except the packages the device image already has
   (:data:`DEVICE_IMAGE_PACKAGES`).
+- ``merge-json``: one JSON file ``{name: content}`` from a folder of them.
 - ``parity``: the torch grid (:class:`hashwfa.encodings.TorchGrid`) against
   a candidate backend on the same parameters: values, table gradients and
   coordinate gradients of HashGrid and DenseGrid, 2-D and 3-D, Linear and
@@ -186,11 +187,13 @@ def check_wheelhouse(wheelhouse: Path, setup_cfg: Path, python: tuple[int, int])
 def environment_report() -> str:
     """A few lines on the interpreter, PyTorch, CUDA, the GPU and the packages hashwfa uses."""
     lines = [f"python {platform.python_version()} ({sys.executable}) on {platform.machine()}"]
+    cuda = False
     try:
         import torch
 
         lines.append(f"torch {torch.__version__}, built for CUDA {torch.version.cuda}")
-        if torch.cuda.is_available():
+        cuda = torch.cuda.is_available()
+        if cuda:
             props = torch.cuda.get_device_properties(0)
             lines.append(
                 f"GPU {props.name}, {props.total_memory / 2**30:.0f} GiB, compute capability "
@@ -213,6 +216,7 @@ def environment_report() -> str:
         lines.append("import tinycudann: ok")
     except Exception as exc:
         lines.append(f"import tinycudann: {type(exc).__name__}: {exc}")
+    lines.append(f"cuda available: {'yes' if cuda else 'no'}")  # read by gpu_check.sh
     return "\n".join(lines)
 
 
@@ -509,6 +513,9 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     wheels.add_argument("wheelhouse", type=Path)
     wheels.add_argument("--python", default="3.12", help="the device's Python, X.Y (default 3.12)")
     wheels.add_argument("--setup-cfg", type=Path, default=REPO / "setup.cfg")
+    merge = sub.add_parser("merge-json", help="write {file stem: content} of a folder's JSON files into one file")
+    merge.add_argument("folder", type=Path)
+    merge.add_argument("target", type=Path)
     parity = sub.add_parser("parity", help="torch grid vs a candidate backend")
     parity.add_argument("--candidate", choices=("tcnn", "torch", "torch64"), default="tcnn",
                         help="tcnn (on the GPU), torch (a second torch grid: checks that this driver runs), "
@@ -523,6 +530,10 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
 
     if args.command == "env":
         print(environment_report())
+        return 0
+    if args.command == "merge-json":
+        merged = {p.stem: json.loads(p.read_text()) for p in sorted(args.folder.glob("*.json"))}
+        args.target.write_text(json.dumps(merged, indent=1))
         return 0
     if args.command == "wheels":
         match = re.fullmatch(r"(\d+)\.(\d+)", args.python)
