@@ -10,8 +10,9 @@
 #   3 parity    scripts/gpu_check.py parity: torch grid vs tcnn.Encoding
 #               (vs the float64 torch grid when tcnn is missing)
 #   4 bench     hashwfa-bench seed table on the GPU, tcnn and torch backends,
-#               configs/recommended*.json if any, and Smoothstep interpolation
-#               (torch grid on CUDA), median of 3
+#               configs/recommended*.json (its own version) if any, and every
+#               smooth interpolation the grid knows (torch grid on CUDA; V1 by
+#               default, --smooth-versions), median of 3
 #   5 encoding  scripts/bench_encoding.py on the GPU
 #   6 pytest    the whole suite, with tiny-cuda-nn present
 # (the most wanted results first: a stage cut short by the budget is the last)
@@ -41,6 +42,9 @@ usage: bash scripts/gpu_check.sh --out DIR [options]
                      (install,tcnn,parity,bench,encoding,pytest or 1-6)
   --budget SECONDS   wall-clock budget of the whole script (default 560);
                      each stage gets at most its own limit and what is left
+  --smooth-versions V  versions timed with each smooth interpolation (default 1;
+                     e.g. 0,1,2,3,4,5,6: each costs about as much as a version
+                     of the seed table)
   --quick            small sizes everywhere (a smoke test of the script)
   --device cpu       run the GPU stages on the CPU instead: a smoke test of
                      this script where there is no GPU (with --skip install,tcnn:
@@ -56,11 +60,12 @@ BUILD_HOOK="third_party/build_tcnn.sh"
 SKIP=""
 BUDGET=560
 QUICK=0
+SMOOTH_VERSIONS=1
 DEVICE=cuda
 while [ $# -gt 0 ]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
-        --out|--wheelhouse|--tcnn-src|--build-hook|--skip|--budget|--device)
+        --out|--wheelhouse|--tcnn-src|--build-hook|--skip|--budget|--device|--smooth-versions)
             if [ $# -lt 2 ] || [ -z "$2" ]; then
                 echo "gpu_check.sh: $1 needs a value" >&2; usage >&2; exit 2
             fi
@@ -72,6 +77,7 @@ while [ $# -gt 0 ]; do
                 --skip) SKIP="$2" ;;
                 --budget) BUDGET="$2" ;;
                 --device) DEVICE="$2" ;;
+                --smooth-versions) SMOOTH_VERSIONS="$2" ;;
             esac
             shift 2 ;;
         --quick) QUICK=1; shift ;;
@@ -84,6 +90,9 @@ fi
 case "$DEVICE" in
     cuda|cpu) ;;
     *) echo "gpu_check.sh: --device must be cuda or cpu, got '$DEVICE'" >&2; exit 2 ;;
+esac
+case "$SMOOTH_VERSIONS" in
+    ''|*[!0-6,]*) echo "gpu_check.sh: --smooth-versions must be versions 0-6 separated by commas, got '$SMOOTH_VERSIONS'" >&2; exit 2 ;;
 esac
 case "$BUDGET" in
     ''|*[!0-9]*) echo "gpu_check.sh: --budget must be a whole number of seconds, got '$BUDGET'" >&2; exit 2 ;;
@@ -171,7 +180,7 @@ else
     PARITY_ARGS="--points 65536"; BENCH_ARGS="--repeats 3"; ENC_ARGS="--repeats 20"
 fi
 HAS_TCNN=0
-export PYTHON WHEELHOUSE TCNN_SRC BUILD_HOOK OUT_DIR BENCH_ARGS HAS_TCNN DEVICE
+export PYTHON WHEELHOUSE TCNN_SRC BUILD_HOOK OUT_DIR BENCH_ARGS HAS_TCNN DEVICE SMOOTH_VERSIONS
 
 # The stages' work, as functions that run under `timeout bash -c NAME`.
 install_all() {
@@ -195,20 +204,27 @@ build_tcnn() {
     "$PYTHON" -c "import tinycudann, torch; print('tinycudann', getattr(tinycudann, '__version__', '?'), 'imports; torch', torch.__version__)"
 }
 bench_runs() {
-    local tmp rc=0 run name backend config
+    local tmp rc=0 run name backend spec extra version
     tmp="$(mktemp -d)"
     local runs=()
     if [ "$HAS_TCNN" = 1 ]; then runs+=("tcnn tcnn -"); fi
     runs+=("torch torch -")
     for config in configs/recommended*.json; do  # the recommended configuration, once there is one
-        if [ -f "$config" ]; then runs+=("$(basename "$config" .json) auto $config"); fi
+        if [ -f "$config" ]; then runs+=("$(basename "$config" .json) auto config:$config"); fi
     done
-    runs+=("torch-smoothstep torch smoothstep")
+    # every smooth interpolation the grid knows (not Linear, not Nearest), torch grid
+    for interpolation in $("$PYTHON" -c "from hashwfa.encodings.grid_config import INTERPOLATIONS as I; print(' '.join(i for i in I if i not in ('Linear', 'Nearest')))"); do
+        runs+=("torch-$interpolation torch interpolation:$interpolation")
+    done
     for run in "${runs[@]}"; do
-        read -r name backend config <<< "$run"
-        local extra=""
-        if [ "$config" = smoothstep ]; then extra="--set encoding.interpolation=Smoothstep";
-        elif [ "$config" != - ]; then extra="--config $config"; fi
+        read -r name backend spec <<< "$run"
+        case "$spec" in
+            -) extra="" ;;
+            interpolation:*) extra="--set encoding.interpolation=${spec#interpolation:} --versions $SMOOTH_VERSIONS" ;;
+            config:*)  # that configuration's own version only
+                version="$("$PYTHON" -c "import sys, commentjson; print(commentjson.load(open(sys.argv[1]))['encoding']['version'])" "${spec#config:}" 2>/dev/null)"
+                extra="--config ${spec#config:}${version:+ --versions $version}" ;;
+        esac
         echo "## hashwfa-bench $name: --device $DEVICE --backend $backend $BENCH_ARGS $extra"
         # shellcheck disable=SC2086  # the argument strings hold no spaces
         "$PYTHON" -m hashwfa.cli.bench --device "$DEVICE" --backend "$backend" $BENCH_ARGS $extra --json "$tmp/$name.json" || rc=1

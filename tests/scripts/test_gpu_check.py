@@ -56,6 +56,7 @@ def test_help_lists_the_options():
         (["--out"], "--out needs a value"),
         (["--out", "x", "--budget", "ten"], "--budget must be a whole number"),
         (["--out", "x", "--device", "gpu"], "--device must be cuda or cpu"),
+        (["--out", "x", "--smooth-versions", "1,7"], "--smooth-versions must be versions 0-6"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(args, message, tmp_path):
