@@ -213,3 +213,40 @@ def test_grid_parity_fails_for_a_candidate_that_interpolates_differently(monkeyp
         "DenseGrid 2-D Linear: table gradient",
         "DenseGrid 2-D Linear: coordinate gradient",
     ]
+
+
+def _candidate_with_scales_moved(monkeypatch, ulps: int) -> None:
+    """The torch64 candidate's level scales moved up by ``ulps`` float32 ulps."""
+    import dataclasses
+
+    import numpy as np
+
+    from hashwfa.encodings import make_grid as real_make_grid
+
+    def make_grid(dims, config, backend="auto", seed=0, dtype=None):
+        grid = real_make_grid(dims, config, backend=backend, seed=seed, dtype=dtype)
+        if dtype is torch.float64:
+            scales = grid.layout.scales.astype(np.float32)
+            for _ in range(ulps):
+                scales = np.nextafter(scales, np.float32(np.inf))
+            grid.layout = dataclasses.replace(grid.layout, scales=scales)
+        return grid
+
+    monkeypatch.setattr("hashwfa.encodings.make_grid", make_grid)
+
+
+@pytest.mark.parametrize("interpolation", ["Linear", "Smoothstep"])
+@pytest.mark.parametrize("dims", [2, 3])
+def test_grid_parity_passes_a_candidate_whose_scales_are_two_ulps_off(monkeypatch, interpolation, dims):
+    # What the torch twin documents for tcnn on the GPU: level scales within an
+    # ulp or two of the host's (fast-math exp2f). Such a candidate must pass.
+    _candidate_with_scales_moved(monkeypatch, 2)
+    results = driver.grid_case("HashGrid", dims, interpolation, "torch64", "cpu", 2048, 3)
+    assert len(results) == 3
+    assert all(r["passed"] for r in results), results
+
+
+def test_grid_parity_fails_a_candidate_whose_scales_are_sixteen_ulps_off(monkeypatch):
+    _candidate_with_scales_moved(monkeypatch, 16)
+    results = driver.grid_case("HashGrid", 2, "Linear", "torch64", "cpu", 2048, 3)
+    assert not results[0]["passed"] and results[0]["name"] == "HashGrid 2-D Linear: values"
