@@ -47,7 +47,6 @@ import argparse
 import configparser
 import io
 import json
-import math
 import platform
 import re
 import sys
@@ -59,7 +58,7 @@ from typing import Any, Callable, Iterable, Optional
 REPO = Path(__file__).resolve().parents[1]
 
 #: Distribution names (normalised) that the device image already has, from the
-#: device's package list as read on 2026-11-17 (/work/.library/device/KINDS.md);
+#: device machine's package list as read on 2026-11-17 (the H200 image);
 #: only those that hashwfa or its wheels need are listed.
 DEVICE_IMAGE_PACKAGES = frozenset(
     {

@@ -137,7 +137,7 @@ def test_the_wheelhouse_covers_the_declared_requirements():
 
 
 def _fake_wheel(folder: Path, filename: str, name: str, version: str, requires: list[str]) -> None:
-    meta = [f"Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"] + [f"Requires-Dist: {r}" for r in requires]
+    meta = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"] + [f"Requires-Dist: {r}" for r in requires]
     with zipfile.ZipFile(folder / filename, "w") as archive:
         archive.writestr(f"{name}-{version}.dist-info/METADATA", "\n".join(meta) + "\n\nbody\n")
 
