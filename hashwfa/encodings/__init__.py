@@ -3,10 +3,12 @@
 Knows nothing of solar physics. The versions V0..V6 (:class:`HashEncoding`),
 the neural field that puts an MLP head on one (:class:`NeuralField`), the
 grid on either backend (:func:`make_grid`) and the pure-PyTorch grid itself
-(:class:`TorchGrid`).
+(:class:`TorchGrid`), and :func:`static_coordinates`, the opt-in that lets
+a training loop reuse the lookup of a coordinate tensor it never modifies.
 """
 
 from hashwfa.encodings.backend import BACKENDS, TcnnGrid, make_grid, resolve_backend, tcnn_status
+from hashwfa.encodings.coordinates import static_coordinates
 from hashwfa.encodings.field import NeuralField
 from hashwfa.encodings.grid import TorchGrid
 from hashwfa.encodings.grid_config import GridConfig, GridLayout, parse_grid_config
@@ -31,5 +33,6 @@ __all__ = [
     "per_level_scale",
     "progressive_schedule",
     "resolve_backend",
+    "static_coordinates",
     "tcnn_status",
 ]

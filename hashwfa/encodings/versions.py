@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from hashwfa.encodings.backend import make_grid, resolve_backend
+from hashwfa.encodings.coordinates import CoordinateCache, require_finite
 from hashwfa.encodings.grid_config import FEATURES_PER_LEVEL, GridLayout, parse_grid_config
 from hashwfa.encodings.progressive import ProgressiveMask
 from hashwfa.encodings.smoothing import LevelSmoother
@@ -280,7 +281,7 @@ class HashEncoding(torch.nn.Module):
         low, high = _bounding_box(bounding_box, self.n_input_dims)
         self.register_buffer("box_low", low.to(dtype), persistent=False)
         self.register_buffer("box_size", (high - low).to(dtype), persistent=False)
-        self._unit_cache: Optional[tuple[torch.Tensor, int, torch.Tensor]] = None
+        self._unit_cache = CoordinateCache()  # served only inside static_coordinates()
 
     # ------------------------------------------------------------------ info
 
@@ -351,18 +352,22 @@ class HashEncoding(torch.nn.Module):
     def unit_coordinates(self, x: torch.Tensor) -> torch.Tensor:
         """``x [N, D]`` in the bounding box -> ``[N, D]`` in [0, 1] (clamped), the grid's dtype.
 
-        When called again with the same tensor (same object, unmodified, not
-        requiring a gradient) it returns the same result tensor, so that the
-        grid's own cache of the lookup (keyed on its input tensor) holds.
+        Inside :func:`~hashwfa.encodings.coordinates.static_coordinates`, a
+        second call with the same tensor returns the same result tensor, so
+        that the grids' own cached lookups (keyed on their input) hold too.
+
+        Raises:
+            HashwfaError: a wrong shape or dtype, or a NaN or infinite
+                coordinate (clamping would hide an infinity).
         """
         self._check_input(x)
-        cache = self._unit_cache
-        reusable = not x.requires_grad
-        if reusable and cache is not None and cache[0] is x and cache[1] == x._version:
-            return cache[2]
+        cached = self._unit_cache.get(x)
+        if cached is not None:
+            return cached
+        require_finite(x, "encoding input")
         low = self.box_low
         unit = ((x.to(low.dtype) - low) / self.box_size).clamp(0.0, 1.0).contiguous()
-        self._unit_cache = (x, x._version, unit) if reusable else None
+        self._unit_cache.put(x, unit)
         return unit
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -379,7 +384,7 @@ class HashEncoding(torch.nn.Module):
 
     def clear_cache(self) -> None:
         """Forget the cached coordinates (and the torch grids' cached lookups)."""
-        self._unit_cache = None
+        self._unit_cache.clear()
         for grid in (self.grid, self.plane):
             if grid is not None and hasattr(grid, "clear_cache"):
                 grid.clear_cache()
@@ -387,10 +392,10 @@ class HashEncoding(torch.nn.Module):
     def __getstate__(self) -> dict[str, Any]:
         # Pickling or deep-copying must not carry the caller's coordinate tensor along.
         state = super().__getstate__()
-        state["_unit_cache"] = None
+        state["_unit_cache"] = CoordinateCache()
         return state
 
     def _apply(self, fn, recurse=True):  # type: ignore[override]
         # .to()/.cuda()/.double() make the cached coordinates stale.
-        self._unit_cache = None
+        self._unit_cache.clear()
         return super()._apply(fn, recurse)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hashwfa.encodings import HashEncoding, NeuralField, resolve_backend
+from hashwfa.encodings import HashEncoding, NeuralField, resolve_backend, static_coordinates
 from hashwfa.encodings.progressive import progressive_schedule
 from hashwfa.errors import HashwfaError
 from hashwfa.wfa.loss import WFALoss
@@ -597,7 +597,8 @@ class TwoPhaseSolver:
     def _train_epoch(self, phase: str) -> torch.Tensor:
         """One epoch; returns its mean loss as a 0-d tensor on the device (no sync)."""
         if self.full_batch:
-            return self._step(phase, self.coords, None)
+            with static_coordinates():  # self.coords is created once and never written to
+                return self._step(phase, self.coords, None)
         perm = torch.randperm(self.n_pixels, generator=self.generator, device=self.device)
         total = torch.zeros((), device=self.device)
         for index in perm.split(self.config.training.batch_size):
