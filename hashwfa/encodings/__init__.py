@@ -11,7 +11,7 @@ from hashwfa.encodings.backend import BACKENDS, TcnnGrid, make_grid, resolve_bac
 from hashwfa.encodings.coordinates import static_coordinates
 from hashwfa.encodings.field import NeuralField
 from hashwfa.encodings.grid import TorchGrid
-from hashwfa.encodings.grid_config import GridConfig, GridLayout, parse_grid_config
+from hashwfa.encodings.grid_config import INTERPOLATIONS, GridConfig, GridLayout, parse_grid_config
 from hashwfa.encodings.progressive import ProgressiveMask, progressive_schedule
 from hashwfa.encodings.smoothing import LevelSmoother
 from hashwfa.encodings.versions import VERSIONS, HashEncoding, encoding_configs, per_level_scale
@@ -21,6 +21,7 @@ __all__ = [
     "GridConfig",
     "GridLayout",
     "HashEncoding",
+    "INTERPOLATIONS",
     "LevelSmoother",
     "NeuralField",
     "ProgressiveMask",

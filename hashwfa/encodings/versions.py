@@ -109,7 +109,9 @@ def encoding_configs(
         base_resolution: resolution of the coarsest level.
         max_resolution: resolution of the finest level (>= base_resolution);
             ``per_level_scale = (max / base)^(1 / (L - 1))``.
-        interpolation: ``"Linear"``, ``"Smoothstep"`` or ``"Nearest"``.
+        interpolation: ``"Linear"``, ``"Smoothstep"``, ``"Nearest"`` (tcnn's) or
+            the cubic ``"CatmullRom"``, ``"BSpline"`` (torch grid only; see
+            :data:`~hashwfa.encodings.grid_config.INTERPOLATIONS`).
 
     Returns:
         ``{"grid": config}``, plus ``"plane"`` for version 6: a single-level
@@ -193,7 +195,9 @@ class HashEncoding(torch.nn.Module):
         log2_hashmap_size: log2 of the maximum entries of a hashed level.
         base_resolution: vertices per axis of the coarsest level.
         max_resolution: vertices per axis of the finest level (and of V6's plane).
-        interpolation: ``"Linear"``, ``"Smoothstep"`` or ``"Nearest"``.
+        interpolation: ``"Linear"``, ``"Smoothstep"``, ``"Nearest"`` (tcnn's) or
+            the cubic ``"CatmullRom"``, ``"BSpline"`` (torch grid only; see
+            :data:`~hashwfa.encodings.grid_config.INTERPOLATIONS`).
         bounding_box: the coordinate box mapped onto the grid's [0, 1]^D:
             ``None`` for [-1, 1]^D, ``(low, high)`` for the same range on every
             axis, or ``[[low_0, ...], [high_0, ...]]`` (lower corner, upper
@@ -246,7 +250,8 @@ class HashEncoding(torch.nn.Module):
         if dtype not in (torch.float32, torch.float64):
             raise HashwfaError(f"HashEncoding dtype must be torch.float32 or torch.float64, got {dtype}.")
         for name, config in self.configs.items():
-            layout = GridLayout.from_config(parse_grid_config(self.n_input_dims, config))
+            grid_config = parse_grid_config(self.n_input_dims, config)
+            layout = GridLayout.from_config(grid_config)
             if layout.n_params > _MAX_PARAMS:
                 raise HashwfaError(
                     f"version {self.version}'s {name} would hold {layout.n_params:,} values "
@@ -256,7 +261,8 @@ class HashEncoding(torch.nn.Module):
         self.n_levels = int(n_levels)
         self.n_features_per_level = int(n_features_per_level)
         self.max_resolution = int(max_resolution)
-        self.backend = resolve_backend(backend)
+        self.interpolation = grid_config.interpolation
+        self.backend = resolve_backend(backend, self.interpolation)
         self.seed = int(seed)
 
         self.grid = make_grid(self.n_input_dims, self.configs["grid"], backend=self.backend, seed=self.seed, dtype=dtype)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hashwfa.encodings import HashEncoding, NeuralField, resolve_backend, static_coordinates
+from hashwfa.encodings import INTERPOLATIONS, HashEncoding, NeuralField, resolve_backend, static_coordinates
 from hashwfa.encodings.progressive import progressive_schedule
 from hashwfa.errors import HashwfaError
 from hashwfa.wfa.loss import WFALoss
@@ -108,7 +108,10 @@ class EncodingConfig:
         32, "Grid resolution of the finest level (and of the V6 plane).", min=1
     )
     interpolation: str = setting(
-        "Linear", "Interpolation inside a grid cell.", choices=("Linear", "Smoothstep", "Nearest")
+        "Linear",
+        "Interpolation inside a grid cell: tiny-cuda-nn's Linear, Smoothstep, Nearest, or the cubic "
+        "CatmullRom, BSpline (4^D vertices; the PyTorch grid only, also on a GPU).",
+        choices=INTERPOLATIONS,
     )
     backend: str = setting(
         "auto",
