@@ -22,12 +22,12 @@ SEED_LIKE = {"otype": "HashGrid", "n_levels": 6, "n_features_per_level": 2, "log
              "base_resolution": 2, "per_level_scale": 2.0}  # coarse levels dense, fine levels hashed
 
 
-@pytest.fixture
-def one_thread():
-    """Pin torch to one thread for the test (bit-equality is asserted at a fixed thread count)."""
+@pytest.fixture(params=[1, 2], ids=lambda n: f"{n}thread")
+def threads(request):
+    """Pin torch's thread count for the test (1, then 2): bit-equality is asserted at a known count."""
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
+    torch.set_num_threads(request.param)
+    yield request.param
     torch.set_num_threads(before)
 
 
@@ -58,7 +58,7 @@ def _table_gradient(grid: TorchGrid, x: torch.Tensor, upstream: torch.Tensor, ca
 
 
 @pytest.mark.parametrize("interpolation", ["Linear", "Smoothstep"])
-def test_rebuilt_grid_gives_the_cached_grids_gradient_bit_for_bit(one_thread, interpolation):
+def test_rebuilt_grid_gives_the_cached_grids_gradient_bit_for_bit(threads, interpolation):
     # What a resumed run does: the uninterrupted run reuses its cached lookup,
     # the resumed one rebuilds the grid and looks the points up anew.
     config = dict(SEED_LIKE, interpolation=interpolation)
@@ -75,10 +75,11 @@ def test_rebuilt_grid_gives_the_cached_grids_gradient_bit_for_bit(one_thread, in
     assert torch.equal(fresh, cached)
 
 
-def test_table_gradient_is_the_in_order_float32_sum(one_thread):
+def test_table_gradient_is_the_in_order_float32_sum(threads):
     # The guarantee behind bit-exact resumes on any x86 CPU: every product
     # weight * grad rounded once to float32, the products added serially in
-    # point order. numpy.add.at does exactly that, one element at a time.
+    # point order, whatever the thread count. numpy.add.at does exactly that,
+    # one element at a time.
     grid = TorchGrid(2, SEED_LIKE)
     generator = torch.Generator().manual_seed(2)
     x = torch.rand(700, 2, generator=generator)
