@@ -111,7 +111,7 @@ def resolve_backend(backend: str = "auto", interpolation: str = "Linear") -> str
     if available and cubic:
         _announce_once(
             f"hashwfa: interpolation {interpolation!r} has no tiny-cuda-nn kernel; backend 'auto' runs the "
-            "pure-PyTorch grid for it (on the GPU too), slower than tiny-cuda-nn's Linear grid.",
+            "pure-PyTorch grid for it (on the GPU too).",
             warn=True,
         )
         return "torch"

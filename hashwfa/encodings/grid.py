@@ -92,7 +92,9 @@ def table_gradient(lookup: GridLookup, grad_out: torch.Tensor) -> torch.Tensor:
         return table.index_add_(0, flat.long(), weighted.reshape(flat.shape[0], -1))
     return torch.stack(
         [
-            torch.bincount(flat, weights=(lookup.weights * grad_out[:, f, None]).reshape(-1), minlength=lookup.n_entries)
+            torch.bincount(
+                flat, weights=(lookup.weights * grad_out[:, f, None]).reshape(-1), minlength=lookup.n_entries
+            )
             for f in range(grad_out.shape[1])  # F <= 8 features
         ],
         dim=1,

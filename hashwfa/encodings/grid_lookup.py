@@ -262,9 +262,9 @@ def grid_lookup(
 
     Returns:
         ``(rows, weights)``, both ``[N * L, C]`` (``C = 2^D``, 1 for
-        ``Nearest``, ``4^D`` for the cubic interpolations); ``rows`` index the flat ``[n_entries, F]`` table
-        (``tables.index_dtype``), ``weights`` are differentiable with respect
-        to ``positions``.
+        ``Nearest``, ``4^D`` for the cubic interpolations); ``rows`` index
+        the flat ``[n_entries, F]`` table (``tables.index_dtype``),
+        ``weights`` are differentiable with respect to ``positions``.
     """
     n_points = positions.shape[0]
     n_levels = tables.scales.shape[0]

@@ -209,7 +209,7 @@ class HashEncoding(torch.nn.Module):
 
     Attributes:
         version, n_input_dims, n_levels, n_features_per_level, output_dim,
-        backend (``"tcnn"`` or ``"torch"``), progressive, configs.
+        interpolation, backend (``"tcnn"`` or ``"torch"``), progressive, configs.
         grid: the main grid module (``params``: the flat tcnn-layout table).
         smoother: :class:`LevelSmoother` or None.
         mask: :class:`ProgressiveMask` or None (V4, V5).
@@ -250,8 +250,7 @@ class HashEncoding(torch.nn.Module):
         if dtype not in (torch.float32, torch.float64):
             raise HashwfaError(f"HashEncoding dtype must be torch.float32 or torch.float64, got {dtype}.")
         for name, config in self.configs.items():
-            grid_config = parse_grid_config(self.n_input_dims, config)
-            layout = GridLayout.from_config(grid_config)
+            layout = GridLayout.from_config(parse_grid_config(self.n_input_dims, config))
             if layout.n_params > _MAX_PARAMS:
                 raise HashwfaError(
                     f"version {self.version}'s {name} would hold {layout.n_params:,} values "
@@ -261,7 +260,7 @@ class HashEncoding(torch.nn.Module):
         self.n_levels = int(n_levels)
         self.n_features_per_level = int(n_features_per_level)
         self.max_resolution = int(max_resolution)
-        self.interpolation = grid_config.interpolation
+        self.interpolation = parse_grid_config(self.n_input_dims, self.configs["grid"]).interpolation  # canonical name
         self.backend = resolve_backend(backend, self.interpolation)
         self.seed = int(seed)
 
