@@ -38,6 +38,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import commentjson
 
+from hashwfa.encodings.backend import tcnn_cubic_message
+from hashwfa.encodings.grid_config import CUBIC_INTERPOLATIONS
 from hashwfa.errors import HashwfaError
 from hashwfa.wfa.solver import EncodingConfig, NetworkConfig, PhysicsConfig, SolverConfig, TrainingConfig, setting
 
@@ -450,6 +452,9 @@ def _cross_checks(cfg: RunConfig, ctx: _Context, base_dir: Optional[Path]) -> Ru
             + " (or an alias such as 'MgI_5173')",
         )
     enc = cfg.encoding
+    if enc.backend == "tcnn" and enc.interpolation in CUBIC_INTERPOLATIONS:
+        problem = f"= \"tcnn\" cannot run interpolation {enc.interpolation!r}"
+        ctx.error("encoding.backend", problem, tcnn_cubic_message(enc.interpolation))
     if enc.max_resolution < enc.base_resolution:
         ctx.error(
             "encoding.max_resolution",

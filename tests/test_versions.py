@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hashwfa.encodings import VERSIONS, HashEncoding, TorchGrid, encoding_configs, per_level_scale
+from hashwfa.encodings import VERSIONS, HashEncoding, TorchGrid, encoding_configs, per_level_scale, static_coordinates
 from hashwfa.encodings.grid_config import GridLayout, parse_grid_config
 from hashwfa.encodings.smoothing import LevelSmoother
 from hashwfa.errors import HashwfaError
@@ -187,18 +187,20 @@ def test_default_box_and_scalar_box():
 def test_same_coordinates_reuse_the_cached_unit_tensor():
     enc = HashEncoding(2, **SMALL)
     x = _points(30, 2, seed=4)
-    u1 = enc.unit_coordinates(x)
-    assert enc.unit_coordinates(x) is u1  # same object: the grid's lookup cache holds
-    y1 = enc(x)
-    assert enc.grid._cache is not None and enc.grid._cache[0] is u1
-    x.mul_(0.5)  # modified in place: recomputed
-    u2 = enc.unit_coordinates(x)
-    assert u2 is not u1
-    torch.testing.assert_close(u2, (x + 1) / 2)
-    assert not torch.equal(enc(x), y1)
-    xg = x.clone().requires_grad_(True)  # a coordinate gradient: never cached
-    assert enc.unit_coordinates(xg) is not enc.unit_coordinates(xg)
-    enc(xg).sum().backward()
+    assert enc.unit_coordinates(x) is not enc.unit_coordinates(x)  # default: nothing is reused
+    with static_coordinates():
+        u1 = enc.unit_coordinates(x)
+        assert enc.unit_coordinates(x) is u1  # same object: the grid's lookup cache holds
+        y1 = enc(x)
+        assert enc.grid._cache.value is not None and enc.grid._cache._entry[0] is u1
+        x.mul_(0.5)  # modified in place: recomputed
+        u2 = enc.unit_coordinates(x)
+        assert u2 is not u1
+        torch.testing.assert_close(u2, (x + 1) / 2)
+        assert not torch.equal(enc(x), y1)
+        xg = x.clone().requires_grad_(True)  # a coordinate gradient: never cached
+        assert enc.unit_coordinates(xg) is not enc.unit_coordinates(xg)
+        enc(xg).sum().backward()
     assert xg.grad is not None and xg.grad.shape == xg.shape
 
 
@@ -286,8 +288,11 @@ def test_pickling_drops_the_coordinate_cache():
 
     enc = HashEncoding(2, **SMALL)
     x = _points(8, 2)
-    enc.unit_coordinates(x)
-    assert pickle.loads(pickle.dumps(enc))._unit_cache is None
-    assert enc._unit_cache is not None
+    with static_coordinates():
+        enc(x)
+    assert enc._unit_cache.value is not None and enc.grid._cache.value is not None
+    for twin in (pickle.loads(pickle.dumps(enc)), copy.deepcopy(enc)):
+        assert twin._unit_cache.value is None and twin.grid._cache.value is None
+        assert torch.equal(twin(x), enc(x))
     fresh = copy.deepcopy(HashEncoding(3, **SMALL))
     torch.testing.assert_close(fresh(x), fresh(x))

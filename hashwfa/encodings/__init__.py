@@ -3,13 +3,15 @@
 Knows nothing of solar physics. The versions V0..V6 (:class:`HashEncoding`),
 the neural field that puts an MLP head on one (:class:`NeuralField`), the
 grid on either backend (:func:`make_grid`) and the pure-PyTorch grid itself
-(:class:`TorchGrid`).
+(:class:`TorchGrid`), and :func:`static_coordinates`, the opt-in that lets
+a training loop reuse the lookup of a coordinate tensor it never modifies.
 """
 
 from hashwfa.encodings.backend import BACKENDS, TcnnGrid, make_grid, resolve_backend, tcnn_status
+from hashwfa.encodings.coordinates import static_coordinates
 from hashwfa.encodings.field import NeuralField
 from hashwfa.encodings.grid import TorchGrid
-from hashwfa.encodings.grid_config import GridConfig, GridLayout, parse_grid_config
+from hashwfa.encodings.grid_config import INTERPOLATIONS, GridConfig, GridLayout, parse_grid_config
 from hashwfa.encodings.progressive import ProgressiveMask, progressive_schedule
 from hashwfa.encodings.smoothing import LevelSmoother
 from hashwfa.encodings.versions import VERSIONS, HashEncoding, encoding_configs, per_level_scale
@@ -19,6 +21,7 @@ __all__ = [
     "GridConfig",
     "GridLayout",
     "HashEncoding",
+    "INTERPOLATIONS",
     "LevelSmoother",
     "NeuralField",
     "ProgressiveMask",
@@ -31,5 +34,6 @@ __all__ = [
     "per_level_scale",
     "progressive_schedule",
     "resolve_backend",
+    "static_coordinates",
     "tcnn_status",
 ]

@@ -37,7 +37,13 @@ MAX_DENSE_BASE: dict[int, int] = {1: 0xFFFFFFFF, 2: 0xFFFF, 3: 0x659, 4: 0xFF}
 
 MAX_N_LEVELS = 128  # tcnn's MAX_N_LEVELS
 FEATURES_PER_LEVEL = (1, 2, 4, 8)
-INTERPOLATIONS = ("Nearest", "Linear", "Smoothstep")
+#: Interpolations inside a cell, the one place they are spelled (the config
+#: schema imports this). The first three are tcnn's (2^D corners of the
+#: cell); the cubic ones are the torch grid's own (the 4^D vertices around
+#: the point, see :mod:`hashwfa.encodings.grid_lookup`).
+TCNN_INTERPOLATIONS: tuple[str, ...] = ("Nearest", "Linear", "Smoothstep")
+CUBIC_INTERPOLATIONS: tuple[str, ...] = ("CatmullRom", "BSpline")
+INTERPOLATIONS: tuple[str, ...] = TCNN_INTERPOLATIONS + CUBIC_INTERPOLATIONS
 
 # otype -> default grid type, as in tcnn's create_grid_encoding.
 _OTYPES = {"grid": "Hash", "hashgrid": "Hash", "densegrid": "Dense"}
@@ -72,7 +78,9 @@ class GridConfig:
         log2_hashmap_size: log2 of the maximum entries per hashed level.
         base_resolution: vertices per axis of the coarsest level.
         per_level_scale: growth factor of the scale between levels.
-        interpolation: ``"Nearest"``, ``"Linear"`` or ``"Smoothstep"``.
+        interpolation: one of :data:`INTERPOLATIONS`: tcnn's ``"Nearest"``,
+            ``"Linear"``, ``"Smoothstep"``, or the torch grid's cubic
+            ``"CatmullRom"``, ``"BSpline"``.
     """
 
     n_input_dims: int

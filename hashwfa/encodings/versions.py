@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from hashwfa.encodings.backend import make_grid, resolve_backend
+from hashwfa.encodings.coordinates import CoordinateCache, require_finite
 from hashwfa.encodings.grid_config import FEATURES_PER_LEVEL, GridLayout, parse_grid_config
 from hashwfa.encodings.progressive import ProgressiveMask
 from hashwfa.encodings.smoothing import LevelSmoother
@@ -108,7 +109,9 @@ def encoding_configs(
         base_resolution: resolution of the coarsest level.
         max_resolution: resolution of the finest level (>= base_resolution);
             ``per_level_scale = (max / base)^(1 / (L - 1))``.
-        interpolation: ``"Linear"``, ``"Smoothstep"`` or ``"Nearest"``.
+        interpolation: ``"Linear"``, ``"Smoothstep"``, ``"Nearest"`` (tcnn's) or
+            the cubic ``"CatmullRom"``, ``"BSpline"`` (torch grid only; see
+            :data:`~hashwfa.encodings.grid_config.INTERPOLATIONS`).
 
     Returns:
         ``{"grid": config}``, plus ``"plane"`` for version 6: a single-level
@@ -192,7 +195,9 @@ class HashEncoding(torch.nn.Module):
         log2_hashmap_size: log2 of the maximum entries of a hashed level.
         base_resolution: vertices per axis of the coarsest level.
         max_resolution: vertices per axis of the finest level (and of V6's plane).
-        interpolation: ``"Linear"``, ``"Smoothstep"`` or ``"Nearest"``.
+        interpolation: ``"Linear"``, ``"Smoothstep"``, ``"Nearest"`` (tcnn's) or
+            the cubic ``"CatmullRom"``, ``"BSpline"`` (torch grid only; see
+            :data:`~hashwfa.encodings.grid_config.INTERPOLATIONS`).
         bounding_box: the coordinate box mapped onto the grid's [0, 1]^D:
             ``None`` for [-1, 1]^D, ``(low, high)`` for the same range on every
             axis, or ``[[low_0, ...], [high_0, ...]]`` (lower corner, upper
@@ -204,7 +209,7 @@ class HashEncoding(torch.nn.Module):
 
     Attributes:
         version, n_input_dims, n_levels, n_features_per_level, output_dim,
-        backend (``"tcnn"`` or ``"torch"``), progressive, configs.
+        interpolation, backend (``"tcnn"`` or ``"torch"``), progressive, configs.
         grid: the main grid module (``params``: the flat tcnn-layout table).
         smoother: :class:`LevelSmoother` or None.
         mask: :class:`ProgressiveMask` or None (V4, V5).
@@ -255,7 +260,8 @@ class HashEncoding(torch.nn.Module):
         self.n_levels = int(n_levels)
         self.n_features_per_level = int(n_features_per_level)
         self.max_resolution = int(max_resolution)
-        self.backend = resolve_backend(backend)
+        self.interpolation = parse_grid_config(self.n_input_dims, self.configs["grid"]).interpolation  # canonical name
+        self.backend = resolve_backend(backend, self.interpolation)
         self.seed = int(seed)
 
         self.grid = make_grid(self.n_input_dims, self.configs["grid"], backend=self.backend, seed=self.seed, dtype=dtype)
@@ -280,7 +286,7 @@ class HashEncoding(torch.nn.Module):
         low, high = _bounding_box(bounding_box, self.n_input_dims)
         self.register_buffer("box_low", low.to(dtype), persistent=False)
         self.register_buffer("box_size", (high - low).to(dtype), persistent=False)
-        self._unit_cache: Optional[tuple[torch.Tensor, int, torch.Tensor]] = None
+        self._unit_cache = CoordinateCache()  # served only inside static_coordinates()
 
     # ------------------------------------------------------------------ info
 
@@ -351,18 +357,22 @@ class HashEncoding(torch.nn.Module):
     def unit_coordinates(self, x: torch.Tensor) -> torch.Tensor:
         """``x [N, D]`` in the bounding box -> ``[N, D]`` in [0, 1] (clamped), the grid's dtype.
 
-        When called again with the same tensor (same object, unmodified, not
-        requiring a gradient) it returns the same result tensor, so that the
-        grid's own cache of the lookup (keyed on its input tensor) holds.
+        Inside :func:`~hashwfa.encodings.coordinates.static_coordinates`, a
+        second call with the same tensor returns the same result tensor, so
+        that the grids' own cached lookups (keyed on their input) hold too.
+
+        Raises:
+            HashwfaError: a wrong shape or dtype, or a NaN or infinite
+                coordinate (clamping would hide an infinity).
         """
         self._check_input(x)
-        cache = self._unit_cache
-        reusable = not x.requires_grad
-        if reusable and cache is not None and cache[0] is x and cache[1] == x._version:
-            return cache[2]
+        cached = self._unit_cache.get(x)
+        if cached is not None:
+            return cached
+        require_finite(x, "encoding input")
         low = self.box_low
         unit = ((x.to(low.dtype) - low) / self.box_size).clamp(0.0, 1.0).contiguous()
-        self._unit_cache = (x, x._version, unit) if reusable else None
+        self._unit_cache.put(x, unit)
         return unit
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -379,7 +389,7 @@ class HashEncoding(torch.nn.Module):
 
     def clear_cache(self) -> None:
         """Forget the cached coordinates (and the torch grids' cached lookups)."""
-        self._unit_cache = None
+        self._unit_cache.clear()
         for grid in (self.grid, self.plane):
             if grid is not None and hasattr(grid, "clear_cache"):
                 grid.clear_cache()
@@ -387,10 +397,10 @@ class HashEncoding(torch.nn.Module):
     def __getstate__(self) -> dict[str, Any]:
         # Pickling or deep-copying must not carry the caller's coordinate tensor along.
         state = super().__getstate__()
-        state["_unit_cache"] = None
+        state["_unit_cache"] = CoordinateCache()
         return state
 
     def _apply(self, fn, recurse=True):  # type: ignore[override]
         # .to()/.cuda()/.double() make the cached coordinates stale.
-        self._unit_cache = None
+        self._unit_cache.clear()
         return super()._apply(fn, recurse)

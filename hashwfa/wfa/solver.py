@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hashwfa.encodings import HashEncoding, NeuralField, resolve_backend
+from hashwfa.encodings import INTERPOLATIONS, HashEncoding, NeuralField, resolve_backend, static_coordinates
 from hashwfa.encodings.progressive import progressive_schedule
 from hashwfa.errors import HashwfaError
 from hashwfa.wfa.loss import WFALoss
@@ -108,7 +108,10 @@ class EncodingConfig:
         32, "Grid resolution of the finest level (and of the V6 plane).", min=1
     )
     interpolation: str = setting(
-        "Linear", "Interpolation inside a grid cell.", choices=("Linear", "Smoothstep", "Nearest")
+        "Linear",
+        "Interpolation inside a grid cell: tiny-cuda-nn's Linear, Smoothstep, Nearest, or the cubic "
+        "CatmullRom, BSpline (4^D vertices; the PyTorch grid only, also on a GPU).",
+        choices=INTERPOLATIONS,
     )
     backend: str = setting(
         "auto",
@@ -597,7 +600,8 @@ class TwoPhaseSolver:
     def _train_epoch(self, phase: str) -> torch.Tensor:
         """One epoch; returns its mean loss as a 0-d tensor on the device (no sync)."""
         if self.full_batch:
-            return self._step(phase, self.coords, None)
+            with static_coordinates():  # self.coords is created once and never written to
+                return self._step(phase, self.coords, None)
         perm = torch.randperm(self.n_pixels, generator=self.generator, device=self.device)
         total = torch.zeros((), device=self.device)
         for index in perm.split(self.config.training.batch_size):
