@@ -5,16 +5,16 @@ commas allowed, read with :mod:`commentjson`) with the sections
 
 ``line``      spectral line name (e.g. ``"5173"``), a plain string
 ``data``      the observation: FITS files, or the built-in synthetic plage
-``encoding``  grid encoding (:class:`hashwfa.wfa.solver.EncodingConfig`)
-``network``   MLP head (:class:`hashwfa.wfa.solver.NetworkConfig`)
-``training``  optimisation (:class:`hashwfa.wfa.solver.TrainingConfig`)
-``physics``   the Q/U forward model (:class:`hashwfa.wfa.solver.PhysicsConfig`)
+``encoding``  grid encoding (:class:`hashwfa.training.settings.EncodingConfig`)
+``network``   MLP head (:class:`hashwfa.training.settings.NetworkConfig`)
+``training``  optimisation (:class:`hashwfa.training.settings.TrainingConfig`)
+``physics``   the Q/U forward model (:class:`hashwfa.training.settings.PhysicsConfig`)
 ``output``    what is written besides the always-written files
 
 Every key has a default (the seed protocol, DESIGN.md section 6), so ``{}``
 is a valid config: V1 on the synthetic plage. The defaults, documentation and
 allowed values live in the dataclass field metadata (see
-:func:`hashwfa.wfa.solver.setting`); :func:`describe_keys` lists them.
+:func:`hashwfa.schema.setting`); :func:`describe_keys` lists them.
 
 Relative paths (``data.path``, ``data.wavelengths``) written in a config file
 are relative to that file's directory; given with ``--set`` they are relative
@@ -39,7 +39,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import commentjson
 
 from hashwfa.errors import HashwfaError
-from hashwfa.wfa.solver import EncodingConfig, NetworkConfig, PhysicsConfig, SolverConfig, TrainingConfig, setting
+from hashwfa.schema import flatten, setting
+from hashwfa.training.settings import EncodingConfig, NetworkConfig, PhysicsConfig, SolverConfig, TrainingConfig
 
 __all__ = [
     "SyntheticConfig",
@@ -203,15 +204,8 @@ def config_to_dict(config: Any) -> Dict[str, Any]:
     return _jsonable(config)
 
 
-def flatten_config(config: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
-    """``{"training": {"lr": 0.005}}`` -> ``{"training.lr": 0.005}`` (leaves in order)."""
-    out: Dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, Mapping):
-            out.update(flatten_config(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
+#: ``{"training": {"lr": 0.005}}`` -> ``{"training.lr": 0.005}`` (leaves in order).
+flatten_config = flatten
 
 
 # ------------------------------------------------------------------ validation

@@ -9,16 +9,16 @@ import torch
 
 from hashwfa import HashwfaError
 from hashwfa.wfa.loss import WFALoss
-from hashwfa.wfa.solver import (
+from hashwfa.training import (
     PHASES,
     EncodingConfig,
     NetworkConfig,
     SolverConfig,
     TrainingConfig,
     TwoPhaseSolver,
-    _normalise_gradients,
     fields_from_bundle,
 )
+from hashwfa.training.gradients import normalise_gradients
 from hashwfa.wfa.synthetic import synthetic_plage
 
 EPOCHS = 12
@@ -163,7 +163,7 @@ def test_gradient_normalisation_divides_by_mean_absolute_value():
     a.grad = torch.randn(3, 4) * 7
     b.grad = torch.zeros(5)  # stays zero, no NaN
     expected = a.grad / (a.grad.abs().mean() + 1e-12)
-    _normalise_gradients([a, b])
+    normalise_gradients([a, b])
     torch.testing.assert_close(a.grad, expected)
     assert torch.equal(b.grad, torch.zeros(5))
 

@@ -42,7 +42,7 @@ from hashwfa.errors import HashwfaError
 from hashwfa.wfa.fields import FieldMaps
 from hashwfa.wfa.loss import WFALoss
 from hashwfa.wfa.pixelwise import pixel_wfa
-from hashwfa.wfa.solver import TwoPhaseSolver
+from hashwfa.training import TwoPhaseSolver
 
 __all__ = ["main", "run_benchmark", "BenchRow", "format_table"]
 

@@ -27,8 +27,10 @@ from hashwfa.config import config_to_dict, describe_keys, flatten_config, load_c
 from hashwfa.cli.allocator import keep_freed_memory
 from hashwfa.errors import HashwfaError
 from hashwfa.quicklook import write_quicklook
+from hashwfa.schema import differing_keys
 from hashwfa.wfa.pixelwise import pixel_wfa
-from hashwfa.wfa.solver import TwoPhaseSolver
+from hashwfa.training import TwoPhaseSolver
+from hashwfa.training.checkpoint import RESUMABLE_CHANGES
 
 __all__ = ["main", "run", "build_parser", "TrainRun"]
 
@@ -120,11 +122,9 @@ def _check_same_config(saved_path: Path, config_dict: Dict[str, Any]) -> None:
             f"cannot resume: '{saved_path}' is not a valid config ({exc}). Fix: use --overwrite."
         ) from None
 
-    a, b = flatten_config(saved), flatten_config(config_dict)
-    # The device and the optional outputs may change between sessions.
-    ignored = ("training.device", "output.")
-    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and not k.startswith(ignored))
+    diff = differing_keys(saved, config_dict, RESUMABLE_CHANGES)
     if diff:
+        a, b = flatten_config(saved), flatten_config(config_dict)
         details = "; ".join(f"{k}: {a.get(k)!r} then, {b.get(k)!r} now" for k in diff[:5])
         raise HashwfaError(
             f"cannot resume: the config differs from the one the run in '{saved_path.parent}' "
