@@ -27,7 +27,6 @@ the file, the key path and the fix.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 import os
@@ -38,7 +37,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import commentjson
 
-from hashwfa.errors import HashwfaError
+from hashwfa.errors import HashwfaError, closest_name
 from hashwfa.schema import flatten, setting
 from hashwfa.training.settings import EncodingConfig, NetworkConfig, PhysicsConfig, SolverConfig, TrainingConfig
 
@@ -320,11 +319,6 @@ def _in_range(meta: Mapping[str, Any], value: Any) -> bool:
     return True
 
 
-def _suggest(name: str, candidates: Sequence[str]) -> Optional[str]:
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return close[0] if close else None
-
-
 def _convert(tp: Any, value: Any, path: str, f: dataclasses.Field, ctx: _Context) -> Any:
     """Validate and convert one value; on error record it and return the default."""
     meta = f.metadata
@@ -399,7 +393,7 @@ def _build(cls: type, raw: Any, path: str, ctx: _Context) -> Any:
 
 def _unknown_key(prefix: str, key: str, siblings: List[str], ctx: _Context) -> None:
     path = prefix + key
-    guess = _suggest(key, siblings)
+    guess = closest_name(key, siblings)
     if guess is not None:
         guess = prefix + guess
     else:
@@ -407,8 +401,8 @@ def _unknown_key(prefix: str, key: str, siblings: List[str], ctx: _Context) -> N
         # then whole paths.
         leaves = key_paths()
         by_leaf = {p.rsplit(".", 1)[-1]: p for p in leaves}
-        leaf = _suggest(key, list(by_leaf))
-        guess = by_leaf[leaf] if leaf else _suggest(path, leaves)
+        leaf = closest_name(key, list(by_leaf))
+        guess = by_leaf[leaf] if leaf else closest_name(path, leaves)
     hint = f" Did you mean '{guess}'?" if guess else ""
     section = f"in '{prefix[:-1]}'" if prefix else "at the top level"
     ctx.errors.append(
@@ -434,7 +428,7 @@ def _cross_checks(cfg: RunConfig, ctx: _Context, base_dir: Optional[Path]) -> Ru
     try:
         get_line(cfg.line)
     except HashwfaError:
-        guess = _suggest(cfg.line, list(LINES))
+        guess = closest_name(cfg.line, list(LINES))
         ctx.error(
             "line",
             f"= {_describe_value(cfg.line)} is not a known line",

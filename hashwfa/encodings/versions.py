@@ -24,6 +24,7 @@ import torch
 
 from hashwfa.encodings.backend import make_grid, resolve_backend
 from hashwfa.encodings.grid_config import FEATURES_PER_LEVEL, GridLayout, parse_grid_config
+from hashwfa.encodings.points import check_points
 from hashwfa.encodings.progressive import ProgressiveMask
 from hashwfa.encodings.smoothing import LevelSmoother
 from hashwfa.errors import HashwfaError
@@ -333,20 +334,7 @@ class HashEncoding(torch.nn.Module):
     # --------------------------------------------------------------- forward
 
     def _check_input(self, x: Any) -> None:
-        if not isinstance(x, torch.Tensor):
-            raise HashwfaError(
-                f"encoding input must be a torch.Tensor of shape [N, {self.n_input_dims}], got {type(x).__name__}."
-            )
-        if x.dim() != 2 or x.shape[1] != self.n_input_dims:
-            raise HashwfaError(
-                f"encoding input has shape {list(x.shape)}; expected [N, {self.n_input_dims}] "
-                f"(one row of {self.n_input_dims} coordinates per point)."
-            )
-        if not x.is_floating_point():
-            raise HashwfaError(
-                f"encoding input has dtype {x.dtype}; expected floating coordinates "
-                "(convert with x.float())."
-            )
+        check_points(x, self.n_input_dims, "encoding", "in the bounding box")
 
     def unit_coordinates(self, x: torch.Tensor) -> torch.Tensor:
         """``x [N, D]`` in the bounding box -> ``[N, D]`` in [0, 1] (clamped), the grid's dtype.

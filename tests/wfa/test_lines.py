@@ -1,8 +1,5 @@
 """Spectral lines: geff, Gg and C against numbers computed by hand from the formulas."""
 
-import ast
-from pathlib import Path
-
 import pytest
 
 from hashwfa.errors import HashwfaError
@@ -94,19 +91,3 @@ def test_bad_line_definitions(kwargs, words):
 def test_incomplete_definition():
     with pytest.raises(HashwfaError, match="missing keys"):
         get_line({"center": 5000.0, "j1": 1})
-
-
-def test_wfa_does_not_import_encodings():
-    """hashwfa.wfa takes field values, not networks: it never imports encodings or training."""
-    wfa_dir = Path(__file__).resolve().parents[1] / "hashwfa" / "wfa"
-    for path in wfa_dir.glob("*.py"):
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            for name in names:
-                assert "encodings" not in name, f"{path.name} imports {name}"
-                assert "training" not in name, f"{path.name} imports {name}"
