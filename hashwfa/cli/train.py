@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from hashwfa import results
-from hashwfa.config import config_to_dict, describe_keys, flatten_config, load_config, load_data, validate_config
+from hashwfa.config import config_to_dict, describe_keys, load_config, load_data, validate_config
 from hashwfa.cli.allocator import keep_freed_memory
 from hashwfa.errors import HashwfaError
 from hashwfa.quicklook import write_quicklook
-from hashwfa.schema import differing_keys
+from hashwfa.schema import differing_keys, flatten
 from hashwfa.wfa.pixelwise import pixel_wfa
 from hashwfa.training import TwoPhaseSolver
 from hashwfa.training.checkpoint import RESUMABLE_CHANGES
@@ -124,7 +124,7 @@ def _check_same_config(saved_path: Path, config_dict: Dict[str, Any]) -> None:
 
     diff = differing_keys(saved, config_dict, RESUMABLE_CHANGES)
     if diff:
-        a, b = flatten_config(saved), flatten_config(config_dict)
+        a, b = flatten(saved), flatten(config_dict)
         details = "; ".join(f"{k}: {a.get(k)!r} then, {b.get(k)!r} now" for k in diff[:5])
         raise HashwfaError(
             f"cannot resume: the config differs from the one the run in '{saved_path.parent}' "
