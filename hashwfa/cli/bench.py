@@ -2,7 +2,7 @@
 
 ::
 
-    hashwfa-bench [--versions 0,1,2,3,4,5,6] [--config CONFIG] [--set key.path=value ...]
+    hashwfa-bench [--versions 0,1,6] [--config CONFIG] [--set key.path=value ...]
                   [--epochs N] [--device auto|cpu|cuda] [--backend auto|tcnn|torch]
                   [--repeats R] [--json results.json]
 
@@ -36,7 +36,7 @@ import torch
 import hashwfa
 from hashwfa import results
 from hashwfa.config import RunConfig, apply_overrides, load_data, read_json_config, validate_config
-from hashwfa.encodings import VERSIONS
+from hashwfa.encodings.registry import REGISTRY, VERSION_NUMBERS
 from hashwfa.cli.allocator import keep_freed_memory
 from hashwfa.errors import HashwfaError
 from hashwfa.wfa.fields import FieldMaps
@@ -123,7 +123,7 @@ def run_benchmark(
             if row is None:
                 row = BenchRow(
                     version=version,
-                    description=VERSIONS[version].split(":")[0],
+                    description=REGISTRY[version].seed_name,
                     final_loss=result.final_loss,
                     backend=result.backend,
                     device=result.device,
@@ -190,8 +190,10 @@ def _machine() -> Dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="Regenerate the seed report's table (seven versions, loss, time, errors).")
-    p.add_argument("--versions", default=",".join(str(v) for v in sorted(VERSIONS)), help="comma-separated, e.g. 0,1,6")
+    p = argparse.ArgumentParser(
+        prog=PROG, description=f"Regenerate the seed report's table ({len(VERSION_NUMBERS)} versions, loss, time, errors)."
+    )
+    p.add_argument("--versions", default=",".join(str(v) for v in VERSION_NUMBERS), help="comma-separated, e.g. 0,1,6")
     p.add_argument("--config", help="base config (default: every key at its default, the seed protocol)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a key")
     p.add_argument("--data", help="Stokes FITS file instead of the synthetic plage (with --wavelengths)")
@@ -211,9 +213,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     keep_freed_memory()
     try:
         versions = [int(v) for v in args.versions.split(",") if v.strip()]
-        unknown = [v for v in versions if v not in VERSIONS]
+        unknown = [v for v in versions if v not in REGISTRY]
         if unknown or not versions:
-            raise HashwfaError(f"--versions {args.versions!r}: versions are 0 to 6, e.g. --versions 0,1,6.")
+            raise HashwfaError(
+                f"--versions {args.versions!r}: versions are {', '.join(map(str, VERSION_NUMBERS))}, "
+                "e.g. --versions 0,1,6."
+            )
         if args.repeats < 1:
             raise HashwfaError("--repeats must be at least 1.")
         overrides = list(args.overrides)

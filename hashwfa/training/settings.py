@@ -12,10 +12,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
+from hashwfa.encodings.registry import PROGRESSIVE_VERSIONS, VERSION_NUMBERS, versions_text
 from hashwfa.schema import setting
 from hashwfa.wfa.physics import CORE_CUTOFF, DEFAULT_QU_FORM, QU_FORMS
 
 __all__ = ["EncodingConfig", "NetworkConfig", "TrainingConfig", "PhysicsConfig", "SolverConfig"]
+
+_PROGRESSIVE = ", ".join(str(v) for v in PROGRESSIVE_VERSIONS)
 
 
 @dataclass(frozen=True)
@@ -24,11 +27,8 @@ class EncodingConfig:
 
     version: int = setting(
         1,
-        "Encoding variant, 0..6: 0 HashGrid, 1 DenseGrid (the seed's production "
-        "choice), 2 HashGrid + shared smoother, 3 HashGrid + per-level smoothers, "
-        "4 = 2 + progressive levels, 5 = 3 + progressive levels, 6 HashGrid + "
-        "dense plane at max_resolution.",
-        choices=(0, 1, 2, 3, 4, 5, 6),
+        f"Encoding version (V1 is the seed's production choice): {versions_text()}.",
+        choices=VERSION_NUMBERS,
     )
     n_levels: int = setting(16, "Number of grid levels L.", min=2, max=64)
     n_features_per_level: int = setting(
@@ -90,13 +90,13 @@ class TrainingConfig:
     )
     progressive_start_fraction: float = setting(
         0.25,
-        "Progressive versions (4, 5): fraction of the levels active at the start of each phase.",
+        f"Progressive versions ({_PROGRESSIVE}): fraction of the levels active at the start of each phase.",
         min=0.0,
         max=1.0,
     )
     progressive_ramp_fraction: float = setting(
         0.5,
-        "Progressive versions (4, 5): fraction of each phase over which the active "
+        f"Progressive versions ({_PROGRESSIVE}): fraction of each phase over which the active "
         "levels ramp linearly to all levels (0: all levels from the start).",
         min=0.0,
         max=1.0,
