@@ -42,6 +42,7 @@ from hashwfa.training.settings import EncodingConfig, NetworkConfig, PhysicsConf
 from hashwfa.wfa.fields import FieldMaps
 from hashwfa.wfa.lines import LINES, get_line
 from hashwfa.wfa.observation import Observation
+from hashwfa.wfa.synthetic import MODELS as SYNTHETIC_MODELS
 from hashwfa.wfa.synthetic import synthetic_plage
 
 __all__ = [
@@ -78,7 +79,7 @@ class SyntheticConfig:
         "zeeman",
         "Forward model of the synthetic profiles: 'zeeman' (beyond the WFA, realistic) "
         "or 'wfa' (exactly the WFA).",
-        choices=("zeeman", "wfa"),
+        choices=SYNTHETIC_MODELS,
     )
 
 

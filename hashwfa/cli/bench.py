@@ -36,13 +36,15 @@ import torch
 import hashwfa
 from hashwfa import results
 from hashwfa.config import RunConfig, apply_overrides, load_data, read_json_config, validate_config
-from hashwfa.encodings.registry import REGISTRY, VERSION_NUMBERS
 from hashwfa.cli.allocator import keep_freed_memory
+from hashwfa.encodings.backend import BACKENDS
+from hashwfa.encodings.registry import REGISTRY, VERSION_NUMBERS
 from hashwfa.errors import HashwfaError
+from hashwfa.training import TwoPhaseSolver
+from hashwfa.training.device import DEVICES
 from hashwfa.wfa.fields import FieldMaps
 from hashwfa.wfa.loss import WFALoss
 from hashwfa.wfa.pixelwise import pixel_wfa
-from hashwfa.training import TwoPhaseSolver
 
 __all__ = ["main", "run_benchmark", "BenchRow", "format_table"]
 
@@ -199,8 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="Stokes FITS file instead of the synthetic plage (with --wavelengths)")
     p.add_argument("--wavelengths", help="wavelength FITS file for --data")
     p.add_argument("--epochs", type=int, help="training.epochs_per_phase")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--backend", choices=("auto", "tcnn", "torch"))
+    p.add_argument("--device", choices=DEVICES)
+    p.add_argument("--backend", choices=BACKENDS)
     p.add_argument("--repeats", type=int, default=1, help="runs per version; the median time is reported")
     p.add_argument("--json", default="bench_results.json", help="where to write the results (default bench_results.json)")
     p.add_argument("--progress", action="store_true", help="show the training progress bars")

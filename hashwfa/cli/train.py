@@ -25,12 +25,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from hashwfa import results
 from hashwfa.config import config_to_dict, describe_keys, load_config, load_data, validate_config
 from hashwfa.cli.allocator import keep_freed_memory
+from hashwfa.encodings.backend import BACKENDS
 from hashwfa.errors import HashwfaError
 from hashwfa.quicklook import write_quicklook
 from hashwfa.schema import differing_keys, flatten
-from hashwfa.wfa.pixelwise import pixel_wfa
 from hashwfa.training import TwoPhaseSolver
 from hashwfa.training.checkpoint import RESUMABLE_CHANGES
+from hashwfa.training.device import DEVICES
+from hashwfa.wfa.pixelwise import pixel_wfa
 
 __all__ = ["main", "run", "build_parser", "TrainRun"]
 
@@ -55,8 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a config key (value parsed as JSON, else a string); repeatable",
     )
     p.add_argument("--out", help="output directory (default runs/<config stem>)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="overrides training.device")
-    p.add_argument("--backend", choices=("auto", "tcnn", "torch"), help="overrides encoding.backend")
+    p.add_argument("--device", choices=DEVICES, help="overrides training.device")
+    p.add_argument("--backend", choices=BACKENDS, help="overrides encoding.backend")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in the output directory")
     p.add_argument("--overwrite", action="store_true", help="replace the results in a non-empty output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bars or progress messages")

@@ -185,7 +185,7 @@ class HashEncoding(torch.nn.Module):
         dtype: dtype of the torch path (float32; float64 for gradient checks).
 
     Attributes:
-        version, n_input_dims, n_levels, n_features_per_level, output_dim,
+        version, n_input_dims, n_levels, n_features_per_level, n_output_dims,
         backend (``"tcnn"`` or ``"torch"``), progressive, configs.
         grid: the main grid module (``params``: the flat tcnn-layout table).
         smoother: :class:`LevelSmoother` or None.
@@ -193,7 +193,7 @@ class HashEncoding(torch.nn.Module):
         plane: V6's DenseGrid plane or None.
 
     ``forward(x)``: ``x [N, D]`` floating, in the bounding box ->
-    ``[N, output_dim]`` float32 (the ``dtype`` of the torch path); output
+    ``[N, n_output_dims]`` float32 (the ``dtype`` of the torch path); output
     columns are level-major, ``out[:, l * F + f]``, V6's plane last.
     """
 
@@ -268,7 +268,7 @@ class HashEncoding(torch.nn.Module):
     # ------------------------------------------------------------------ info
 
     @property
-    def output_dim(self) -> int:
+    def n_output_dims(self) -> int:
         """Encoding width: ``L * F``, plus ``F`` for V6's plane."""
         return (self.n_levels + (1 if self.plane is not None else 0)) * self.n_features_per_level
 
@@ -295,7 +295,7 @@ class HashEncoding(torch.nn.Module):
     def extra_repr(self) -> str:
         return (
             f"version={self.version} ({self.spec.seed_name}), n_input_dims={self.n_input_dims}, "
-            f"output_dim={self.output_dim}, backend={self.backend!r}"
+            f"n_output_dims={self.n_output_dims}, backend={self.backend!r}"
         )
 
     def set_active_levels(self, active_levels: float) -> None:
@@ -337,7 +337,7 @@ class HashEncoding(torch.nn.Module):
         return unit
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Encode ``x [N, D]`` (in the bounding box) into ``[N, output_dim]``."""
+        """Encode ``x [N, D]`` (in the bounding box) into ``[N, n_output_dims]``."""
         unit = self.unit_coordinates(x)
         features = self.grid(unit)
         if self.smoother is not None:

@@ -1,78 +1,34 @@
-"""The model: one neural field per training phase, where it runs, and its saved form.
+"""The model: one neural field per training phase, and its saved form.
 
 The model of a solve is two :class:`~hashwfa.encodings.NeuralField` s of the
-pixel coordinates, one per phase (:data:`PHASES`): ``"blos"`` with one output
-and ``"bqbu"`` with two. This module builds them from a :class:`SolverConfig`,
-chooses the torch device and the grid backend, and turns trained fields into a
-model bundle (what ``model.pt`` holds) and back.
+pixel coordinates, one per phase (:data:`~hashwfa.wfa.loss.PHASES`):
+``"blos"`` with one output and ``"bqbu"`` with two. This module builds them
+from a :class:`SolverConfig` and turns trained fields into a model bundle
+(what ``model.pt`` holds) and back. Where they run is
+:mod:`hashwfa.training.device`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional
 
 import torch
 
-from hashwfa.encodings import HashEncoding, NeuralField, resolve_backend
-from hashwfa.errors import HashwfaError
+from hashwfa.encodings import HashEncoding, NeuralField
 from hashwfa.training.checkpoint import STATE_FORMAT
 from hashwfa.training.settings import SolverConfig
+from hashwfa.wfa.loss import PHASES
 
 __all__ = [
     "PHASES",
     "N_OUTPUTS",
-    "resolve_device",
-    "grid_backend_for",
     "build_field",
     "model_bundle",
     "fields_from_bundle",
 ]
 
-#: The two training phases, in order, named as :class:`~hashwfa.wfa.loss.WFALoss` names them.
-PHASES: Tuple[str, str] = ("blos", "bqbu")
 #: Outputs of each phase's field: B_los [G]; (B_Q, B_U) [G^2].
 N_OUTPUTS: Dict[str, int] = {"blos": 1, "bqbu": 2}
-
-
-def resolve_device(device: str) -> torch.device:
-    """Turn ``"auto" | "cpu" | "cuda"`` into a :class:`torch.device`.
-
-    Raises:
-        HashwfaError: ``"cuda"`` asked for where torch sees no GPU.
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise HashwfaError(
-            "training.device is 'cuda' but torch sees no CUDA device "
-            f"(torch {torch.__version__}). Fix: use --device cpu (or auto), or "
-            "install a CUDA build of torch on a machine with an NVIDIA GPU."
-        )
-    if device not in ("cpu", "cuda"):
-        raise HashwfaError(f"training.device must be 'auto', 'cpu' or 'cuda', got {device!r}.")
-    return torch.device(device)
-
-
-def grid_backend_for(device: torch.device, backend: str) -> str:
-    """The ``encoding.backend`` to build the grids with on ``device``.
-
-    On the CPU the grids are always the torch twin; elsewhere ``backend`` is
-    passed on (``"auto"`` is resolved when the grid is built).
-
-    Raises:
-        HashwfaError: ``"tcnn"`` asked for on the CPU (or without tiny-cuda-nn).
-    """
-    if device.type == "cpu":
-        # tiny-cuda-nn runs on CUDA only; "auto" must not pick it for a
-        # CPU run just because a GPU and tcnn happen to be present.
-        if backend == "tcnn":
-            resolve_backend("tcnn")  # without tiny-cuda-nn: its message, with the install hint
-            raise HashwfaError(
-                "encoding.backend is 'tcnn' but training.device is 'cpu'; tiny-cuda-nn runs on "
-                "CUDA only. Fix: use --device cuda, or --backend torch (or auto) on the CPU."
-            )
-        return "torch"
-    return backend
 
 
 def _seed_for(seed: int, phase: str) -> int:

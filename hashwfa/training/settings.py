@@ -12,8 +12,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
+from hashwfa.encodings.backend import BACKENDS
+from hashwfa.encodings.grid_config import FEATURES_PER_LEVEL, INTERPOLATIONS
 from hashwfa.encodings.registry import PROGRESSIVE_VERSIONS, VERSION_NUMBERS, versions_text
 from hashwfa.schema import setting
+from hashwfa.training.device import DEVICES
 from hashwfa.wfa.physics import CORE_CUTOFF, DEFAULT_QU_FORM, QU_FORMS
 
 __all__ = ["EncodingConfig", "NetworkConfig", "TrainingConfig", "PhysicsConfig", "SolverConfig"]
@@ -32,7 +35,7 @@ class EncodingConfig:
     )
     n_levels: int = setting(16, "Number of grid levels L.", min=2, max=64)
     n_features_per_level: int = setting(
-        2, "Features per level F (tiny-cuda-nn allows 1, 2, 4, 8).", choices=(1, 2, 4, 8)
+        2, "Features per level F (tiny-cuda-nn's kernels).", choices=FEATURES_PER_LEVEL
     )
     log2_hashmap_size: int = setting(
         19, "log2 of the maximum number of entries per hashed level.", min=4, max=30
@@ -42,14 +45,14 @@ class EncodingConfig:
         32, "Grid resolution of the finest level (and of the V6 plane).", min=1
     )
     interpolation: str = setting(
-        "Linear", "Interpolation inside a grid cell.", choices=("Linear", "Smoothstep", "Nearest")
+        "Linear", "Interpolation inside a grid cell.", choices=INTERPOLATIONS
     )
     backend: str = setting(
         "auto",
         "Grid implementation: 'tcnn' (tiny-cuda-nn, NVIDIA GPUs), 'torch' (exact "
         "pure-PyTorch twin, any device) or 'auto' (tcnn when importable and the "
         "device is a GPU, else torch).",
-        choices=("auto", "tcnn", "torch"),
+        choices=BACKENDS,
     )
 
 
@@ -105,7 +108,7 @@ class TrainingConfig:
         0, "Seed of the model initialisation and of the minibatch order.", min=0, max=2**63 - 1
     )
     device: str = setting(
-        "auto", "'cpu', 'cuda' or 'auto' (cuda when available).", choices=("auto", "cpu", "cuda")
+        "auto", "'cpu', 'cuda' or 'auto' (cuda when available).", choices=DEVICES
     )
     log_every: Optional[int] = setting(
         None,

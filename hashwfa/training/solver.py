@@ -32,11 +32,12 @@ from tqdm import tqdm
 from hashwfa.encodings.progressive import progressive_schedule
 from hashwfa.training.checkpoint import STATE_FORMAT, check_resumable
 from hashwfa.training.gradients import normalise_gradients
-from hashwfa.training.model import PHASES, build_field, grid_backend_for, model_bundle, resolve_device
+from hashwfa.training.device import grid_backend_for, resolve_device
+from hashwfa.training.model import build_field, model_bundle
 from hashwfa.training.result import SolverResult
 from hashwfa.training.settings import SolverConfig
 from hashwfa.wfa.fields import FieldMaps
-from hashwfa.wfa.loss import WFALoss
+from hashwfa.wfa.loss import PHASES, WFALoss
 from hashwfa.wfa.observation import Observation
 
 __all__ = ["TwoPhaseSolver", "EVAL_CHUNK"]
@@ -82,14 +83,14 @@ class TwoPhaseSolver:
         self.loss = WFALoss(
             observation, device=self.device, dtype=torch.float32, core_cutoff=physics.core_cutoff, qu_form=physics.qu_form
         )
-        self.n_pixels = int(self.loss.n_pixels)
+        self.n_valid = int(self.loss.n_valid)
         valid_index = self.loss.valid_index.to("cpu").numpy()
         # Created once and passed as the same tensor object every full-batch
         # step: the grid caches what depends only on the coordinates.
         self.coords = torch.from_numpy(
             np.ascontiguousarray(observation.coordinates()[valid_index], dtype=np.float32)
         ).to(self.device)
-        self.full_batch = train.batch_size >= self.n_pixels
+        self.full_batch = train.batch_size >= self.n_valid
 
         backend = grid_backend_for(self.device, config.encoding.backend)
         self.fields = {p: build_field(config, p, backend=backend, device=self.device) for p in PHASES}
@@ -243,11 +244,11 @@ class TwoPhaseSolver:
         """One epoch; returns its mean loss as a 0-d tensor on the device (no sync)."""
         if self.full_batch:
             return self._step(phase, self.coords, None)
-        perm = torch.randperm(self.n_pixels, generator=self.generator, device=self.device)
+        perm = torch.randperm(self.n_valid, generator=self.generator, device=self.device)
         total = torch.zeros((), device=self.device)
         for index in perm.split(self.config.training.batch_size):
             total = total + self._step(phase, self.coords[index], index) * index.numel()
-        return total / self.n_pixels
+        return total / self.n_valid
 
     def _step(self, phase: str, coords: torch.Tensor, index: Optional[torch.Tensor]) -> torch.Tensor:
         net = self.fields[phase]
