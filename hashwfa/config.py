@@ -11,7 +11,7 @@ commas allowed, read with :mod:`commentjson`) with the sections
 ``physics``   the Q/U forward model (:class:`hashwfa.training.settings.PhysicsConfig`)
 ``output``    what is written besides the always-written files
 
-Every key has a default (the seed protocol, DESIGN.md section 6), so ``{}``
+Every key has a default (the seed protocol, docs/ARCHITECTURE.md section 6), so ``{}``
 is a valid config: V1 on the synthetic plage. The defaults, documentation and
 allowed values live in the dataclass field metadata (see
 :func:`hashwfa.schema.setting`); :func:`describe_keys` lists them.

@@ -6,7 +6,7 @@
                   [--epochs N] [--device auto|cpu|cuda] [--backend auto|tcnn|torch]
                   [--repeats R] [--json results.json]
 
-Runs the seed protocol (DESIGN.md section 6; every key at its default unless
+Runs the seed protocol (docs/ARCHITECTURE.md section 6; every key at its default unless
 ``--config``/``--set`` say otherwise) for each version on the same data and
 with the same seed, and prints a markdown table in the seed report's shape:
 final loss and time, both relative to V0, plus the errors against the truth

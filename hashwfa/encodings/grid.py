@@ -1,7 +1,7 @@
 """`TorchGrid`: a pure-PyTorch twin of tiny-cuda-nn's grid encoding.
 
 Same JSON config, same flat parameter vector in the same layout, same numbers
-(DESIGN.md section 3), so a ``state_dict`` moves between ``TorchGrid`` and
+(docs/ARCHITECTURE.md section 3), so a ``state_dict`` moves between ``TorchGrid`` and
 ``tinycudann.Encoding`` unchanged.
 
 How it is fast on a CPU. The encoding of N points is a sparse matrix ``S``

@@ -26,7 +26,7 @@ _PROGRESSIVE = ", ".join(str(v) for v in PROGRESSIVE_VERSIONS)
 
 @dataclass(frozen=True)
 class EncodingConfig:
-    """The grid encoding of both fields (DESIGN.md sections 3-4)."""
+    """The grid encoding of both fields (docs/ARCHITECTURE.md sections 3-4)."""
 
     version: int = setting(
         1,
@@ -66,7 +66,7 @@ class NetworkConfig:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Optimisation of both phases (DESIGN.md section 6)."""
+    """Optimisation of both phases (docs/ARCHITECTURE.md section 6)."""
 
     epochs_per_phase: int = setting(
         200, "Epochs of phase 1 (B_los on V) and, again, of phase 2 (B_Q, B_U on Q and U).", min=1

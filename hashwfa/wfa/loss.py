@@ -53,8 +53,8 @@ class WFALoss(torch.nn.Module):
         core_cutoff: Angstrom; the wing-form Q/U model is 0 where ``|dl| <= core_cutoff``.
         qu_form: ``"second_derivative"`` (default; ``-0.25 C^2 Gg
             d^2I/dlambda^2``, valid at every wavelength; needs >= 3
-            wavelengths) or ``"wing"`` (the seed's formula of DESIGN.md); see
-            :mod:`hashwfa.wfa.physics`.
+            wavelengths) or ``"wing"`` (the seed's far-wing formula,
+            docs/ARCHITECTURE.md section 5); see :mod:`hashwfa.wfa.physics`.
 
     Attributes:
         valid_index: ``LongTensor (P,)`` flat pixel indices (row-major y, x)

@@ -28,7 +28,7 @@ def small_observation(weights=(1.0, 1.0, 1.0, 1.0)):
 
 
 def hand_loss(obs, blos, bq, bu, phase, qu_form):
-    """The definition, with scalar loops: V and the wing Q/U formula of DESIGN.md, the
+    """The definition, with scalar loops: V and the wing Q/U formula of docs/ARCHITECTURE.md section 5, the
     second-derivative form from the Lagrange parabola through the three points."""
     c = -4.67e-13 * LAMBDA0 ** 2
     terms = {"V": [], "Q": [], "U": []}
