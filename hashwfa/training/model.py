@@ -20,7 +20,6 @@ from hashwfa.training.settings import SolverConfig
 from hashwfa.wfa.loss import PHASES
 
 __all__ = [
-    "PHASES",
     "N_OUTPUTS",
     "build_field",
     "model_bundle",
