@@ -33,8 +33,9 @@ import torch
 from astropy.io import fits
 
 from hashwfa.atomic import atomic_path
-from hashwfa.config import flatten_config
 from hashwfa.errors import HashwfaError, OutputWriteError
+from hashwfa.schema import flatten
+from hashwfa.training.model import fields_from_bundle
 from hashwfa.wfa.fields import FieldMaps
 from hashwfa.wfa.fitsio import provenance_cards
 from hashwfa.wfa.physics import azimuth_difference
@@ -122,8 +123,6 @@ def load_model(path: Union[str, Path], backend: str = "torch", device: str = "cp
         ``fields["blos"](x) * scales["blos"]`` is B_los in gauss at
         coordinates ``x`` (N, 2) in [-1, 1] (columns y, x).
     """
-    from hashwfa.wfa.solver import fields_from_bundle
-
     path = Path(path)
     if not path.is_file():
         raise HashwfaError(f"no model file '{path}'. Fix: give the model.pt of a finished hashwfa-train run.")
@@ -195,7 +194,7 @@ def write_field_fits(
     header.add_comment("Maps: BLOS, BQ, BU, BTRANS, AZIMUTH = neural field; WFA_* = pixel-wise")
     header.add_comment("weak-field approximation; TRUE_* = the truth (synthetic data only).")
     header.add_history("Resolved config (also in config.json), one key per card:")
-    for key, value in flatten_config(config).items():
+    for key, value in flatten(config).items():
         header.add_history(f"{key} = {json.dumps(value)}")
 
     hdus = [primary, *maps.to_hdus(), *wfa.to_hdus("WFA_")]

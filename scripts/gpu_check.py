@@ -351,7 +351,7 @@ def grid_case(otype: str, dims: int, interpolation: str, candidate: str, device:
     results = [compare_within(f"{label}: values", out_c, out_ref, value_tol)]
 
     # table gradient, per entry: every contribution w * g may move by D * slope * dpos * |g|
-    lookup, _, _ = reference.lookup(x.detach())
+    lookup, _ = reference.lookup(x.detach())
     rows = lookup.rows.reshape(n_points, L, -1).long()
     g_abs = upstream.abs().view(n_points, L, F)
     g_sum = torch.zeros(layout.n_entries, F, dtype=torch.float64, device=device)

@@ -23,14 +23,18 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from hashwfa import results
-from hashwfa.config import config_to_dict, describe_keys, flatten_config, load_config, load_data, validate_config
+from hashwfa.config import config_to_dict, describe_keys, load_config, load_data, validate_config
 from hashwfa.cli.allocator import keep_freed_memory
 from hashwfa.atomic import make_directory, remove_stale_temporaries
 from hashwfa.errors import HashwfaError, OutputWriteError
 from hashwfa.lock import LOCK_NAME, DirectoryLock
+from hashwfa.encodings.backend import BACKENDS
 from hashwfa.quicklook import write_quicklook
+from hashwfa.schema import differing_keys, flatten
+from hashwfa.training import TwoPhaseSolver
+from hashwfa.training.checkpoint import RESUMABLE_CHANGES
+from hashwfa.training.device import DEVICES
 from hashwfa.wfa.pixelwise import pixel_wfa
-from hashwfa.wfa.solver import TwoPhaseSolver
 
 __all__ = ["main", "run", "build_parser", "TrainRun"]
 
@@ -55,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a config key (value parsed as JSON, else a string); repeatable",
     )
     p.add_argument("--out", help="output directory (default runs/<config stem>)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="overrides training.device")
-    p.add_argument("--backend", choices=("auto", "tcnn", "torch"), help="overrides encoding.backend")
+    p.add_argument("--device", choices=DEVICES, help="overrides training.device")
+    p.add_argument("--backend", choices=BACKENDS, help="overrides encoding.backend")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in the output directory")
     p.add_argument("--overwrite", action="store_true", help="replace the results in a non-empty output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bars or progress messages")
@@ -139,11 +143,9 @@ def _check_same_config(saved_path: Path, config_dict: Dict[str, Any]) -> None:
             f"cannot resume: '{saved_path}' is not a valid config ({exc}). Fix: use --overwrite."
         ) from None
 
-    a, b = flatten_config(saved), flatten_config(config_dict)
-    # The device and the optional outputs may change between sessions.
-    ignored = ("training.device", "output.")
-    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and not k.startswith(ignored))
+    diff = differing_keys(saved, config_dict, RESUMABLE_CHANGES)
     if diff:
+        a, b = flatten(saved), flatten(config_dict)
         details = "; ".join(f"{k}: {a.get(k)!r} then, {b.get(k)!r} now" for k in diff[:5])
         raise HashwfaError(
             f"cannot resume: the config differs from the one the run in '{saved_path.parent}' "

@@ -1,6 +1,7 @@
 """Multi-resolution grid encodings (tiny-cuda-nn's and an exact PyTorch twin).
 
-Knows nothing of solar physics. The versions V0..V6 (:class:`HashEncoding`),
+Knows nothing of solar physics. The versions (declared in
+:mod:`hashwfa.encodings.registry`, built by :class:`HashEncoding`),
 the neural field that puts an MLP head on one (:class:`NeuralField`), the
 grid on either backend (:func:`make_grid`) and the pure-PyTorch grid itself
 (:class:`TorchGrid`), and :func:`static_coordinates`, the opt-in that lets
@@ -14,7 +15,8 @@ from hashwfa.encodings.grid import TorchGrid
 from hashwfa.encodings.grid_config import INTERPOLATIONS, GridConfig, GridLayout, parse_grid_config
 from hashwfa.encodings.progressive import ProgressiveMask, progressive_schedule
 from hashwfa.encodings.smoothing import LevelSmoother
-from hashwfa.encodings.versions import VERSIONS, HashEncoding, encoding_configs, per_level_scale
+from hashwfa.encodings.registry import REGISTRY, VERSIONS, VersionSpec
+from hashwfa.encodings.versions import HashEncoding, encoding_configs, per_level_scale
 
 __all__ = [
     "BACKENDS",
@@ -25,9 +27,11 @@ __all__ = [
     "LevelSmoother",
     "NeuralField",
     "ProgressiveMask",
+    "REGISTRY",
     "TcnnGrid",
     "TorchGrid",
     "VERSIONS",
+    "VersionSpec",
     "encoding_configs",
     "make_grid",
     "parse_grid_config",

@@ -1,7 +1,7 @@
 """`TorchGrid`: a pure-PyTorch twin of tiny-cuda-nn's grid encoding.
 
 Same JSON config, same flat parameter vector in the same layout, same numbers
-(DESIGN.md section 3), so a ``state_dict`` moves between ``TorchGrid`` and
+(docs/ARCHITECTURE.md section 3), so a ``state_dict`` moves between ``TorchGrid`` and
 ``tinycudann.Encoding`` unchanged.
 
 How it is fast on a CPU. The encoding of N points is a sparse matrix ``S``
@@ -30,6 +30,7 @@ import torch
 from hashwfa.encodings.coordinates import CoordinateCache, require_finite
 from hashwfa.encodings.grid_config import GridConfig, GridLayout, parse_grid_config
 from hashwfa.encodings.grid_lookup import LevelTables, grid_lookup
+from hashwfa.encodings.points import check_points
 from hashwfa.errors import HashwfaError
 
 # tcnn initialises every table entry uniformly in [-1e-4, 1e-4].
@@ -188,14 +189,7 @@ class TorchGrid(torch.nn.Module):
         return self._tables
 
     def _check_input(self, x: torch.Tensor) -> None:
-        if not isinstance(x, torch.Tensor):
-            raise HashwfaError(f"grid input must be a torch.Tensor of shape [N, {self.n_input_dims}], got {type(x).__name__}.")
-        if x.dim() != 2 or x.shape[1] != self.n_input_dims:
-            raise HashwfaError(
-                f"grid input has shape {list(x.shape)}; expected [N, {self.n_input_dims}] (one row per point)."
-            )
-        if not x.is_floating_point():
-            raise HashwfaError(f"grid input has dtype {x.dtype}; expected a floating dtype with values in [0, 1].")
+        check_points(x, self.n_input_dims, "grid", "in [0, 1]")
         if x.device != self.params.device:
             raise HashwfaError(
                 f"grid input is on {x.device} but the grid's parameters are on {self.params.device}; move one of them."

@@ -17,14 +17,13 @@ Everything here is host-side bookkeeping; the lookup itself lives in
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
-from hashwfa.errors import HashwfaError
+from hashwfa.errors import HashwfaError, did_you_mean
 
 # tcnn's coherent-prime hash: corner coordinate of dimension d is multiplied
 # by PRIMES[d] (uint32 arithmetic) and the products are XOR-ed.
@@ -106,11 +105,6 @@ class GridConfig:
         }
 
 
-def _suggest(key: str, choices: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(key, choices, n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
-
-
 def _integer(config: Mapping[str, Any], key: str, default: int, low: int, high: int | None = None) -> int:
     value = config.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) and not (
@@ -148,7 +142,7 @@ def parse_grid_config(n_input_dims: int, config: Mapping[str, Any]) -> GridConfi
     for key in config:
         if key not in _KNOWN_KEYS:
             raise HashwfaError(
-                f"unknown grid config key {key!r}.{_suggest(key, _KNOWN_KEYS)} "
+                f"unknown grid config key {key!r}.{did_you_mean(key, _KNOWN_KEYS)} "
                 f"Known keys: {', '.join(_KNOWN_KEYS)}."
             )
 
@@ -156,7 +150,7 @@ def parse_grid_config(n_input_dims: int, config: Mapping[str, Any]) -> GridConfi
     if otype.lower() not in _OTYPES:
         raise HashwfaError(
             f"grid config 'otype' {otype!r} is not a grid this package supports; "
-            f"use 'HashGrid', 'DenseGrid' or 'Grid'.{_suggest(otype, ['HashGrid', 'DenseGrid', 'Grid'])}"
+            f"use 'HashGrid', 'DenseGrid' or 'Grid'.{did_you_mean(otype, ['HashGrid', 'DenseGrid', 'Grid'])}"
         )
     grid_type = str(config.get("type", _OTYPES[otype.lower()]))
     if grid_type.lower() not in _TYPES:
@@ -207,7 +201,7 @@ def parse_grid_config(n_input_dims: int, config: Mapping[str, Any]) -> GridConfi
     if not match:
         raise HashwfaError(
             f"grid config 'interpolation' {interpolation!r} is not one of {', '.join(INTERPOLATIONS)}."
-            f"{_suggest(interpolation, INTERPOLATIONS)}"
+            f"{did_you_mean(interpolation, INTERPOLATIONS)}"
         )
     hash_type = str(config.get("hash", "CoherentPrime"))
     if hash_type.lower() != "coherentprime":

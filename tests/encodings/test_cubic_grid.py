@@ -19,7 +19,7 @@ import hashwfa.encodings.backend as backend_mod
 from hashwfa.config import validate_config
 from hashwfa.encodings import HashEncoding, TorchGrid, resolve_backend, static_coordinates, tcnn_status
 from hashwfa.errors import HashwfaError
-from hashwfa.wfa.solver import EncodingConfig
+from hashwfa.training.settings import EncodingConfig
 
 PRIMES = [1, 2654435761, 805459861, 3674653429]
 MAX_BASES = {1: 0xFFFFFFFF, 2: 0xFFFF, 3: 0x659, 4: 0xFF}
@@ -216,7 +216,7 @@ def test_every_version_runs_cubic(version, kind):
     assert enc.interpolation == kind
     x = torch.rand(30, 2) * 2 - 1
     out = enc(x)
-    assert out.shape == (30, enc.output_dim) and torch.isfinite(out).all()
+    assert out.shape == (30, enc.n_output_dims) and torch.isfinite(out).all()
     out.sum().backward()
     assert enc.grid.params.grad is not None and enc.grid.params.grad.abs().sum() > 0
 

@@ -105,7 +105,7 @@ def test_empty_batch_gives_an_empty_result(version):
     enc = HashEncoding(version, n_levels=4, max_resolution=16, backend="torch")
     x = torch.zeros(0, 2, requires_grad=True)
     out = enc(x)
-    assert out.shape == (0, enc.output_dim)
+    assert out.shape == (0, enc.n_output_dims)
     out.sum().backward()  # part of the graph: no error, zero gradients
     assert x.grad is not None and x.grad.shape == (0, 2)
     assert all(p.grad is None or not p.grad.any() for p in enc.parameters())

@@ -32,7 +32,7 @@ def test_output_size_every_version(version, dims, n_levels, n_feat):
     enc = HashEncoding(version, n_input_dims=dims, n_levels=n_levels, n_features_per_level=n_feat,
                        base_resolution=2, max_resolution=12, log2_hashmap_size=8, backend="torch")
     expected = (n_levels + (version == 6)) * n_feat
-    assert enc.output_dim == expected
+    assert enc.n_output_dims == expected
     assert enc.n_levels == n_levels
     assert enc.progressive == (version in (4, 5))
     assert enc.backend == "torch"
@@ -44,7 +44,7 @@ def test_seed_sizes():
     # The seed protocol: 16 levels x 2 features, max resolution 32; V6 adds one plane level.
     for v in range(7):
         enc = HashEncoding(v, n_levels=16, base_resolution=1, max_resolution=32, backend="torch")
-        assert enc.output_dim == (34 if v == 6 else 32)
+        assert enc.n_output_dims == (34 if v == 6 else 32)
 
 
 def test_configs_per_version():

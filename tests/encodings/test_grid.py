@@ -1,4 +1,4 @@
-"""TorchGrid against a plainly written oracle of tiny-cuda-nn's grid (DESIGN.md section 3).
+"""TorchGrid against a plainly written oracle of tiny-cuda-nn's grid (docs/ARCHITECTURE.md section 3).
 
 The oracle below is deliberately naive: Python integers for every index (so
 uint32 arithmetic is explicit with ``& 0xFFFFFFFF``), one point, one level and
