@@ -34,8 +34,9 @@ from astropy.io import fits
 from hashwfa.atomic import atomic_path
 from hashwfa.config import flatten_config
 from hashwfa.errors import HashwfaError
-from hashwfa.wfa.fields import FieldMaps
+from hashwfa.wfa.fields import FieldMaps, FieldSigmas
 from hashwfa.wfa.fitsio import provenance_cards
+from hashwfa.wfa.noise import StokesNoise
 from hashwfa.wfa.physics import azimuth_difference
 
 __all__ = [
@@ -140,6 +141,9 @@ def write_field_fits(
     config: Mapping[str, Any],
     valid: Optional[np.ndarray] = None,
     truth: Optional[FieldMaps] = None,
+    sigmas: Optional[FieldSigmas] = None,
+    wfa_sigmas: Optional[FieldSigmas] = None,
+    noise: Optional[StokesNoise] = None,
 ) -> None:
     """Write ``field.fits`` atomically.
 
@@ -152,6 +156,10 @@ def write_field_fits(
             ``key.path = value``, one per key.
         valid: (ny, nx) bool, pixels used in the fit (written as VALID).
         truth: the true maps (synthetic data, written as ``TRUE_*``) or None.
+        sigmas: one-sigma maps of the neural field (``SIGMA_*``) or None.
+        wfa_sigmas: one-sigma maps of the pixel-wise WFA (``WFA_SIGMA_*``) or None.
+        noise: the Stokes noise the sigmas assume (header ``NOISE_I`` .. ``NOISE_V``,
+            ``NOISEMTH``) or None.
     """
     primary = fits.PrimaryHDU()
     header = primary.header
@@ -159,6 +167,9 @@ def write_field_fits(
         header[key] = (value, comment)
     for key, value in provenance.items():
         header[key] = value
+    if noise is not None:
+        for key, value in noise.header_cards().items():
+            header[key] = value
     header.add_comment("Maps: BLOS, BQ, BU, BTRANS, AZIMUTH = neural field; WFA_* = pixel-wise")
     header.add_comment("weak-field approximation; TRUE_* = the truth (synthetic data only).")
     header.add_history("Resolved config (also in config.json), one key per card:")
@@ -166,6 +177,10 @@ def write_field_fits(
         header.add_history(f"{key} = {json.dumps(value)}")
 
     hdus = [primary, *maps.to_hdus(), *wfa.to_hdus("WFA_")]
+    if sigmas is not None:
+        hdus += sigmas.to_hdus()
+    if wfa_sigmas is not None:
+        hdus += wfa_sigmas.to_hdus("WFA_")
     if truth is not None:
         hdus += truth.to_hdus("TRUE_")
     if valid is not None:
