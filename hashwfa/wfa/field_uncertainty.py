@@ -1,0 +1,167 @@
+"""Sigma maps of a spatially coherent field (the neural field) from its local risk.
+
+A neural field fitted through the WFA is a smoother of the data: its error
+against the truth is partly noise that survives the smoothing and partly
+bias (structure the field does not follow). An ensemble over noise redraws
+measures only the first; on the synthetic plage the bias dominates B_los
+(BENCHMARKS.md, "Uncertainties"). So the sigma here is the square root of
+the field's local *risk*, its expected squared error, estimated without the
+truth against the pixel-wise WFA ``w`` (unbiased where the WFA holds, with
+known noise ``sigma_w`` from :mod:`hashwfa.wfa.pixelwise_uncertainty`)::
+
+    E[(f - t)^2] = E[(f - w)^2] - sigma_w^2 + 2 cov(f, w)
+
+(Stein's unbiased risk estimate, per pixel). ``cov(f, w)`` is the field's
+response to the noise of its own pixel; for a smoother that projects the
+data, it equals the field's noise variance ``var_f``, which one or more
+bootstrap members measure: fields trained the same way on the data plus a
+fresh draw of the noise (:func:`redraw_noise`), ``var_f = mean_k (f_k - f)^2``.
+The per-pixel estimate ``(f - w)^2 - sigma_w^2 + 2 var_f`` is unbiased but
+very noisy, so it is averaged over a Gaussian window of ``smoothing_px``
+pixels (a local risk), and floored at the smoothed ``var_f``::
+
+    risk_X = max(G * [(f_X - w_X)^2 - sigma_w,X^2 + 2 var_f,X],  G * var_f,X),  X = B_los, B_Q, B_U
+
+    sigma(B_los) = sqrt(risk_blos)
+    sigma(B_t)   = min( sqrt(B_Q^2 risk_Q + B_U^2 risk_U) / (2 B_t^3),  (risk_QU)^(1/4) )
+    sigma(phi)   = min( sqrt(B_U^2 risk_Q + B_Q^2 risk_U) / (2 P),  pi / sqrt(12) )
+
+with ``P = B_Q^2 + B_U^2 = B_t^4`` and ``risk_QU = (risk_Q + risk_U) / 2``
+of the field; the B_t cap is the size of a B_t made of noise alone
+(where linear propagation through ``P^(1/4)`` fails), the azimuth cap the
+spread of an azimuth without information.
+
+What it does not cover: the WFA's own model error (the pixel-wise WFA is the
+reference, so a field that agrees with a biased WFA looks right), the
+180-degree ambiguity, and structure smaller than the window (a local risk
+is a neighbourhood's root mean square, not each pixel's own error).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+
+from hashwfa.errors import HashwfaError
+from hashwfa.wfa.fields import FieldMaps, FieldSigmas
+from hashwfa.wfa.noise import StokesNoise
+from hashwfa.wfa.observation import Observation
+
+__all__ = ["redraw_noise", "gaussian_smooth", "local_risk_sigmas", "DEFAULT_SMOOTHING_PX"]
+
+#: Gaussian sigma [px] of the window over which the risk is averaged (chosen on the
+#: built-in plage, confirmed on the Fe I 6302 case; BENCHMARKS.md "Uncertainties").
+DEFAULT_SMOOTHING_PX = 2.0
+_AZIMUTH_CAP = math.pi / math.sqrt(12.0)
+
+
+def redraw_noise(observation: Observation, noise: StokesNoise, rng: np.random.Generator) -> Observation:
+    """The observation plus one fresh draw of Gaussian noise of ``noise.sigma`` (all four Stokes parameters).
+
+    The data of a bootstrap member: a field trained on it differs from the
+    field trained on the observation by the field's response to noise.
+    Same wavelengths, line, active indices, weights, mask and unit.
+    """
+    sigma = np.asarray(noise.sigma, dtype=np.float64)
+    if sigma.shape != (4, observation.nw):
+        raise HashwfaError(f"noise sigma has shape {sigma.shape}; expected (4, {observation.nw})")
+    cube = observation.stokes + sigma[None, None] * rng.standard_normal(observation.stokes.shape)
+    return Observation(cube, observation.wavelengths, line=observation.line,
+                       active_indices=observation.active_indices, weights=observation.weights,
+                       mask=observation.mask, source=f"{observation.source} + noise redraw", unit=observation.unit)
+
+
+def _kernel(sigma_px: float) -> np.ndarray:
+    radius = max(1, int(math.ceil(4.0 * sigma_px)))
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (x / sigma_px) ** 2)
+    return k / k.sum()
+
+
+def _convolve_axis(img: np.ndarray, kernel: np.ndarray, axis: int) -> np.ndarray:
+    """1-D convolution along ``axis`` with zero padding (the weights are normalised by the caller)."""
+    radius = kernel.size // 2
+    moved = np.moveaxis(img, axis, -1)
+    padded = np.pad(moved, [(0, 0)] * (moved.ndim - 1) + [(radius, radius)])
+    # Sum of shifted copies: 2r+1 vectorised array operations, not a pixel loop.
+    out = np.zeros_like(moved)
+    n = moved.shape[-1]
+    for i, w in enumerate(kernel):
+        out += w * padded[..., i:i + n]
+    return np.moveaxis(out, -1, axis)
+
+
+def gaussian_smooth(image: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Gaussian mean of a ``(ny, nx)`` map over its finite pixels (normalised convolution).
+
+    Non-finite pixels take no part and get the mean of their finite
+    neighbours; near the borders the window is renormalised. ``sigma_px = 0``
+    returns a copy. A pixel with no finite neighbour within ``4 sigma_px`` is NaN.
+    """
+    img = np.asarray(image, dtype=np.float64)
+    if sigma_px <= 0:
+        return img.copy()
+    finite = np.isfinite(img)
+    values = np.where(finite, img, 0.0)
+    weights = finite.astype(np.float64)
+    k = _kernel(sigma_px)
+    num = _convolve_axis(_convolve_axis(values, k, 0), k, 1)
+    den = _convolve_axis(_convolve_axis(weights, k, 0), k, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 1e-12, num / np.where(den > 1e-12, den, 1.0), np.nan)
+
+
+def local_risk_sigmas(
+    field: FieldMaps,
+    members: Sequence[FieldMaps],
+    pixelwise: FieldMaps,
+    pixel_sigmas: FieldSigmas,
+    smoothing_px: float = DEFAULT_SMOOTHING_PX,
+    valid: Optional[np.ndarray] = None,
+) -> FieldSigmas:
+    """One-sigma maps of ``field`` from its local risk against the pixel-wise WFA (module docstring).
+
+    Args:
+        field: the field's maps ``(ny, nx)`` (B_los [G], B_Q, B_U [G^2]...).
+        members: at least one bootstrap member: maps of fields trained the
+            same way on :func:`redraw_noise` data.
+        pixelwise: the pixel-wise WFA of the same observation.
+        pixel_sigmas: its sigmas (:func:`hashwfa.wfa.pixelwise_uncertainty.pixel_wfa_sigmas`).
+        smoothing_px: Gaussian sigma [px] of the averaging window.
+        valid: ``(ny, nx)`` bool, pixels whose data enter the risk (default:
+            where the pixel-wise WFA and its sigmas are finite).
+
+    Returns:
+        :class:`FieldSigmas` ``(ny, nx)`` everywhere the window reaches a
+        valid pixel: ``blos`` [G], ``bq``, ``bu`` [G^2], ``bt`` [G], ``azimuth`` [rad].
+
+    Raises:
+        HashwfaError: no member, or maps of different shapes.
+    """
+    if len(members) < 1:
+        raise HashwfaError("local_risk_sigmas needs at least one bootstrap member (a field trained on redrawn noise)")
+    shape = field.shape
+    for m in (*members, pixelwise):
+        if m.shape != shape:
+            raise HashwfaError(f"maps of shape {m.shape} and {shape} do not match")
+    risk = {}
+    for q in ("blos", "bq", "bu"):
+        f = getattr(field, q)
+        var_f = np.mean([(getattr(m, q) - f) ** 2 for m in members], axis=0)
+        w, sw = getattr(pixelwise, q), getattr(pixel_sigmas, q)
+        ok = np.isfinite(w) & np.isfinite(sw) if valid is None else np.asarray(valid, bool) & np.isfinite(sw)
+        raw = np.where(ok, (f - w) ** 2 - sw ** 2 + 2.0 * var_f, np.nan)
+        risk[q] = np.fmax(gaussian_smooth(raw, smoothing_px), gaussian_smooth(var_f, smoothing_px))
+    bq, bu = field.bq, field.bu
+    p = bq * bq + bu * bu
+    risk_qu = 0.5 * (risk["bq"] + risk["bu"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bt = p ** 0.25
+        lin_bt = np.sqrt(bq * bq * risk["bq"] + bu * bu * risk["bu"]) / (2.0 * bt ** 3)
+        lin_az = np.sqrt(bu * bu * risk["bq"] + bq * bq * risk["bu"]) / (2.0 * p)
+    sig_bt = np.fmin(np.where(p > 0, lin_bt, np.inf), risk_qu ** 0.25)
+    sig_az = np.where(np.isnan(risk_qu), np.nan, np.fmin(np.where(p > 0, lin_az, np.inf), _AZIMUTH_CAP))
+    return FieldSigmas(blos=np.sqrt(risk["blos"]), bq=np.sqrt(risk["bq"]), bu=np.sqrt(risk["bu"]),
+                       bt=sig_bt, azimuth=sig_az)

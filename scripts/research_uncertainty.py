@@ -1,0 +1,184 @@
+"""Research prototype (issue 14): calibrated sigmas for the neural-field maps.
+
+Trains the solver of hashwfa.wfa.solver (unchanged) on a synthetic plage, then
+K more fields, each on the data plus a fresh draw of the *estimated* noise
+(all four Stokes parameters) and with another initialisation seed: a
+parametric bootstrap. Saves every map to an .npz for the analysis
+(``--analyse``), which measures the coverage of candidate sigma maps against
+the truth. Nothing here reads the truth except the coverage measurement.
+
+    OMP_NUM_THREADS=1 python scripts/research_uncertainty.py train --case plage --members 6 --out /tmp/unc
+    OMP_NUM_THREADS=1 python scripts/research_uncertainty.py analyse --out /tmp/unc
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hashwfa.wfa.field_uncertainty import local_risk_sigmas, redraw_noise
+from hashwfa.wfa.fields import FieldMaps, FieldSigmas
+from hashwfa.wfa.noise import estimate_noise
+from hashwfa.wfa.observation import Observation
+from hashwfa.wfa.pixelwise import pixel_wfa
+from hashwfa.wfa.pixelwise_uncertainty import pixel_wfa_sigmas
+from hashwfa.wfa.solver import EncodingConfig, SolverConfig, TrainingConfig, TwoPhaseSolver
+from hashwfa.wfa.synthetic import synthetic_plage
+
+CASES = {
+    "plage": dict(seed=0, noise=1e-3, line="5173"),
+    "fe6302": dict(seed=1, noise=3e-3, line="6302"),
+}
+
+
+def solver_config(seed: int, epochs: int) -> SolverConfig:
+    return SolverConfig(encoding=EncodingConfig(version=1, backend="torch"),
+                        training=TrainingConfig(seed=seed, device="cpu", epochs_per_phase=epochs))
+
+
+def fit(obs: Observation, seed: int, epochs: int):
+    t0 = time.perf_counter()
+    res = TwoPhaseSolver(obs, solver_config(seed, epochs), progress=False).run()
+    return res.maps, time.perf_counter() - t0
+
+
+def train(args: argparse.Namespace) -> None:
+    torch.set_num_threads(1)
+    spec = CASES[args.case]
+    sp = synthetic_plage(seed=spec["seed"], noise=spec["noise"], line=spec["line"], model=args.model)
+    obs = sp.observation
+    noise = estimate_noise(obs)
+    pix = pixel_wfa(obs)
+    pix_sig = pixel_wfa_sigmas(obs, noise)
+    clean = pixel_wfa(synthetic_plage(seed=spec["seed"], noise=0.0, line=spec["line"], model=args.model).observation)
+    maps0, t_base = fit(obs, 0, args.epochs)
+    print(f"{args.case}/{args.model}: base fit {t_base:.1f} s, noise {noise.per_stokes}", flush=True)
+    members, times = [], []
+    rng = np.random.default_rng(1000 + spec["seed"])
+    for k in range(1, args.members + 1):
+        maps_k, t_k = fit(redraw_noise(obs, noise, rng), k, args.epochs)
+        members.append(maps_k)
+        times.append(t_k)
+        print(f"  member {k}: {t_k:.1f} s", flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for name, m in (("truth", sp.truth), ("nf", maps0), ("pix", pix), ("clean_pix", clean), ("pix_sig", pix_sig)):
+        for attr, v in m.as_dict().items():
+            arrays[f"{name}_{attr}"] = v
+    for attr in ("blos", "bq", "bu", "bt", "azimuth"):
+        arrays[f"members_{attr}"] = np.stack([getattr(m, attr) for m in members])
+    np.savez_compressed(out / f"{args.case}_{args.model}.npz", **arrays)
+    (out / f"{args.case}_{args.model}.json").write_text(json.dumps(
+        {"case": args.case, "model": args.model, **spec, "noise_est": noise.per_stokes.tolist(),
+         "t_base": t_base, "t_members": times, "epochs": args.epochs}, indent=1))
+
+
+def _wrap(d: np.ndarray) -> np.ndarray:
+    return (d + np.pi / 2) % np.pi - np.pi / 2
+
+
+def _smooth(img: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Gaussian smoothing (mirror boundaries) of a (ny, nx) map; the map itself for sigma 0."""
+    if sigma_px <= 0:
+        return img
+    from hashwfa.wfa.synthetic import _blur_matrix  # research only: reuse the synthetic's blur
+    by, bx = _blur_matrix(img.shape[0], sigma_px), _blur_matrix(img.shape[1], sigma_px)
+    return by @ img @ bx.T
+
+
+def ensemble_sigmas(d: dict, members: slice, smooth_px: float) -> dict:
+    """Spread of the members around the base fit, per quantity; variance smoothed over smooth_px."""
+    out = {}
+    base = {q: d[f"nf_{q}"] for q in ("blos", "bt", "azimuth")}
+    for q in ("blos", "bt", "azimuth"):
+        diff = d[f"members_{q}"][members] - base[q]
+        if q == "azimuth":
+            diff = _wrap(diff)
+        out[q] = np.sqrt(_smooth(np.mean(diff ** 2, axis=0), smooth_px))
+    return out
+
+
+def maps_of(d: dict, name: str, k: int = -1):
+    """FieldMaps (or FieldSigmas) stored under ``name`` (member ``k`` for ``members``)."""
+    cls = FieldSigmas if name == "pix_sig" else FieldMaps
+    get = (lambda q: d[f"members_{q}"][k]) if name == "members" else (lambda q: d[f"{name}_{q}"])
+    return cls(**{q: get(q) for q in ("blos", "bq", "bu", "bt", "azimuth")})
+
+
+def risk_sigmas(d: dict, members: slice, smooth_px: float) -> dict:
+    """The package's local-risk sigmas (hashwfa.wfa.field_uncertainty) with the first members."""
+    ks = range(d["members_blos"].shape[0])[members]
+    sig = local_risk_sigmas(maps_of(d, "nf"), [maps_of(d, "members", k) for k in ks], maps_of(d, "pix"),
+                            maps_of(d, "pix_sig"), smoothing_px=smooth_px)
+    return sig.as_dict()
+
+
+def coverage(err: np.ndarray, sig: np.ndarray, sel: np.ndarray) -> tuple:
+    r = np.abs(err[sel]) / sig[sel]
+    return float(np.mean(r <= 1)), float(np.mean(r <= 2)), float(np.sqrt(np.mean(err[sel] ** 2)) / np.sqrt(np.mean(sig[sel] ** 2)))
+
+
+def errors(d: dict, name: str = "nf") -> dict:
+    return {"blos": d[f"{name}_blos"] - d["truth_blos"], "bt": d[f"{name}_bt"] - d["truth_bt"],
+            "azimuth": _wrap(d[f"{name}_azimuth"] - d["truth_azimuth"])}
+
+
+def analyse(args: argparse.Namespace) -> None:
+    for f in sorted(Path(args.out).glob("*.npz")):
+        d = dict(np.load(f))
+        meta = json.loads(f.with_suffix(".json").read_text())
+        k_all = d["members_blos"].shape[0]
+        print(f"== {f.stem}: base {meta['t_base']:.1f} s, members {np.mean(meta['t_members']):.1f} s each, K = {k_all}")
+        err = errors(d)
+        sel_all = np.ones_like(d["truth_blos"], bool)
+        sel_strong = d["truth_bt"] > args.bt_min
+        for k in (k_all,):
+            for sm in (0.0, 2.0):
+                sig = ensemble_sigmas(d, slice(0, k), sm)
+                line = [f"K={k} smooth={sm:.0f}px"]
+                for q in ("blos", "bt", "azimuth"):
+                    sel = sel_all if q == "blos" else sel_strong
+                    one, two, ratio = coverage(err[q], sig[q], sel)
+                    line.append(f"{q}: {one:.3f} {two:.3f} rms(err)/rms(sig)={ratio:.2f}")
+                print("  " + " | ".join(line))
+        for k in (1, 2, k_all):
+            for sm in (1.0, 2.0, 4.0):
+                sig = risk_sigmas(d, slice(0, k), sm)
+                line = [f"risk K={k} smooth={sm:.0f}px"]
+                for q in ("blos", "bt", "azimuth"):
+                    sel = sel_all if q == "blos" else sel_strong
+                    one, two, ratio = coverage(err[q], sig[q], sel)
+                    line.append(f"{q}: {one:.3f} {two:.3f} r={ratio:.2f}")
+                print("  " + " | ".join(line))
+        for q in ("blos", "bt", "azimuth"):
+            print(f"  rmse {q}: nf {np.sqrt(np.mean(err[q] ** 2)):.4g}  pix {np.sqrt(np.mean(errors(d, 'pix')[q] ** 2)):.4g}")
+        perr = errors(d, "pix")
+        line = ["pixel-wise WFA + its propagated sigma"]
+        for q in ("blos", "bt", "azimuth"):
+            sel = sel_all if q == "blos" else sel_strong
+            one, two, ratio = coverage(perr[q], d[f"pix_sig_{q}"], sel)
+            line.append(f"{q}: {one:.3f} {two:.3f} ratio={ratio:.2f}")
+        print("  " + " | ".join(line))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", choices=("train", "analyse"))
+    ap.add_argument("--bt-min", type=float, default=0.0, help="analyse B_t and azimuth where the true B_t > this [G]")
+    ap.add_argument("--case", choices=tuple(CASES), default="plage")
+    ap.add_argument("--model", choices=("wfa", "zeeman"), default="wfa")
+    ap.add_argument("--members", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=200)
+    ap.add_argument("--out", default="/tmp/unc")
+    args = ap.parse_args()
+    train(args) if args.what == "train" else analyse(args)
+
+
+if __name__ == "__main__":
+    main()
