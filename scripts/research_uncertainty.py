@@ -111,11 +111,21 @@ def maps_of(d: dict, name: str, k: int = -1):
     return cls(**{q: get(q) for q in ("blos", "bq", "bu", "bt", "azimuth")})
 
 
-def risk_sigmas(d: dict, members: slice, smooth_px: float) -> dict:
+def member_pixelwise(meta: dict, k_all: int) -> list:
+    """The pixel-wise WFA of each member's data, replaying the training's noise redraws."""
+    spec = CASES[meta["case"]]
+    obs = synthetic_plage(seed=spec["seed"], noise=spec["noise"], line=spec["line"], model=meta["model"]).observation
+    noise = estimate_noise(obs)
+    rng = np.random.default_rng(1000 + spec["seed"])
+    return [pixel_wfa(redraw_noise(obs, noise, rng)) for _ in range(k_all)]
+
+
+def risk_sigmas(d: dict, members: slice, smooth_px: float, smooth_qu_px: float = 6.0) -> dict:
     """The package's local-risk sigmas (hashwfa.wfa.field_uncertainty) with the first members."""
     ks = range(d["members_blos"].shape[0])[members]
-    sig = local_risk_sigmas(maps_of(d, "nf"), [maps_of(d, "members", k) for k in ks], maps_of(d, "pix"),
-                            maps_of(d, "pix_sig"), smoothing_px=smooth_px)
+    sig = local_risk_sigmas(maps_of(d, "nf"), maps_of(d, "pix"), maps_of(d, "pix_sig"),
+                            [maps_of(d, "members", k) for k in ks], [d["member_pix"][k] for k in ks],
+                            smoothing_px=smooth_px, smoothing_qu_px=smooth_qu_px)
     return sig.as_dict()
 
 
@@ -134,6 +144,7 @@ def analyse(args: argparse.Namespace) -> None:
         d = dict(np.load(f))
         meta = json.loads(f.with_suffix(".json").read_text())
         k_all = d["members_blos"].shape[0]
+        d["member_pix"] = member_pixelwise(meta, k_all)
         print(f"== {f.stem}: base {meta['t_base']:.1f} s, members {np.mean(meta['t_members']):.1f} s each, K = {k_all}")
         err = errors(d)
         sel_all = np.ones_like(d["truth_blos"], bool)
@@ -148,7 +159,7 @@ def analyse(args: argparse.Namespace) -> None:
                     line.append(f"{q}: {one:.3f} {two:.3f} rms(err)/rms(sig)={ratio:.2f}")
                 print("  " + " | ".join(line))
         for k in (1, 2, k_all):
-            for sm in (1.0, 2.0, 4.0):
+            for sm in (2.0, 3.0, 4.0):
                 sig = risk_sigmas(d, slice(0, k), sm)
                 line = [f"risk K={k} smooth={sm:.0f}px"]
                 for q in ("blos", "bt", "azimuth"):
@@ -167,9 +178,63 @@ def analyse(args: argparse.Namespace) -> None:
         print("  " + " | ".join(line))
 
 
+NOMINAL = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.683, 0.7, 0.8, 0.9, 0.954, 0.99)
+
+
+def calibration(args: argparse.Namespace) -> None:
+    """Coverage against nominal level for the chosen configuration (K members, smoothing), all cases;
+    a markdown table on stdout and, with --plot, a PNG."""
+    from statistics import NormalDist
+
+    curves = {}
+    for f in sorted(Path(args.out).glob("*.npz")):
+        d = dict(np.load(f))
+        meta = json.loads(f.with_suffix(".json").read_text())
+        d["member_pix"] = member_pixelwise(meta, args.k)
+        sig = risk_sigmas(d, slice(0, args.k), args.smooth, args.smooth_qu)
+        err = errors(d)
+        sel = {"blos": np.ones_like(d["truth_blos"], bool), "bt": d["truth_bt"] > args.bt_min,
+               "azimuth": d["truth_bt"] > args.bt_min}
+        if "zeeman" in f.stem:
+            # Where the WFA's model error is small against the noise: the pixel-wise WFA of the
+            # noise-free cube within half a pixel-wise sigma of the truth (evaluation only).
+            e0 = errors(d, "clean_pix")
+            for q in sel:
+                sel[q] = sel[q] & (np.abs(e0[q]) < 0.5 * d[f"pix_sig_{q}"])
+        for q in ("blos", "bt", "azimuth"):
+            r = np.abs(err[q][sel[q]]) / sig[q][sel[q]]
+            z = [NormalDist().inv_cdf(0.5 + lv / 2) for lv in NOMINAL]
+            curves[(f.stem, q)] = ([float(np.mean(r <= zz)) for zz in z], int(sel[q].sum()))
+    print(f"K = {args.k}, smoothing {args.smooth} px (B_Q, B_U {args.smooth_qu} px), B_t/azimuth where true B_t > {args.bt_min} G")
+    print("| case | quantity | pixels | " + " | ".join(f"{lv:g}" for lv in NOMINAL) + " |")
+    print("|---|---|---|" + "---|" * len(NOMINAL))
+    for (case, q), (cov, n) in curves.items():
+        print(f"| {case} | {q} | {n} | " + " | ".join(f"{c:.3f}" for c in cov) + " |")
+    if args.plot:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, axes = plt.subplots(1, 3, figsize=(11, 3.6), sharey=True)
+        for ax, q in zip(axes, ("blos", "bt", "azimuth")):
+            ax.plot([0, 1], [0, 1], "k:", lw=1)
+            for (case, qq), (cov, _) in curves.items():
+                if qq == q:
+                    ax.plot(NOMINAL, cov, "o-", ms=3, label=case)
+            ax.set_title({"blos": "B_los", "bt": "B_t", "azimuth": "azimuth"}[q])
+            ax.set_xlabel("nominal coverage")
+        axes[0].set_ylabel("measured coverage")
+        axes[0].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=90)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=("train", "analyse"))
+    ap.add_argument("what", choices=("train", "analyse", "calibration"))
+    ap.add_argument("--k", type=int, default=1, help="calibration: bootstrap members used")
+    ap.add_argument("--smooth", type=float, default=3.0, help="calibration: B_los risk window [px]")
+    ap.add_argument("--smooth-qu", type=float, default=6.0, help="calibration: B_Q, B_U risk window [px]")
+    ap.add_argument("--plot", default=None, help="calibration: PNG path")
     ap.add_argument("--bt-min", type=float, default=0.0, help="analyse B_t and azimuth where the true B_t > this [G]")
     ap.add_argument("--case", choices=tuple(CASES), default="plage")
     ap.add_argument("--model", choices=("wfa", "zeeman"), default="wfa")
@@ -177,7 +242,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=200)
     ap.add_argument("--out", default="/tmp/unc")
     args = ap.parse_args()
-    train(args) if args.what == "train" else analyse(args)
+    {"train": train, "analyse": analyse, "calibration": calibration}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -12,15 +12,19 @@ known noise ``sigma_w`` from :mod:`hashwfa.wfa.pixelwise_uncertainty`)::
     E[(f - t)^2] = E[(f - w)^2] - sigma_w^2 + 2 cov(f, w)
 
 (Stein's unbiased risk estimate, per pixel). ``cov(f, w)`` is the field's
-response to the noise of its own pixel; for a smoother that projects the
-data, it equals the field's noise variance ``var_f``, which one or more
-bootstrap members measure: fields trained the same way on the data plus a
-fresh draw of the noise (:func:`redraw_noise`), ``var_f = mean_k (f_k - f)^2``.
-The per-pixel estimate ``(f - w)^2 - sigma_w^2 + 2 var_f`` is unbiased but
-very noisy, so it is averaged over a Gaussian window of ``smoothing_px``
-pixels (a local risk), and floored at the smoothed ``var_f``::
+response to the noise of its own pixel (the divergence of the smoother
+times ``sigma_w^2``). One or more bootstrap members measure it: fields
+trained the same way, with another seed, on the data plus a fresh draw of
+the noise (:func:`redraw_noise`); with ``w_k`` the pixel-wise WFA of member
+k's data, ``cov(f, w) ~ mean_k (f_k - f)(w_k - w)`` (the Monte-Carlo
+divergence; the change the seed makes does not correlate with ``w_k - w``
+and drops out). The per-pixel estimate is unbiased but very noisy, so it is
+averaged over a Gaussian window ``G`` (a local risk: ``smoothing_px`` for
+B_los, the wider ``smoothing_qu_px`` for B_Q, B_U, whose pixel-wise noise
+is large against their risk) and floored at the members' smoothed spread
+``var_f = mean_k (f_k - f)^2``::
 
-    risk_X = max(G * [(f_X - w_X)^2 - sigma_w,X^2 + 2 var_f,X],  G * var_f,X),  X = B_los, B_Q, B_U
+    risk_X = max(G * [(f_X - w_X)^2 - sigma_w,X^2 + 2 cov_k(f_X, w_X)],  G * var_f,X),  X = B_los, B_Q, B_U
 
     sigma(B_los) = sqrt(risk_blos)
     sigma(B_t)   = min( sqrt(B_Q^2 risk_Q + B_U^2 risk_U) / (2 B_t^3),  (risk_QU)^(1/4) )
@@ -49,11 +53,12 @@ from hashwfa.wfa.fields import FieldMaps, FieldSigmas
 from hashwfa.wfa.noise import StokesNoise
 from hashwfa.wfa.observation import Observation
 
-__all__ = ["redraw_noise", "gaussian_smooth", "local_risk_sigmas", "DEFAULT_SMOOTHING_PX"]
+__all__ = ["redraw_noise", "gaussian_smooth", "local_risk_sigmas", "DEFAULT_SMOOTHING_PX", "DEFAULT_SMOOTHING_QU_PX"]
 
-#: Gaussian sigma [px] of the window over which the risk is averaged (chosen on the
-#: built-in plage, confirmed on the Fe I 6302 case; BENCHMARKS.md "Uncertainties").
-DEFAULT_SMOOTHING_PX = 2.0
+#: Gaussian sigma [px] of the window over which the B_los risk is averaged, and the same for
+#: B_Q, B_U (chosen on the built-in plage, checked on the Fe I 6302 case; BENCHMARKS.md "Uncertainties").
+DEFAULT_SMOOTHING_PX = 3.0
+DEFAULT_SMOOTHING_QU_PX = 6.0
 _AZIMUTH_CAP = math.pi / math.sqrt(12.0)
 
 
@@ -115,45 +120,56 @@ def gaussian_smooth(image: np.ndarray, sigma_px: float) -> np.ndarray:
 
 def local_risk_sigmas(
     field: FieldMaps,
-    members: Sequence[FieldMaps],
     pixelwise: FieldMaps,
     pixel_sigmas: FieldSigmas,
+    members: Sequence[FieldMaps],
+    member_pixelwise: Sequence[FieldMaps],
     smoothing_px: float = DEFAULT_SMOOTHING_PX,
-    valid: Optional[np.ndarray] = None,
+    smoothing_qu_px: float = DEFAULT_SMOOTHING_QU_PX,
 ) -> FieldSigmas:
     """One-sigma maps of ``field`` from its local risk against the pixel-wise WFA (module docstring).
 
     Args:
         field: the field's maps ``(ny, nx)`` (B_los [G], B_Q, B_U [G^2]...).
-        members: at least one bootstrap member: maps of fields trained the
-            same way on :func:`redraw_noise` data.
         pixelwise: the pixel-wise WFA of the same observation.
         pixel_sigmas: its sigmas (:func:`hashwfa.wfa.pixelwise_uncertainty.pixel_wfa_sigmas`).
-        smoothing_px: Gaussian sigma [px] of the averaging window.
-        valid: ``(ny, nx)`` bool, pixels whose data enter the risk (default:
-            where the pixel-wise WFA and its sigmas are finite).
+        members: at least one bootstrap member: maps of a field trained the
+            same way (another seed) on :func:`redraw_noise` data.
+        member_pixelwise: the pixel-wise WFA of each member's data, same order.
+        smoothing_px: Gaussian sigma [px] of the window of the B_los risk.
+        smoothing_qu_px: the same for B_Q and B_U (their per-pixel estimate
+            is noisier: the pixel-wise noise is large against the risk).
 
     Returns:
         :class:`FieldSigmas` ``(ny, nx)`` everywhere the window reaches a
-        valid pixel: ``blos`` [G], ``bq``, ``bu`` [G^2], ``bt`` [G], ``azimuth`` [rad].
+        pixel where the pixel-wise WFA and its sigma are finite: ``blos``
+        [G], ``bq``, ``bu`` [G^2], ``bt`` [G], ``azimuth`` [rad].
 
     Raises:
-        HashwfaError: no member, or maps of different shapes.
+        HashwfaError: no member, unequal numbers of members and their
+            pixel-wise maps, or maps of different shapes.
     """
     if len(members) < 1:
         raise HashwfaError("local_risk_sigmas needs at least one bootstrap member (a field trained on redrawn noise)")
+    if len(member_pixelwise) != len(members):
+        raise HashwfaError(f"{len(members)} members but {len(member_pixelwise)} pixel-wise maps of their data; "
+                           "give one per member")
     shape = field.shape
-    for m in (*members, pixelwise):
+    for m in (*members, *member_pixelwise, pixelwise):
         if m.shape != shape:
             raise HashwfaError(f"maps of shape {m.shape} and {shape} do not match")
     risk = {}
     for q in ("blos", "bq", "bu"):
-        f = getattr(field, q)
+        f, w, sw = getattr(field, q), getattr(pixelwise, q), getattr(pixel_sigmas, q)
         var_f = np.mean([(getattr(m, q) - f) ** 2 for m in members], axis=0)
-        w, sw = getattr(pixelwise, q), getattr(pixel_sigmas, q)
-        ok = np.isfinite(w) & np.isfinite(sw) if valid is None else np.asarray(valid, bool) & np.isfinite(sw)
-        raw = np.where(ok, (f - w) ** 2 - sw ** 2 + 2.0 * var_f, np.nan)
-        risk[q] = np.fmax(gaussian_smooth(raw, smoothing_px), gaussian_smooth(var_f, smoothing_px))
+        # Monte-Carlo divergence: the part of the member's change that follows the change of
+        # its pixel's data (the seed's part does not correlate with it and drops out).
+        cov_fw = np.mean([(getattr(m, q) - f) * (getattr(mw, q) - w) for m, mw in zip(members, member_pixelwise)],
+                         axis=0)
+        with np.errstate(invalid="ignore"):
+            raw = np.where(np.isfinite(w) & np.isfinite(sw), (f - w) ** 2 - sw ** 2 + 2.0 * cov_fw, np.nan)
+        window = smoothing_px if q == "blos" else smoothing_qu_px
+        risk[q] = np.fmax(gaussian_smooth(raw, window), gaussian_smooth(var_f, window))
     bq, bu = field.bq, field.bu
     p = bq * bq + bu * bu
     risk_qu = 0.5 * (risk["bq"] + risk["bu"])
