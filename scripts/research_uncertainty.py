@@ -193,18 +193,20 @@ def calibration(args: argparse.Namespace) -> None:
         d["member_pix"] = member_pixelwise(meta, args.k)
         sig = risk_sigmas(d, slice(0, args.k), args.smooth, args.smooth_qu)
         err = errors(d)
-        sel = {"blos": np.ones_like(d["truth_blos"], bool), "bt": d["truth_bt"] > args.bt_min,
-               "azimuth": d["truth_bt"] > args.bt_min}
+        base_sel = {"blos": np.ones_like(d["truth_blos"], bool), "bt": d["truth_bt"] > args.bt_min,
+                    "azimuth": d["truth_bt"] > args.bt_min}
+        selections = [(f.stem, base_sel)]
         if "zeeman" in f.stem:
             # Where the WFA's model error is small against the noise: the pixel-wise WFA of the
             # noise-free cube within half a pixel-wise sigma of the truth (evaluation only).
             e0 = errors(d, "clean_pix")
-            for q in sel:
-                sel[q] = sel[q] & (np.abs(e0[q]) < 0.5 * d[f"pix_sig_{q}"])
-        for q in ("blos", "bt", "azimuth"):
-            r = np.abs(err[q][sel[q]]) / sig[q][sel[q]]
-            z = [NormalDist().inv_cdf(0.5 + lv / 2) for lv in NOMINAL]
-            curves[(f.stem, q)] = ([float(np.mean(r <= zz)) for zz in z], int(sel[q].sum()))
+            small = {q: base_sel[q] & (np.abs(e0[q]) < 0.5 * d[f"pix_sig_{q}"]) for q in base_sel}
+            selections.append((f.stem + " (model error < sigma_w/2)", small))
+        for name, sel in selections:
+            for q in ("blos", "bt", "azimuth"):
+                r = np.abs(err[q][sel[q]]) / sig[q][sel[q]]
+                z = [NormalDist().inv_cdf(0.5 + lv / 2) for lv in NOMINAL]
+                curves[(name, q)] = ([float(np.mean(r <= zz)) for zz in z], int(sel[q].sum()))
     print(f"K = {args.k}, smoothing {args.smooth} px (B_Q, B_U {args.smooth_qu} px), B_t/azimuth where true B_t > {args.bt_min} G")
     print("| case | quantity | pixels | " + " | ".join(f"{lv:g}" for lv in NOMINAL) + " |")
     print("|---|---|---|" + "---|" * len(NOMINAL))
