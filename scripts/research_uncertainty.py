@@ -33,6 +33,9 @@ from hashwfa.wfa.synthetic import synthetic_plage
 CASES = {
     "plage": dict(seed=0, noise=1e-3, line="5173"),
     "fe6302": dict(seed=1, noise=3e-3, line="6302"),
+    # Blind checks, run after the settings were fixed:
+    "plage_seed2": dict(seed=2, noise=1e-3, line="5173"),
+    "fe6302_seed3": dict(seed=3, noise=5e-3, line="6302"),
 }
 
 

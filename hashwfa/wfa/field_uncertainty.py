@@ -44,7 +44,7 @@ is a neighbourhood's root mean square, not each pixel's own error).
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 
