@@ -1,4 +1,4 @@
-"""The one exception type for errors a user can cause (config, data, backend)."""
+"""The exception types for errors a user can cause or fix (config, data, backend, disk)."""
 
 
 class HashwfaError(ValueError):
@@ -6,4 +6,11 @@ class HashwfaError(ValueError):
     missing backend. The message names the file, key or array and the fix.
 
     It subclasses :class:`ValueError` so generic handlers keep working.
+    """
+
+
+class OutputWriteError(HashwfaError, OSError):
+    """A result file could not be written (full disk, read-only or missing
+    directory, a file where a directory should be). The message names the
+    path; whatever was written before stays valid (writes are atomic).
     """

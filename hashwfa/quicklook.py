@@ -95,9 +95,11 @@ def write_quicklook(
             fig, axes[2, 1], err["bt"], f"field - true B_t (rms {rms(err['bt']):.3g} G)", "RdBu_r",
             *_limits(err["bt"], symmetric=True), "G",
         )
+        # In degrees, as the benchmark and the main job report the azimuth error.
+        az_err_deg = np.degrees(np.abs(err["azimuth"]))
         _show(
-            fig, axes[2, 2], err["azimuth"], f"|field - true azimuth| mod pi (rms {rms(err['azimuth']):.3g})",
-            "viridis", 0.0, np.pi / 2, "rad",
+            fig, axes[2, 2], az_err_deg, f"|field - true azimuth| mod 180 (rms {rms(az_err_deg):.3g} deg)",
+            "viridis", 0.0, 90.0, "deg",
         )
         _show(
             fig, axes[2, 3], wfa_blos_err, f"WFA - true B_los (rms {rms(wfa_blos_err):.3g} G)", "RdBu_r", *lim, "G"

@@ -210,10 +210,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     keep_freed_memory()
     try:
-        versions = [int(v) for v in args.versions.split(",") if v.strip()]
-        unknown = [v for v in versions if v not in VERSIONS]
-        if unknown or not versions:
-            raise HashwfaError(f"--versions {args.versions!r}: versions are 0 to 6, e.g. --versions 0,1,6.")
+        versions = _parse_versions(args.versions)
+        _check_json_target(args)
         if args.repeats < 1:
             raise HashwfaError("--repeats must be at least 1.")
         overrides = list(args.overrides)
@@ -241,6 +239,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except HashwfaError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        where = f" '{exc.filename}'" if getattr(exc, "filename", None) else ""
+        print(f"{PROG}: error:{where} {exc.strerror or exc}", file=sys.stderr)
+        return 2
     table = format_table(rows)
     print(table)
     report = {
@@ -263,9 +265,36 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ],
         "table": table,
     }
-    results.write_json(args.json, report)
+    try:
+        results.write_json(args.json, report)
+    except HashwfaError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
     print(f"\n{PROG}: results written to {args.json}", file=sys.stderr)
     return 0
+
+
+def _parse_versions(text: str) -> List[int]:
+    """``"0,1,6"`` -> ``[0, 1, 6]``; anything else is a :class:`HashwfaError` listing the choices."""
+    choices = ",".join(str(v) for v in sorted(VERSIONS))
+    try:
+        versions = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        versions = []
+    if not versions or any(v not in VERSIONS for v in versions):
+        raise HashwfaError(f"--versions {text!r}: give comma-separated version numbers from {choices}, e.g. --versions 0,1,6.")
+    return versions
+
+
+def _check_json_target(args: argparse.Namespace) -> None:
+    """Refuse a ``--json`` path that would overwrite an input or cannot be written, before the long run."""
+    target = Path(args.json).resolve()
+    inputs = {"--config": args.config, "--data": args.data, "--wavelengths": args.wavelengths}
+    for flag, value in inputs.items():
+        if value and Path(value).resolve() == target:
+            raise HashwfaError(f"--json {args.json} is also the {flag} file: writing the results would replace it. Fix: choose another --json.")
+    if target.is_dir():
+        raise HashwfaError(f"--json {args.json} is a directory. Fix: give a file name, e.g. {Path(args.json) / 'bench_results.json'}.")
 
 
 if __name__ == "__main__":
