@@ -44,7 +44,7 @@ is a neighbourhood's root mean square, not each pixel's own error).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -52,13 +52,19 @@ from hashwfa.errors import HashwfaError
 from hashwfa.wfa.fields import FieldMaps, FieldSigmas
 from hashwfa.wfa.noise import StokesNoise
 from hashwfa.wfa.observation import Observation
+from hashwfa.wfa.physics import CORE_CUTOFF, DEFAULT_QU_FORM
+from hashwfa.wfa.pixelwise import pixel_wfa
+from hashwfa.wfa.pixelwise_uncertainty import pixel_wfa_sigmas
 
-__all__ = ["redraw_noise", "gaussian_smooth", "local_risk_sigmas", "DEFAULT_SMOOTHING_PX", "DEFAULT_SMOOTHING_QU_PX"]
+__all__ = ["redraw_noise", "gaussian_smooth", "local_risk_sigmas", "field_sigmas", "FieldUncertainty",
+           "DEFAULT_SMOOTHING_PX", "DEFAULT_SMOOTHING_QU_PX", "DEFAULT_MEMBERS"]
 
 #: Gaussian sigma [px] of the window over which the B_los risk is averaged, and the same for
 #: B_Q, B_U (chosen on the built-in plage, checked on the Fe I 6302 case; BENCHMARKS.md "Uncertainties").
 DEFAULT_SMOOTHING_PX = 3.0
 DEFAULT_SMOOTHING_QU_PX = 6.0
+#: Bootstrap members trained by :func:`field_sigmas` (one: 2x the training time; BENCHMARKS.md).
+DEFAULT_MEMBERS = 1
 _AZIMUTH_CAP = math.pi / math.sqrt(12.0)
 
 
@@ -181,3 +187,64 @@ def local_risk_sigmas(
     sig_az = np.where(np.isnan(risk_qu), np.nan, np.fmin(np.where(p > 0, lin_az, np.inf), _AZIMUTH_CAP))
     return FieldSigmas(blos=np.sqrt(risk["blos"]), bq=np.sqrt(risk["bq"]), bu=np.sqrt(risk["bu"]),
                        bt=sig_bt, azimuth=sig_az)
+
+
+class FieldUncertainty(NamedTuple):
+    """What :func:`field_sigmas` returns (all maps ``(ny, nx)``).
+
+    Attributes:
+        sigmas: the field's sigma maps (written as ``SIGMA_*``).
+        wfa_sigmas: the pixel-wise WFA's propagated sigmas (``WFA_SIGMA_*``).
+        noise: the noise both assume (header ``NOISE_*``).
+        members: the bootstrap members' maps.
+    """
+
+    sigmas: FieldSigmas
+    wfa_sigmas: FieldSigmas
+    noise: StokesNoise
+    members: Sequence[FieldMaps]
+
+
+def field_sigmas(
+    observation: Observation,
+    field: FieldMaps,
+    fit: Callable[[Observation, int], FieldMaps],
+    noise: StokesNoise,
+    members: int = DEFAULT_MEMBERS,
+    seed: int = 0,
+    smoothing_px: float = DEFAULT_SMOOTHING_PX,
+    smoothing_qu_px: float = DEFAULT_SMOOTHING_QU_PX,
+    qu_form: str = DEFAULT_QU_FORM,
+    core_cutoff: float = CORE_CUTOFF,
+) -> FieldUncertainty:
+    """The whole recipe: bootstrap members, pixel-wise sigmas and the local risk.
+
+    Args:
+        observation: the data ``field`` was fitted to.
+        field: the fitted field's maps.
+        fit: trains a field the same way on other data and returns its maps:
+            ``fit(observation, member_index)`` with ``member_index`` = 1, 2, ...
+            (use it to pick another initialisation seed). The training code
+            supplies it; this module knows nothing of networks.
+        noise: the noise of the data (:mod:`hashwfa.wfa.noise`).
+        members: number of bootstrap members (>= 1); each costs one training.
+        seed: seed of the noise redraws.
+        smoothing_px, smoothing_qu_px: the risk windows [px] (:func:`local_risk_sigmas`).
+        qu_form, core_cutoff: the Q/U model the field was fitted with.
+
+    Raises:
+        HashwfaError: ``members < 1``; and what the parts raise.
+    """
+    if members < 1:
+        raise HashwfaError(f"members = {members}; the sigma maps need at least one bootstrap member")
+    pixelwise = pixel_wfa(observation, core_cutoff=core_cutoff, qu_form=qu_form)
+    wfa_sig = pixel_wfa_sigmas(observation, noise, core_cutoff=core_cutoff, qu_form=qu_form)
+    rng = np.random.default_rng(seed)
+    member_maps, member_pix = [], []
+    for k in range(1, members + 1):  # one training per member
+        data = redraw_noise(observation, noise, rng)
+        member_maps.append(fit(data, k))
+        member_pix.append(pixel_wfa(data, core_cutoff=core_cutoff, qu_form=qu_form))
+    sig = local_risk_sigmas(field, pixelwise, wfa_sig, member_maps, member_pix,
+                            smoothing_px=smoothing_px, smoothing_qu_px=smoothing_qu_px)
+    return FieldUncertainty(sigmas=sig, wfa_sigmas=wfa_sig, noise=noise, members=member_maps)

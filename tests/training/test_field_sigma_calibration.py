@@ -10,10 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from hashwfa.wfa.field_uncertainty import local_risk_sigmas, redraw_noise
+from hashwfa.wfa.field_uncertainty import field_sigmas
 from hashwfa.wfa.noise import estimate_noise
-from hashwfa.wfa.pixelwise import pixel_wfa
-from hashwfa.wfa.pixelwise_uncertainty import pixel_wfa_sigmas
 from hashwfa.wfa.solver import EncodingConfig, SolverConfig, TrainingConfig, TwoPhaseSolver
 from hashwfa.wfa.synthetic import synthetic_plage
 
@@ -37,11 +35,9 @@ def _fit(observation, seed):
 def test_neural_field_sigmas_cover_the_truth(one_thread):
     sp = synthetic_plage(ny=48, nx=48, seed=4, noise=1e-3, model="wfa")
     obs, truth = sp.observation, sp.truth
-    noise = estimate_noise(obs)
     field = _fit(obs, 0)
-    member_obs = redraw_noise(obs, noise, np.random.default_rng(0))
-    member = _fit(member_obs, 1)
-    sig = local_risk_sigmas(field, pixel_wfa(obs), pixel_wfa_sigmas(obs, noise), [member], [pixel_wfa(member_obs)])
+    result = field_sigmas(obs, field, _fit, estimate_noise(obs), members=1)
+    sig, member = result.sigmas, result.members[0]
     d_az = np.abs((field.azimuth - truth.azimuth + math.pi / 2) % math.pi - math.pi / 2)
     ratios = {
         "blos": np.abs(field.blos - truth.blos) / sig.blos,

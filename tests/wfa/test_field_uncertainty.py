@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hashwfa.errors import HashwfaError
-from hashwfa.wfa.field_uncertainty import gaussian_smooth, local_risk_sigmas, redraw_noise
+from hashwfa.wfa.field_uncertainty import field_sigmas, gaussian_smooth, local_risk_sigmas, redraw_noise
 from hashwfa.wfa.fields import FieldMaps
 from hashwfa.wfa.noise import given_noise
 from hashwfa.wfa.pixelwise import pixel_wfa
@@ -67,6 +67,18 @@ def test_local_risk_sigmas_are_calibrated_for_a_linear_smoother():
     pix, field = smoothed_fit(obs)
     member_pix, member = smoothed_fit(redraw_noise(obs, noise, rng))
     sig = local_risk_sigmas(field, pix, pixel_wfa_sigmas(obs, noise), [member], [member_pix])
+    # The whole recipe, with the smoother as the "training": same calibration.
+    calls = []
+
+    def fit(o, k):
+        calls.append(k)
+        return smoothed_fit(o)[1]
+
+    recipe = field_sigmas(obs, field, fit, noise, members=2, seed=7)
+    assert calls == [1, 2] and len(recipe.members) == 2
+    r = np.abs(field.blos - truth.blos) / recipe.sigmas.blos
+    assert 0.6 <= np.mean(r <= 1) <= 0.8 and 0.88 <= np.mean(r <= 2) <= 0.99
+    np.testing.assert_array_equal(recipe.wfa_sigmas.blos, pixel_wfa_sigmas(obs, noise).blos)
     err_blos = np.abs(field.blos - truth.blos) / sig.blos
     assert 0.6 <= np.mean(err_blos <= 1) <= 0.8
     assert 0.88 <= np.mean(err_blos <= 2) <= 0.99
@@ -87,6 +99,8 @@ def test_local_risk_needs_a_member():
         local_risk_sigmas(m, m, sig, [], [])
     with pytest.raises(HashwfaError, match="one per member"):
         local_risk_sigmas(m, m, sig, [m], [])
+    with pytest.raises(HashwfaError, match="member"):
+        field_sigmas(sp.observation, m, lambda o, k: m, given_noise([1e-3] * 4, 13), members=0)
 
 
 def test_redraw_noise_adds_the_given_sigma():
