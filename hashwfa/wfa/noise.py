@@ -23,10 +23,11 @@ It comes from one of two places:
 
 What the estimate cannot see: noise that is correlated from pixel to pixel
 (e.g. after image restoration with a large kernel, or a resampled cube) is
-underestimated by the high-pass; give ``data.noise`` for such data. Pixels
-with a non-finite value anywhere in the four-neighbour stencil are left out;
-the user's mask is not applied (noise is a property of the detector, masked
-pixels measure it as well).
+underestimated by the high-pass; give ``data.noise`` for such data. Left
+out: pixels the user's mask excludes, pixels with a non-finite value
+anywhere in their four-neighbour stencil, and residuals that are exactly 0
+(a constant fill, such as the zero corners of a rotated SST field, would
+otherwise pull the median down; real noise is never exactly flat).
 """
 
 from __future__ import annotations
@@ -159,13 +160,14 @@ def estimate_noise(observation: Observation) -> StokesNoise:
             "(needs at least 3 x 3); give it in the config as data.noise (4 sigmas: I, Q, U, V)"
         )
     with np.errstate(invalid="ignore"):
-        residual = _highpass(stokes).reshape(-1, 4, nw)  # NaN where any stencil value is NaN
-    residual = np.where(np.isfinite(residual), residual, np.nan)
+        residual = _highpass(stokes)  # (ny-2, nx-2, 4, nw); NaN where any stencil value is NaN
+    keep = np.isfinite(residual) & (residual != 0.0) & observation.mask[1:-1, 1:-1, None, None]
+    residual = np.where(keep, residual, np.nan).reshape(-1, 4, nw)
     n_finite = np.count_nonzero(np.isfinite(residual), axis=0)  # (4, nw)
     if n_finite.min() < 9:
         raise HashwfaError(
-            f"{observation.source}: fewer than 9 pixels with finite neighbours at some Stokes parameter and "
-            "wavelength; cannot estimate the noise; give it in the config as data.noise"
+            f"{observation.source}: fewer than 9 unmasked pixels with finite, not constant neighbours at some "
+            "Stokes parameter and wavelength; cannot estimate the noise; give it in the config as data.noise"
         )
     per_wavelength = _mad_sigma(residual, axis=0)  # (4, nw)
     n_quiet = max(1, int(math.ceil(QUIET_FRACTION * nw)))
