@@ -51,12 +51,16 @@ def test_estimate_skips_nonfinite_pixels():
 
 def test_estimate_ignores_constant_fill_and_masked_pixels():
     rng = np.random.default_rng(5)
-    cube = 2e-3 * rng.standard_normal((50, 50, 4, 5))
-    cube[:20, :20] = 0.0  # zero-filled corner (a rotated field of view): 16 % of the pixels
-    cube[30:, 30:] *= 10.0  # a noisier region the user masks out
+    wl = np.linspace(-0.1, 0.1, 5)
+    filled = 2e-3 * rng.standard_normal((50, 50, 4, 5))
+    filled[:25, :25] = 0.0  # zero-filled corner (a rotated field of view): a quarter of the pixels
+    np.testing.assert_allclose(estimate_noise(Observation(filled, wl, active_indices=(1, 2, 3))).per_stokes,
+                               2e-3, rtol=0.08)
+    noisy = 2e-3 * rng.standard_normal((50, 50, 4, 5))
+    noisy[25:, 25:] *= 10.0  # a much noisier region the user masks out
     mask = np.ones((50, 50), bool)
-    mask[29:, 29:] = False
-    obs = Observation(cube, np.linspace(-0.1, 0.1, 5), active_indices=(1, 2, 3), mask=mask)
+    mask[24:, 24:] = False
+    obs = Observation(noisy, wl, active_indices=(1, 2, 3), mask=mask)
     np.testing.assert_allclose(estimate_noise(obs).per_stokes, 2e-3, rtol=0.08)
 
 
