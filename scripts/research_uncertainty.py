@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hashwfa.wfa.field_uncertainty import local_risk_sigmas, redraw_noise
+from hashwfa.wfa.field_uncertainty import gaussian_smooth, local_risk_sigmas, redraw_noise
 from hashwfa.wfa.fields import FieldMaps, FieldSigmas
 from hashwfa.wfa.noise import estimate_noise
 from hashwfa.wfa.observation import Observation
@@ -39,8 +39,11 @@ CASES = {
 }
 
 
+MAX_RESOLUTION = 32  # set by --max-resolution
+
+
 def solver_config(seed: int, epochs: int) -> SolverConfig:
-    return SolverConfig(encoding=EncodingConfig(version=1, backend="torch"),
+    return SolverConfig(encoding=EncodingConfig(version=1, backend="torch", max_resolution=MAX_RESOLUTION),
                         training=TrainingConfig(seed=seed, device="cpu", epochs_per_phase=epochs))
 
 
@@ -76,23 +79,17 @@ def train(args: argparse.Namespace) -> None:
             arrays[f"{name}_{attr}"] = v
     for attr in ("blos", "bq", "bu", "bt", "azimuth"):
         arrays[f"members_{attr}"] = np.stack([getattr(m, attr) for m in members])
-    np.savez_compressed(out / f"{args.case}_{args.model}.npz", **arrays)
-    (out / f"{args.case}_{args.model}.json").write_text(json.dumps(
+    stem = f"{args.case}_{args.model}" + (f"_r{args.max_resolution}" if args.max_resolution != 32 else "") + (
+        f"_e{args.epochs}" if args.epochs != 200 else "")
+    np.savez_compressed(out / f"{stem}.npz", **arrays)
+    (out / f"{stem}.json").write_text(json.dumps(
         {"case": args.case, "model": args.model, **spec, "noise_est": noise.per_stokes.tolist(),
-         "t_base": t_base, "t_members": times, "epochs": args.epochs}, indent=1))
+         "t_base": t_base, "t_members": times, "epochs": args.epochs,
+         "max_resolution": args.max_resolution}, indent=1))
 
 
 def _wrap(d: np.ndarray) -> np.ndarray:
     return (d + np.pi / 2) % np.pi - np.pi / 2
-
-
-def _smooth(img: np.ndarray, sigma_px: float) -> np.ndarray:
-    """Gaussian smoothing (mirror boundaries) of a (ny, nx) map; the map itself for sigma 0."""
-    if sigma_px <= 0:
-        return img
-    from hashwfa.wfa.synthetic import _blur_matrix  # research only: reuse the synthetic's blur
-    by, bx = _blur_matrix(img.shape[0], sigma_px), _blur_matrix(img.shape[1], sigma_px)
-    return by @ img @ bx.T
 
 
 def ensemble_sigmas(d: dict, members: slice, smooth_px: float) -> dict:
@@ -103,7 +100,7 @@ def ensemble_sigmas(d: dict, members: slice, smooth_px: float) -> dict:
         diff = d[f"members_{q}"][members] - base[q]
         if q == "azimuth":
             diff = _wrap(diff)
-        out[q] = np.sqrt(_smooth(np.mean(diff ** 2, axis=0), smooth_px))
+        out[q] = np.sqrt(gaussian_smooth(np.mean(diff ** 2, axis=0), smooth_px))
     return out
 
 
@@ -245,8 +242,11 @@ def main() -> None:
     ap.add_argument("--model", choices=("wfa", "zeeman"), default="wfa")
     ap.add_argument("--members", type=int, default=6)
     ap.add_argument("--epochs", type=int, default=200)
+    ap.add_argument("--max-resolution", type=int, default=32)
     ap.add_argument("--out", default="/tmp/unc")
     args = ap.parse_args()
+    global MAX_RESOLUTION
+    MAX_RESOLUTION = args.max_resolution
     {"train": train, "analyse": analyse, "calibration": calibration}[args.what](args)
 
 
