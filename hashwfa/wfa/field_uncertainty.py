@@ -60,7 +60,8 @@ __all__ = ["redraw_noise", "gaussian_smooth", "local_risk_sigmas", "field_sigmas
            "DEFAULT_SMOOTHING_PX", "DEFAULT_SMOOTHING_QU_PX", "DEFAULT_MEMBERS"]
 
 #: Gaussian sigma [px] of the window over which the B_los risk is averaged, and the same for
-#: B_Q, B_U (chosen on the built-in plage, checked on the Fe I 6302 case; BENCHMARKS.md "Uncertainties").
+#: B_Q, B_U (chosen on exact-WFA synthetics of the plage and the Fe I 6302 case, V1 at
+#: 200 x 178; checked blind on two more; BENCHMARKS.md "Uncertainties").
 DEFAULT_SMOOTHING_PX = 3.0
 DEFAULT_SMOOTHING_QU_PX = 6.0
 #: Bootstrap members trained by :func:`field_sigmas` (one: 2x the training time; BENCHMARKS.md).
