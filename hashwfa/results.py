@@ -36,8 +36,9 @@ from hashwfa.atomic import atomic_path
 from hashwfa.errors import HashwfaError, OutputWriteError
 from hashwfa.schema import flatten
 from hashwfa.training.model import fields_from_bundle
-from hashwfa.wfa.fields import FieldMaps
+from hashwfa.wfa.fields import FieldMaps, FieldSigmas
 from hashwfa.wfa.fitsio import provenance_cards
+from hashwfa.wfa.noise import StokesNoise
 from hashwfa.wfa.physics import azimuth_difference
 
 __all__ = [
@@ -172,6 +173,9 @@ def write_field_fits(
     config: Mapping[str, Any],
     valid: Optional[np.ndarray] = None,
     truth: Optional[FieldMaps] = None,
+    sigmas: Optional[FieldSigmas] = None,
+    wfa_sigmas: Optional[FieldSigmas] = None,
+    noise: Optional[StokesNoise] = None,
 ) -> None:
     """Write ``field.fits`` atomically.
 
@@ -184,6 +188,10 @@ def write_field_fits(
             ``key.path = value``, one per key.
         valid: (ny, nx) bool, pixels used in the fit (written as VALID).
         truth: the true maps (synthetic data, written as ``TRUE_*``) or None.
+        sigmas: one-sigma maps of the neural field (``SIGMA_*``) or None.
+        wfa_sigmas: one-sigma maps of the pixel-wise WFA (``WFA_SIGMA_*``) or None.
+        noise: the Stokes noise the sigmas assume (header ``NOISE_I`` .. ``NOISE_V``,
+            ``NOISEMTH``) or None.
     """
     primary = fits.PrimaryHDU()
     header = primary.header
@@ -191,6 +199,9 @@ def write_field_fits(
         header[key] = (value, comment)
     for key, value in provenance.items():
         header[key] = value
+    if noise is not None:
+        for key, value in noise.header_cards().items():
+            header[key] = value
     header.add_comment("Maps: BLOS, BQ, BU, BTRANS, AZIMUTH = neural field; WFA_* = pixel-wise")
     header.add_comment("weak-field approximation; TRUE_* = the truth (synthetic data only).")
     header.add_history("Resolved config (also in config.json), one key per card:")
@@ -198,6 +209,10 @@ def write_field_fits(
         header.add_history(f"{key} = {json.dumps(value)}")
 
     hdus = [primary, *maps.to_hdus(), *wfa.to_hdus("WFA_")]
+    if sigmas is not None:
+        hdus += sigmas.to_hdus()
+    if wfa_sigmas is not None:
+        hdus += wfa_sigmas.to_hdus("WFA_")
     if truth is not None:
         hdus += truth.to_hdus("TRUE_")
     if valid is not None:
