@@ -233,7 +233,7 @@ def _run_locked(
         "DEVICE": (result.device, "torch device used"),
         "SEED": (cfg.training.seed, "training.seed"),
         "FINLOSS": (result.final_loss, "final loss, V+Q+U, seed protocol"),
-        "LINE": (cfg.line, "spectral line"),
+        "LINE": (obs.line.name, "spectral line"),
         "DATASRC": data.description,  # may be long: no comment
         "NLEVELS": (enc.n_levels, "encoding.n_levels"),
         "MAXRES": (enc.max_resolution, "encoding.max_resolution"),

@@ -84,14 +84,16 @@ def read_stokes_fits(
             are converted); ``WAVEREF = 'ABSOLUTE'`` is converted here.
         line: the line; None takes the cube's LINE header keyword (a
             line this package does not know is rebuilt from LINECEN,
-            LINEJ1/J2/G1/G2), else ``"5173"``.
+            LINEJ1/J2/G1/G2), else ``"5173"``. A line given here must
+            agree with a LINE keyword in the cube's header.
         axis_order: ``"auto"`` (header HWAXES, else the shape decides),
             ``"yxsw"`` for ``(ny, nx, 4, nw)`` or ``"swyx"`` for
             ``(4, nw, ny, nx)``.
 
     Raises:
         HashwfaError: missing or unreadable files, wavelengths that are
-            not 1-D, an unknown unit, a shape that fits no layout.
+            not 1-D, an unknown unit, a shape that fits no layout, a
+            ``line`` that contradicts the cube's LINE keyword.
     """
     spath, wpath = Path(stokes_path), Path(wavelengths_path)
     wl, whdr, _ = read_image(wpath, "wavelengths")
@@ -114,8 +116,10 @@ def read_stokes_fits(
 
     data, shdr, file_mask = read_image(spath, "Stokes cube")
     if line is None:
-        line = _line_from_header(shdr, spath)
-    line = get_line(line)
+        line = get_line(_line_from_header(shdr, spath))
+    else:
+        line = get_line(line)
+        _check_header_line(shdr, line, spath)
     if str(whdr.get("WAVEREF", "")).strip().upper() == "ABSOLUTE":
         wl = wl - line.center
         warnings.warn(f"{wpath}: WAVEREF = 'ABSOLUTE': subtracted the centre of line {line.name} "
@@ -206,6 +210,24 @@ def _line_from_header(header: fits.Header, path: Path) -> Union[str, Dict[str, A
         return {"name": name, "center": header["LINECEN"], "j1": header["LINEJ1"], "j2": header["LINEJ2"],
                 "g1": header["LINEG1"], "g2": header["LINEG2"]}
     return name  # get_line raises the error listing the known lines
+
+
+def _check_header_line(header: fits.Header, line: SpectralLine, path: Path) -> None:
+    """Raise when the cube's LINE keyword names another line than ``line`` (the caller's choice)."""
+    name = header.get("LINE")
+    if name is None:
+        return
+    name = str(name).strip()
+    try:
+        same = get_line(name).name == line.name  # a known name or alias
+    except HashwfaError:
+        same = name == line.name  # a line this package does not know, defined in the header
+    if not same:
+        raise HashwfaError(
+            f"{path}: the cube's header says LINE = {name!r} but line {line.name!r} was asked for "
+            f"({line.center} A). Fix: drop the explicit line (in a config: remove 'line') to use "
+            f"the header's, or correct the header if line {line.name!r} is right"
+        )
 
 
 def _to_yxsw(data: np.ndarray, header: fits.Header, nw: int, axis_order: str, path: Path) -> np.ndarray:
