@@ -32,6 +32,7 @@ from tqdm import tqdm
 from hashwfa.encodings import static_coordinates
 from hashwfa.encodings.progressive import progressive_schedule
 from hashwfa.training.checkpoint import STATE_FORMAT, check_resumable
+from hashwfa.training.divergence import DivergenceError, divergence_message, first_nonfinite, parameters_finite
 from hashwfa.training.gradients import normalise_gradients
 from hashwfa.training.device import grid_backend_for, resolve_device
 from hashwfa.training.model import build_field, model_bundle
@@ -228,6 +229,8 @@ class TwoPhaseSolver:
                 if checkpoint_now or done % self.log_every == 0:
                     self._read_back(phase, pending, bar)
                     pending = []
+                if checkpoint_now:
+                    self._check_parameters(phase)  # before any checkpoint: never save NaN weights
                 if checkpoint_now and on_checkpoint is not None:
                     # Writing checkpoints is not training time.
                     self._sync()
@@ -274,6 +277,12 @@ class TwoPhaseSolver:
         if not pending:
             return
         losses = torch.stack([loss for loss, _ in pending]).tolist()
+        bad = first_nonfinite(losses)
+        if bad is not None:
+            epoch = self.epoch - len(pending) + bad + 1  # 1-based
+            raise DivergenceError(divergence_message(
+                f"the loss is {losses[bad]}", self._phase_label(phase), epoch,
+                self.config.training.epochs_per_phase, pending[bad][1]))
         scheduler = self.schedulers[phase]
         hist = self.history[phase]
         for loss, (_, lr) in zip(losses, pending):
@@ -282,6 +291,16 @@ class TwoPhaseSolver:
             scheduler.step(loss)
         bar.update(len(losses))
         bar.set_postfix(loss=f"{losses[-1]:.3e}", lr=f"{self.optimizers[phase].param_groups[0]['lr']:.1e}")
+
+    @staticmethod
+    def _phase_label(phase: str) -> str:
+        return f"phase {PHASES.index(phase) + 1}/{len(PHASES)} ({phase})"
+
+    def _check_parameters(self, phase: str) -> None:
+        if not parameters_finite(self.fields[phase].parameters()):
+            raise DivergenceError(divergence_message(
+                "the parameters are no longer finite", self._phase_label(phase), self.epoch,
+                self.config.training.epochs_per_phase, self.optimizers[phase].param_groups[0]["lr"]))
 
     def _sync(self) -> None:
         # Timings are only honest once queued GPU work has finished.
@@ -319,6 +338,10 @@ class TwoPhaseSolver:
         obs = self.observation
         pred = self.predict()
         final_loss = self.loss.map_loss(pred["blos"], pred["bqbu"][:, 0], pred["bqbu"][:, 1])
+        if not np.isfinite(final_loss):  # finite weights whose output overflows float32
+            raise DivergenceError(divergence_message(
+                f"the final loss is {final_loss}", "the evaluation after both phases", self.config.training.epochs_per_phase,
+                self.config.training.epochs_per_phase, self.optimizers[PHASES[-1]].param_groups[0]["lr"]))
         shape = (obs.ny, obs.nx)
         maps = FieldMaps.from_bqbu(
             pred["blos"].reshape(shape), pred["bqbu"][:, 0].reshape(shape), pred["bqbu"][:, 1].reshape(shape)

@@ -53,3 +53,45 @@ def test_explicit_line_contradicting_the_header_is_an_error_naming_both(tmp_path
     # The same line given explicitly is fine.
     agreeing = _write_config(tmp_path, _fits_config(paths, line="8542"), name="agree.json")
     assert load_data(load_config(agreeing)).observation.line.name == "8542"
+
+
+TINY_TRAINING = {
+    "encoding": {"version": 1, "n_levels": 4, "max_resolution": 8},
+    "network": {"n_neurons": 16},
+    "training": {"epochs_per_phase": 3, "device": "cpu", "seed": 0},
+    "output": {"quicklook": False},
+}
+
+
+def _cube_with(tmp_path, name, value, stokes_index=0):
+    plage = synthetic_plage(ny=10, nx=9, seed=5, noise=1e-3)
+    cube = plage.observation.stokes.copy()
+    cube[4, 4, stokes_index, 6] = value
+    obs = type(plage.observation)(cube, plage.observation.wavelengths, source=name)
+    directory = tmp_path / name
+    directory.mkdir()
+    return obs.write_fits(directory / "stokes.fits", directory / "wl.fits")
+
+
+def _blos(out):
+    from astropy.io import fits
+
+    with fits.open(out / "field.fits") as hdul:
+        return hdul["BLOS"].data.copy()
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("value, stokes_index", [(1e25, 0), (1e30, 3), (1e19, 0)], ids=["I=1e25", "V=1e30", "I=1e19"])
+def test_hot_pixel_is_left_out_and_the_run_equals_the_nan_run(tmp_path, value, stokes_index):
+    maps = {}
+    for name, v in (("hot", value), ("nan", np.nan)):
+        with pytest.warns(UserWarning):
+            sp, wp = _cube_with(tmp_path, name, v, stokes_index)
+        config = _write_config(tmp_path, {"data": {"path": str(sp), "wavelengths": str(wp)}, **TINY_TRAINING},
+                               name=f"{name}.json")
+        with pytest.warns(UserWarning, match="absurd values" if name == "hot" else "NaN or infinite"):
+            assert main([str(config), "--out", str(tmp_path / f"out_{name}"), "--quiet"]) == 0
+        maps[name] = _blos(tmp_path / f"out_{name}")
+    assert np.all(np.isfinite(maps["hot"]))
+    # Same valid pixels, same process and thread count: the same fit, bit for bit.
+    np.testing.assert_array_equal(maps["hot"], maps["nan"])
