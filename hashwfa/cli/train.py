@@ -205,13 +205,16 @@ def _run_locked(
     checkpoint = results.load_checkpoint(checkpoint_path) if checkpoint_path is not None else None
     if args.resume and checkpoint is None:
         _say(args, f"{PROG}: no checkpoint in {out_dir}; starting from the beginning")
+    if checkpoint is not None:  # a damaged checkpoint is refused before anything is written
+        try:
+            solver.load_state_dict(checkpoint)
+        except HashwfaError as exc:
+            raise HashwfaError(f"cannot resume from '{checkpoint_path}': {exc}") from None
     if args.overwrite:
         _clear_previous_results(out_dir)
     _say(args, f"{PROG}: V{cfg.encoding.version} on {data.description}; results go to {out_dir}")
     results.write_json(out_dir / results.CONFIG_JSON, config_dict)
-
     if checkpoint is not None:
-        solver.load_state_dict(checkpoint)
         _say(args, f"{PROG}: resuming at phase {solver.phase_index + 1}, epoch {solver.epoch}")
     result = solver.run(
         on_checkpoint=lambda state: results.save_torch(out_dir / results.CHECKPOINT_PT, state),

@@ -31,7 +31,8 @@ from tqdm import tqdm
 
 from hashwfa.encodings import static_coordinates
 from hashwfa.encodings.progressive import progressive_schedule
-from hashwfa.training.checkpoint import STATE_FORMAT, check_resumable
+from hashwfa.errors import HashwfaError
+from hashwfa.training.checkpoint import DAMAGED_FIX, STATE_FORMAT, check_resumable, check_state_layout
 from hashwfa.training.divergence import DivergenceError, divergence_message, first_nonfinite, parameters_finite
 from hashwfa.training.gradients import normalise_gradients
 from hashwfa.training.device import grid_backend_for, resolve_device
@@ -143,18 +144,26 @@ class TwoPhaseSolver:
         """Continue from :meth:`state_dict` output (e.g. a loaded checkpoint).
 
         Raises:
-            HashwfaError: the state was saved with another solver config or format.
+            HashwfaError: the state was saved with another solver config or
+                format, or is damaged (a missing entry, a wrong type or
+                shape, an impossible phase or epoch, non-finite weights).
         """
         check_resumable(state, self.config.to_dict())
-        for p in PHASES:
-            self.fields[p].load_state_dict(state["fields"][p])
-            self.optimizers[p].load_state_dict(state["optimizers"][p])
-            self.schedulers[p].load_state_dict(state["schedulers"][p])
-        self.generator.set_state(state["generator"].to("cpu"))
+        check_state_layout(state, self.config.training.epochs_per_phase)
+        try:  # shapes, optimiser groups and the generator are checked by loading them
+            for p in PHASES:
+                self.fields[p].load_state_dict(state["fields"][p])
+                self.optimizers[p].load_state_dict(state["optimizers"][p])
+                self.schedulers[p].load_state_dict(state["schedulers"][p])
+            self.generator.set_state(state["generator"].to("cpu"))
+            timings = {k: float(v) for k, v in state["timings"].items() if k != "setup"}
+        except (KeyError, ValueError, TypeError, RuntimeError, AttributeError, IndexError) as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise HashwfaError(f"the checkpoint does not fit this model ({first_line}). {DAMAGED_FIX}") from None
         self.phase_index = int(state["phase_index"])
         self.epoch = int(state["epoch"])
         self.history = {p: {k: list(v) for k, v in h.items()} for p, h in state["history"].items()}
-        self.timings.update({k: float(v) for k, v in state["timings"].items() if k != "setup"})
+        self.timings.update(timings)
 
     def model_bundle(self) -> Dict[str, Any]:
         """Both fields' state_dicts, on the CPU, with what rebuilds them.
