@@ -34,6 +34,7 @@ from hashwfa.encodings.progressive import progressive_schedule
 from hashwfa.errors import HashwfaError
 from hashwfa.training.checkpoint import DAMAGED_FIX, STATE_FORMAT, check_resumable, check_state_layout
 from hashwfa.training.divergence import DivergenceError, divergence_message, first_nonfinite, parameters_finite
+from hashwfa.training.footprint import check_training_memory
 from hashwfa.training.gradients import normalise_gradients
 from hashwfa.training.device import grid_backend_for, resolve_device
 from hashwfa.training.model import build_field, model_bundle
@@ -79,6 +80,7 @@ class TwoPhaseSolver:
         self.observation = observation
         self.progress = progress
         self.device = resolve_device(config.training.device)
+        check_training_memory(observation, self.device)  # one message, not a MemoryError midway
         train = config.training
         self.log_every = train.log_every or (1 if self.device.type == "cpu" else 25)
 
