@@ -125,6 +125,22 @@ def _sane_pixels(intensity: np.ndarray, quv: np.ndarray, finite: np.ndarray) -> 
         return (np.abs(intensity) <= limit).all(axis=-1) & (np.abs(quv) <= limit).all(axis=(-2, -1))
 
 
+def _check_weights(weights: Tuple[float, ...], source: str) -> None:
+    """Refuse weights that fit nothing; warn when one phase's map would be unconstrained."""
+    _, w_q, w_u, w_v = weights
+    if w_q == w_u == w_v == 0:
+        raise HashwfaError(
+            f"{source}: weights = {list(weights)} give Stokes Q, U and V no weight: nothing would be "
+            "fitted and every map would be the untrained network's output. Fix: give V (B_los) and Q, U "
+            "(B_t, azimuth) positive weights (in a config: data.weights, e.g. [1, 1, 1, 1])"
+        )
+    unconstrained = [m for m, off in (("B_los (weight of V is 0)", w_v == 0),
+                                      ("B_Q, B_U (weights of Q and U are 0)", w_q == w_u == 0)) if off]
+    if unconstrained:
+        warnings.warn(f"{source}: weights = {list(weights)}: {unconstrained[0]} is not fitted; its map is the "
+                      "untrained network's output", stacklevel=3)
+
+
 def _as_float_tuple(values: Any, n: int, what: str, source: str) -> Tuple[float, ...]:
     try:
         out = tuple(float(v) for v in values)
@@ -163,7 +179,8 @@ class Observation:
         HashwfaError: wrong number of dimensions, a Stokes axis that is not 4,
             wavelength length mismatch, wavelengths not strictly increasing or
             not finite, active indices out of range or repeated, bad weights,
-            a mask of the wrong shape, or no valid pixel at all.
+            a mask of the wrong shape, no valid pixel at all, or weights
+            that give Q, U and V no weight (nothing to fit).
 
     Warns:
         UserWarning: once, with the number of pixels that have NaN or
@@ -245,14 +262,18 @@ class Observation:
             raise HashwfaError(f"{src}: active_indices is empty; give at least one index in 0..{nw - 1}")
         bad = [i for i in idx if not 0 <= i < nw]
         if bad:
+            centre = int(np.argmin(np.abs(self.wavelengths)))
+            around = sorted({min(max(centre + k, 0), nw - 1) for k in (-1, 0, 1)})
             raise HashwfaError(
                 f"{src}: active_indices {tuple(idx)} out of range: {bad} not in 0..{nw - 1} "
-                f"for nw = {nw} wavelengths"
+                f"for nw = {nw} wavelengths. Fix: use 0-based indices in 0..{nw - 1} (in a config: "
+                f"data.active_indices), e.g. {around}, the wavelengths around the line centre"
             )
         if len(set(idx)) != len(idx):
             raise HashwfaError(f"{src}: active_indices {tuple(idx)} repeat an index; list each once")
         self.active_indices: Tuple[int, ...] = tuple(sorted(idx))
         self.weights: Tuple[float, float, float, float] = _as_float_tuple(weights, 4, "weights", src)  # type: ignore[assignment]
+        _check_weights(self.weights, src)
 
         if mask is None:
             user_mask = np.ones((ny, nx), dtype=bool)

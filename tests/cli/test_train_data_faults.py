@@ -95,3 +95,75 @@ def test_hot_pixel_is_left_out_and_the_run_equals_the_nan_run(tmp_path, value, s
     assert np.all(np.isfinite(maps["hot"]))
     # Same valid pixels, same process and thread count: the same fit, bit for bit.
     np.testing.assert_array_equal(maps["hot"], maps["nan"])
+
+
+def _error(tmp_path, capsys, raw, *overrides):
+    config = _write_config(tmp_path, {**TINY_TRAINING, **raw}, name="e.json")
+    out = tmp_path / "o"
+    code = main([str(config), "--out", str(out), "--quiet", *overrides])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and not (out / "field.fits").exists()
+    return err
+
+
+def test_zero_weights_are_refused_naming_the_key(tmp_path, capsys):
+    err = _error(tmp_path, capsys, {"data": {"synthetic": {"ny": 8, "nx": 8}, "weights": [0, 0, 0, 0]}})
+    assert "data.weights" in err and "nothing would be fitted" in err
+
+
+def test_one_phase_without_weight_is_warned(tmp_path):
+    plage = synthetic_plage(ny=4, nx=4, seed=1)
+    with pytest.warns(UserWarning, match="B_los .weight of V is 0. is not fitted"):
+        type(plage.observation)(plage.observation.stokes, plage.observation.wavelengths, weights=(1, 1, 1, 0))
+
+
+@pytest.mark.parametrize("intensity", [0.0, 1.0], ids=["zero", "flat"])
+def test_flat_or_zero_intensity_is_refused(tmp_path, capsys, intensity):
+    plage = synthetic_plage(ny=6, nx=5, seed=1)
+    cube = plage.observation.stokes.copy()
+    cube[:, :, 0, :] = intensity
+    obs = type(plage.observation)(cube, plage.observation.wavelengths)
+    sp, wp = obs.write_fits(tmp_path / "s.fits", tmp_path / "w.fits")
+    err = _error(tmp_path, capsys, {"data": {"path": str(sp), "wavelengths": str(wp)}})
+    assert "no pixel carries a WFA signal" in err and "Stokes I" in err
+
+
+def _wavelengths_file(tmp_path, values, header=None):
+    from astropy.io import fits
+
+    hdr = fits.Header()
+    for key, value in (header or {}).items():
+        hdr[key] = value
+    path = tmp_path / "wl.fits"
+    fits.PrimaryHDU(np.asarray(values, dtype=np.float64), header=hdr).writeto(path, overwrite=True)
+    return path
+
+
+def test_nm_wavelengths_without_unit_are_refused_with_the_fix(tmp_path, capsys, cube_8542):
+    paths, truth = cube_8542
+    from astropy.io import fits
+
+    angstrom = fits.getdata(paths["wavelengths"])
+    wl_nm = _wavelengths_file(tmp_path, angstrom / 10.0)  # relative, in nm, no BUNIT
+    err = _error(tmp_path, capsys, {"data": {"path": str(paths["stokes"]), "wavelengths": str(wl_nm)}})
+    assert "no BUNIT" in err and "read as Angstrom" in err and "BUNIT = 'nm'" in err
+    # With the unit stated the same numbers give the right field (oracle: the synthetic truth).
+    wl_nm = _wavelengths_file(tmp_path, angstrom / 10.0, {"BUNIT": "nm"})
+    config = _write_config(tmp_path, {"data": {"path": str(paths["stokes"]), "wavelengths": str(wl_nm)}})
+    blos = pixel_wfa(load_data(load_config(config)).observation).blos
+    strong = np.abs(truth.blos) > 50
+    np.testing.assert_allclose(blos[strong], truth.blos[strong], rtol=0.05)
+
+
+def test_fine_but_real_angstrom_sampling_without_unit_is_accepted(tmp_path):
+    from hashwfa.wfa.io import read_stokes_fits
+
+    plage = synthetic_plage(ny=3, nx=3, seed=1, line="6302", wavelengths=np.arange(-6, 7) * 0.0215)
+    sp, _ = plage.observation.write_fits(tmp_path / "s.fits", tmp_path / "w_unused.fits")
+    wl = _wavelengths_file(tmp_path, np.arange(-6, 7) * 0.0215)  # Hinode SP sampling, no unit
+    assert read_stokes_fits(sp, wl).wavelengths[1] == pytest.approx(-5 * 0.0215)
+
+
+def test_active_index_out_of_range_names_the_key_range_and_fix(tmp_path, capsys):
+    err = _error(tmp_path, capsys, {"data": {"synthetic": {"ny": 8, "nx": 8}, "active_indices": [50]}})
+    assert "data.active_indices" in err and "0..12" in err and "[5, 6, 7]" in err
