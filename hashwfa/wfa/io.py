@@ -234,6 +234,8 @@ def _check_sampling_as_angstrom(wl: np.ndarray, line: SpectralLine, path: Path) 
     steps = np.diff(wl)
     if steps.size == 0 or not np.all(np.isfinite(steps)):
         return  # the observation reports these
+    if np.any(np.abs(wl) >= 100.0):
+        return  # absolute values: their magnitude tells Angstrom from nm (observation.relative_wavelengths)
     step = float(np.median(np.abs(steps)))
     finest = line.center / MAX_RESOLVING_POWER
     if 0 < step < finest:

@@ -167,3 +167,16 @@ def test_fine_but_real_angstrom_sampling_without_unit_is_accepted(tmp_path):
 def test_active_index_out_of_range_names_the_key_range_and_fix(tmp_path, capsys):
     err = _error(tmp_path, capsys, {"data": {"synthetic": {"ny": 8, "nx": 8}, "active_indices": [50]}})
     assert "data.active_indices" in err and "0..12" in err and "[5, 6, 7]" in err
+
+
+def test_absolute_nm_without_unit_are_still_recognised_by_their_magnitude(tmp_path, cube_8542):
+    paths, _ = cube_8542
+    from astropy.io import fits
+
+    from hashwfa.wfa.observation import Observation
+
+    relative = fits.getdata(paths["wavelengths"]).astype(np.float64)
+    wl = _wavelengths_file(tmp_path, (relative + 8542.091) / 10.0)  # absolute nm, no BUNIT
+    with pytest.warns(UserWarning, match="absolute nm"):
+        obs = Observation.from_fits(paths["stokes"], wl)
+    np.testing.assert_allclose(obs.wavelengths, relative, atol=1e-9)
