@@ -63,3 +63,16 @@ def test_solver_refuses_training_that_cannot_fit(small_observation, small_solver
     monkeypatch.setattr(memory, "available_memory", lambda: 1000)
     with pytest.raises(HashwfaError, match=r"training on 480 pixels.*only 1 kB is available"):
         TwoPhaseSolver(small_observation, small_solver_config(), progress=False)
+
+
+def test_float32_cube_too_large_for_its_float64_copy_is_refused(monkeypatch):
+    import numpy as np
+
+    from hashwfa.wfa.observation import Observation
+
+    cube = np.ones((20, 30, 4, 5), dtype=np.float32)
+    monkeypatch.setattr(memory, "available_memory", lambda: cube.size * 8 - 1)
+    with pytest.raises(HashwfaError, match=r"float64 copy of the cube \(20, 30, 4, 5\) needs at least 96 kB"):
+        Observation(cube, np.linspace(-0.2, 0.2, 5), active_indices=(2,))
+    monkeypatch.setattr(memory, "available_memory", lambda: cube.size * 8)
+    assert Observation(cube, np.linspace(-0.2, 0.2, 5), active_indices=(2,)).stokes.dtype == np.float64

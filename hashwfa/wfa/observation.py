@@ -23,6 +23,7 @@ from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from hashwfa.errors import HashwfaError
+from hashwfa.memory import check_fits_in_memory
 from hashwfa.wfa.fitsio import PathLike
 from hashwfa.wfa.io import read_stokes_fits, write_stokes_fits
 from hashwfa.wfa.lines import SpectralLine, get_line
@@ -221,6 +222,9 @@ class Observation:
             )
         if not np.issubdtype(cube.dtype, np.number):
             raise HashwfaError(f"{src}: Stokes cube has dtype {cube.dtype}; expected a float array")
+        if cube.dtype != np.float64:  # the float64 copy is the largest allocation of a FITS cube
+            check_fits_in_memory(cube.size * 8, f"{src}: the float64 copy of the cube {cube.shape}",
+                                 "crop the cube to the region of interest")
         self.stokes = np.asarray(cube, dtype=np.float64)
         ny, nx, _, nw = self.stokes.shape
         if ny < 1 or nx < 1:
