@@ -138,7 +138,7 @@ def _check_weights(weights: Tuple[float, ...], source: str) -> None:
     unconstrained = [m for m, off in (("B_los (weight of V is 0)", w_v == 0),
                                       ("B_Q, B_U (weights of Q and U are 0)", w_q == w_u == 0)) if off]
     if unconstrained:
-        warnings.warn(f"{source}: weights = {list(weights)}: {unconstrained[0]} is not fitted; its map is the "
+        warnings.warn(f"{source}: weights = {list(weights)}: {unconstrained[0]}: not fitted, its map is the "
                       "untrained network's output", stacklevel=3)
 
 

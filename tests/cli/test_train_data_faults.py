@@ -113,7 +113,7 @@ def test_zero_weights_are_refused_naming_the_key(tmp_path, capsys):
 
 def test_one_phase_without_weight_is_warned(tmp_path):
     plage = synthetic_plage(ny=4, nx=4, seed=1)
-    with pytest.warns(UserWarning, match="B_los .weight of V is 0. is not fitted"):
+    with pytest.warns(UserWarning, match="B_los .weight of V is 0.: not fitted"):
         type(plage.observation)(plage.observation.stokes, plage.observation.wavelengths, weights=(1, 1, 1, 0))
 
 
