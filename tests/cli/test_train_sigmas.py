@@ -14,6 +14,7 @@ MAPS = ("BLOS", "BQ", "BU", "BTRANS", "AZIMUTH")
 UNITS = {"BLOS": "G", "BTRANS": "G", "AZIMUTH": "rad", "BQ": "G2", "BU": "G2"}
 SYNTHETIC_NOISE = 5e-3  # the noise of the small config's synthetic plage
 SIGMAS = ["--set", "output.sigmas=true"]
+NO_QUICKLOOK = ["--set", "output.quicklook=false"]
 
 # Resumed runs are compared bit for bit with uninterrupted ones: one thread for all.
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -71,39 +72,34 @@ def test_sigma_run_writes_sigma_maps_with_units_and_the_noise_cards(with_sigmas)
 
 
 def test_given_noise_is_used_verbatim_and_scales_the_pixelwise_sigmas(config, tmp_path):
-    # output.sigmas is off (the default): WFA_SIGMA_* only, no training of members.
+    # output.sigmas is off (the default): WFA_SIGMA_* only, no member is trained.
+    # The first run gives 4 numbers, the second twice them as a 4 x nw table.
+    given = [0.01, 0.004, 0.005, 0.006]
+    table = [[2 * g] * 13 for g in given]
     runs = {}
-    for factor in (1, 2):
-        out = tmp_path / f"x{factor}"
-        given = [0.01 * factor, 0.004 * factor, 0.005 * factor, 0.006 * factor]
-        assert main([str(config), "--out", str(out), "--quiet", "--set", f"data.noise={json.dumps(given)}"]) == 0
+    for name, value in (("numbers", given), ("table", table)):
+        out = tmp_path / name
+        assert main([str(config), "--out", str(out), "--quiet", "--set", "output.quicklook=false",
+                     "--set", f"data.noise={json.dumps(value)}"]) == 0
         header, maps = read(out)
         assert header["NOISEMTH"] == "given"
-        assert [header[f"NOISE_{s}"] for s in "IQUV"] == given
-        assert not any(name.startswith("SIGMA_") for name in maps)
+        assert not any(n.startswith("SIGMA_") for n in maps)
         history = json.loads((out / "history.json").read_text())["uncertainty"]
         assert history["field_sigmas"] is False and history["members"] == []
-        assert history["noise"]["sigma"] == [[g] * 13 for g in given]
-        runs[factor] = maps
+        expected = [[g] * 13 for g in given] if name == "numbers" else table
+        assert history["noise"]["sigma"] == expected
+        for stokes, row in zip("IQUV", expected):
+            assert header[f"NOISE_{stokes}"] == pytest.approx(np.sqrt(np.mean(np.square(row))), rel=1e-12)
+        runs[name] = maps
     # Linear propagation is homogeneous of degree one in the noise: twice the noise, twice the sigma.
-    for name in MAPS:
-        a, b = runs[1]["WFA_SIGMA_" + name], runs[2]["WFA_SIGMA_" + name]
-        finite = np.isfinite(a)
-        if name == "AZIMUTH":  # capped at pi/sqrt(12): compare where neither is capped
-            finite &= b < np.pi / np.sqrt(12) - 1e-9
-        assert finite.sum() > 100, name
-        np.testing.assert_allclose(b[finite], 2 * a[finite], rtol=1e-6, err_msg=name)
-        np.testing.assert_array_equal(runs[1][name], runs[2][name])  # the fit does not see the noise
-
-
-def test_noise_per_stokes_and_wavelength_is_used_verbatim(config, tmp_path):
-    table = [[0.001 * (1 + j + 13 * k) for j in range(13)] for k in range(4)]
-    out = tmp_path / "o"
-    assert main([str(config), "--out", str(out), "--quiet", "--set", f"data.noise={json.dumps(table)}"]) == 0
-    history = json.loads((out / "history.json").read_text())["uncertainty"]
-    assert history["noise"]["sigma"] == table and history["noise"]["method"] == "given"
-    header, _ = read(out)
-    assert header["NOISE_V"] == pytest.approx(np.sqrt(np.mean(np.square(table[3]))), rel=1e-12)
+    for n in MAPS:
+        a, b = runs["numbers"]["WFA_SIGMA_" + n], runs["table"]["WFA_SIGMA_" + n]
+        ok = np.isfinite(a)
+        if n == "AZIMUTH":  # below its cap, pi/sqrt(12) (no information), which does not scale
+            ok &= b < np.pi / np.sqrt(12) - 1e-9
+        assert ok.sum() > 100, n
+        np.testing.assert_allclose(b[ok], 2 * a[ok], rtol=1e-6, err_msg=n)
+        np.testing.assert_array_equal(runs["numbers"][n], runs["table"][n])  # the fit does not see the noise
 
 
 @pytest.mark.parametrize(
@@ -136,7 +132,8 @@ def test_keys_lists_the_sigma_settings(capsys):
 
 def test_run_started_without_sigmas_resumes_with_them_to_the_same_maps(config, with_sigmas, tmp_path):
     out = tmp_path / "o"
-    args = build_parser().parse_args([str(config), "--out", str(out), "--quiet", "--set", "training.checkpoint_every=5"])
+    args = build_parser().parse_args([str(config), "--out", str(out), "--quiet", "--set", "training.checkpoint_every=5",
+                                     "--set", "output.quicklook=false"])
 
     def stop(phase, epoch):
         if phase == "bqbu" and epoch == 7:
@@ -147,7 +144,7 @@ def test_run_started_without_sigmas_resumes_with_them_to_the_same_maps(config, w
     assert (out / "checkpoint.pt").is_file() and not (out / "field.fits").exists()
     # output.sigmas and uncertainty.* may change on resume: they act after the fit.
     assert main([str(config), "--out", str(out), "--quiet", "--resume", "--set", "training.checkpoint_every=5",
-                 *SIGMAS]) == 0
+                 *SIGMAS, *NO_QUICKLOOK]) == 0
     _, ref = read(with_sigmas)
     _, got = read(out)
     for name in MAPS:
@@ -163,13 +160,13 @@ def test_run_interrupted_while_the_member_trains_retrains_it_on_resume(config, w
             raise KeyboardInterrupt
 
     monkeypatch.setattr(uncertainty_module, "TwoPhaseSolver", Interrupted)
-    args = build_parser().parse_args([str(config), "--out", str(out), "--quiet", *SIGMAS])
+    args = build_parser().parse_args([str(config), "--out", str(out), "--quiet", *SIGMAS, *NO_QUICKLOOK])
     with pytest.raises(KeyboardInterrupt):
         run(args)
     # The main fit's last checkpoint is kept; nothing final is written yet.
     assert (out / "checkpoint.pt").is_file() and not (out / "field.fits").exists()
     monkeypatch.undo()
-    assert main([str(config), "--out", str(out), "--quiet", "--resume", *SIGMAS]) == 0
+    assert main([str(config), "--out", str(out), "--quiet", "--resume", *SIGMAS, *NO_QUICKLOOK]) == 0
     assert not (out / "checkpoint.pt").exists()
     _, ref = read(with_sigmas)
     _, got = read(out)
