@@ -128,8 +128,8 @@ class OutputConfig:
     dpi: int = setting(100, "Resolution of quicklook.png, dots per inch.", min=30, max=600)
     sigmas: bool = setting(
         False,
-        "Write the neural field's sigma maps SIGMA_* (trains uncertainty.members extra fields: "
-        "about 2x the time). The pixel-wise WFA's WFA_SIGMA_* are always written.",
+        "Write the neural field's sigma maps SIGMA_* (trains uncertainty.members extra fields, "
+        "each as long as the fit). The pixel-wise WFA's WFA_SIGMA_* are always written.",
     )
 
 

@@ -50,8 +50,8 @@ class UncertaintyConfig:
     members: int = setting(
         DEFAULT_MEMBERS,
         "Bootstrap members: extra trainings of the same config (seed training.seed + 1000 k) on the "
-        "data plus a fresh noise draw; each costs one training. 1 measured calibrated "
-        "(docs/UNCERTAINTIES.md); 2 changes the coverage by ~0.01.",
+        "data plus a fresh noise draw; each costs one training. The calibration was measured "
+        "with 1 (BENCHMARKS.md section 6).",
         min=1,
         max=64,
     )
