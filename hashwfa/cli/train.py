@@ -34,6 +34,7 @@ from hashwfa.schema import differing_keys, flatten
 from hashwfa.training import TwoPhaseSolver
 from hashwfa.training.checkpoint import RESUMABLE_CHANGES
 from hashwfa.training.device import DEVICES
+from hashwfa.training.uncertainty import run_uncertainty
 from hashwfa.wfa.pixelwise import pixel_wfa
 
 __all__ = ["main", "run", "build_parser", "TrainRun"]
@@ -222,6 +223,9 @@ def _run_locked(
     )
 
     wfa = pixel_wfa(obs, core_cutoff=cfg.physics.core_cutoff, qu_form=cfg.physics.qu_form)
+    uncertainty = run_uncertainty(obs, result.maps, cfg.solver, noise=data.noise, field_sigmas_too=cfg.output.sigmas,
+                                  settings=cfg.uncertainty, progress=not args.quiet,
+                                  say=lambda message: _say(args, f"{PROG}: {message}"))
     valid = obs.valid.reshape(obs.ny, obs.nx)
     metrics: Dict[str, float] = {}
     if data.truth is not None:
@@ -250,6 +254,9 @@ def _run_locked(
         config=config_dict,
         valid=valid,
         truth=data.truth,
+        sigmas=uncertainty.sigmas,
+        wfa_sigmas=uncertainty.wfa_sigmas,
+        noise=uncertainty.noise,
     )
     results.write_json(
         out_dir / results.HISTORY_JSON,
@@ -261,6 +268,7 @@ def _run_locked(
             "device": result.device,
             "backend": result.backend,
             "data": data.description,
+            "uncertainty": uncertainty.history(),
         },
     )
     results.save_torch(out_dir / results.MODEL_PT, solver.model_bundle())
@@ -271,6 +279,8 @@ def _run_locked(
             wfa,
             result.history,
             truth=data.truth,
+            sigmas=uncertainty.sigmas,
+            wfa_sigmas=uncertainty.wfa_sigmas,
             title=f"hashwfa V{enc.version} ({result.backend}, {result.device}) on {data.description}; "
             f"final loss {result.final_loss:.4g}",
             dpi=cfg.output.dpi,
