@@ -17,7 +17,8 @@ error (the message, no traceback), 130 when interrupted (continue with
 Launched by ``torchrun``, every rank fits its shard of the valid points
 (:mod:`hashwfa.training.distributed`); rank 0 alone checks and locks the
 output directory, reads the checkpoint (and sends it to the others), writes
-checkpoints and results; the other ranks are quiet and wait for it at the end.
+checkpoints and results; the other ranks are quiet and end after the
+evaluation (the last collective), while torchrun waits for rank 0.
 """
 
 from __future__ import annotations
@@ -244,8 +245,10 @@ def _run_locked(
         if dist.is_primary else None,
         on_epoch_end=on_epoch_end,
     )
-    if not dist.is_primary:  # rank 0 writes the results; wait until it has
-        dist.barrier("the wait for rank 0 to write the results")
+    if not dist.is_primary:
+        # Rank 0 writes the results; torchrun waits for it. No barrier here: a
+        # long write (large maps, pixel-wise WFA) must not time out the others,
+        # whose failure would make torchrun end rank 0 in the middle of it.
         return TrainRun(out_dir=out_dir, result=result, metrics={}, rank=dist.rank)
 
     wfa = pixel_wfa(obs, core_cutoff=cfg.physics.core_cutoff, qu_form=cfg.physics.qu_form)
@@ -306,7 +309,6 @@ def _run_locked(
         )
     # The run is complete: the checkpoint is no longer needed (model.pt holds the fields).
     (out_dir / results.CHECKPOINT_PT).unlink(missing_ok=True)
-    dist.barrier("the wait for rank 0 to write the results")
     return TrainRun(out_dir=out_dir, result=result, metrics=metrics)
 
 

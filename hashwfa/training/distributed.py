@@ -207,11 +207,6 @@ class DistributedContext:
         self._collective("the broadcast from rank 0", torch.distributed.broadcast_object_list, box, 0)
         return box[0]
 
-    def barrier(self, what: str = "the barrier") -> None:
-        """Wait until every rank is here (or :class:`RankFailure` after the timeout)."""
-        if self.enabled:
-            self._collective(what, torch.distributed.barrier)
-
     def close(self) -> None:
         """Leave the process group (a no-op for one process)."""
         if self.enabled and torch.distributed.is_initialized():
