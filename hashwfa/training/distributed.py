@@ -154,7 +154,7 @@ class DistributedContext:
                 f"rank {self.rank} of {self.world_size}: lost the other ranks during {what} "
                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else exc!r}). A rank died or "
                 "did not answer within --dist-timeout; files written so far are complete. "
-                "Fix: see the failing rank's message, then rerun with --resume."
+                "Fix: see the other ranks' messages; --resume continues from the last checkpoint."
             ) from None
 
     def all_reduce_gradients(self, parameters: Iterable[torch.nn.Parameter], loss: torch.Tensor) -> torch.Tensor:
