@@ -27,6 +27,7 @@ from astropy.io import fits
 from hashwfa.cli.train import build_parser, run
 from hashwfa.errors import HashwfaError
 from hashwfa.training.distributed import DistributedContext, launched_by_torchrun, shard_rows
+from hashwfa.wfa.loss import WFALoss
 
 TINY_CONFIG = {
     "data": {"synthetic": {"ny": 24, "nx": 20, "seed": 3, "noise": 5e-3}},
@@ -101,6 +102,26 @@ def test_local_rows_keep_a_batch_order_within_the_shard() -> None:
     shard = slice(3, 8)
     expected = [i - 3 for i in index.tolist() if 3 <= i < 8]
     assert DistributedContext.local_rows(index, shard).tolist() == expected == [2, 4, 1, 0]
+
+
+def test_shard_losses_weighted_by_size_sum_to_the_global_loss(small_observation) -> None:
+    # Oracle: the mean over all points is the size-weighted mean of the shard means.
+    obs = small_observation
+    full = WFALoss(obs)
+    n = full.n_valid
+    gen = torch.Generator().manual_seed(0)
+    blos = torch.randn(n, generator=gen, dtype=torch.float64).float() * 300
+    bqbu = torch.randn(n, 2, generator=gen, dtype=torch.float64).float() * 1e5
+    indices, total = [], {"blos": 0.0, "bqbu": 0.0}
+    for rows in (slice(0, 50), slice(50, 400), slice(400, n)):  # uneven: the weights matter
+        part = WFALoss(obs, rows=rows)
+        assert part.n_valid == rows.stop - rows.start and part.target_v.shape[0] == part.n_valid
+        indices.append(part.valid_index)
+        total["blos"] += float(part(blos=blos[rows], phase="blos")) * part.n_valid / n
+        total["bqbu"] += float(part(bqbu=bqbu[rows], phase="bqbu")) * part.n_valid / n
+    assert torch.equal(torch.cat(indices), full.valid_index)
+    assert total["blos"] == pytest.approx(float(full(blos=blos, phase="blos")), rel=1e-5)
+    assert total["bqbu"] == pytest.approx(float(full(bqbu=bqbu, phase="bqbu")), rel=1e-5)
 
 
 def test_world_size_one_is_not_distributed() -> None:
