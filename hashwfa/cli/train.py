@@ -186,26 +186,39 @@ def run(
     out_dir = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
 
     # Under torchrun: join the other ranks; only rank 0 touches out_dir (and speaks).
-    dist = init_distributed(resolve_device(cfg.solver.training.device), getattr(args, "dist_timeout", DEFAULT_TIMEOUT_MINUTES))
-    if not dist.is_primary:
-        args = argparse.Namespace(**{**vars(args), "quiet": True})
+    timeout = getattr(args, "dist_timeout", DEFAULT_TIMEOUT_MINUTES)
+    dist = init_distributed(resolve_device(cfg.solver.training.device), timeout)
     try:
-        # Everything that can fail is checked before anything in out_dir changes:
-        # the flags against its contents, the data, the device, the backend and
-        # the model. Only then is the directory locked and (for --overwrite) cleared.
-        if dist.is_primary:
-            _check_out_dir(args, out_dir, config_dict)
-        data = load_data(cfg)
-        solver = TwoPhaseSolver(data.observation, cfg.solver, progress=not args.quiet, dist=dist)
-
-        lock = DirectoryLock(make_directory(out_dir)).acquire() if dist.is_primary else None
-        try:
-            return _run_locked(args, cfg, config_dict, out_dir, data, solver, on_epoch_end, dist)
-        finally:
-            if lock is not None:
-                lock.release()
+        return _run_ranked(args, cfg, config_dict, out_dir, on_epoch_end, dist)
     finally:
         dist.close()
+
+
+def _run_ranked(
+    args: argparse.Namespace,
+    cfg: Any,
+    config_dict: Dict[str, Any],
+    out_dir: Path,
+    on_epoch_end: Optional[Callable[[str, int], None]],
+    dist: DistributedContext,
+) -> TrainRun:
+    """The part of :func:`run` after joining the other ranks (if any)."""
+    if not dist.is_primary:
+        args = argparse.Namespace(**{**vars(args), "quiet": True})
+    # Everything that can fail is checked before anything in out_dir changes:
+    # the flags against its contents, the data, the device, the backend and
+    # the model. Only then is the directory locked and (for --overwrite) cleared.
+    if dist.is_primary:
+        _check_out_dir(args, out_dir, config_dict)
+    data = load_data(cfg)
+    solver = TwoPhaseSolver(data.observation, cfg.solver, progress=not args.quiet, dist=dist)
+
+    lock = DirectoryLock(make_directory(out_dir)).acquire() if dist.is_primary else None
+    try:
+        return _run_locked(args, cfg, config_dict, out_dir, data, solver, on_epoch_end, dist)
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _run_locked(
