@@ -16,7 +16,7 @@ memory of every rank (``getrusage`` maxrss, which includes the ~0.3 GB of an
 imported torch), the bytes of each rank's loss tensors (what the sharding
 divides) and the final loss. ``--params`` prints, for V0..V6 at the seed
 protocol (``--max-resolution`` changed), the trainable parameter count of each phase's field and the bytes
-one step's all-reduce carries (n_parameters + 1 float32).
+one step's all-reduce carries ((n_parameters + n_tensors + 1) float32).
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ def parameter_table(max_resolution: int) -> None:
     print("|---|---|---|---|")
     for version in VERSIONS:
         cfg = SolverConfig(encoding=EncodingConfig(version=version, max_resolution=max_resolution))
-        counts = [sum(p.numel() for p in build_field(cfg, phase, backend="torch", device="cpu").parameters())
-                  for phase in PHASES]
-        mb = [(n + 1) * 4 / 1e6 for n in counts]
+        params = [list(build_field(cfg, phase, backend="torch", device="cpu").parameters()) for phase in PHASES]
+        counts = [sum(p.numel() for p in ps) for ps in params]
+        mb = [(n + len(ps) + 1) * 4 / 1e6 for n, ps in zip(counts, params)]
         print(f"| V{version} | {counts[0]:,} | {counts[1]:,} | {mb[0]:.2f} MB / {mb[1]:.2f} MB |")
 
 

@@ -14,7 +14,7 @@ a block of frames). Per step:
   computes it;
 - :meth:`DistributedContext.all_reduce_gradients` sums the gradients and the
   loss over the ranks in one ``all_reduce`` (one flat buffer of
-  ``n_parameters + 1`` float32 values);
+  ``n_parameters + n_tensors + 1`` float32 values);
 - gradient normalisation, Adam, ``ReduceLROnPlateau`` and the progressive
   masks then see the same numbers on every rank, so the parameters stay
   identical (they also start identical: same seed, and broadcast from rank 0).
@@ -162,15 +162,23 @@ class DistributedContext:
 
         Each rank's loss must already be scaled by its share of the batch,
         so that the sums are the global mean's loss and gradient. A
-        parameter without a gradient counts as zeros (a rank that owns no
-        point of a minibatch). One ``all_reduce`` of one flat float32 buffer;
-        no host sync besides the collective. A no-op for one process.
+        parameter without a gradient on this rank (a rank that owns no point
+        of a minibatch) counts as zeros; one without a gradient on every rank
+        keeps none, as in a single process (the optimiser then skips it).
+        One ``all_reduce`` of one flat float32 buffer (the gradients, one
+        has-gradient flag per tensor, the loss); no host sync besides the
+        collective, unless this rank lacked a gradient. A no-op for one process.
         """
         if not self.enabled:
             return loss
-        params = list(parameters)
+        params = [p for p in parameters if p.requires_grad]
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        flat = torch.cat([g.reshape(-1) for g in grads] + [loss.detach().reshape(1).to(grads[0].dtype)])
+        dtype = grads[0].dtype
+        flags_host = [p.grad is not None for p in params]
+        device = grads[0].device
+        flags = (torch.ones(len(params), dtype=dtype, device=device) if all(flags_host)
+                 else torch.tensor([float(f) for f in flags_host], dtype=dtype, device=device))
+        flat = torch.cat([g.reshape(-1) for g in grads] + [flags, loss.detach().reshape(1).to(dtype)])
         self._collective("the gradient all-reduce", torch.distributed.all_reduce, flat)
         offset = 0
         for p, g in zip(params, grads):
@@ -179,7 +187,13 @@ class DistributedContext:
                 p.grad = g
             p.grad.copy_(flat[offset:offset + n].view_as(g))
             offset += n
-        return flat[offset]
+        if not all(flags_host):
+            # Only a rank that lacked a gradient can find a tensor no rank had a
+            # gradient for; the others skip this read-back (a host sync).
+            for p, flag in zip(params, flat[offset:offset + len(params)].tolist()):
+                if flag == 0.0:
+                    p.grad = None
+        return flat[-1]
 
     def sum(self, value: float) -> float:
         """``value`` summed over the ranks (a Python float; one small all-reduce)."""

@@ -124,6 +124,28 @@ def test_shard_losses_weighted_by_size_sum_to_the_global_loss(small_observation)
     assert total["bqbu"] == pytest.approx(float(full(bqbu=bqbu, phase="bqbu")), rel=1e-5)
 
 
+@needs_gloo
+def test_gradient_all_reduce_keeps_the_layout_and_missing_gradients() -> None:
+    # A one-process gloo group: the sum over ranks is the rank's own values, so
+    # what comes back must be exactly what went in, tensor by tensor.
+    torch.distributed.init_process_group("gloo", store=torch.distributed.HashStore(), rank=0, world_size=1)
+    try:
+        ctx = DistributedContext(rank=0, world_size=2, backend="gloo")  # "enabled": the collectives run
+        a = torch.nn.Parameter(torch.zeros(3, 2))
+        b = torch.nn.Parameter(torch.zeros(5))
+        unused = torch.nn.Parameter(torch.zeros(4))
+        frozen = torch.nn.Parameter(torch.zeros(2), requires_grad=False)
+        a.grad = torch.arange(6.0).view(3, 2)
+        b.grad = torch.tensor([-1.0, 2.0, -3.0, 4.0, -5.0])
+        loss = ctx.all_reduce_gradients([a, unused, b, frozen], torch.tensor(0.25))
+        assert float(loss) == 0.25
+        assert torch.equal(a.grad, torch.arange(6.0).view(3, 2))
+        assert torch.equal(b.grad, torch.tensor([-1.0, 2.0, -3.0, 4.0, -5.0]))
+        assert unused.grad is None and frozen.grad is None  # no rank had one: stays None, as in one process
+    finally:
+        torch.distributed.destroy_process_group()
+
+
 def test_world_size_one_is_not_distributed() -> None:
     assert not launched_by_torchrun({})
     assert not launched_by_torchrun({"WORLD_SIZE": "1", "RANK": "0"})
