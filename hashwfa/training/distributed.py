@@ -250,10 +250,12 @@ def init_distributed(device: torch.device, timeout_minutes: float = DEFAULT_TIME
     :class:`RankFailure`.
 
     Raises:
-        HashwfaError: torch.distributed or the backend is missing, or the
-            environment is incomplete.
+        HashwfaError: a timeout that is not positive, torch.distributed or
+            the backend is missing, or the environment is incomplete.
         RankFailure: the other ranks did not join within the timeout.
     """
+    if not timeout_minutes > 0:
+        raise HashwfaError(f"--dist-timeout must be a positive number of minutes, got {timeout_minutes!r}.")
     if not launched_by_torchrun():
         return SINGLE_PROCESS
     env = os.environ

@@ -146,6 +146,13 @@ def test_gradient_all_reduce_keeps_the_layout_and_missing_gradients() -> None:
         torch.distributed.destroy_process_group()
 
 
+def test_a_timeout_that_is_not_positive_is_refused(tmp_path: Path) -> None:
+    args = build_parser().parse_args([str(_config(tmp_path)), "--out", str(tmp_path / "o"), "--dist-timeout", "0"])
+    with pytest.raises(HashwfaError, match="--dist-timeout must be a positive"):
+        run(args)
+    assert not (tmp_path / "o").exists()
+
+
 def test_world_size_one_is_not_distributed() -> None:
     assert not launched_by_torchrun({})
     assert not launched_by_torchrun({"WORLD_SIZE": "1", "RANK": "0"})
