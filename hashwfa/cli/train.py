@@ -275,6 +275,8 @@ def _run_locked(
     uncertainty = run_uncertainty(obs, result.maps, cfg.solver, noise=data.noise, field_sigmas_too=cfg.output.sigmas,
                                   settings=cfg.uncertainty, progress=not args.quiet,
                                   say=lambda message: _say(args, f"{PROG}: {message}"))
+    if uncertainty.skipped:  # asked for and missing: said even with --quiet
+        print(f"{PROG}: warning: {uncertainty.skipped}", file=sys.stderr)
     valid = obs.valid.reshape(obs.ny, obs.nx)
     metrics: Dict[str, float] = {}
     if data.truth is not None:
