@@ -230,9 +230,12 @@ class ResearchSolver(TwoPhaseSolver):
             if isinstance(g2, str):  # "auto" or "auto*F": the discrepancy-principle alpha of the linear problem
                 factor = float(g2.split("*")[1]) if "*" in g2 else 1.0
                 g2 = factor * self.auto_alpha[phase]
+            tv = r.get("tv", 0.0)
+            if isinstance(tv, str):  # "auto*F": F times the discrepancy alpha of the linear problem
+                tv = float(tv.split("*")[1]) * self.auto_alpha[phase]
             self.reg[phase] = {
                 "grad2": g2 * dmean * w,
-                "tv": r.get("tv", 0.0) * dmean * w * sigma_b,
+                "tv": tv * dmean * w * sigma_b,
                 "tv_eps": r.get("tv_eps", 0.1) * sigma_b,
             }
         self.baseline = baseline
@@ -275,8 +278,9 @@ class ResearchSolver(TwoPhaseSolver):
     def run(self, **kw):
         epochs = self.recipe.get("epochs")
         t0 = time.perf_counter()
+        default_epochs = self.config.training.epochs_per_phase
         for phase in PHASES:
-            n = (epochs or {}).get(phase, self.config.training.epochs_per_phase)
+            n = (epochs or {}).get(phase, default_epochs)
             if self.warm:
                 self._warm_start(phase)
             self.config = dataclasses.replace(
@@ -359,14 +363,15 @@ def main() -> None:
     row = metrics_row(res.maps, truth, valid)
     out = {"tag": args.tag, "case": args.case, **{k: round(v, 2) for k, v in row.items()},
            "train_s": round(train_time, 2), "total_s": round(total, 2),
-           "threads": torch.get_num_threads(), "recipe": recipe, "config": over}
+           "threads": torch.get_num_threads(), "recipe": recipe, "config": over,
+           "obj": {p: (res.history[p]["loss"][-1] if res.history[p]["loss"] else None) for p in PHASES}}
     print(json.dumps(out))
     new = not LOG.exists()
     with LOG.open("a") as f:
         if new:
             f.write("time\ttag\tcase\tblos\tbt\taz\ttrain_s\tthreads\trecipe\tconfig\n")
         f.write(f"{time.strftime('%H:%M:%S')}\t{args.tag}\t{args.case}\t{row['blos']:.2f}\t{row['bt']:.2f}\t"
-                f"{row['az']:.2f}\t{train_time:.2f}\t{torch.get_num_threads()}\t{json.dumps(recipe)}\t{json.dumps(over)}\n")
+                f"{row['az']:.2f}\t{train_time:.2f}\t{torch.get_num_threads()}\t{json.dumps(recipe)}\t{json.dumps(over)}\t{json.dumps(out['obj'])}\n")
     if args.save:
         np.savez_compressed(args.save, blos=res.maps.blos, bt=res.maps.bt, az=res.maps.azimuth,
                             tblos=truth.blos, tbt=truth.bt, taz=truth.azimuth)
