@@ -45,15 +45,9 @@ from hashwfa.wfa.fields import FieldMaps  # noqa: E402
 from hashwfa.wfa.physics import wfa_coefficients  # noqa: E402
 from hashwfa.wfa.pixelwise import pixel_wfa  # noqa: E402
 from hashwfa.wfa.regularization import squared_gradient, total_variation  # noqa: E402
-from hashwfa.wfa.solver import (  # noqa: E402
-    PHASES,
-    EncodingConfig,
-    NetworkConfig,
-    SolverConfig,
-    TrainingConfig,
-    TwoPhaseSolver,
-    build_field,
-)
+from hashwfa.encodings import static_coordinates  # noqa: E402
+from hashwfa.training import PHASES, SolverConfig, TrainingConfig, TwoPhaseSolver, build_field  # noqa: E402
+from hashwfa.training.gradients import normalise_gradients  # noqa: E402
 from hashwfa.wfa.synthetic import synthetic_plage  # noqa: E402
 
 LOG = Path("/work/notes/quality_runs.tsv")
@@ -270,8 +264,7 @@ class ResearchSolver(TwoPhaseSolver):
                     loss = loss + r["tv"] * total_variation(m, self.mask, r["tv_eps"])
         loss.backward()
         if self.config.training.grad_normalization:
-            from hashwfa.wfa.solver import _normalise_gradients
-            _normalise_gradients(net.parameters())
+            normalise_gradients(net.parameters())
         optimizer.step()
         return loss.detach()
 
@@ -305,8 +298,9 @@ class ResearchSolver(TwoPhaseSolver):
         self._warming = True
         opt = self.optimizers[phase]
         saved = [dict(g) for g in opt.param_groups]
-        for _ in range(self.warm["epochs"]):
-            self._step(phase, self.coords, None)
+        with static_coordinates():
+            for _ in range(self.warm["epochs"]):
+                self._step(phase, self.coords, None)
         self._warming = False
         # Fresh optimiser moments for the WFA loss (the warm fit's are for another objective).
         opt.state.clear()
@@ -373,9 +367,49 @@ def main() -> None:
         f.write(f"{time.strftime('%H:%M:%S')}\t{args.tag}\t{args.case}\t{row['blos']:.2f}\t{row['bt']:.2f}\t"
                 f"{row['az']:.2f}\t{train_time:.2f}\t{torch.get_num_threads()}\t{json.dumps(recipe)}\t{json.dumps(over)}\t{json.dumps(out['obj'])}\n")
     if args.save:
+        extra = {}
+        if baseline is not None:
+            pix = pixel_wfa(obs)
+            extra = dict(pblos=pix.blos, pbt=pix.bt, paz=pix.azimuth,
+                         rblos=reg["maps"].blos, rbt=reg["maps"].bt, raz=reg["maps"].azimuth)
         np.savez_compressed(args.save, blos=res.maps.blos, bt=res.maps.bt, az=res.maps.azimuth,
-                            tblos=truth.blos, tbt=truth.bt, taz=truth.azimuth)
+                            tblos=truth.blos, tbt=truth.bt, taz=truth.azimuth, **extra)
+
+
+
+
+def step_time_ratio(recipe: Dict[str, Any], repeats: int = 7, steps: int = 10) -> Dict[str, float]:
+    """Per-step cost of ``recipe`` relative to V1, interleaved in one process.
+
+    On a shared machine wall times of whole runs vary several-fold with the
+    other load; blocks of ``steps`` training steps of V1 and of the recipe,
+    alternated ``repeats`` times, see the same load, so the ratio of their
+    medians is what the recipe costs. Returns medians in seconds per step.
+    """
+    obs, _ = make_case("plage")
+    noise = estimate_noise(obs)
+    reg = torch.load(Path("/tmp/quality_reg_plage.pt"), weights_only=False)
+    alpha = {"blos": reg["alpha_v"], "bqbu": reg["alpha_qu"]}
+    cfg = SolverConfig(training=TrainingConfig(device="cpu"))
+    solvers = {"v1": ResearchSolver(obs, cfg, {}, noise=noise, auto_alpha=alpha),
+               "recipe": ResearchSolver(obs, cfg, recipe, noise=noise, auto_alpha=alpha)}
+    times: Dict[str, list] = {k: [] for k in solvers}
+    for _ in range(repeats):
+        for name, s in solvers.items():
+            t0 = time.perf_counter()
+            for phase in PHASES:
+                with static_coordinates():
+                    for _ in range(steps):
+                        s._step(phase, s.coords, None)
+            times[name].append((time.perf_counter() - t0) / (2 * steps))
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    med["ratio"] = med["recipe"] / med["v1"]
+    return med
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 2 and sys.argv[1] == "--step-time":
+        torch.set_num_threads(int(__import__("os").environ.get("OMP_NUM_THREADS", "1")))
+        print(json.dumps(step_time_ratio(json.loads(sys.argv[2]))))
+    else:
+        main()
