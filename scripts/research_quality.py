@@ -25,13 +25,12 @@ Usage (one run, JSON line appended to the TSV log)::
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import numpy as np
 import scipy.sparse as sp
