@@ -6,7 +6,8 @@ For each synthetic case prints B_los RMSE [G], B_t RMSE [G] and azimuth MAE
 regularised WFA with the weights chosen by each rule (no truth used), and of
 the regularised WFA with the weight per quantity that is best against the
 truth (a scan of alpha: B_los RMSE for V, B_t RMSE for Q/U), with the chosen
-weights and wall times. ``--large N`` also times an N x N synthetic.
+weights and times: wall and CPU time of the process (on a shared machine the
+CPU time is the steadier figure). ``--large N`` also times an N x N synthetic (peak memory: run it under ``ulimit -v``).
 
 Run: ``OMP_NUM_THREADS=1 python scripts/bench_regularized.py [--cases plage,seed1,fe6302] [--large 1000]``.
 """
@@ -14,11 +15,14 @@ Run: ``OMP_NUM_THREADS=1 python scripts/bench_regularized.py [--cases plage,seed
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 
 import numpy as np
 
 from hashwfa.cli.bench import errors_against_truth
+from hashwfa.wfa.fields import FieldMaps
+from hashwfa.wfa.observation import Observation
 from hashwfa.wfa.pixelwise import pixel_wfa
 from hashwfa.wfa.regularized import RULES, regularized_wfa
 from hashwfa.wfa.synthetic import synthetic_plage
@@ -33,6 +37,20 @@ CASES = {
 }
 
 
+class Clock:
+    """Wall and process CPU time of a block [s]."""
+
+    def __enter__(self) -> "Clock":
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+    def __str__(self) -> str:
+        return f"{self.wall:.2f} wall, {self.cpu:.2f} CPU"
+
+
 def fmt(e):
     return f"{e['blos_rmse']:.1f} | {e['bt_rmse']:.1f} | {e['azimuth_mae']:.1f}"
 
@@ -45,18 +63,20 @@ def run_case(name: str) -> None:
     print(f"\n### {name}: {description}, {obs.ny} x {obs.nx}")
     print("| method | B_los RMSE (G) | B_t RMSE (G) | azimuth MAE (deg) | alpha V | alpha Q/U | time (s) |")
     print("|---|---|---|---|---|---|---|")
-    t = time.perf_counter()
-    pix = pixel_wfa(obs)
-    print(f"| pixel-wise WFA | {fmt(errors_against_truth(pix, truth, valid))} | - | - | {time.perf_counter() - t:.2f} |")
+    with Clock() as t:
+        pix = pixel_wfa(obs)
+    print(f"| pixel-wise WFA | {fmt(errors_against_truth(pix, truth, valid))} | - | - | {t} |")
     for rule in RULES:
-        t = time.perf_counter()
-        res = regularized_wfa(obs, rule=rule)
-        dt = time.perf_counter() - t
+        with Clock() as dt:
+            res = regularized_wfa(obs, rule=rule)
         noise = f", sigma V {res.noise_v:.3g}, Q/U {res.noise_qu:.3g}" if res.noise_v else ""
         print(f"| regularised, {rule}{noise} | {fmt(errors_against_truth(res.maps, truth, valid))} | "
-              f"{res.alpha_v:.3g} | {res.alpha_qu:.3g} | {dt:.2f} |")
+              f"{res.alpha_v:.3g} | {res.alpha_qu:.3g} | {dt} |")
     # Best alpha on the truth: scan per quantity.
     grid = 10.0 ** np.arange(-2.0, 3.01, 0.25)
+    with Clock() as dt:
+        regularized_wfa(obs, alpha=(1.0, 10.0))
+    print(f"(one solve at given weights alpha = 1 / 10: {dt})")
     scan = []
     for a in grid:
         res = regularized_wfa(obs, alpha=a)
@@ -72,20 +92,28 @@ def run_case(name: str) -> None:
 
 
 def run_large(n: int) -> None:
-    t = time.perf_counter()
-    data = synthetic_plage(ny=n, nx=n, seed=3, model="wfa")
-    print(f"\n### {n} x {n} synthetic (model 'wfa', noise 1e-3), made in {time.perf_counter() - t:.1f} s")
-    obs = data.observation
-    t = time.perf_counter()
-    pixel_wfa(obs)
-    print(f"pixel-wise WFA: {time.perf_counter() - t:.2f} s")
-    for kwargs in ({"alpha": 1.0}, {"alpha": 1.0, "method": "direct"}, {}):
-        t = time.perf_counter()
-        res = regularized_wfa(obs, **kwargs)
-        dt = time.perf_counter() - t
-        e = errors_against_truth(res.maps, data.truth, np.ones((n, n), bool))
-        print(f"regularized_wfa({kwargs}): {dt:.2f} s, method {res.method}, {res.solves} solves, "
-              f"alpha {res.alpha_v:.3g} / {res.alpha_qu:.3g}, errors {fmt(e)}")
+    """Time an n x n image: a synthetic of n/2 x n/2 tiled 2 x 2 (a direct n x n synthetic
+    needs several times the memory of the inversion)."""
+    half = n // 2
+    with Clock() as t:
+        data = synthetic_plage(ny=half, nx=half, seed=3, model="wfa")
+        src = data.observation
+        obs = Observation(np.tile(src.stokes, (2, 2, 1, 1)), src.wavelengths, line=src.line,
+                          active_indices=src.active_indices, source="tiled synthetic", unit="Ic")
+        truth = FieldMaps(**{k: np.tile(v, (2, 2)) for k, v in data.truth.as_dict().items()})
+    print(f"\n### {2 * half} x {2 * half} synthetic ({half} x {half}, model 'wfa', noise 1e-3, tiled 2 x 2), "
+          f"made in {t}")
+    valid = np.ones(truth.shape, bool)
+    with Clock() as t:
+        pix = pixel_wfa(obs)
+    print(f"pixel-wise WFA: {t}, errors {fmt(errors_against_truth(pix, truth, valid))}")
+    for kwargs in ({"alpha": (1.0, 10.0)}, {}, {"alpha": (1.0, 10.0), "method": "direct"}):
+        with Clock() as dt:
+            res = regularized_wfa(obs, **kwargs)
+        e = errors_against_truth(res.maps, truth, valid)
+        print(f"regularized_wfa({kwargs}): {dt}, method {res.method}, {res.solves} solves, "
+              f"alpha {res.alpha_v:.3g} / {res.alpha_qu:.3g}, errors {fmt(e)}, "
+              f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.1f} GB", flush=True)
 
 
 def main() -> None:
