@@ -65,7 +65,7 @@ def test_writes_every_file_with_shapes_units_and_provenance(finished):
     assert not list(out.glob(".*.tmp"))
     with fits.open(out / "field.fits") as hdul:
         names = [hdu.name for hdu in hdul]
-        for prefix in ("", "WFA_", "TRUE_"):
+        for prefix in ("", "WFA_", "REG_", "TRUE_"):
             for name in MAPS:
                 hdu = hdul[prefix + name]
                 assert hdu.data.shape == (40, 36)
@@ -74,6 +74,9 @@ def test_writes_every_file_with_shapes_units_and_provenance(finished):
         header = hdul[0].header
         assert header["ENCVER"] == 1 and header["BACKEND"] == "torch" and header["DEVICE"] == "cpu"
         assert header["SEED"] == 0 and header["HWVERS"]
+        # The regularised WFA's weights, chosen by the default rule from the estimated noise.
+        assert header["REGALPV"] > 0 and header["REGALPQU"] > 0
+        assert header["REGRULV"] == header["REGRULQU"] == "discrepancy" and header["REGSIGES"] is True
         history = json.loads((out / "history.json").read_text())
         assert header["FINLOSS"] == pytest.approx(history["final_loss"])
         cards = "\n".join(str(c) for c in header["HISTORY"])
@@ -110,6 +113,9 @@ def test_field_beats_the_pixelwise_wfa_on_blos(finished):
     assert field < 0.4 * truth_rms, (field, truth_rms)
     history = json.loads((finished[1] / "history.json").read_text())
     assert history["errors_vs_truth"]["blos_rmse"] == pytest.approx(field, rel=1e-4)
+    reg = rmse(maps["REG_BLOS"])
+    assert history["errors_vs_truth"]["reg_blos_rmse"] == pytest.approx(reg, rel=1e-4)
+    assert reg < wfa, (reg, wfa)
 
 
 def test_model_pt_rebuilds_the_maps(finished):
