@@ -120,6 +120,9 @@ class RegularizedResult:
         method: the solver used, ``"direct"`` or ``"cg"``.
         solves: number of sparse solves (matrix factorisations or CG runs)
             made, including the search for alpha.
+        details: other numbers of the rules: ``gcv_v``, ``gcv_qu``, the
+            minimum of the GCV function (in the normalised units of the
+            solve, comparable only between weights of one quantity).
     """
 
     maps: FieldMaps
