@@ -14,7 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from hashwfa.atomic import atomic_path
-from hashwfa.wfa.fields import FieldMaps
+from hashwfa.wfa.fields import FieldMaps, FieldSigmas
 from hashwfa.wfa.physics import azimuth_difference
 
 __all__ = ["write_quicklook"]
@@ -48,6 +48,8 @@ def write_quicklook(
     history: Mapping[str, Mapping[str, List[float]]],
     *,
     truth: Optional[FieldMaps] = None,
+    sigmas: Optional[FieldSigmas] = None,
+    wfa_sigmas: Optional[FieldSigmas] = None,
     regularized: Optional[FieldMaps] = None,
     title: str = "",
     dpi: int = 100,
@@ -55,14 +57,19 @@ def write_quicklook(
     """Write the quick-look PNG atomically.
 
     Rows: the neural field (B_los, B_t, azimuth), the pixel-wise WFA, the
-    regularised WFA when given, and, when ``truth`` is given, the errors of
-    the field against it. The last column shows the loss (and learning rate)
-    per epoch of both phases, the B_los error of the regularised WFA and of
-    the pixel-wise WFA.
+    regularised WFA when given (last column: its B_los error when ``truth``
+    is given), when ``truth`` is given the errors of the field against it
+    (last column: the pixel-wise WFA's B_los error), and when ``sigmas`` is
+    given the field's sigma maps (with the pixel-wise WFA's sigma of B_los in
+    the last column when ``wfa_sigmas`` is given). The last column of the
+    first two rows shows the loss (and learning rate) per epoch of both
+    phases.
 
     Args:
         maps, wfa, truth: the neural field's, the pixel-wise WFA's and the
             true maps (truth: synthetic data only), (ny, nx).
+        sigmas, wfa_sigmas: one-sigma maps of the field and of the
+            pixel-wise WFA (:class:`FieldSigmas`), or None.
         regularized: the regularised WFA's maps, (ny, nx), or None.
         history: ``{"blos": {"loss": [...], "lr": [...]}, "bqbu": {...}}``.
         title: the figure's title (version, data, final loss).
@@ -70,7 +77,7 @@ def write_quicklook(
     sources = [("neural field", maps), ("pixel-wise WFA", wfa)]
     if regularized is not None:
         sources.append(("regularised WFA", regularized))
-    rows = len(sources) + (1 if truth is not None else 0)
+    rows = len(sources) + (truth is not None) + (sigmas is not None)
     fig = Figure(figsize=(16, 4.2 * rows), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, 4)
@@ -103,9 +110,11 @@ def write_quicklook(
             fig, axes[last, 1], err["bt"], f"field - true B_t (rms {rms(err['bt']):.3g} G)", "RdBu_r",
             *_limits(err["bt"], symmetric=True), "G",
         )
+        # In degrees, as the benchmark and the main job report the azimuth error.
+        az_err_deg = np.degrees(np.abs(err["azimuth"]))
         _show(
-            fig, axes[last, 2], err["azimuth"], f"|field - true azimuth| mod pi (rms {rms(err['azimuth']):.3g})",
-            "viridis", 0.0, np.pi / 2, "rad",
+            fig, axes[last, 2], az_err_deg, f"|field - true azimuth| mod 180 (rms {rms(az_err_deg):.3g} deg)",
+            "viridis", 0.0, 90.0, "deg",
         )
         _show(
             fig, axes[last, 3], wfa_blos_err, f"WFA - true B_los (rms {rms(wfa_blos_err):.3g} G)", "RdBu_r", *lim, "G"
@@ -116,6 +125,20 @@ def write_quicklook(
                   "RdBu_r", *lim, "G")
     if regularized is not None and truth is None:
         axes[2, 3].axis("off")
+
+    if sigmas is not None:
+        row = rows - 1
+        # Sigmas share the colour scale of the field's own sigma (the WFA's is much larger).
+        lim = (0.0, _limits(sigmas.blos, symmetric=False)[1])
+        _show(fig, axes[row, 0], sigmas.blos, "field: sigma of B_los", "cividis", *lim, "G")
+        _show(fig, axes[row, 1], sigmas.bt, "field: sigma of B_t", "cividis",
+              0.0, _limits(sigmas.bt, symmetric=False)[1], "G")
+        _show(fig, axes[row, 2], sigmas.azimuth, "field: sigma of azimuth", "cividis", 0.0, np.pi / np.sqrt(12), "rad")
+        if wfa_sigmas is not None:
+            _show(fig, axes[row, 3], wfa_sigmas.blos, "pixel-wise WFA: sigma of B_los", "cividis",
+                  0.0, _limits(wfa_sigmas.blos, symmetric=False)[1], "G")
+        else:
+            axes[row, 3].set_axis_off()
 
     ax = axes[0, 3]
     offset = 0
