@@ -48,8 +48,9 @@ least-squares solution, the data residual splits exactly::
   ``sigma^2 / w_p``). It uses the increase of the residual over RSS(0), not
   the residual itself, so the model error in RSS(0) (the data are not exactly
   the WFA) does not push alpha up. ``sigma`` is the noise of the Stokes
-  parameter in intensity units: given (``noise``), or estimated robustly
-  from the pixel-wise residuals (:func:`estimate_noise`).
+  parameter in intensity units (V; Q and U pooled), the root mean square
+  over the active wavelengths: given (``noise``), or estimated from the data
+  by :func:`hashwfa.wfa.noise.estimate_noise`.
 - ``"gcv"`` (generalised cross-validation, Golub, Heath & Wahba 1979): the
   ``alpha`` minimising ``N RSS(alpha) / (N - k tr(K^-1 diag(w)))^2`` (N data
   values, ``K`` the system matrix), with the trace estimated by Hutchinson's
@@ -81,6 +82,7 @@ from scipy.optimize import brentq, minimize_scalar
 from hashwfa.errors import HashwfaError
 from hashwfa.wfa.fields import FieldMaps
 from hashwfa.wfa.lines import SpectralLine
+from hashwfa.wfa.noise import StokesNoise, estimate_noise
 from hashwfa.wfa.observation import Observation
 from hashwfa.wfa.physics import CORE_CUTOFF, DEFAULT_QU_FORM, wfa_coefficients
 
@@ -230,38 +232,6 @@ class RegularizedSystem:
         return x
 
 
-# ---------------------------------------------------------------------- noise
-def estimate_noise(data: np.ndarray, coef: np.ndarray) -> float:
-    """Robust noise sigma of Stokes data from the residuals of the pixel-wise fit.
-
-    The residual ``r_pa = d_pa - c_pa xhat_p`` of a one-unknown fit over A
-    wavelengths has, under white noise of sigma, mean variance
-    ``(A - 1)/A sigma^2`` per value; ``sigma = 1.4826 median|r| sqrt(A/(A-1))``.
-    The median ignores the minority of strong-field pixels where the data
-    depart from the WFA (model error). A minimal estimate for this baseline,
-    not a general noise model.
-
-    Args:
-        data: ``(P, A)`` observed Stokes values (A >= 2; several arrays for Q
-            and U may be stacked along P).
-        coef: ``(P, A)`` their WFA coefficients.
-
-    Returns:
-        sigma in the data's intensity unit.
-
-    Raises:
-        HashwfaError: with fewer than 2 active wavelengths (no residual).
-    """
-    n_active = data.shape[-1]
-    if n_active < 2:
-        raise HashwfaError("the noise cannot be estimated from 1 active wavelength; give the noise "
-                           "sigma (regularized noise) or the weight alpha")
-    den = np.sum(coef * coef, axis=-1)
-    xhat = np.divide(np.sum(data * coef, axis=-1), den, out=np.zeros(den.shape), where=den > 0)
-    residual = data - coef * xhat[:, None]
-    return float(1.4826 * np.median(np.abs(residual)) * math.sqrt(n_active / (n_active - 1)))
-
-
 # ---------------------------------------------------------------------- rules
 def _check_positive(value: float, what: str, meaning: str) -> float:
     """``value`` as a float, or our error when it is not finite and > 0."""
@@ -327,6 +297,12 @@ def _gcv_alpha(system: RegularizedSystem, xhat: np.ndarray, has_data: np.ndarray
 
 
 # ---------------------------------------------------------------------- public API
+def _active_sigmas(noise: StokesNoise, observation: Observation) -> Tuple[float, float]:
+    """``(sigma_v, sigma_qu)``: root mean square of the noise of V, and of Q and U, over the active wavelengths."""
+    sigma = noise.at(observation.active_indices)  # (4, A): I, Q, U, V
+    return float(np.sqrt(np.mean(sigma[3] ** 2))), float(np.sqrt(np.mean(sigma[1:3] ** 2)))
+
+
 def _pair(value: Union[None, float, Sequence[Optional[float]]], what: str) -> Tuple[Optional[float], Optional[float]]:
     """One value for both V and Q/U, or a (V, Q/U) pair."""
     if value is None or np.ndim(value) == 0:
@@ -341,7 +317,7 @@ def regularized_wfa(
     observation: Observation,
     alpha: AlphaLike = None,
     rule: str = DEFAULT_RULE,
-    noise: Union[None, float, Sequence[Optional[float]]] = None,
+    noise: Union[None, float, Sequence[Optional[float]], StokesNoise] = None,
     line: Union[None, str, SpectralLine] = None,
     core_cutoff: float = CORE_CUTOFF,
     qu_form: str = DEFAULT_QU_FORM,
@@ -358,8 +334,10 @@ def regularized_wfa(
             chosen by ``rule``.
         rule: ``"discrepancy"`` or ``"gcv"``, for the weights not given.
         noise: the discrepancy rule's noise sigma in the observation's
-            intensity unit: one number, a pair ``(sigma_v, sigma_qu)``, or
-            None: estimated from the data (:func:`estimate_noise`).
+            intensity unit: one number, a pair ``(sigma_v, sigma_qu)``, a
+            :class:`~hashwfa.wfa.noise.StokesNoise`, or None: estimated from
+            the data (:func:`hashwfa.wfa.noise.estimate_noise`, only when a
+            weight is to be chosen by the discrepancy rule).
         line: override the observation's line (name or :class:`SpectralLine`).
         core_cutoff: Angstrom; the wing form's core cut-off.
         qu_form: ``"second_derivative"`` (default) or ``"wing"``; see
@@ -374,7 +352,7 @@ def regularized_wfa(
     Raises:
         HashwfaError: unknown rule, method or Q/U form, a weight or noise
             that is not a positive finite number, or a noise estimate that
-            needs more active wavelengths.
+            cannot be made (see :func:`hashwfa.wfa.noise.estimate_noise`).
     """
     if rule not in RULES:
         raise HashwfaError(f"regularized WFA: rule = {rule!r} unknown; use one of {', '.join(RULES)}")
@@ -384,9 +362,17 @@ def regularized_wfa(
     alphas = tuple(None if a is None else
                    _check_positive(a, "alpha", "relative smoothness weight; None chooses it by the rule")
                    for a in alphas)
+    if isinstance(noise, StokesNoise):
+        noise = _active_sigmas(noise, observation)
     noises = _pair(noise, "noise")
     noises = tuple(None if s is None else _check_positive(s, "noise", "sigma in intensity units; None estimates it")
                    for s in noises)
+    # Estimate the noise only where the discrepancy rule needs a sigma nobody gave.
+    missing = [rule == "discrepancy" and a is None and s is None for a, s in zip(alphas, noises)]
+    noise_estimated = any(missing)
+    if noise_estimated:
+        estimated = _active_sigmas(estimate_noise(observation), observation)
+        noises = tuple(e if m else s for e, m, s in zip(estimated, missing, noises))
 
     line = observation.line if line is None else line
     inputs = observation.wfa_inputs()
@@ -402,7 +388,6 @@ def regularized_wfa(
     chosen: Dict[str, Tuple[float, str, Optional[float]]] = {}
     details: Dict[str, float] = {}
     solves = 0
-    estimated = False
     for name, coef, data, given_alpha, given_noise in (
         ("v", coef_v, (inputs.v,), alphas[0], noises[0]),
         ("qu", coef_qu, (inputs.q, inputs.u), alphas[1], noises[1]),
@@ -427,9 +412,6 @@ def regularized_wfa(
             alpha_used, how = 1.0, "given"  # no data at all: any weight gives the same zero map
         elif rule == "discrepancy":
             sigma = given_noise
-            if sigma is None:
-                sigma = estimate_noise(np.concatenate(data), np.concatenate([coef] * len(data)))
-                estimated = True
             alpha_used, how = _discrepancy_alpha(system, xhat, has_data, sigma * sigma / scale), rule
         else:
             rss0 = sum(float(np.sum((d - coef * (np.sum(d * coef, axis=-1) /
@@ -453,7 +435,7 @@ def regularized_wfa(
         rule_v=chosen["v"][1], rule_qu=chosen["qu"][1],
         method=method,
         noise_v=chosen["v"][2], noise_qu=chosen["qu"][2],
-        noise_estimated=estimated,
+        noise_estimated=noise_estimated,
         solves=solves,
         details=details,
     )

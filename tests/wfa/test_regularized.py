@@ -126,7 +126,7 @@ def test_discrepancy_rule_meets_its_target(noisy):
 
 
 def test_noise_estimate_and_smoothing_help(noisy):
-    """Without sigma, the estimate is near the true noise, and the result beats the pixel-wise WFA."""
+    """Without sigma, the estimate (hashwfa.wfa.noise) is near the true noise, and the result beats the pixel-wise WFA."""
     obs = noisy.observation
     res = regularized_wfa(obs)
     assert res.noise_estimated
