@@ -150,7 +150,11 @@ def run_benchmark(
         row.errors = errors_against_truth(wfa, data.truth, valid)
     rows.append(row)
     start = time.perf_counter()
-    reg = regularized_wfa(obs, core_cutoff=physics.core_cutoff, qu_form=physics.qu_form)
+    try:
+        reg = regularized_wfa(obs, core_cutoff=physics.core_cutoff, qu_form=physics.qu_form)
+    except HashwfaError as exc:  # e.g. an image too small for the noise estimate
+        say(f"  no regularised WFA row: {exc}")
+        return rows
     seconds = time.perf_counter() - start
     maps = reg.maps
     row = BenchRow(version=None, label="REG",

@@ -36,7 +36,7 @@ from hashwfa.training import TwoPhaseSolver
 from hashwfa.training.checkpoint import RESUMABLE_CHANGES
 from hashwfa.training.device import DEVICES
 from hashwfa.wfa.pixelwise import pixel_wfa
-from hashwfa.wfa.regularized import regularized_wfa
+from hashwfa.wfa.regularized import RegularizedResult, regularized_wfa
 
 __all__ = ["main", "run", "build_parser", "TrainRun"]
 
@@ -221,16 +221,24 @@ def _run_locked(
     )
 
     wfa = pixel_wfa(obs, core_cutoff=cfg.physics.core_cutoff, qu_form=cfg.physics.qu_form)
-    # The two classic baselines every run reports next to the field.
-    reg = regularized_wfa(obs, core_cutoff=cfg.physics.core_cutoff, qu_form=cfg.physics.qu_form)
+    # The two classic baselines every run reports next to the field. The regularised
+    # one needs a noise estimate, which some data cannot give (an image under 3 x 3
+    # pixels): then the run's other results are still written, without it.
+    try:
+        reg: Optional[RegularizedResult] = regularized_wfa(
+            obs, core_cutoff=cfg.physics.core_cutoff, qu_form=cfg.physics.qu_form)
+    except HashwfaError as exc:
+        reg = None
+        print(f"{PROG}: warning: no regularised WFA for these data ({exc})", file=sys.stderr)
     valid = obs.valid.reshape(obs.ny, obs.nx)
     metrics: Dict[str, float] = {}
     if data.truth is not None:
         metrics = {
             **results.error_metrics(result.maps, data.truth, valid),
             **{f"wfa_{k}": v for k, v in results.error_metrics(wfa, data.truth, valid).items()},
-            **{f"reg_{k}": v for k, v in results.error_metrics(reg.maps, data.truth, valid).items()},
         }
+        if reg is not None:
+            metrics.update({f"reg_{k}": v for k, v in results.error_metrics(reg.maps, data.truth, valid).items()})
     enc = cfg.encoding
     provenance = {
         "ENCVER": (enc.version, "hashwfa encoding version V0..V6"),
@@ -261,9 +269,10 @@ def _run_locked(
             "phases": result.history,
             "timings_s": result.timings,
             "errors_vs_truth": metrics or None,
-            "regularized_wfa": {"alpha_v": reg.alpha_v, "alpha_qu": reg.alpha_qu, "rule_v": reg.rule_v,
-                                "rule_qu": reg.rule_qu, "noise_v": reg.noise_v, "noise_qu": reg.noise_qu,
-                                "noise_estimated": reg.noise_estimated, "method": reg.method},
+            "regularized_wfa": None if reg is None else {
+                "alpha_v": reg.alpha_v, "alpha_qu": reg.alpha_qu, "rule_v": reg.rule_v, "rule_qu": reg.rule_qu,
+                "noise_v": reg.noise_v, "noise_qu": reg.noise_qu, "noise_estimated": reg.noise_estimated,
+                "method": reg.method},
             "device": result.device,
             "backend": result.backend,
             "data": data.description,
@@ -277,7 +286,7 @@ def _run_locked(
             wfa,
             result.history,
             truth=data.truth,
-            regularized=reg.maps,
+            regularized=None if reg is None else reg.maps,
             title=f"hashwfa V{enc.version} ({result.backend}, {result.device}) on {data.description}; "
             f"final loss {result.final_loss:.4g}",
             dpi=cfg.output.dpi,
@@ -323,10 +332,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return (f"{m[prefix + 'blos_rmse']:.3g} G / {m[prefix + 'bt_rmse']:.3g} G / "
                     f"{math.degrees(m[prefix + 'azimuth_mae']):.3g} deg")
 
-        print(
-            f"errors vs truth (B_los rms / B_t rms / azimuth mean abs): field {errors('')}; "
-            f"pixel-wise WFA {errors('wfa_')}; regularised WFA {errors('reg_')}"
-        )
+        baselines = f"pixel-wise WFA {errors('wfa_')}"
+        if "reg_blos_rmse" in m:
+            baselines += f"; regularised WFA {errors('reg_')}"
+        print(f"errors vs truth (B_los rms / B_t rms / azimuth mean abs): field {errors('')}; {baselines}")
     return 0
 
 

@@ -409,7 +409,7 @@ def regularized_wfa(
         if given_alpha is not None:
             alpha_used, how = given_alpha, "given"
         elif not has_data.any():
-            alpha_used, how = 1.0, "given"  # no data at all: any weight gives the same zero map
+            alpha_used, how = 1.0, "given"  # no data at all: the map is 0 whatever the weight
         elif rule == "discrepancy":
             sigma = given_noise
             alpha_used, how = _discrepancy_alpha(system, xhat, has_data, sigma * sigma / scale), rule
@@ -420,7 +420,8 @@ def regularized_wfa(
             alpha_used, value = _gcv_alpha(system, xhat, has_data, rss0, len(data) * data[0].size)
             how = rule
             details[f"gcv_{name}"] = value
-        x = system.solve(alpha_used)
+        # Without any data the system is singular (the Laplacian alone); the minimum-norm map is 0.
+        x = system.solve(alpha_used) if has_data.any() else np.zeros_like(rhs)
         solves += system.solves
         chosen[name] = (alpha_used, how, sigma)
         for j, key in enumerate(("blos",) if name == "v" else ("bq", "bu")):

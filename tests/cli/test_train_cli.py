@@ -231,3 +231,19 @@ def test_fits_data_from_the_config(tmp_path):
         names = [hdu.name for hdu in hdul]
         assert hdul["BLOS"].data.shape == (12, 10)
     assert "TRUE_BLOS" not in names and "WFA_BLOS" in names
+
+
+def test_data_too_small_for_the_regularised_wfa_still_write_the_run(tmp_path, capsys):
+    """A 2 x 3 image has no noise estimate: the run ends normally without REG_* and says why."""
+    config = tmp_path / "tiny.json"
+    config.write_text('{"data": {"synthetic": {"ny": 2, "nx": 3}}, "encoding": {"n_levels": 4, '
+                      '"max_resolution": 8, "log2_hashmap_size": 8}, "network": {"n_neurons": 8}, '
+                      '"training": {"epochs_per_phase": 2, "device": "cpu"}, "output": {"quicklook": false}}')
+    out = tmp_path / "out"
+    assert main([str(config), "--out", str(out), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "no regularised WFA" in captured.err
+    assert "regularised WFA" not in captured.out and "pixel-wise WFA" in captured.out
+    with fits.open(out / "field.fits") as hdul:
+        names = [hdu.name for hdu in hdul]
+    assert "WFA_BLOS" in names and "REG_BLOS" not in names
