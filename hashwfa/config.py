@@ -10,6 +10,7 @@ commas allowed, read with :mod:`commentjson`) with the sections
 ``training``  optimisation (:class:`hashwfa.training.settings.TrainingConfig`)
 ``physics``   the Q/U forward model (:class:`hashwfa.training.settings.PhysicsConfig`)
 ``output``    what is written besides the always-written files
+``uncertainty`` how the field's sigma maps are estimated (:class:`hashwfa.training.uncertainty.UncertaintyConfig`)
 
 Every key has a default (the seed protocol, docs/ARCHITECTURE.md section 6), so ``{}``
 is a valid config: V1 on the synthetic plage. The defaults, documentation and
@@ -41,8 +42,10 @@ from hashwfa import schema
 from hashwfa.errors import HashwfaError, closest_name
 from hashwfa.schema import Problems, describe_value, parse_override, setting
 from hashwfa.training.settings import EncodingConfig, NetworkConfig, PhysicsConfig, SolverConfig, TrainingConfig
+from hashwfa.training.uncertainty import UncertaintyConfig
 from hashwfa.wfa.fields import FieldMaps
 from hashwfa.wfa.lines import LINES, get_line
+from hashwfa.wfa.noise import StokesNoise, given_noise
 from hashwfa.wfa.observation import Observation
 from hashwfa.wfa.synthetic import MODELS as SYNTHETIC_MODELS
 from hashwfa.wfa.synthetic import synthetic_plage
@@ -108,6 +111,13 @@ class DataConfig:
         "Synthetic plage parameters; used (with defaults) whenever data.path is null. "
         "Exclusive with data.path.",
     )
+    noise: Optional[Tuple[Union[float, Tuple[float, ...]], ...]] = setting(
+        None,
+        "Noise sigma of the Stokes parameters for the sigma maps, in the cube's intensity unit: "
+        "4 numbers (I, Q, U, V) or 4 lists of nw numbers (per Stokes parameter and wavelength); "
+        "null = estimated from the data (docs/UNCERTAINTIES.md).",
+        min=0.0,
+    )
 
 
 @dataclass(frozen=True)
@@ -116,6 +126,11 @@ class OutputConfig:
 
     quicklook: bool = setting(True, "Write quicklook.png (maps, WFA maps, loss curves, errors vs truth).")
     dpi: int = setting(100, "Resolution of quicklook.png, dots per inch.", min=30, max=600)
+    sigmas: bool = setting(
+        False,
+        "Write the neural field's sigma maps SIGMA_* (trains uncertainty.members extra fields, "
+        "each as long as the fit). The pixel-wise WFA's WFA_SIGMA_* are always written.",
+    )
 
 
 def _section(cls: type, doc: str) -> Any:
@@ -133,6 +148,7 @@ class RunConfig:
     training: TrainingConfig = _section(TrainingConfig, "The optimisation.")
     physics: PhysicsConfig = _section(PhysicsConfig, "The weak-field model of Q and U.")
     output: OutputConfig = _section(OutputConfig, "Optional outputs.")
+    uncertainty: UncertaintyConfig = _section(UncertaintyConfig, "The field's sigma maps (with output.sigmas).")
 
     @property
     def solver(self) -> SolverConfig:
@@ -180,6 +196,20 @@ def _resolve_path(value: Optional[str], path: str, ctx: Problems, base_dir: Opti
     return str(p.resolve())
 
 
+def _check_noise_shape(noise: Optional[Tuple[Any, ...]], ctx: Problems) -> None:
+    """``data.noise``: 4 numbers or 4 equally long lists (the length is checked against the data in :func:`load_data`)."""
+    if noise is None:
+        return
+    rows = [isinstance(v, tuple) for v in noise]
+    if len(noise) != 4 or (any(rows) and not (all(rows) and len({len(v) for v in noise}) == 1)):
+        ctx.error(
+            "data.noise",
+            f"= {describe_value(schema.to_plain(noise))} is neither 4 numbers nor 4 lists of the same length",
+            "give one sigma per Stokes parameter, [sI, sQ, sU, sV], or one list of nw sigmas per "
+            "Stokes parameter, [[...], [...], [...], [...]], or null to estimate the noise from the data",
+        )
+
+
 def _cross_checks(cfg: RunConfig, ctx: Problems, base_dir: Optional[Path]) -> RunConfig:
     """Checks that involve more than one key, and path resolution."""
     try:
@@ -225,6 +255,7 @@ def _cross_checks(cfg: RunConfig, ctx: Problems, base_dir: Optional[Path]) -> Ru
             f"= {list(data.active_indices)} repeats an index",
             "list each wavelength index once",
         )
+    _check_noise_shape(data.noise, ctx)
     synthetic = data.synthetic
     if data.path is None and synthetic is None:
         synthetic = SyntheticConfig()
@@ -361,11 +392,14 @@ class LoadedData:
         truth: for synthetic data, maps ``.blos .bq .bu .bt .azimuth``
             ``(ny, nx)`` (gauss, gauss^2, radians); None for real data.
         description: one line saying where the data came from.
+        noise: the Stokes noise ``data.noise`` gives (checked against the
+            data's wavelengths), or None: estimate it from the data.
     """
 
     observation: Observation
     truth: Optional[FieldMaps]
     description: str
+    noise: Optional[StokesNoise] = None
 
 
 def load_data(config: RunConfig) -> LoadedData:
@@ -396,5 +430,6 @@ def load_data(config: RunConfig) -> LoadedData:
         obs = plage.observation
         truth = plage.truth
         description = f"synthetic plage {s.ny}x{s.nx}, model {s.model!r}, noise {s.noise:g}, seed {s.seed}"
-    return LoadedData(observation=obs, truth=truth, description=description)
+    noise = None if data.noise is None else given_noise(schema.to_plain(data.noise), obs.nw, "config key 'data.noise'")
+    return LoadedData(observation=obs, truth=truth, description=description, noise=noise)
 

@@ -10,7 +10,9 @@ validates a parsed JSON object against it (collecting every problem in
 and :func:`flatten` turn it into plain JSON, :func:`apply_overrides` applies
 ``--set key.path=value`` items. :mod:`hashwfa.config` is the tree of a run.
 Leaf types: ``bool``, ``int``, ``float``, ``str``, ``Tuple[X, ...]`` or
-``Tuple[X, X]`` of those, each possibly ``Optional``.
+``Tuple[X, X]`` of those, each possibly ``Optional``; the elements of a
+``Tuple[E, ...]`` may themselves be lists (``E = Tuple[X, ...]``) or either
+(``E = Union[X, Tuple[X, ...]]``, e.g. ``data.noise``: numbers or lists).
 """
 
 from __future__ import annotations
@@ -226,12 +228,20 @@ def _allowed_text(meta: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _element_name(tp: Any) -> str:
+    """The plural name of a list's elements: ``numbers``, ``lists of numbers``, ``numbers or lists of numbers``."""
+    if typing.get_origin(tp) is Union:
+        return " or ".join(_element_name(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is tuple:
+        return "lists of " + _element_name(typing.get_args(tp)[0])
+    return _TYPE_NAMES.get(tp, str(tp)).replace("an integer", "integers").replace("a number", "numbers")
+
+
 def _type_name(tp: Any) -> str:
     optional, inner = _optional_inner(tp)
     if typing.get_origin(inner) is tuple:
         args = typing.get_args(inner)
-        elem = _TYPE_NAMES.get(args[0], str(args[0]))
-        elem = elem.replace("an integer", "integers").replace("a number", "numbers")
+        elem = _element_name(args[0])
         name = f"a list of {elem}" if args[-1] is Ellipsis else f"a list of {len(args)} {elem}"
     elif dataclasses.is_dataclass(inner):
         name = "an object {...}"
@@ -262,6 +272,30 @@ def _check_scalar(tp: type, value: Any) -> Tuple[bool, Any]:
     raise TypeError(f"unsupported schema type {tp!r}")  # a bug in the schema, not a user error
 
 
+def _check_element(tp: Any, value: Any) -> Tuple[bool, Any]:
+    """(ok, converted) for one element of a list: a scalar, a non-empty nested list
+    (``Tuple[X, ...]``, converted to a tuple) or a ``Union`` of those (the first that fits)."""
+    if typing.get_origin(tp) is Union:
+        for option in typing.get_args(tp):
+            ok, converted = _check_element(option, value)
+            if ok:
+                return True, converted
+        return False, value
+    if typing.get_origin(tp) is tuple:
+        if not isinstance(value, list) or not value:
+            return False, value
+        items = [_check_element(typing.get_args(tp)[0], v) for v in value]
+        return all(ok for ok, _ in items), tuple(v for _, v in items)
+    return _check_scalar(tp, value)
+
+
+def _leaves(items: Any) -> List[Any]:
+    """The scalars of a possibly nested tuple, in order."""
+    if isinstance(items, tuple):
+        return [leaf for item in items for leaf in _leaves(item)]
+    return [items]
+
+
 def _in_range(meta: Mapping[str, Any], value: Any) -> bool:
     if "choices" in meta and value not in meta["choices"]:
         return False
@@ -289,10 +323,10 @@ def _convert(tp: Any, value: Any, path: str, f: dataclasses.Field, ctx: Problems
         args = typing.get_args(inner)
         fixed = args[-1] is not Ellipsis
         if isinstance(value, list) and value and (not fixed or len(value) == len(args)):
-            converted = [_check_scalar(args[0], v) for v in value]
+            converted = [_check_element(args[0], v) for v in value]
             if all(ok for ok, _ in converted):
                 items = tuple(v for _, v in converted)
-                bad = [v for v in items if not _in_range(meta, v)]
+                bad = [v for v in _leaves(items) if not _in_range(meta, v)]
                 if not bad:
                     return items
                 ctx.error(

@@ -35,6 +35,7 @@ from hashwfa.schema import differing_keys, flatten
 from hashwfa.training import TwoPhaseSolver
 from hashwfa.training.checkpoint import RESUMABLE_CHANGES
 from hashwfa.training.device import DEVICES
+from hashwfa.training.uncertainty import run_uncertainty
 from hashwfa.wfa.pixelwise import pixel_wfa
 from hashwfa.wfa.regularized import RegularizedResult, regularized_wfa
 
@@ -221,12 +222,16 @@ def _run_locked(
     )
 
     wfa = pixel_wfa(obs, core_cutoff=cfg.physics.core_cutoff, qu_form=cfg.physics.qu_form)
+    uncertainty = run_uncertainty(obs, result.maps, cfg.solver, noise=data.noise, field_sigmas_too=cfg.output.sigmas,
+                                  settings=cfg.uncertainty, progress=not args.quiet,
+                                  say=lambda message: _say(args, f"{PROG}: {message}"))
     # The two classic baselines every run reports next to the field. The regularised
-    # one needs a noise estimate, which some data cannot give (an image under 3 x 3
-    # pixels): then the run's other results are still written, without it.
+    # one chooses its weights from the noise (the same as the sigma maps'), which some
+    # data cannot give (an image under 3 x 3 pixels, no data.noise): then the run's
+    # other results are still written, without it.
     try:
         reg: Optional[RegularizedResult] = regularized_wfa(
-            obs, core_cutoff=cfg.physics.core_cutoff, qu_form=cfg.physics.qu_form)
+            obs, noise=uncertainty.noise, core_cutoff=cfg.physics.core_cutoff, qu_form=cfg.physics.qu_form)
     except HashwfaError as exc:
         reg = None
         print(f"{PROG}: warning: no regularised WFA for these data ({exc})", file=sys.stderr)
@@ -260,6 +265,9 @@ def _run_locked(
         config=config_dict,
         valid=valid,
         truth=data.truth,
+        sigmas=uncertainty.sigmas,
+        wfa_sigmas=uncertainty.wfa_sigmas,
+        noise=uncertainty.noise,
         regularized=reg,
     )
     results.write_json(
@@ -276,6 +284,7 @@ def _run_locked(
             "device": result.device,
             "backend": result.backend,
             "data": data.description,
+            "uncertainty": uncertainty.history(),
         },
     )
     results.save_torch(out_dir / results.MODEL_PT, solver.model_bundle())
@@ -286,6 +295,8 @@ def _run_locked(
             wfa,
             result.history,
             truth=data.truth,
+            sigmas=uncertainty.sigmas,
+            wfa_sigmas=uncertainty.wfa_sigmas,
             regularized=None if reg is None else reg.maps,
             title=f"hashwfa V{enc.version} ({result.backend}, {result.device}) on {data.description}; "
             f"final loss {result.final_loss:.4g}",

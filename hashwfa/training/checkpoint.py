@@ -20,8 +20,9 @@ __all__ = ["STATE_FORMAT", "RESUMABLE_CHANGES", "check_resumable"]
 STATE_FORMAT = 1
 
 #: Config keys (or sections, ending in ".") that may change between the
-#: sessions of one run: the device, and the optional outputs.
-RESUMABLE_CHANGES = ("training.device", "output.")
+#: sessions of one run: the device, the optional outputs, and what only the
+#: sigma maps use (computed after the fit, never checkpointed).
+RESUMABLE_CHANGES = ("training.device", "output.", "uncertainty.", "data.noise")
 
 
 def check_resumable(state: Mapping[str, Any], config: Mapping[str, Any]) -> None:

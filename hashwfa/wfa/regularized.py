@@ -118,7 +118,8 @@ class RegularizedResult:
             or ``"given"``.
         noise_v, noise_qu: sigma of V and of Q/U [intensity units] that the
             discrepancy rule used (None when it was not used).
-        noise_estimated: True when those sigmas were estimated from the data.
+        noise_estimated: True when those sigmas were estimated from the data
+            (here, or in the :class:`~hashwfa.wfa.noise.StokesNoise` given).
         method: the solver used, ``"direct"`` or ``"cg"``.
         solves: number of sparse solves (matrix factorisations or CG runs)
             made, including the search for alpha.
@@ -362,6 +363,8 @@ def regularized_wfa(
     alphas = tuple(None if a is None else
                    _check_positive(a, "alpha", "relative smoothness weight; None chooses it by the rule")
                    for a in alphas)
+    # A StokesNoise carries how it was obtained: "given", or an estimate's method name.
+    from_estimate = isinstance(noise, StokesNoise) and noise.method != "given"
     if isinstance(noise, StokesNoise):
         noise = _active_sigmas(noise, observation)
     noises = _pair(noise, "noise")
@@ -369,8 +372,8 @@ def regularized_wfa(
                    for s in noises)
     # Estimate the noise only where the discrepancy rule needs a sigma nobody gave.
     missing = [rule == "discrepancy" and a is None and s is None for a, s in zip(alphas, noises)]
-    noise_estimated = any(missing)
-    if noise_estimated:
+    noise_estimated = any(missing) or (from_estimate and rule == "discrepancy" and None in alphas)
+    if any(missing):
         estimated = _active_sigmas(estimate_noise(observation), observation)
         noises = tuple(e if m else s for e, m, s in zip(estimated, missing, noises))
 

@@ -1,0 +1,167 @@
+"""The sigma maps of a training run: the noise, the pixel-wise WFA's sigmas, the field's sigmas.
+
+After the main fit, :func:`run_uncertainty` resolves the Stokes noise
+(``data.noise`` or the estimate, :mod:`hashwfa.wfa.noise`), propagates it
+through the pixel-wise WFA (:func:`hashwfa.wfa.pixelwise_uncertainty.pixel_wfa_sigmas`,
+always: array work only) and, when asked (``output.sigmas``), estimates the
+field's sigmas by its local risk (:func:`hashwfa.wfa.field_uncertainty.field_sigmas`).
+That needs ``uncertainty.members`` extra trainings, the *bootstrap members*:
+the same solver config with training seed ``training.seed + 1000 k``
+(:func:`member_seed`; not ``seed + 1``: the run's (B_Q, B_U) field is
+initialised with ``seed + 1``, see :mod:`hashwfa.training.model`) on the
+data plus a fresh draw of the noise. The redraws use a numpy generator seeded with ``training.seed``,
+so a run's sigma maps are reproducible.
+
+Members keep no checkpoint: they train after the main fit, and a run
+interrupted while they train is resumed (``--resume``) from the main fit's
+last checkpoint, after which the members are trained again from scratch,
+with the same seeds and redraws, so the maps are the same as those of an
+uninterrupted run (bit for bit on the CPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+from hashwfa.errors import HashwfaError
+from hashwfa.schema import setting
+from hashwfa.training.settings import SolverConfig
+from hashwfa.training.solver import TwoPhaseSolver
+from hashwfa.wfa.field_uncertainty import DEFAULT_MEMBERS, DEFAULT_SMOOTHING_PX, DEFAULT_SMOOTHING_QU_PX, field_sigmas
+from hashwfa.wfa.fields import FieldMaps, FieldSigmas
+from hashwfa.wfa.noise import StokesNoise, resolve_noise
+from hashwfa.wfa.observation import Observation
+from hashwfa.wfa.pixelwise_uncertainty import pixel_wfa_sigmas
+
+__all__ = ["UncertaintyConfig", "RunUncertainty", "member_seed", "run_uncertainty", "MEMBER_SEED_STRIDE"]
+
+#: Member k trains with seed ``training.seed + MEMBER_SEED_STRIDE * k``.
+MEMBER_SEED_STRIDE = 1000
+_MAX_SEED = 2**63
+
+
+@dataclass(frozen=True)
+class UncertaintyConfig:
+    """How the neural field's sigma maps are estimated (used when ``output.sigmas`` is true)."""
+
+    members: int = setting(
+        DEFAULT_MEMBERS,
+        "Bootstrap members: extra trainings of the same config (seed training.seed + 1000 k) on the "
+        "data plus a fresh noise draw; each costs one training. The calibration was measured "
+        "with 1 (BENCHMARKS.md section 6).",
+        min=1,
+        max=64,
+    )
+    window_blos_px: float = setting(
+        DEFAULT_SMOOTHING_PX,
+        "Gaussian sigma [px] of the window over which the B_los risk is averaged (0: per pixel, very noisy).",
+        min=0.0,
+    )
+    window_bqbu_px: float = setting(
+        DEFAULT_SMOOTHING_QU_PX,
+        "The same for B_Q, B_U (and so B_t, azimuth); wider, as their pixel-wise noise is large against the risk.",
+        min=0.0,
+    )
+
+
+def member_seed(seed: int, k: int) -> int:
+    """The training seed of bootstrap member ``k`` (1, 2, ...) of a run with ``training.seed = seed``."""
+    return (seed + MEMBER_SEED_STRIDE * k) % _MAX_SEED
+
+
+@dataclass
+class RunUncertainty:
+    """What :func:`run_uncertainty` found.
+
+    Attributes:
+        noise: the Stokes noise every sigma assumes, or None when it could not
+            be estimated (too few pixels) and no sigma maps were asked for.
+        wfa_sigmas: the pixel-wise WFA's sigmas, ``(ny, nx)`` (``WFA_SIGMA_*``), or None with ``noise``.
+        sigmas: the field's sigmas (``SIGMA_*``), or None when not asked for.
+        members: per bootstrap member: ``seed``, ``final_loss``, ``timings_s``.
+        seconds: wall-clock seconds of the whole step (members included).
+    """
+
+    noise: Optional[StokesNoise]
+    wfa_sigmas: Optional[FieldSigmas]
+    sigmas: Optional[FieldSigmas] = None
+    members: List[Dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def history(self) -> Dict[str, Any]:
+        """Plain-JSON summary for ``history.json``: the noise, the members, the time."""
+        return {
+            "noise": None if self.noise is None else self.noise.as_dict(),
+            "field_sigmas": self.sigmas is not None,
+            "members": self.members,
+            "seconds": self.seconds,
+        }
+
+
+def run_uncertainty(
+    observation: Observation,
+    field_maps: FieldMaps,
+    solver_config: SolverConfig,
+    *,
+    noise: Optional[StokesNoise] = None,
+    field_sigmas_too: bool = False,
+    settings: UncertaintyConfig = UncertaintyConfig(),
+    progress: bool = True,
+    say: Callable[[str], None] = lambda message: None,
+) -> RunUncertainty:
+    """The sigma maps of a finished fit (module docstring).
+
+    Args:
+        observation: the data the field was fitted to.
+        field_maps: the fitted field's maps.
+        solver_config: the config it was fitted with (members reuse it, with their own seeds).
+        noise: the given noise (``data.noise``), or None to estimate it from ``observation``.
+        field_sigmas_too: also estimate the field's sigmas (trains the members).
+        settings: members and windows.
+        progress: show the members' progress bars.
+        say: prints a progress message (e.g. to stderr; a no-op when quiet).
+
+    Raises:
+        HashwfaError: ``field_sigmas_too`` and the noise cannot be estimated
+            (too few pixels; give ``data.noise``). Without ``field_sigmas_too``
+            the pixel-wise sigmas are then left out (with a message), not the run.
+    """
+    t0 = time.perf_counter()
+    physics = solver_config.physics
+    if noise is None:
+        try:
+            noise = resolve_noise(observation)
+        except HashwfaError as exc:
+            if field_sigmas_too:
+                raise HashwfaError(f"cannot write the sigma maps (output.sigmas): {exc} (the fit is kept in the "
+                                   "checkpoint: add data.noise and rerun with --resume)") from None
+            say(f"no WFA_SIGMA_* maps: {exc}")
+            return RunUncertainty(noise=None, wfa_sigmas=None, seconds=time.perf_counter() - t0)
+    seed = solver_config.training.seed
+    members: List[Dict[str, Any]] = []
+
+    def fit(data: Observation, k: int) -> FieldMaps:
+        config = dataclasses.replace(
+            solver_config, training=dataclasses.replace(solver_config.training, seed=member_seed(seed, k))
+        )
+        say(f"sigma maps: training bootstrap member {k}/{settings.members} (seed {config.training.seed}) "
+            "on the data plus a fresh noise draw")
+        result = TwoPhaseSolver(data, config, progress=progress).run()
+        members.append({"seed": config.training.seed, "final_loss": result.final_loss, "timings_s": result.timings})
+        return result.maps
+
+    if field_sigmas_too:
+        found = field_sigmas(
+            observation, field_maps, fit, noise, members=settings.members, seed=seed,
+            smoothing_px=settings.window_blos_px, smoothing_qu_px=settings.window_bqbu_px,
+            qu_form=physics.qu_form, core_cutoff=physics.core_cutoff,
+        )
+        sigmas, wfa_sigmas = found.sigmas, found.wfa_sigmas
+    else:
+        sigmas = None
+        wfa_sigmas = pixel_wfa_sigmas(observation, noise, core_cutoff=physics.core_cutoff, qu_form=physics.qu_form)
+    return RunUncertainty(noise=noise, wfa_sigmas=wfa_sigmas, sigmas=sigmas, members=members,
+                          seconds=time.perf_counter() - t0)
