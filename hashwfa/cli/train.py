@@ -4,14 +4,21 @@
 
     hashwfa-train CONFIG [--set key.path=value ...] [--out DIR]
                   [--device auto|cpu|cuda] [--backend auto|tcnn|torch]
-                  [--resume] [--overwrite] [--quiet]
+                  [--resume] [--overwrite] [--quiet] [--dist-timeout MINUTES]
     hashwfa-train --keys        # every config key, its default and meaning
+    torchrun --nproc_per_node=N -m hashwfa.cli.train CONFIG ...   # data parallel
 
 Writes ``field.fits``, ``history.json``, ``config.json``, ``model.pt`` and
 ``quicklook.png`` into ``--out`` (default ``runs/<config stem>``); see
 :mod:`hashwfa.results`. Exit status 0 on success, 2 on a usage/config/data
 error (the message, no traceback), 130 when interrupted (continue with
 ``--resume``).
+
+Launched by ``torchrun``, every rank fits its shard of the valid points
+(:mod:`hashwfa.training.distributed`); rank 0 alone checks and locks the
+output directory, reads the checkpoint (and sends it to the others), writes
+checkpoints and results; the other ranks are quiet and end after the
+evaluation (the last collective), while torchrun waits for rank 0.
 """
 
 from __future__ import annotations
@@ -34,7 +41,8 @@ from hashwfa.quicklook import write_quicklook
 from hashwfa.schema import differing_keys, flatten
 from hashwfa.training import TwoPhaseSolver
 from hashwfa.training.checkpoint import RESUMABLE_CHANGES
-from hashwfa.training.device import DEVICES
+from hashwfa.training.device import DEVICES, resolve_device
+from hashwfa.training.distributed import DEFAULT_TIMEOUT_MINUTES, SINGLE_PROCESS, DistributedContext, init_distributed
 from hashwfa.training.uncertainty import run_uncertainty
 from hashwfa.wfa.pixelwise import pixel_wfa
 from hashwfa.wfa.regularized import RegularizedResult, regularized_wfa
@@ -68,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace the results in a non-empty output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bars or progress messages")
     p.add_argument("--keys", action="store_true", help="list every config key with default and meaning, then exit")
+    p.add_argument("--dist-timeout", type=float, default=DEFAULT_TIMEOUT_MINUTES, metavar="MINUTES",
+                   help="under torchrun: how long a rank waits for the others before it stops "
+                   f"(default {DEFAULT_TIMEOUT_MINUTES:g})")
     return p
 
 
@@ -78,6 +89,7 @@ class TrainRun:
     out_dir: Path
     result: Any
     metrics: Dict[str, float]
+    rank: int = 0
 
 
 def _say(args: argparse.Namespace, message: str) -> None:
@@ -176,18 +188,40 @@ def run(
     config_dict = config_to_dict(cfg)
     out_dir = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
 
+    # Under torchrun: join the other ranks; only rank 0 touches out_dir (and speaks).
+    timeout = getattr(args, "dist_timeout", DEFAULT_TIMEOUT_MINUTES)
+    dist = init_distributed(resolve_device(cfg.solver.training.device), timeout)
+    try:
+        return _run_ranked(args, cfg, config_dict, out_dir, on_epoch_end, dist)
+    finally:
+        dist.close()
+
+
+def _run_ranked(
+    args: argparse.Namespace,
+    cfg: Any,
+    config_dict: Dict[str, Any],
+    out_dir: Path,
+    on_epoch_end: Optional[Callable[[str, int], None]],
+    dist: DistributedContext,
+) -> TrainRun:
+    """The part of :func:`run` after joining the other ranks (if any)."""
+    if not dist.is_primary:
+        args = argparse.Namespace(**{**vars(args), "quiet": True})
     # Everything that can fail is checked before anything in out_dir changes:
     # the flags against its contents, the data, the device, the backend and
     # the model. Only then is the directory locked and (for --overwrite) cleared.
-    _check_out_dir(args, out_dir, config_dict)
+    if dist.is_primary:
+        _check_out_dir(args, out_dir, config_dict)
     data = load_data(cfg)
-    solver = TwoPhaseSolver(data.observation, cfg.solver, progress=not args.quiet)
+    solver = TwoPhaseSolver(data.observation, cfg.solver, progress=not args.quiet, dist=dist)
 
-    lock = DirectoryLock(make_directory(out_dir)).acquire()
+    lock = DirectoryLock(make_directory(out_dir)).acquire() if dist.is_primary else None
     try:
-        return _run_locked(args, cfg, config_dict, out_dir, data, solver, on_epoch_end)
+        return _run_locked(args, cfg, config_dict, out_dir, data, solver, on_epoch_end, dist)
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
 def _run_locked(
@@ -198,28 +232,40 @@ def _run_locked(
     data: Any,
     solver: TwoPhaseSolver,
     on_epoch_end: Optional[Callable[[str, int], None]],
+    dist: DistributedContext = SINGLE_PROCESS,
 ) -> TrainRun:
-    """The part of :func:`run` done while holding ``out_dir``."""
+    """The part of :func:`run` done while holding ``out_dir`` (rank 0 holds it; the others follow)."""
     obs = data.observation
-    # Checked again: another run may have written here since the first check.
-    checkpoint_path = _check_out_dir(args, out_dir, config_dict)
-    for stale in remove_stale_temporaries(out_dir):
-        _say(args, f"{PROG}: removed '{stale}', left by an interrupted write")
-    checkpoint = results.load_checkpoint(checkpoint_path) if checkpoint_path is not None else None
-    if args.resume and checkpoint is None:
-        _say(args, f"{PROG}: no checkpoint in {out_dir}; starting from the beginning")
-    if args.overwrite:
-        _clear_previous_results(out_dir)
-    _say(args, f"{PROG}: V{cfg.encoding.version} on {data.description}; results go to {out_dir}")
-    results.write_json(out_dir / results.CONFIG_JSON, config_dict)
+    checkpoint = None
+    if dist.is_primary:
+        # Checked again: another run may have written here since the first check.
+        checkpoint_path = _check_out_dir(args, out_dir, config_dict)
+        for stale in remove_stale_temporaries(out_dir):
+            _say(args, f"{PROG}: removed '{stale}', left by an interrupted write")
+        checkpoint = results.load_checkpoint(checkpoint_path) if checkpoint_path is not None else None
+        if args.resume and checkpoint is None:
+            _say(args, f"{PROG}: no checkpoint in {out_dir}; starting from the beginning")
+        if args.overwrite:
+            _clear_previous_results(out_dir)
+        ranks = f" on {dist.world_size} ranks ({dist.backend})" if dist.enabled else ""
+        _say(args, f"{PROG}: V{cfg.encoding.version} on {data.description}{ranks}; results go to {out_dir}")
+        results.write_json(out_dir / results.CONFIG_JSON, config_dict)
+    # The checkpoint holds the global state only: any number of ranks resumes from it.
+    checkpoint = dist.broadcast_object(checkpoint)
 
     if checkpoint is not None:
         solver.load_state_dict(checkpoint)
         _say(args, f"{PROG}: resuming at phase {solver.phase_index + 1}, epoch {solver.epoch}")
     result = solver.run(
-        on_checkpoint=lambda state: results.save_torch(out_dir / results.CHECKPOINT_PT, state),
+        on_checkpoint=(lambda state: results.save_torch(out_dir / results.CHECKPOINT_PT, state))
+        if dist.is_primary else None,
         on_epoch_end=on_epoch_end,
     )
+    if not dist.is_primary:
+        # Rank 0 writes the results; torchrun waits for it. No barrier here: a
+        # long write (large maps, pixel-wise WFA) must not time out the others,
+        # whose failure would make torchrun end rank 0 in the middle of it.
+        return TrainRun(out_dir=out_dir, result=result, metrics={}, rank=dist.rank)
 
     wfa = pixel_wfa(obs, core_cutoff=cfg.physics.core_cutoff, qu_form=cfg.physics.qu_form)
     uncertainty = run_uncertainty(obs, result.maps, cfg.solver, noise=data.noise, field_sigmas_too=cfg.output.sigmas,
@@ -256,6 +302,7 @@ def _run_locked(
         "NLEVELS": (enc.n_levels, "encoding.n_levels"),
         "MAXRES": (enc.max_resolution, "encoding.max_resolution"),
         "EPOCHS": (cfg.training.epochs_per_phase, "training.epochs_per_phase"),
+        "WORLDSZ": (dist.world_size, "processes (torch.distributed ranks) of the fit"),
     }
     results.write_field_fits(
         out_dir / results.FIELD_FITS,
@@ -285,6 +332,7 @@ def _run_locked(
             "backend": result.backend,
             "data": data.description,
             "uncertainty": uncertainty.history(),
+            "world_size": dist.world_size,
         },
     )
     results.save_torch(out_dir / results.MODEL_PT, solver.model_bundle())
@@ -328,6 +376,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted; continue with the same command and --resume", file=sys.stderr)
         return 130
+    if done.rank != 0:  # rank 0 reports
+        return 0
     res = done.result
     t = res.timings
     print(f"results: {done.out_dir}/ (field.fits, history.json, config.json, model.pt"

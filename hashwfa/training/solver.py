@@ -34,6 +34,7 @@ from hashwfa.encodings.progressive import progressive_schedule
 from hashwfa.training.checkpoint import STATE_FORMAT, check_resumable
 from hashwfa.training.gradients import normalise_gradients
 from hashwfa.training.device import grid_backend_for, resolve_device
+from hashwfa.training.distributed import SINGLE_PROCESS, DistributedContext
 from hashwfa.training.model import build_field, model_bundle
 from hashwfa.training.result import SolverResult
 from hashwfa.training.settings import SolverConfig
@@ -56,6 +57,10 @@ class TwoPhaseSolver:
         observation: the :class:`~hashwfa.wfa.observation.Observation` to fit.
         config: the solver settings.
         progress: show a tqdm bar per phase (loss and learning rate).
+        dist: this process's place in a data-parallel fit
+            (:mod:`hashwfa.training.distributed`); default: a single process.
+            With several ranks the loss holds only this rank's shard of the
+            valid points, and losses, gradients and decisions are global.
 
     The training state (models, optimisers, schedulers, minibatch RNG, phase,
     epoch, history) round-trips through :meth:`state_dict` /
@@ -72,7 +77,10 @@ class TwoPhaseSolver:
     whatever callbacks are attached.
     """
 
-    def __init__(self, observation: Observation, config: SolverConfig, *, progress: bool = True) -> None:
+    def __init__(
+        self, observation: Observation, config: SolverConfig, *, progress: bool = True,
+        dist: DistributedContext = SINGLE_PROCESS,
+    ) -> None:
         t0 = time.perf_counter()
         self.config = config
         self.observation = observation
@@ -82,10 +90,14 @@ class TwoPhaseSolver:
         self.log_every = train.log_every or (1 if self.device.type == "cpu" else 25)
 
         physics = config.physics
+        # Data parallel: n_valid is the global count; the loss and coords hold this rank's shard.
+        self.dist = dist
+        self.n_valid = int(observation.n_valid)
+        self.shard = dist.shard(self.n_valid)
         self.loss = WFALoss(
-            observation, device=self.device, dtype=torch.float32, core_cutoff=physics.core_cutoff, qu_form=physics.qu_form
+            observation, device=self.device, dtype=torch.float32, core_cutoff=physics.core_cutoff, qu_form=physics.qu_form,
+            rows=self.shard if dist.enabled else None,
         )
-        self.n_valid = int(self.loss.n_valid)
         valid_index = self.loss.valid_index.to("cpu").numpy()
         # Created once and passed as the same tensor object every full-batch
         # step: the grid caches what depends only on the coordinates.
@@ -100,6 +112,7 @@ class TwoPhaseSolver:
         backend = grid_backend_for(self.device, config.encoding.backend)
         self.fields = {p: build_field(config, p, backend=backend, device=self.device) for p in PHASES}
         self.backend = self.fields["blos"].encoding.backend
+        dist.broadcast_parameters(self.fields.values())
         self.scales = {"blos": train.blos_scale, "bqbu": train.bqbu_scale}
         # The fused Adam kernel updates each parameter tensor in one pass; the
         # default per-tensor loop costs a dozen small ops per tensor per step,
@@ -255,9 +268,18 @@ class TwoPhaseSolver:
         net = self.fields[phase]
         if net.encoding.progressive:
             net.encoding.set_active_levels(self._active_levels(0))
-        target = phase_target(self._baseline, phase, self.valid_index) / self.scales[phase]
+        if self.dist.enabled:
+            # Every rank fits the whole map (not its shard), then takes rank 0's result,
+            # so that all ranks start the WFA phase from the same parameters.
+            index = self.observation.valid_index
+            coords = torch.from_numpy(
+                np.ascontiguousarray(self.observation.coordinates()[index], dtype=np.float32)).to(self.device)
+        else:
+            index, coords = self.valid_index, self.coords
+        target = phase_target(self._baseline, phase, index) / self.scales[phase]
         target_t = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)).to(self.device)
-        loss = fit_to_map(net, self.coords, target_t, train.init_epochs, train.lr, train.batch_size)
+        loss = fit_to_map(net, coords, target_t, train.init_epochs, train.lr, train.batch_size)
+        self.dist.broadcast_parameters([net])
         # A one-element list, so that the history (and checkpoints) keep it like the per-epoch lists.
         self.history[phase]["init_loss"] = [loss]
 
@@ -268,22 +290,33 @@ class TwoPhaseSolver:
             # reuse their lookup of these points from step to step.
             with static_coordinates():
                 return self._step(phase, self.coords, None)
+        # The permutation is over the global point indices (the same on every
+        # rank, whatever the number of ranks); each rank keeps its rows of a batch.
         perm = torch.randperm(self.n_valid, generator=self.generator, device=self.device)
         total = torch.zeros((), device=self.device)
         for index in perm.split(self.config.training.batch_size):
-            total = total + self._step(phase, self.coords[index], index) * index.numel()
+            rows = self.dist.local_rows(index, self.shard) if self.dist.enabled else index
+            total = total + self._step(phase, self.coords[rows], rows, index.numel()) * index.numel()
         return total / self.n_valid
 
-    def _step(self, phase: str, coords: torch.Tensor, index: Optional[torch.Tensor]) -> torch.Tensor:
+    def _step(
+        self, phase: str, coords: torch.Tensor, index: Optional[torch.Tensor], batch_points: Optional[int] = None
+    ) -> torch.Tensor:
+        """One optimiser step on this rank's ``coords`` of a batch of ``batch_points`` points (default: all)."""
         net = self.fields[phase]
         optimizer = self.optimizers[phase]
         optimizer.zero_grad(set_to_none=True)
-        out = net(coords) * self.scales[phase]
-        if phase == "blos":
-            loss = self.loss(blos=out[:, 0], phase="blos", index=index)
-        else:
-            loss = self.loss(bqbu=out, phase="bqbu", index=index)
-        loss.backward()
+        loss = torch.zeros((), device=self.device)
+        if coords.shape[0] > 0:  # with several ranks, a rank may own no point of a minibatch
+            out = net(coords) * self.scales[phase]
+            if phase == "blos":
+                loss = self.loss(blos=out[:, 0], phase="blos", index=index)
+            else:
+                loss = self.loss(bqbu=out, phase="bqbu", index=index)
+            if self.dist.enabled:  # this rank's share of the global mean
+                loss = loss * (coords.shape[0] / (batch_points or self.n_valid))
+            loss.backward()
+        loss = self.dist.all_reduce_gradients(net.parameters(), loss)
         if self.config.training.grad_normalization:
             normalise_gradients(net.parameters())
         optimizer.step()
@@ -339,6 +372,8 @@ class TwoPhaseSolver:
         obs = self.observation
         pred = self.predict()
         final_loss = self.loss.map_loss(pred["blos"], pred["bqbu"][:, 0], pred["bqbu"][:, 1])
+        if self.dist.enabled:  # the mean over this rank's shard -> the global mean
+            final_loss = self.dist.sum(final_loss * self.loss.n_valid / self.n_valid)
         shape = (obs.ny, obs.nx)
         maps = FieldMaps.from_bqbu(
             pred["blos"].reshape(shape), pred["bqbu"][:, 0].reshape(shape), pred["bqbu"][:, 1].reshape(shape)

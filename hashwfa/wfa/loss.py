@@ -55,6 +55,9 @@ class WFALoss(torch.nn.Module):
             d^2I/dlambda^2``, valid at every wavelength; needs >= 3
             wavelengths) or ``"wing"`` (the seed's far-wing formula,
             docs/ARCHITECTURE.md section 5); see :mod:`hashwfa.wfa.physics`.
+        rows: keep only these rows (``start:stop``) of the observation's valid
+            points, e.g. one rank's shard in a data-parallel fit; the loss is
+            then the mean over them, and only their tensors are kept. None: all.
 
     Attributes:
         valid_index: ``LongTensor (P,)`` flat pixel indices (row-major y, x)
@@ -77,12 +80,16 @@ class WFALoss(torch.nn.Module):
         line: Union[None, str, SpectralLine] = None,
         core_cutoff: float = CORE_CUTOFF,
         qu_form: str = DEFAULT_QU_FORM,
+        rows: Optional[slice] = None,
     ) -> None:
         super().__init__()
         if not isinstance(observation, Observation):
             raise HashwfaError(f"WFALoss needs an Observation, got {type(observation).__name__}")
         line = observation.line if line is None else line
         inputs = observation.wfa_inputs()
+        if rows is not None:
+            inputs = inputs._replace(**{k: getattr(inputs, k)[rows] for k in ("index", "dI_dlambda", "q", "u", "v")},
+                                     d2I_dlambda2=None if inputs.d2I_dlambda2 is None else inputs.d2I_dlambda2[rows])
         coef_v, coef_qu = wfa_coefficients(inputs.dI_dlambda, inputs.wavelengths, line, core_cutoff,
                                            qu_form=qu_form, d2I_dlambda2=inputs.d2I_dlambda2)
         if qu_form == "wing" and not np.any(np.abs(inputs.wavelengths) > core_cutoff):
