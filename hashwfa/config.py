@@ -3,7 +3,8 @@
 A config is a commented JSON object (``//`` and ``#`` comments, trailing
 commas allowed, read with :mod:`commentjson`) with the sections
 
-``line``      spectral line name (e.g. ``"5173"``), a plain string
+``line``      spectral line name (e.g. ``"5173"``), a plain string; null (the
+              default): the cube's LINE header, else 5173
 ``data``      the observation: FITS files, or the built-in synthetic plage
 ``encoding``  grid encoding (:class:`hashwfa.training.settings.EncodingConfig`)
 ``network``   MLP head (:class:`hashwfa.training.settings.NetworkConfig`)
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import commentjson
+from astropy.io import fits
 
 from hashwfa.encodings.backend import tcnn_cubic_message
 from hashwfa.encodings.grid_config import CUBIC_INTERPOLATIONS
@@ -49,6 +51,9 @@ from hashwfa.wfa.noise import StokesNoise, given_noise
 from hashwfa.wfa.observation import Observation
 from hashwfa.wfa.synthetic import MODELS as SYNTHETIC_MODELS
 from hashwfa.wfa.synthetic import synthetic_plage
+
+#: The line of a run whose config and data name none.
+DEFAULT_LINE = "5173"
 
 __all__ = [
     "SyntheticConfig",
@@ -141,7 +146,11 @@ def _section(cls: type, doc: str) -> Any:
 class RunConfig:
     """A whole, validated experiment config (what ``config.json`` holds)."""
 
-    line: str = setting("5173", "Spectral line name (see hashwfa.wfa.lines.LINES), e.g. '5173', '8542', '6302'.")
+    line: Optional[str] = setting(
+        None,
+        "Spectral line name (see hashwfa.wfa.lines.LINES), e.g. '5173', '8542', '6302'; null = the "
+        "cube's LINE header keyword (FITS data; an explicit line must agree with it), else '5173'.",
+    )
     data: DataConfig = _section(DataConfig, "The observation.")
     encoding: EncodingConfig = _section(EncodingConfig, "The grid encoding.")
     network: NetworkConfig = _section(NetworkConfig, "The MLP head.")
@@ -213,7 +222,8 @@ def _check_noise_shape(noise: Optional[Tuple[Any, ...]], ctx: Problems) -> None:
 def _cross_checks(cfg: RunConfig, ctx: Problems, base_dir: Optional[Path]) -> RunConfig:
     """Checks that involve more than one key, and path resolution."""
     try:
-        get_line(cfg.line)
+        if cfg.line is not None:
+            get_line(cfg.line)
     except HashwfaError:
         guess = closest_name(cfg.line, list(LINES))
         ctx.error(
@@ -402,6 +412,11 @@ class LoadedData:
     noise: Optional[StokesNoise] = None
 
 
+def _has_line_keyword(path: str) -> bool:
+    """Whether the FITS file's primary header has a LINE keyword."""
+    return "LINE" in fits.getheader(path)
+
+
 def load_data(config: RunConfig) -> LoadedData:
     """Build the observation of ``config.data`` (FITS files or the synthetic plage)."""
     data = config.data
@@ -414,7 +429,9 @@ def load_data(config: RunConfig) -> LoadedData:
             weights=data.weights,
         )
         truth = None
-        description = f"FITS {data.path} (wavelengths {data.wavelengths})"
+        description = f"FITS {data.path} (wavelengths {data.wavelengths}), line {obs.line.name}"
+        if config.line is None:  # say where the line came from: it changes B by the Lande factor
+            description += " (from the cube's LINE header)" if _has_line_keyword(data.path) else " (the default; no LINE header)"
     else:
         s = data.synthetic or SyntheticConfig()
         plage = synthetic_plage(
@@ -423,7 +440,7 @@ def load_data(config: RunConfig) -> LoadedData:
             seed=s.seed,
             noise=s.noise,
             model=s.model,
-            line=config.line,
+            line=config.line or DEFAULT_LINE,
             active_indices=data.active_indices,
             weights=data.weights,
         )

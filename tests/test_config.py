@@ -41,7 +41,7 @@ def error_of(tmp_path, text, overrides=()):
 
 def test_defaults_are_the_seed_protocol():
     cfg = validate_config({})
-    assert cfg.line == "5173"
+    assert cfg.line is None  # the cube's LINE header, else 5173 (tests/cli/test_train_data_faults.py)
     assert cfg.data.active_indices == (5, 6, 7)
     assert cfg.data.path is None and cfg.data.synthetic == SyntheticConfig()
     assert (cfg.data.synthetic.ny, cfg.data.synthetic.nx) == (200, 178)

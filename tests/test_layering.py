@@ -25,6 +25,7 @@ LAYER: Dict[str, int] = {
     "atomic": 0,
     "lock": 0,
     "schema": 0,
+    "memory": 0,
     "wfa": 1,
     "encodings": 1,
     "training": 2,

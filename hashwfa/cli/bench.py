@@ -45,6 +45,7 @@ from hashwfa.encodings.backend import BACKENDS
 from hashwfa.encodings.registry import REGISTRY, VERSION_NUMBERS
 from hashwfa.errors import HashwfaError
 from hashwfa.training import TwoPhaseSolver
+from hashwfa.training.divergence import DivergenceError
 from hashwfa.training.device import DEVICES
 from hashwfa.wfa.fields import FieldMaps
 from hashwfa.wfa.loss import WFALoss
@@ -127,7 +128,14 @@ def run_benchmark(
         row: Optional[BenchRow] = None
         for repeat in range(repeats):
             solver = TwoPhaseSolver(obs, cfg.solver, progress=progress)
-            result = solver.run()
+            try:
+                result = solver.run()
+            except DivergenceError as exc:
+                # One diverging version is a result of the benchmark, not a reason to lose the others.
+                say(f"  V{version} run {repeat + 1}/{repeats}: {exc}")
+                row = BenchRow(version=version, description=f"{REGISTRY[version].seed_name} (diverged)",
+                               final_loss=float("nan"), backend=solver.backend, device=str(solver.device))
+                break
             seconds = sum(result.timings.get(k, 0.0) for k in PHASE_TIMINGS)
             if row is None:
                 row = BenchRow(

@@ -245,6 +245,11 @@ def _run_locked(
         checkpoint = results.load_checkpoint(checkpoint_path) if checkpoint_path is not None else None
         if args.resume and checkpoint is None:
             _say(args, f"{PROG}: no checkpoint in {out_dir}; starting from the beginning")
+        if checkpoint is not None:  # a damaged checkpoint is refused before anything is written
+            try:
+                solver.load_state_dict(checkpoint)
+            except HashwfaError as exc:
+                raise HashwfaError(f"cannot resume from '{checkpoint_path}': {exc}") from None
         if args.overwrite:
             _clear_previous_results(out_dir)
         ranks = f" on {dist.world_size} ranks ({dist.backend})" if dist.enabled else ""
@@ -254,7 +259,8 @@ def _run_locked(
     checkpoint = dist.broadcast_object(checkpoint)
 
     if checkpoint is not None:
-        solver.load_state_dict(checkpoint)
+        if not dist.is_primary:  # rank 0 loaded (and so checked) it above
+            solver.load_state_dict(checkpoint)
         _say(args, f"{PROG}: resuming at phase {solver.phase_index + 1}, epoch {solver.epoch}")
     result = solver.run(
         on_checkpoint=(lambda state: results.save_torch(out_dir / results.CHECKPOINT_PT, state))
@@ -271,6 +277,8 @@ def _run_locked(
     uncertainty = run_uncertainty(obs, result.maps, cfg.solver, noise=data.noise, field_sigmas_too=cfg.output.sigmas,
                                   settings=cfg.uncertainty, progress=not args.quiet,
                                   say=lambda message: _say(args, f"{PROG}: {message}"))
+    if uncertainty.skipped:  # asked for and missing: said even with --quiet
+        print(f"{PROG}: warning: {uncertainty.skipped}", file=sys.stderr)
     # The two classic baselines every run reports next to the field. The regularised
     # one chooses its weights from the noise (the same as the sigma maps'), which some
     # data cannot give (an image under 3 x 3 pixels, no data.noise): then the run's
@@ -297,7 +305,7 @@ def _run_locked(
         "DEVICE": (result.device, "torch device used"),
         "SEED": (cfg.training.seed, "training.seed"),
         "FINLOSS": (result.final_loss, "final loss, V+Q+U, seed protocol"),
-        "LINE": (cfg.line, "spectral line"),
+        "LINE": (obs.line.name, "spectral line"),
         "DATASRC": data.description,  # may be long: no comment
         "NLEVELS": (enc.n_levels, "encoding.n_levels"),
         "MAXRES": (enc.max_resolution, "encoding.max_resolution"),

@@ -31,7 +31,10 @@ from tqdm import tqdm
 
 from hashwfa.encodings import static_coordinates
 from hashwfa.encodings.progressive import progressive_schedule
-from hashwfa.training.checkpoint import STATE_FORMAT, check_resumable
+from hashwfa.errors import HashwfaError
+from hashwfa.training.checkpoint import DAMAGED_FIX, STATE_FORMAT, check_resumable, check_state_layout
+from hashwfa.training.divergence import DivergenceError, divergence_message, first_nonfinite, parameters_finite
+from hashwfa.training.footprint import check_training_memory
 from hashwfa.training.gradients import normalise_gradients
 from hashwfa.training.device import grid_backend_for, resolve_device
 from hashwfa.training.distributed import SINGLE_PROCESS, DistributedContext
@@ -86,6 +89,7 @@ class TwoPhaseSolver:
         self.observation = observation
         self.progress = progress
         self.device = resolve_device(config.training.device)
+        check_training_memory(observation, self.device)  # one message, not a MemoryError midway
         train = config.training
         self.log_every = train.log_every or (1 if self.device.type == "cpu" else 25)
 
@@ -159,18 +163,26 @@ class TwoPhaseSolver:
         """Continue from :meth:`state_dict` output (e.g. a loaded checkpoint).
 
         Raises:
-            HashwfaError: the state was saved with another solver config or format.
+            HashwfaError: the state was saved with another solver config or
+                format, or is damaged (a missing entry, a wrong type or
+                shape, an impossible phase or epoch, non-finite weights).
         """
         check_resumable(state, self.config.to_dict())
-        for p in PHASES:
-            self.fields[p].load_state_dict(state["fields"][p])
-            self.optimizers[p].load_state_dict(state["optimizers"][p])
-            self.schedulers[p].load_state_dict(state["schedulers"][p])
-        self.generator.set_state(state["generator"].to("cpu"))
+        check_state_layout(state, self.config.training.epochs_per_phase)
+        try:  # shapes, optimiser groups and the generator are checked by loading them
+            for p in PHASES:
+                self.fields[p].load_state_dict(state["fields"][p])
+                self.optimizers[p].load_state_dict(state["optimizers"][p])
+                self.schedulers[p].load_state_dict(state["schedulers"][p])
+            self.generator.set_state(state["generator"].to("cpu"))
+            timings = {k: float(v) for k, v in state["timings"].items() if k != "setup"}
+        except (KeyError, ValueError, TypeError, RuntimeError, AttributeError, IndexError) as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise HashwfaError(f"the checkpoint does not fit this model ({first_line}). {DAMAGED_FIX}") from None
         self.phase_index = int(state["phase_index"])
         self.epoch = int(state["epoch"])
         self.history = {p: {k: list(v) for k, v in h.items()} for p, h in state["history"].items()}
-        self.timings.update({k: float(v) for k, v in state["timings"].items() if k != "setup"})
+        self.timings.update(timings)
 
     def model_bundle(self) -> Dict[str, Any]:
         """Both fields' state_dicts, on the CPU, with what rebuilds them.
@@ -247,6 +259,8 @@ class TwoPhaseSolver:
                 if checkpoint_now or done % self.log_every == 0:
                     self._read_back(phase, pending, bar)
                     pending = []
+                if checkpoint_now:
+                    self._check_parameters(phase)  # before any checkpoint: never save NaN weights
                 if checkpoint_now and on_checkpoint is not None:
                     # Writing checkpoints is not training time.
                     self._sync()
@@ -327,6 +341,12 @@ class TwoPhaseSolver:
         if not pending:
             return
         losses = torch.stack([loss for loss, _ in pending]).tolist()
+        bad = first_nonfinite(losses)
+        if bad is not None:
+            epoch = self.epoch - len(pending) + bad + 1  # 1-based
+            raise DivergenceError(divergence_message(
+                f"the loss is {losses[bad]}", self._phase_label(phase), epoch,
+                self.config.training.epochs_per_phase, pending[bad][1]))
         scheduler = self.schedulers[phase]
         hist = self.history[phase]
         for loss, (_, lr) in zip(losses, pending):
@@ -335,6 +355,16 @@ class TwoPhaseSolver:
             scheduler.step(loss)
         bar.update(len(losses))
         bar.set_postfix(loss=f"{losses[-1]:.3e}", lr=f"{self.optimizers[phase].param_groups[0]['lr']:.1e}")
+
+    @staticmethod
+    def _phase_label(phase: str) -> str:
+        return f"phase {PHASES.index(phase) + 1}/{len(PHASES)} ({phase})"
+
+    def _check_parameters(self, phase: str) -> None:
+        if not parameters_finite(self.fields[phase].parameters()):
+            raise DivergenceError(divergence_message(
+                "the parameters are no longer finite", self._phase_label(phase), self.epoch,
+                self.config.training.epochs_per_phase, self.optimizers[phase].param_groups[0]["lr"]))
 
     def _sync(self) -> None:
         # Timings are only honest once queued GPU work has finished.
@@ -374,6 +404,10 @@ class TwoPhaseSolver:
         final_loss = self.loss.map_loss(pred["blos"], pred["bqbu"][:, 0], pred["bqbu"][:, 1])
         if self.dist.enabled:  # the mean over this rank's shard -> the global mean
             final_loss = self.dist.sum(final_loss * self.loss.n_valid / self.n_valid)
+        if not np.isfinite(final_loss):  # finite weights whose output overflows float32
+            raise DivergenceError(divergence_message(
+                f"the final loss is {final_loss}", "the evaluation after both phases", self.config.training.epochs_per_phase,
+                self.config.training.epochs_per_phase, self.optimizers[PHASES[-1]].param_groups[0]["lr"]))
         shape = (obs.ny, obs.nx)
         maps = FieldMaps.from_bqbu(
             pred["blos"].reshape(shape), pred["bqbu"][:, 0].reshape(shape), pred["bqbu"][:, 1].reshape(shape)

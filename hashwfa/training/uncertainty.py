@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, List, Optional
 from hashwfa.errors import HashwfaError
 from hashwfa.schema import setting
 from hashwfa.training.settings import SolverConfig
+from hashwfa.training.divergence import DivergenceError
 from hashwfa.training.solver import TwoPhaseSolver
 from hashwfa.wfa.field_uncertainty import DEFAULT_MEMBERS, DEFAULT_SMOOTHING_PX, DEFAULT_SMOOTHING_QU_PX, field_sigmas
 from hashwfa.wfa.fields import FieldMaps, FieldSigmas
@@ -83,6 +84,9 @@ class RunUncertainty:
         sigmas: the field's sigmas (``SIGMA_*``), or None when not asked for.
         members: per bootstrap member: ``seed``, ``final_loss``, ``timings_s``.
         seconds: wall-clock seconds of the whole step (members included).
+        skipped: why sigma maps that were asked for are missing (the noise could
+            not be estimated, a member diverged), or None. The fit's own maps
+            are never lost to this step.
     """
 
     noise: Optional[StokesNoise]
@@ -90,6 +94,7 @@ class RunUncertainty:
     sigmas: Optional[FieldSigmas] = None
     members: List[Dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    skipped: Optional[str] = None
 
     def history(self) -> Dict[str, Any]:
         """Plain-JSON summary for ``history.json``: the noise, the members, the time."""
@@ -98,6 +103,7 @@ class RunUncertainty:
             "field_sigmas": self.sigmas is not None,
             "members": self.members,
             "seconds": self.seconds,
+            "skipped": self.skipped,
         }
 
 
@@ -124,10 +130,10 @@ def run_uncertainty(
         progress: show the members' progress bars.
         say: prints a progress message (e.g. to stderr; a no-op when quiet).
 
-    Raises:
-        HashwfaError: ``field_sigmas_too`` and the noise cannot be estimated
-            (too few pixels; give ``data.noise``). Without ``field_sigmas_too``
-            the pixel-wise sigmas are then left out (with a message), not the run.
+    Sigma maps that cannot be made (the noise cannot be estimated from too
+    few pixels; a bootstrap member diverges) are left out with the reason in
+    :attr:`RunUncertainty.skipped`: this step runs after the fit, and the
+    fit's maps must still be written.
     """
     t0 = time.perf_counter()
     physics = solver_config.physics
@@ -135,11 +141,9 @@ def run_uncertainty(
         try:
             noise = resolve_noise(observation)
         except HashwfaError as exc:
-            if field_sigmas_too:
-                raise HashwfaError(f"cannot write the sigma maps (output.sigmas): {exc} (the fit is kept in the "
-                                   "checkpoint: add data.noise and rerun with --resume)") from None
-            say(f"no WFA_SIGMA_* maps: {exc}")
-            return RunUncertainty(noise=None, wfa_sigmas=None, seconds=time.perf_counter() - t0)
+            maps = "SIGMA_* and WFA_SIGMA_*" if field_sigmas_too else "WFA_SIGMA_*"
+            return RunUncertainty(noise=None, wfa_sigmas=None, seconds=time.perf_counter() - t0,
+                                  skipped=f"no {maps} maps: {exc} Fix: give data.noise.")
     seed = solver_config.training.seed
     members: List[Dict[str, Any]] = []
 
@@ -153,15 +157,18 @@ def run_uncertainty(
         members.append({"seed": config.training.seed, "final_loss": result.final_loss, "timings_s": result.timings})
         return result.maps
 
+    sigmas, wfa_sigmas, skipped = None, None, None
     if field_sigmas_too:
-        found = field_sigmas(
-            observation, field_maps, fit, noise, members=settings.members, seed=seed,
-            smoothing_px=settings.window_blos_px, smoothing_qu_px=settings.window_bqbu_px,
-            qu_form=physics.qu_form, core_cutoff=physics.core_cutoff,
-        )
-        sigmas, wfa_sigmas = found.sigmas, found.wfa_sigmas
-    else:
-        sigmas = None
+        try:
+            found = field_sigmas(
+                observation, field_maps, fit, noise, members=settings.members, seed=seed,
+                smoothing_px=settings.window_blos_px, smoothing_qu_px=settings.window_bqbu_px,
+                qu_form=physics.qu_form, core_cutoff=physics.core_cutoff,
+            )
+            sigmas, wfa_sigmas = found.sigmas, found.wfa_sigmas
+        except DivergenceError as exc:
+            skipped = f"no SIGMA_* maps: the bootstrap member diverged ({exc})"
+    if wfa_sigmas is None:
         wfa_sigmas = pixel_wfa_sigmas(observation, noise, core_cutoff=physics.core_cutoff, qu_form=physics.qu_form)
     return RunUncertainty(noise=noise, wfa_sigmas=wfa_sigmas, sigmas=sigmas, members=members,
-                          seconds=time.perf_counter() - t0)
+                          seconds=time.perf_counter() - t0, skipped=skipped)

@@ -35,6 +35,11 @@ __all__ = ["AXES_KEYWORD_VALUE", "WAVELENGTH_UNITS", "StokesFiles", "read_stokes
 #: Numpy axis order of the cube on disk and in memory (see module docstring).
 AXES_KEYWORD_VALUE = "Y,X,STOKES,WAVE"
 
+#: Finest sampling believed without a stated unit: lambda0 / step above this
+#: (6e5; the finest common sampling, Hinode SP's 21.5 mA at 6302 A, is about
+#: 3e5) means the numbers are not Angstrom.
+MAX_RESOLVING_POWER = 6e5
+
 #: Wavelength units understood in BUNIT (lower case) -> factor to Angstrom.
 WAVELENGTH_UNITS: Dict[str, float] = {
     "": 1.0, "angstrom": 1.0, "angstroms": 1.0, "a": 1.0, "aa": 1.0, "0.1 nm": 1.0,
@@ -80,18 +85,23 @@ def read_stokes_fits(
             ``(4, nw, ny, nx)`` (SSTRED/CRISPEX; a leading time axis of
             length 1 is dropped). A ``MASK`` image extension is read.
         wavelengths_path: FITS file whose primary image is the ``(nw,)``
-            wavelengths. Unit from BUNIT (Angstrom by default; nm and mA
-            are converted); ``WAVEREF = 'ABSOLUTE'`` is converted here.
+            wavelengths. Unit from BUNIT (nm and mA are converted);
+            without a unit Angstrom, unless the steps are then implausibly
+            fine (:data:`MAX_RESOLVING_POWER`), which is an error asking
+            for BUNIT. ``WAVEREF = 'ABSOLUTE'`` is converted here.
         line: the line; None takes the cube's LINE header keyword (a
             line this package does not know is rebuilt from LINECEN,
-            LINEJ1/J2/G1/G2), else ``"5173"``.
+            LINEJ1/J2/G1/G2), else ``"5173"``. A line given here must
+            agree with a LINE keyword in the cube's header.
         axis_order: ``"auto"`` (header HWAXES, else the shape decides),
             ``"yxsw"`` for ``(ny, nx, 4, nw)`` or ``"swyx"`` for
             ``(4, nw, ny, nx)``.
 
     Raises:
         HashwfaError: missing or unreadable files, wavelengths that are
-            not 1-D, an unknown unit, a shape that fits no layout.
+            not 1-D, an unknown unit, no unit and steps too fine for
+            Angstrom, a shape that fits no layout, a
+            ``line`` that contradicts the cube's LINE keyword.
     """
     spath, wpath = Path(stokes_path), Path(wavelengths_path)
     wl, whdr, _ = read_image(wpath, "wavelengths")
@@ -104,6 +114,7 @@ def read_stokes_fits(
                 "in the primary HDU"
             )
     wl = wl.astype(np.float64)
+    unit_given = "BUNIT" in whdr or "CUNIT1" in whdr
     unit = str(whdr.get("BUNIT", whdr.get("CUNIT1", "Angstrom"))).strip().lower()
     scale = WAVELENGTH_UNITS
     if unit not in scale:
@@ -114,8 +125,12 @@ def read_stokes_fits(
 
     data, shdr, file_mask = read_image(spath, "Stokes cube")
     if line is None:
-        line = _line_from_header(shdr, spath)
-    line = get_line(line)
+        line = get_line(_line_from_header(shdr, spath))
+    else:
+        line = get_line(line)
+        _check_header_line(shdr, line, spath)
+    if not unit_given:
+        _check_sampling_as_angstrom(wl, line, wpath)
     if str(whdr.get("WAVEREF", "")).strip().upper() == "ABSOLUTE":
         wl = wl - line.center
         warnings.warn(f"{wpath}: WAVEREF = 'ABSOLUTE': subtracted the centre of line {line.name} "
@@ -206,6 +221,48 @@ def _line_from_header(header: fits.Header, path: Path) -> Union[str, Dict[str, A
         return {"name": name, "center": header["LINECEN"], "j1": header["LINEJ1"], "j2": header["LINEJ2"],
                 "g1": header["LINEG1"], "g2": header["LINEG2"]}
     return name  # get_line raises the error listing the known lines
+
+
+def _check_sampling_as_angstrom(wl: np.ndarray, line: SpectralLine, path: Path) -> None:
+    """Refuse wavelengths without a unit whose steps are implausibly fine when read as Angstrom.
+
+    Nm read as Angstrom are 10x too close together, and B comes out 10x too
+    small. A median step finer than ``line.center / MAX_RESOLVING_POWER``
+    samples the line more finely than any spectrograph or filtergraph does,
+    so the unit must be given.
+    """
+    steps = np.diff(wl)
+    if steps.size == 0 or not np.all(np.isfinite(steps)):
+        return  # the observation reports these
+    if np.any(np.abs(wl) >= 100.0):
+        return  # absolute values: their magnitude tells Angstrom from nm (observation.relative_wavelengths)
+    step = float(np.median(np.abs(steps)))
+    finest = line.center / MAX_RESOLVING_POWER
+    if 0 < step < finest:
+        raise HashwfaError(
+            f"{path}: the wavelengths have no unit (no BUNIT), so they were read as Angstrom, but then "
+            f"their median step {step:.3g} A is finer than any instrument samples line {line.name} "
+            f"(< {finest:.2g} A); they look like nm ({10 * step:.3g} A steps). Fix: set BUNIT = 'nm' "
+            "(or 'Angstrom' if the steps really are that fine) in the wavelengths file's header"
+        )
+
+
+def _check_header_line(header: fits.Header, line: SpectralLine, path: Path) -> None:
+    """Raise when the cube's LINE keyword names another line than ``line`` (the caller's choice)."""
+    name = header.get("LINE")
+    if name is None:
+        return
+    name = str(name).strip()
+    try:
+        same = get_line(name).name == line.name  # a known name or alias
+    except HashwfaError:
+        same = name == line.name  # a line this package does not know, defined in the header
+    if not same:
+        raise HashwfaError(
+            f"{path}: the cube's header says LINE = {name!r} but line {line.name!r} was asked for "
+            f"({line.center} A). Fix: drop the explicit line (in a config: remove 'line') to use "
+            f"the header's, or correct the header if line {line.name!r} is right"
+        )
 
 
 def _to_yxsw(data: np.ndarray, header: fits.Header, nw: int, axis_order: str, path: Path) -> np.ndarray:

@@ -100,6 +100,16 @@ class WFALoss(torch.nn.Module):
                 stacklevel=2,
             )
 
+        if not np.any(coef_v):
+            # dI/dlambda = 0 everywhere: V, Q and U carry no information on B, and the fit
+            # would return its initial output (all-zero maps) without a word.
+            raise HashwfaError(
+                f"{observation.source}: dI/dlambda is zero at every valid pixel and active wavelength "
+                "(Stokes I is flat or zero there): no pixel carries a WFA signal. Fix: check that "
+                "Stokes I is the cube's first Stokes plane (I, Q, U, V order) and that the active "
+                "wavelengths (data.active_indices) lie on the line"
+            )
+
         def put(name: str, array: np.ndarray, tensor_dtype: torch.dtype) -> None:
             self.register_buffer(name, torch.as_tensor(np.ascontiguousarray(array), dtype=tensor_dtype,
                                                        device=device).contiguous())

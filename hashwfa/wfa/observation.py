@@ -6,11 +6,12 @@ line centre. Files (the cube and its wavelengths as two FITS files, and the
 SSTRED/CRISPEX order) are read and written by :mod:`hashwfa.wfa.io`.
 
 A pixel is *valid* when the user's mask allows it and every value the WFA
-uses there is finite: I at the active wavelengths and their neighbours (for
-the derivatives; the interior neighbour's three points at either end), Q, U
-and V at the active wavelengths. Invalid pixels are left out
-of every loss and estimate; their count is reported once, when the
-observation is built.
+uses there is finite and sane: I at the active wavelengths and their
+neighbours (for the derivatives; the interior neighbour's three points at
+either end), Q, U and V at the active wavelengths. Sane means finite in
+float32 (the loss's precision) and within :data:`ABSURD_FACTOR` times the
+median |I| of those values. Invalid pixels are left out of every loss and
+estimate; their count is reported once, when the observation is built.
 """
 
 from __future__ import annotations
@@ -22,10 +23,18 @@ from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from hashwfa.errors import HashwfaError
+from hashwfa.memory import check_fits_in_memory
 from hashwfa.wfa.fitsio import PathLike
 from hashwfa.wfa.io import read_stokes_fits, write_stokes_fits
 from hashwfa.wfa.lines import SpectralLine, get_line
 from hashwfa.wfa.physics import intensity_derivative, intensity_second_derivative
+
+#: A value whose magnitude exceeds this many times the median |I| of the cube
+#: (over the finite values the WFA reads) is absurd -- a hot pixel, a
+#: saturated or corrupted read -- and its pixel is left out like a NaN pixel.
+#: Real Stokes data stay within a few times the continuum; a million times
+#: it only flags values that would overflow the float32 loss or dominate it.
+ABSURD_FACTOR = 1e6
 
 #: Largest |lambda - lambda0| [A] we accept as an offset from the line centre;
 #: wavelengths within this distance of the centre are taken as absolute.
@@ -99,6 +108,40 @@ def relative_wavelengths(
     return rel, f"converted from {how}"
 
 
+def _sane_pixels(intensity: np.ndarray, quv: np.ndarray, finite: np.ndarray) -> np.ndarray:
+    """``(ny, nx)`` True where the WFA's values are neither beyond float32 nor absurdly large.
+
+    ``intensity`` ``(ny, nx, k)`` and ``quv`` ``(ny, nx, 3, A)`` are the values
+    the WFA reads, ``finite`` where they are all finite. "Absurdly large" is
+    relative to the median |I| over the finite pixels (see
+    :data:`ABSURD_FACTOR`); a cube whose median |I| is 0 has no scale and
+    is only checked against float32.
+    """
+    limit = float(np.finfo(np.float32).max)
+    if finite.any():
+        scale = float(np.median(np.abs(intensity[finite])))
+        if scale > 0:
+            limit = min(limit, ABSURD_FACTOR * scale)
+    with np.errstate(invalid="ignore"):
+        return (np.abs(intensity) <= limit).all(axis=-1) & (np.abs(quv) <= limit).all(axis=(-2, -1))
+
+
+def _check_weights(weights: Tuple[float, ...], source: str) -> None:
+    """Refuse weights that fit nothing; warn when one phase's map would be unconstrained."""
+    _, w_q, w_u, w_v = weights
+    if w_q == w_u == w_v == 0:
+        raise HashwfaError(
+            f"{source}: weights = {list(weights)} give Stokes Q, U and V no weight: nothing would be "
+            "fitted and every map would be the untrained network's output. Fix: give V (B_los) and Q, U "
+            "(B_t, azimuth) positive weights (in a config: data.weights, e.g. [1, 1, 1, 1])"
+        )
+    unconstrained = [m for m, off in (("B_los (weight of V is 0)", w_v == 0),
+                                      ("B_Q, B_U (weights of Q and U are 0)", w_q == w_u == 0)) if off]
+    if unconstrained:
+        warnings.warn(f"{source}: weights = {list(weights)}: {unconstrained[0]}: not fitted, its map is the "
+                      "untrained network's output", stacklevel=3)
+
+
 def _as_float_tuple(values: Any, n: int, what: str, source: str) -> Tuple[float, ...]:
     try:
         out = tuple(float(v) for v in values)
@@ -137,12 +180,14 @@ class Observation:
         HashwfaError: wrong number of dimensions, a Stokes axis that is not 4,
             wavelength length mismatch, wavelengths not strictly increasing or
             not finite, active indices out of range or repeated, bad weights,
-            a mask of the wrong shape, or no valid pixel at all.
+            a mask of the wrong shape, no valid pixel at all, or weights
+            that give Q, U and V no weight (nothing to fit).
 
     Warns:
         UserWarning: once, with the number of pixels that have NaN or
-            infinite values (they are left out of every fit); and when
-            absolute wavelengths were converted.
+            infinite values, once with the number that have absurd values
+            (see the module docstring; both are left out of every fit); and
+            when absolute wavelengths were converted.
     """
 
     def __init__(
@@ -177,6 +222,9 @@ class Observation:
             )
         if not np.issubdtype(cube.dtype, np.number):
             raise HashwfaError(f"{src}: Stokes cube has dtype {cube.dtype}; expected a float array")
+        if cube.dtype != np.float64:  # the float64 copy is the largest allocation of a FITS cube
+            check_fits_in_memory(cube.size * 8, f"{src}: the float64 copy of the cube {cube.shape}",
+                                 "crop the cube to the region of interest")
         self.stokes = np.asarray(cube, dtype=np.float64)
         ny, nx, _, nw = self.stokes.shape
         if ny < 1 or nx < 1:
@@ -218,14 +266,18 @@ class Observation:
             raise HashwfaError(f"{src}: active_indices is empty; give at least one index in 0..{nw - 1}")
         bad = [i for i in idx if not 0 <= i < nw]
         if bad:
+            centre = int(np.argmin(np.abs(self.wavelengths)))
+            around = sorted({min(max(centre + k, 0), nw - 1) for k in (-1, 0, 1)})
             raise HashwfaError(
                 f"{src}: active_indices {tuple(idx)} out of range: {bad} not in 0..{nw - 1} "
-                f"for nw = {nw} wavelengths"
+                f"for nw = {nw} wavelengths. Fix: use 0-based indices in 0..{nw - 1} (in a config: "
+                f"data.active_indices), e.g. {around}, the wavelengths around the line centre"
             )
         if len(set(idx)) != len(idx):
             raise HashwfaError(f"{src}: active_indices {tuple(idx)} repeat an index; list each once")
         self.active_indices: Tuple[int, ...] = tuple(sorted(idx))
         self.weights: Tuple[float, float, float, float] = _as_float_tuple(weights, 4, "weights", src)  # type: ignore[assignment]
+        _check_weights(self.weights, src)
 
         if mask is None:
             user_mask = np.ones((ny, nx), dtype=bool)
@@ -243,10 +295,13 @@ class Observation:
         # NaN at an unused wavelength does not throw a pixel away.
         needed_i = sorted({j for i in self.active_indices for j in self._stencil(i, nw)})
         act = list(self.active_indices)
-        finite = np.all(np.isfinite(self.stokes[:, :, 0, needed_i]), axis=-1)
-        finite &= np.all(np.isfinite(self.stokes[:, :, 1:, act]), axis=(-2, -1))
+        used_i, used_quv = self.stokes[:, :, 0, needed_i], self.stokes[:, :, 1:, act]
+        finite = np.all(np.isfinite(used_i), axis=-1)
+        finite &= np.all(np.isfinite(used_quv), axis=(-2, -1))
         self.n_nonfinite = int(np.count_nonzero(~finite))
-        self.valid = (finite & user_mask).reshape(-1)
+        sane = finite & _sane_pixels(used_i, used_quv, finite)
+        self.n_absurd = int(np.count_nonzero(finite & ~sane))
+        self.valid = (sane & user_mask).reshape(-1)
         if self.n_nonfinite:
             warnings.warn(
                 f"{src}: {self.n_nonfinite} of {ny * nx} pixels have NaN or infinite values at the "
@@ -254,9 +309,17 @@ class Observation:
                 "reports NaN there)",
                 stacklevel=2,
             )
+        if self.n_absurd:
+            y, x = np.argwhere(finite & ~sane)[0]
+            warnings.warn(
+                f"{src}: {self.n_absurd} of {ny * nx} pixels have absurd values at the wavelengths "
+                f"the WFA uses (beyond float32, or over {ABSURD_FACTOR:g} x the median |I|; the first "
+                f"at y={y}, x={x}); they are left out of every fit like NaN pixels",
+                stacklevel=2,
+            )
         if not self.valid.any():
             raise HashwfaError(
-                f"{src}: no valid pixel: all {ny * nx} pixels are masked out or have NaN/inf values; "
+                f"{src}: no valid pixel: all {ny * nx} pixels are masked out or have NaN/inf or absurd values; "
                 "check the mask and the data"
             )
         self._dI: Optional[np.ndarray] = None

@@ -91,6 +91,7 @@ import numpy as np
 from astropy.io import fits
 
 from hashwfa.errors import HashwfaError
+from hashwfa.memory import check_fits_in_memory
 from hashwfa.wfa.fields import FieldMaps
 from hashwfa.wfa.fitsio import provenance_cards, write_atomic
 from hashwfa.wfa.lines import SpectralLine, get_line
@@ -384,6 +385,16 @@ def _make_atmosphere(rng: np.random.Generator, envelope: np.ndarray, conc: np.nd
 
 
 # ---------------------------------------------------------------------- public
+def synthetic_plage_bytes(ny: int, nx: int, nw: int) -> int:
+    """Lower bound of the bytes :func:`synthetic_plage` holds at once: three float64 cubes.
+
+    Every model holds the profiles, their blurred (or stacked) copy and the
+    noise or derivative arrays of one cube's size together
+    (tests/test_memory.py checks the bound against the measured peak).
+    """
+    return 3 * ny * nx * 4 * nw * 8
+
+
 def synthetic_plage(
     ny: int = 200,
     nx: int = 178,
@@ -468,6 +479,11 @@ def synthetic_plage(
     if model == "wfa" and qu_form == "second_derivative" and wl.shape[0] < 3:
         raise HashwfaError("synthetic_plage: model 'wfa' with qu_form 'second_derivative' needs >= 3 wavelengths")
 
+    check_fits_in_memory(
+        synthetic_plage_bytes(int(ny), int(nx), wl.shape[0]),
+        f"synthetic_plage: the cube {ny} x {nx} x 4 x {wl.shape[0]}",
+        "make ny and nx smaller (data.synthetic.ny, data.synthetic.nx in a config)",
+    )
     rng_field, rng_atm, rng_noise = (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(3))
     intrinsic, envelope, conc = _make_field(rng_field, int(ny), int(nx))
     atm_intrinsic = _make_atmosphere(rng_atm, envelope, conc, line.center)

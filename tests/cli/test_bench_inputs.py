@@ -25,3 +25,19 @@ def test_json_onto_the_config_is_refused_and_the_config_kept(tmp_path, capsys):
 def test_json_into_a_directory_is_refused(tmp_path, capsys):
     assert main(["--versions", "1", "--json", str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err
+
+
+def test_a_diverging_version_is_a_row_with_null_loss_and_the_others_run(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "b.json"
+    args = ["--versions", "0,1", "--json", str(out), "--set", "data.synthetic.ny=10", "--set", "data.synthetic.nx=8",
+            "--set", "training.epochs_per_phase=3", "--set", "training.lr=1e6", "--set", "network.n_neurons=16",
+            "--set", "encoding.n_levels=4", "--set", "training.device=cpu"]
+    assert main(args) == 0
+    assert "diverged" in capsys.readouterr().err
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["version"] for r in rows] == [0, 1, None, None]
+    assert all(r["final_loss"] is None and "(diverged)" in r["description"] for r in rows[:2])
+    # the pixel-wise and the regularised WFA do not train
+    assert rows[2]["final_loss"] is not None and rows[3]["final_loss"] is not None

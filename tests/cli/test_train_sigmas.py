@@ -173,3 +173,26 @@ def test_run_interrupted_while_the_member_trains_retrains_it_on_resume(config, w
     for name in MAPS:
         np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
         np.testing.assert_array_equal(got["SIGMA_" + name], ref["SIGMA_" + name], err_msg=name)
+
+
+def test_a_diverging_member_costs_the_sigma_maps_not_the_results(config, tmp_path, monkeypatch, capsys):
+    from hashwfa.training import uncertainty as unc
+    from hashwfa.training.divergence import DivergenceError
+
+    class DivergingSolver:
+        def __init__(self, *a, **k):
+            pass
+
+        def run(self):
+            raise DivergenceError("the loss is nan in phase 1/2 (blos), epoch 1 of 2 (test)")
+
+    monkeypatch.setattr(unc, "TwoPhaseSolver", DivergingSolver)
+    out = tmp_path / "diverged_member"
+    assert main([str(config), "--out", str(out), "--quiet", *SIGMAS, *NO_QUICKLOOK]) == 0
+    assert "bootstrap member diverged" in capsys.readouterr().err
+    with fits.open(out / "field.fits") as hdul:
+        names = {h.name for h in hdul}
+    assert {"BLOS", "BTRANS", "AZIMUTH", "WFA_SIGMA_BLOS"} <= names
+    assert not any(n.startswith("SIGMA_") for n in names)
+    history = json.loads((out / "history.json").read_text())
+    assert "diverged" in history["uncertainty"]["skipped"]
