@@ -1,4 +1,4 @@
-"""The quick-look PNG of a run: maps, pixel-wise WFA maps, loss curves, errors.
+"""The quick-look PNG of a run: maps, pixel-wise and regularised WFA maps, loss curves, errors.
 
 Uses matplotlib's object-oriented API on an Agg canvas (no pyplot, no global
 state, no display needed).
@@ -50,27 +50,34 @@ def write_quicklook(
     truth: Optional[FieldMaps] = None,
     sigmas: Optional[FieldSigmas] = None,
     wfa_sigmas: Optional[FieldSigmas] = None,
+    regularized: Optional[FieldMaps] = None,
     title: str = "",
     dpi: int = 100,
 ) -> None:
     """Write the quick-look PNG atomically.
 
-    Rows: the neural field (B_los, B_t, azimuth), the pixel-wise WFA,
-    when ``truth`` is given the errors of the field against it, and when
-    ``sigmas`` is given the field's sigma maps (with the pixel-wise WFA's
-    sigma of B_los in the last column when ``wfa_sigmas`` is given). The
-    last column of the first two rows shows the loss (and learning rate)
-    per epoch of both phases.
+    Rows: the neural field (B_los, B_t, azimuth), the pixel-wise WFA, the
+    regularised WFA when given (last column: its B_los error when ``truth``
+    is given), when ``truth`` is given the errors of the field against it
+    (last column: the pixel-wise WFA's B_los error), and when ``sigmas`` is
+    given the field's sigma maps (with the pixel-wise WFA's sigma of B_los in
+    the last column when ``wfa_sigmas`` is given). The last column of the
+    first two rows shows the loss (and learning rate) per epoch of both
+    phases.
 
     Args:
         maps, wfa, truth: the neural field's, the pixel-wise WFA's and the
             true maps (truth: synthetic data only), (ny, nx).
         sigmas, wfa_sigmas: one-sigma maps of the field and of the
             pixel-wise WFA (:class:`FieldSigmas`), or None.
+        regularized: the regularised WFA's maps, (ny, nx), or None.
         history: ``{"blos": {"loss": [...], "lr": [...]}, "bqbu": {...}}``.
         title: the figure's title (version, data, final loss).
     """
-    rows = 2 + (truth is not None) + (sigmas is not None)
+    sources = [("neural field", maps), ("pixel-wise WFA", wfa)]
+    if regularized is not None:
+        sources.append(("regularised WFA", regularized))
+    rows = len(sources) + (truth is not None) + (sigmas is not None)
     fig = Figure(figsize=(16, 4.2 * rows), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, 4)
@@ -79,7 +86,7 @@ def write_quicklook(
 
     blos_lim = _limits(maps.blos, wfa.blos, symmetric=True)
     bt_lim = _limits(maps.bt, wfa.bt, symmetric=False)
-    for row, (label, src) in enumerate((("neural field", maps), ("pixel-wise WFA", wfa))):
+    for row, (label, src) in enumerate(sources):
         _show(fig, axes[row, 0], src.blos, f"{label}: B_los", "RdBu_r", *blos_lim, "G")
         _show(fig, axes[row, 1], src.bt, f"{label}: B_t", "magma", *bt_lim, "G")
         # Azimuth is defined modulo pi: a cyclic colour map shows no false edge at 0/pi.
@@ -93,24 +100,31 @@ def write_quicklook(
         }
         wfa_blos_err = wfa.blos - truth.blos
         lim = _limits(err["blos"], wfa_blos_err, symmetric=True)
+        last = len(sources)
 
         def rms(d: np.ndarray) -> float:
             return float(np.sqrt(np.nanmean(np.asarray(d) ** 2)))
 
-        _show(fig, axes[2, 0], err["blos"], f"field - true B_los (rms {rms(err['blos']):.3g} G)", "RdBu_r", *lim, "G")
+        _show(fig, axes[last, 0], err["blos"], f"field - true B_los (rms {rms(err['blos']):.3g} G)", "RdBu_r", *lim, "G")
         _show(
-            fig, axes[2, 1], err["bt"], f"field - true B_t (rms {rms(err['bt']):.3g} G)", "RdBu_r",
+            fig, axes[last, 1], err["bt"], f"field - true B_t (rms {rms(err['bt']):.3g} G)", "RdBu_r",
             *_limits(err["bt"], symmetric=True), "G",
         )
         # In degrees, as the benchmark and the main job report the azimuth error.
         az_err_deg = np.degrees(np.abs(err["azimuth"]))
         _show(
-            fig, axes[2, 2], az_err_deg, f"|field - true azimuth| mod 180 (rms {rms(az_err_deg):.3g} deg)",
+            fig, axes[last, 2], az_err_deg, f"|field - true azimuth| mod 180 (rms {rms(az_err_deg):.3g} deg)",
             "viridis", 0.0, 90.0, "deg",
         )
         _show(
-            fig, axes[2, 3], wfa_blos_err, f"WFA - true B_los (rms {rms(wfa_blos_err):.3g} G)", "RdBu_r", *lim, "G"
+            fig, axes[last, 3], wfa_blos_err, f"WFA - true B_los (rms {rms(wfa_blos_err):.3g} G)", "RdBu_r", *lim, "G"
         )
+        if regularized is not None:
+            reg_err = regularized.blos - truth.blos
+            _show(fig, axes[2, 3], reg_err, f"regularised WFA - true B_los (rms {rms(reg_err):.3g} G)",
+                  "RdBu_r", *lim, "G")
+    if regularized is not None and truth is None:
+        axes[2, 3].axis("off")
 
     if sigmas is not None:
         row = rows - 1

@@ -6,8 +6,10 @@ An output directory holds:
                     resolved config as HISTORY cards), image extensions
                     BLOS, BQ, BU, BTRANS, AZIMUTH (the neural field; BUNIT
                     G, G2, G2, G, rad), the same with WFA_ (the pixel-wise
-                    WFA) and, for synthetic data, TRUE_ (the truth), each
-                    (ny, nx) float32; VALID (1 = pixel used in the fit)
+                    WFA), REG_ (the spatially regularised WFA, its weights
+                    in the primary header: :func:`regularized_cards`) and,
+                    for synthetic data, TRUE_ (the truth), each (ny, nx)
+                    float32; VALID (1 = pixel used in the fit)
 ``history.json``    loss and learning rate per epoch and phase, final loss,
                     timings, errors against the truth when known
 ``config.json``     the resolved config (plain JSON; a valid config file)
@@ -40,6 +42,7 @@ from hashwfa.wfa.fields import FieldMaps, FieldSigmas
 from hashwfa.wfa.fitsio import provenance_cards
 from hashwfa.wfa.noise import StokesNoise
 from hashwfa.wfa.physics import azimuth_difference
+from hashwfa.wfa.regularized import RegularizedResult
 
 __all__ = [
     "FIELD_FITS",
@@ -55,6 +58,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "write_field_fits",
+    "regularized_cards",
     "error_metrics",
 ]
 
@@ -164,6 +168,31 @@ def error_metrics(maps: FieldMaps, truth: FieldMaps, valid: Optional[np.ndarray]
     }
 
 
+def regularized_cards(reg: RegularizedResult) -> Dict[str, Any]:
+    """Header cards describing the regularised WFA: keyword -> (value, comment).
+
+    ``REGALPV``/``REGALPQU``: the relative smoothness weights of B_los and of
+    B_Q, B_U; ``REGRULV``/``REGRULQU``: how each was chosen (discrepancy,
+    gcv, given); ``REGSIGV``/``REGSIGQU``: the noise sigma the discrepancy
+    rule used (only when it did); ``REGSIGES``: whether it was estimated;
+    ``REGMETH``: the sparse solver.
+    """
+    cards: Dict[str, Any] = {
+        "REGALPV": (reg.alpha_v, "reg. WFA weight of B_los (relative)"),
+        "REGALPQU": (reg.alpha_qu, "reg. WFA weight of B_Q, B_U (relative)"),
+        "REGRULV": (reg.rule_v, "how REGALPV was chosen"),
+        "REGRULQU": (reg.rule_qu, "how REGALPQU was chosen"),
+        "REGMETH": (reg.method, "reg. WFA sparse solver"),
+    }
+    if reg.noise_v is not None:
+        cards["REGSIGV"] = (reg.noise_v, "V noise sigma of the rule [intensity]")
+    if reg.noise_qu is not None:
+        cards["REGSIGQU"] = (reg.noise_qu, "Q, U noise sigma of the rule [intensity]")
+    if reg.noise_v is not None or reg.noise_qu is not None:
+        cards["REGSIGES"] = (reg.noise_estimated, "noise sigma estimated from the data")
+    return cards
+
+
 def write_field_fits(
     path: Union[str, Path],
     maps: FieldMaps,
@@ -176,12 +205,15 @@ def write_field_fits(
     sigmas: Optional[FieldSigmas] = None,
     wfa_sigmas: Optional[FieldSigmas] = None,
     noise: Optional[StokesNoise] = None,
+    regularized: Optional[RegularizedResult] = None,
 ) -> None:
     """Write ``field.fits`` atomically.
 
     Args:
         maps: the neural field's maps, (ny, nx).
         wfa: the pixel-wise WFA maps (written as ``WFA_*``).
+        regularized: the regularised WFA (maps written as ``REG_*``, its
+            weights as header cards, :func:`regularized_cards`) or None.
         provenance: header keywords -> value or (value, comment), e.g.
             ``{"ENCVER": (1, "...")}`` (keys of at most 8 characters).
         config: the resolved config (plain JSON), written as HISTORY cards
@@ -202,8 +234,12 @@ def write_field_fits(
     if noise is not None:
         for key, value in noise.header_cards().items():
             header[key] = value
+    if regularized is not None:
+        for key, value in regularized_cards(regularized).items():
+            header[key] = value
     header.add_comment("Maps: BLOS, BQ, BU, BTRANS, AZIMUTH = neural field; WFA_* = pixel-wise")
-    header.add_comment("weak-field approximation; TRUE_* = the truth (synthetic data only).")
+    header.add_comment("weak-field approximation; REG_* = spatially regularised WFA (weights")
+    header.add_comment("REGALPV, REGALPQU); TRUE_* = the truth (synthetic data only).")
     header.add_history("Resolved config (also in config.json), one key per card:")
     for key, value in flatten(config).items():
         header.add_history(f"{key} = {json.dumps(value)}")
@@ -213,6 +249,8 @@ def write_field_fits(
         hdus += sigmas.to_hdus()
     if wfa_sigmas is not None:
         hdus += wfa_sigmas.to_hdus("WFA_")
+    if regularized is not None:
+        hdus += regularized.maps.to_hdus("REG_")
     if truth is not None:
         hdus += truth.to_hdus("TRUE_")
     if valid is not None:

@@ -3,9 +3,10 @@
 Couples :mod:`hashwfa.encodings` (the fields) to :mod:`hashwfa.wfa` (the
 observation and the loss). The settings of a solve (:mod:`.settings`), the
 model it trains and its saved form (:mod:`.model`), where it runs
-(:mod:`.device`), the two-phase loop and
-its evaluation (:mod:`.solver`), checkpoints (:mod:`.checkpoint`), gradient
-normalisation (:mod:`.gradients`) and the result (:mod:`.result`).
+(:mod:`.device`), the two-phase loop and its evaluation (:mod:`.solver`),
+the warm start from a WFA map (:mod:`.warm_start`), checkpoints
+(:mod:`.checkpoint`), gradient normalisation (:mod:`.gradients`) and the
+result (:mod:`.result`).
 """
 
 from hashwfa.training.checkpoint import STATE_FORMAT, check_resumable

@@ -19,7 +19,10 @@ from hashwfa.schema import setting
 from hashwfa.training.device import DEVICES
 from hashwfa.wfa.physics import CORE_CUTOFF, DEFAULT_QU_FORM, QU_FORMS
 
-__all__ = ["EncodingConfig", "NetworkConfig", "TrainingConfig", "PhysicsConfig", "SolverConfig"]
+__all__ = ["EncodingConfig", "NetworkConfig", "TrainingConfig", "PhysicsConfig", "SolverConfig", "INITS"]
+
+#: Where each field starts (:mod:`hashwfa.training.warm_start`).
+INITS = ("none", "pixelwise", "regularized")
 
 _PROGRESSIVE = ", ".join(str(v) for v in PROGRESSIVE_VERSIONS)
 
@@ -110,6 +113,16 @@ class TrainingConfig:
     )
     seed: int = setting(
         0, "Seed of the model initialisation and of the minibatch order.", min=0, max=2**63 - 1
+    )
+    init_from: str = setting(
+        "none",
+        "Start of each field: 'none' (the random initialisation, the seed protocol), 'pixelwise' or "
+        "'regularized': first fit the field to that WFA baseline's map for training.init_epochs steps "
+        "(mean squared error, Adam at training.lr), then train on the WFA loss.",
+        choices=INITS,
+    )
+    init_epochs: int = setting(
+        100, "Passes of the warm-start fit to the baseline map in each phase (init_from other than 'none').", min=1
     )
     device: str = setting(
         "auto", "'cpu', 'cuda' or 'auto' (cuda when available).", choices=DEVICES

@@ -41,6 +41,7 @@ from hashwfa.training.distributed import SINGLE_PROCESS, DistributedContext
 from hashwfa.training.model import build_field, model_bundle
 from hashwfa.training.result import SolverResult
 from hashwfa.training.settings import SolverConfig
+from hashwfa.training.warm_start import baseline_maps, fit_to_map, phase_target
 from hashwfa.wfa.fields import FieldMaps
 from hashwfa.wfa.loss import PHASES, WFALoss
 from hashwfa.wfa.observation import Observation
@@ -108,6 +109,9 @@ class TwoPhaseSolver:
             np.ascontiguousarray(observation.coordinates()[valid_index], dtype=np.float32)
         ).to(self.device)
         self.full_batch = train.batch_size >= self.n_valid
+        self.valid_index = valid_index
+        # training.init_from: the baseline map both phases start from, made when first needed.
+        self._baseline: Optional[FieldMaps] = None
 
         backend = grid_backend_for(self.device, config.encoding.backend)
         self.fields = {p: build_field(config, p, backend=backend, device=self.device) for p in PHASES}
@@ -241,6 +245,8 @@ class TwoPhaseSolver:
         label = "phase 1/2 B_los" if phase == "blos" else "phase 2/2 B_Q,B_U"
         bar = tqdm(total=epochs, initial=self.epoch, desc=label, disable=not self.progress, leave=True)
         t0 = time.perf_counter()
+        if self.epoch == 0 and self.config.training.init_from != "none":
+            self._warm_start(phase)  # part of the phase's time
         try:
             while self.epoch < epochs:
                 epoch = self.epoch
@@ -267,6 +273,29 @@ class TwoPhaseSolver:
             bar.close()
         self._sync()
         self.timings[phase] += time.perf_counter() - t0
+
+    def _warm_start(self, phase: str) -> None:
+        """Fit the phase's field to the baseline map (:mod:`hashwfa.training.warm_start`)."""
+        train = self.config.training
+        if self._baseline is None:
+            self._baseline = baseline_maps(self.observation, train.init_from, self.config.physics)
+        net = self.fields[phase]
+        if net.encoding.progressive:
+            net.encoding.set_active_levels(self._active_levels(0))
+        if self.dist.enabled:
+            # Every rank fits the whole map (not its shard), then takes rank 0's result,
+            # so that all ranks start the WFA phase from the same parameters.
+            index = self.observation.valid_index
+            coords = torch.from_numpy(
+                np.ascontiguousarray(self.observation.coordinates()[index], dtype=np.float32)).to(self.device)
+        else:
+            index, coords = self.valid_index, self.coords
+        target = phase_target(self._baseline, phase, index) / self.scales[phase]
+        target_t = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)).to(self.device)
+        loss = fit_to_map(net, coords, target_t, train.init_epochs, train.lr, train.batch_size)
+        self.dist.broadcast_parameters([net])
+        # A one-element list, so that the history (and checkpoints) keep it like the per-epoch lists.
+        self.history[phase]["init_loss"] = [loss]
 
     def _train_epoch(self, phase: str) -> torch.Tensor:
         """One epoch; returns its mean loss as a 0-d tensor on the device (no sync)."""

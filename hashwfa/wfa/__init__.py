@@ -1,5 +1,5 @@
 """Weak-field physics: spectral lines, observations, the WFA forward model and
-loss, the pixel-wise WFA, and a synthetic plage with known truth.
+loss, the pixel-wise and the spatially regularised WFA, and a synthetic plage with known truth.
 
 This subpackage takes magnetic-field values, not networks: it never imports
 :mod:`hashwfa.encodings` or :mod:`hashwfa.training` (the solver that couples
@@ -19,12 +19,14 @@ from hashwfa.wfa.physics import (
     wfa_coefficients,
 )
 from hashwfa.wfa.pixelwise import pixel_wfa
+from hashwfa.wfa.regularized import RegularizedResult, regularized_wfa
 from hashwfa.wfa.synthetic import SyntheticPlage, synthetic_plage
 
 __all__ = [
     "FieldMaps",
     "LINES",
     "Observation",
+    "RegularizedResult",
     "SpectralLine",
     "SyntheticPlage",
     "WFALoss",
@@ -35,6 +37,7 @@ __all__ = [
     "get_line",
     "intensity_derivative",
     "pixel_wfa",
+    "regularized_wfa",
     "synthetic_plage",
     "wfa_coefficients",
 ]

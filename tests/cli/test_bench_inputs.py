@@ -37,6 +37,7 @@ def test_a_diverging_version_is_a_row_with_null_loss_and_the_others_run(tmp_path
     assert main(args) == 0
     assert "diverged" in capsys.readouterr().err
     rows = json.loads(out.read_text())["rows"]
-    assert [r["version"] for r in rows] == [0, 1, None]
+    assert [r["version"] for r in rows] == [0, 1, None, None]
     assert all(r["final_loss"] is None and "(diverged)" in r["description"] for r in rows[:2])
-    assert rows[2]["final_loss"] is not None  # the pixel-wise WFA does not train
+    # the pixel-wise and the regularised WFA do not train
+    assert rows[2]["final_loss"] is not None and rows[3]["final_loss"] is not None

@@ -46,7 +46,7 @@ def test_writes_every_file_with_shapes_units_and_provenance(finished):
     assert not list(out.glob(".*.tmp"))
     with fits.open(out / "field.fits") as hdul:
         names = [hdu.name for hdu in hdul]
-        for prefix in ("", "WFA_", "TRUE_"):
+        for prefix in ("", "WFA_", "REG_", "TRUE_"):
             for name in MAPS:
                 hdu = hdul[prefix + name]
                 assert hdu.data.shape == (40, 36)
@@ -55,6 +55,9 @@ def test_writes_every_file_with_shapes_units_and_provenance(finished):
         header = hdul[0].header
         assert header["ENCVER"] == 1 and header["BACKEND"] == "torch" and header["DEVICE"] == "cpu"
         assert header["SEED"] == 0 and header["HWVERS"]
+        # The regularised WFA's weights, chosen by the default rule from the estimated noise.
+        assert header["REGALPV"] > 0 and header["REGALPQU"] > 0
+        assert header["REGRULV"] == header["REGRULQU"] == "discrepancy" and header["REGSIGES"] is True
         history = json.loads((out / "history.json").read_text())
         assert header["FINLOSS"] == pytest.approx(history["final_loss"])
         cards = "\n".join(str(c) for c in header["HISTORY"])
@@ -91,6 +94,9 @@ def test_field_beats_the_pixelwise_wfa_on_blos(finished):
     assert field < 0.4 * truth_rms, (field, truth_rms)
     history = json.loads((finished[1] / "history.json").read_text())
     assert history["errors_vs_truth"]["blos_rmse"] == pytest.approx(field, rel=1e-4)
+    reg = rmse(maps["REG_BLOS"])
+    assert history["errors_vs_truth"]["reg_blos_rmse"] == pytest.approx(reg, rel=1e-4)
+    assert reg < wfa, (reg, wfa)
 
 
 def test_model_pt_rebuilds_the_maps(finished):
@@ -225,3 +231,19 @@ def test_fits_data_from_the_config(tmp_path):
         names = [hdu.name for hdu in hdul]
         assert hdul["BLOS"].data.shape == (12, 10)
     assert "TRUE_BLOS" not in names and "WFA_BLOS" in names
+
+
+def test_data_too_small_for_the_regularised_wfa_still_write_the_run(tmp_path, capsys):
+    """A 2 x 3 image has no noise estimate: the run ends normally without REG_* and says why."""
+    config = tmp_path / "tiny.json"
+    config.write_text('{"data": {"synthetic": {"ny": 2, "nx": 3}}, "encoding": {"n_levels": 4, '
+                      '"max_resolution": 8, "log2_hashmap_size": 8}, "network": {"n_neurons": 8}, '
+                      '"training": {"epochs_per_phase": 2, "device": "cpu"}, "output": {"quicklook": false}}')
+    out = tmp_path / "out"
+    assert main([str(config), "--out", str(out), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "no regularised WFA" in captured.err
+    assert "regularised WFA" not in captured.out and "pixel-wise WFA" in captured.out
+    with fits.open(out / "field.fits") as hdul:
+        names = [hdu.name for hdu in hdul]
+    assert "WFA_BLOS" in names and "REG_BLOS" not in names

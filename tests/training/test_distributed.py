@@ -271,3 +271,17 @@ def test_a_rank_that_dies_stops_the_others_with_a_message_and_no_result(tmp_path
     # The last checkpoint (after blos epoch 3) is whole and resumable.
     state = torch.load(tmp_path / "out" / "checkpoint.pt", weights_only=True)
     assert state["phase_index"] == 0 and state["epoch"] == 3
+
+
+@needs_gloo
+def test_two_ranks_with_a_warm_start_match_one_process(tmp_path: Path) -> None:
+    """training.init_from: every rank fits the whole baseline map and starts from rank 0's fit."""
+    config = _config(tmp_path, init_from="regularized", init_epochs=10)
+    _single(config, tmp_path / "one")
+    done = _torchrun(tmp_path, [str(config), "--out", str(tmp_path / "two"), "--quiet"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    _assert_same_fit(tmp_path / "one", tmp_path / "two")
+    ha = json.loads((tmp_path / "one" / "history.json").read_text())
+    hb = json.loads((tmp_path / "two" / "history.json").read_text())
+    for phase in ("blos", "bqbu"):
+        assert hb["phases"][phase]["init_loss"] == pytest.approx(ha["phases"][phase]["init_loss"], rel=1e-5)
