@@ -13,6 +13,7 @@ def test_recommended_config_loads_and_says_what_it_is():
     assert cfg.encoding.version == 1
     assert cfg.data.active_indices == (5, 6, 7)
     assert cfg == validate_config(
-        {"encoding": {"version": 1}, "training": {"epochs_per_phase": cfg.training.epochs_per_phase}}
+        {"encoding": {"version": 1}, "training": {"epochs_per_phase": cfg.training.epochs_per_phase},
+         "output": {"sigmas": True}}
     )
     assert "//" in (CONFIGS / "recommended.json").read_text()
