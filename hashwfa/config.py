@@ -43,7 +43,10 @@ from hashwfa.encodings.grid_config import CUBIC_INTERPOLATIONS
 from hashwfa import schema
 from hashwfa.errors import HashwfaError, closest_name
 from hashwfa.schema import Problems, describe_value, parse_override, setting
-from hashwfa.training.settings import EncodingConfig, NetworkConfig, PhysicsConfig, SolverConfig, TrainingConfig
+from hashwfa.training.settings import (
+    EncodingConfig, FieldEncodingConfig, NetworkConfig, PhysicsConfig, RegularizationConfig, SolverConfig,
+    TrainingConfig,
+)
 from hashwfa.training.uncertainty import UncertaintyConfig
 from hashwfa.wfa.fields import FieldMaps
 from hashwfa.wfa.lines import LINES, get_line
@@ -153,16 +156,21 @@ class RunConfig:
     )
     data: DataConfig = _section(DataConfig, "The observation.")
     encoding: EncodingConfig = _section(EncodingConfig, "The grid encoding.")
+    encoding_blos: FieldEncodingConfig = _section(FieldEncodingConfig, "The B_los field's encoding, key by key where it differs.")
+    encoding_bqbu: FieldEncodingConfig = _section(FieldEncodingConfig, "The (B_Q, B_U) field's encoding, likewise.")
     network: NetworkConfig = _section(NetworkConfig, "The MLP head.")
     training: TrainingConfig = _section(TrainingConfig, "The optimisation.")
     physics: PhysicsConfig = _section(PhysicsConfig, "The weak-field model of Q and U.")
+    regularization: RegularizationConfig = _section(RegularizationConfig, "Smoothness terms in the loss, per field.")
     output: OutputConfig = _section(OutputConfig, "Optional outputs.")
     uncertainty: UncertaintyConfig = _section(UncertaintyConfig, "The field's sigma maps (with output.sigmas).")
 
     @property
     def solver(self) -> SolverConfig:
         """The part of the config the solver uses."""
-        return SolverConfig(encoding=self.encoding, network=self.network, training=self.training, physics=self.physics)
+        return SolverConfig(encoding=self.encoding, network=self.network, training=self.training, physics=self.physics,
+                            encoding_blos=self.encoding_blos, encoding_bqbu=self.encoding_bqbu,
+                            regularization=self.regularization)
 
 
 # ------------------------------------------------------ the schema of a run
@@ -234,15 +242,29 @@ def _cross_checks(cfg: RunConfig, ctx: Problems, base_dir: Optional[Path]) -> Ru
             + ", ".join(repr(k) for k in LINES)
             + " (or an alias such as 'MgI_5173')",
         )
-    enc = cfg.encoding
-    if enc.backend == "tcnn" and enc.interpolation in CUBIC_INTERPOLATIONS:
-        problem = f"= \"tcnn\" cannot run interpolation {enc.interpolation!r}"
-        ctx.error("encoding.backend", problem, tcnn_cubic_message(enc.interpolation))
-    if enc.max_resolution < enc.base_resolution:
+    for section, phase in (("encoding", None), ("encoding_blos", "blos"), ("encoding_bqbu", "bqbu")):
+        enc = cfg.encoding if phase is None else cfg.solver.field_encoding(phase)
+        # Report a problem once, at the section that set the offending key.
+        own = section == "encoding" or getattr(getattr(cfg, section), "backend") is not None \
+            or getattr(getattr(cfg, section), "interpolation") is not None
+        if own and enc.backend == "tcnn" and enc.interpolation in CUBIC_INTERPOLATIONS:
+            problem = f"= \"tcnn\" cannot run interpolation {enc.interpolation!r}"
+            ctx.error(f"{section}.backend", problem, tcnn_cubic_message(enc.interpolation))
+        own = section == "encoding" or getattr(getattr(cfg, section), "max_resolution") is not None \
+            or getattr(getattr(cfg, section), "base_resolution") is not None
+        if own and enc.max_resolution < enc.base_resolution:
+            ctx.error(
+                f"{section}.max_resolution",
+                f"= {enc.max_resolution} is below base_resolution = {enc.base_resolution}",
+                "make max_resolution >= base_resolution",
+            )
+    if cfg.regularization.active and cfg.data.synthetic is not None and cfg.data.path is None \
+            and cfg.training.batch_size < cfg.data.synthetic.ny * cfg.data.synthetic.nx:
         ctx.error(
-            "encoding.max_resolution",
-            f"= {enc.max_resolution} is below encoding.base_resolution = {enc.base_resolution}",
-            "make max_resolution >= base_resolution",
+            "training.batch_size",
+            f"= {cfg.training.batch_size} makes minibatches, but the regularization terms need the whole map",
+            "the smoothness terms compare neighbouring pixels of the full map at every step: set "
+            "training.batch_size >= the number of pixels, or turn the regularization weights to 0",
         )
     data = cfg.data
     if data.path is not None and data.synthetic is not None:

@@ -311,6 +311,11 @@ def _run_locked(
         "MAXRES": (enc.max_resolution, "encoding.max_resolution"),
         "EPOCHS": (cfg.training.epochs_per_phase, "training.epochs_per_phase"),
         "WORLDSZ": (dist.world_size, "processes (torch.distributed ranks) of the fit"),
+        **{f"MAXRES{k}": (cfg.solver.field_encoding(p).max_resolution, f"max_resolution of the {p} field")
+           for p, k in (("blos", "V"), ("bqbu", "QU"))},
+        **{f"PEN{k}{c}": (getattr(solver.penalty_weights[p], a), f"regularization {p}: {a}")
+           for p, k in (("blos", "V"), ("bqbu", "QU")) if p in solver.penalty_weights
+           for c, a in (("G2", "squared_gradient"), ("TV", "total_variation"), ("EPS", "tv_eps"))},
     }
     results.write_field_fits(
         out_dir / results.FIELD_FITS,
@@ -340,6 +345,7 @@ def _run_locked(
             "backend": result.backend,
             "data": data.description,
             "uncertainty": uncertainty.history(),
+            "regularization": {p: w.as_dict() for p, w in solver.penalty_weights.items()},
             "world_size": dist.world_size,
         },
     )

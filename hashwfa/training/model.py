@@ -43,11 +43,11 @@ def build_field(
     Args:
         config: encoding, network and (for the seed) training settings.
         phase: ``"blos"`` or ``"bqbu"``.
-        backend: overrides ``config.encoding.backend`` (e.g. to load a tcnn
+        backend: overrides the field's ``encoding.backend`` (e.g. to load a tcnn
             model on the torch path).
         device: where the field's parameters live (default CPU).
     """
-    enc = config.encoding
+    enc = config.field_encoding(phase)  # the shared encoding with this field's overrides
     seed = _seed_for(config.training.seed, phase)
     encoding = HashEncoding(
         enc.version,

@@ -9,6 +9,7 @@ the JSON config schema from them, so every default lives in one place.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
@@ -19,7 +20,10 @@ from hashwfa.schema import setting
 from hashwfa.training.device import DEVICES
 from hashwfa.wfa.physics import CORE_CUTOFF, DEFAULT_QU_FORM, QU_FORMS
 
-__all__ = ["EncodingConfig", "NetworkConfig", "TrainingConfig", "PhysicsConfig", "SolverConfig", "INITS"]
+__all__ = [
+    "EncodingConfig", "FieldEncodingConfig", "NetworkConfig", "TrainingConfig", "PhysicsConfig",
+    "FieldRegularization", "RegularizationConfig", "SolverConfig", "INITS", "REGULARIZATION_WEIGHTS",
+]
 
 #: Where each field starts (:mod:`hashwfa.training.warm_start`).
 INITS = ("none", "pixelwise", "regularized")
@@ -61,6 +65,83 @@ class EncodingConfig:
         "device is a GPU, else torch).",
         choices=BACKENDS,
     )
+
+
+def _override_fields() -> list:
+    """The keys of :class:`EncodingConfig`, each optional with default None (= the shared value)."""
+    hints = typing.get_type_hints(EncodingConfig)
+    out = []
+    for f in dataclasses.fields(EncodingConfig):
+        checks = {k: v for k, v in f.metadata.items() if k != "doc"}
+        doc = f"This field's encoding.{f.name}; null = the shared encoding.{f.name}."
+        out.append((f.name, Optional[hints[f.name]], setting(None, doc, **checks)))
+    return out
+
+
+#: One field's encoding overrides, key by key (sections ``encoding_blos`` and ``encoding_bqbu``).
+FieldEncodingConfig = dataclasses.make_dataclass(
+    "FieldEncodingConfig", _override_fields(), frozen=True, namespace={"__module__": __name__}
+)
+FieldEncodingConfig.__doc__ = (
+    "The encoding of one field where it differs from the shared ``encoding`` section: every key "
+    "null (the default) takes the shared value."
+)
+
+
+#: How the regularisation weights are read: factors of the data's own scale, or absolute.
+REGULARIZATION_WEIGHTS = ("discrepancy", "given")
+
+
+@dataclass(frozen=True)
+class FieldRegularization:
+    """Smoothness terms added to one field's loss (:mod:`hashwfa.training.penalty`); 0 = off."""
+
+    squared_gradient: float = setting(
+        0.0,
+        "Weight of the squared-gradient term of the field's map (hashwfa.wfa.regularization); with "
+        "regularization.weights 'discrepancy' a factor of alpha * d (see there), with 'given' absolute.",
+        min=0.0,
+    )
+    total_variation: float = setting(
+        0.0,
+        "Weight of the total-variation term of the field's map; with 'discrepancy' a factor of "
+        "alpha * d * sigma_B, with 'given' absolute.",
+        min=0.0,
+    )
+    tv_eps: float = setting(
+        0.1,
+        "Rounding of the total variation at a flat map: with 'discrepancy' in units of sigma_B (the "
+        "pixel-wise WFA's noise on the quantity), with 'given' in the map's unit (G or G^2).",
+        gt=0.0,
+    )
+
+    @property
+    def active(self) -> bool:
+        return self.squared_gradient > 0.0 or self.total_variation > 0.0
+
+
+@dataclass(frozen=True)
+class RegularizationConfig:
+    """Explicit smoothness of the fields on the pixel grid, in the loss (full batch only)."""
+
+    weights: str = setting(
+        "discrepancy",
+        "'discrepancy': the weights are factors f, the actual weight f * alpha * d (times sigma_B for "
+        "the total variation), alpha the regularised WFA's discrepancy-principle weight of the quantity, "
+        "d the median over pixels of mean_a c_a^2 (c_a the WFA coefficients), sigma_B = sigma / "
+        "sqrt(median sum_a c_a^2); 'given': the weights are absolute.",
+        choices=REGULARIZATION_WEIGHTS,
+    )
+    blos: FieldRegularization = field(
+        default_factory=FieldRegularization, metadata={"doc": "Of the B_los field [G]."}
+    )
+    bqbu: FieldRegularization = field(
+        default_factory=FieldRegularization, metadata={"doc": "Of the (B_Q, B_U) field [G^2], as a vector."}
+    )
+
+    @property
+    def active(self) -> bool:
+        return self.blos.active or self.bqbu.active
 
 
 @dataclass(frozen=True)
@@ -162,6 +243,15 @@ class SolverConfig:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     physics: PhysicsConfig = field(default_factory=PhysicsConfig)
+    encoding_blos: Any = field(default_factory=FieldEncodingConfig)
+    encoding_bqbu: Any = field(default_factory=FieldEncodingConfig)
+    regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
+
+    def field_encoding(self, phase: str) -> EncodingConfig:
+        """The encoding of the field of ``phase``: the shared one with that field's overrides."""
+        over = self.encoding_blos if phase == "blos" else self.encoding_bqbu
+        changes = {k: v for k, v in dataclasses.asdict(over).items() if v is not None}
+        return dataclasses.replace(self.encoding, **changes)
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain-JSON form (nested dicts of numbers, strings, booleans, null)."""
@@ -175,5 +265,16 @@ class SolverConfig:
             network=NetworkConfig(**d["network"]),
             training=TrainingConfig(**d["training"]),
             physics=PhysicsConfig(**d.get("physics", {})),
+            encoding_blos=FieldEncodingConfig(**d.get("encoding_blos", {})),
+            encoding_bqbu=FieldEncodingConfig(**d.get("encoding_bqbu", {})),
+            regularization=_regularization_from_dict(d.get("regularization", {})),
         )
+
+
+def _regularization_from_dict(d: Dict[str, Any]) -> RegularizationConfig:
+    return RegularizationConfig(
+        weights=d.get("weights", "discrepancy"),
+        blos=FieldRegularization(**d.get("blos", {})),
+        bqbu=FieldRegularization(**d.get("bqbu", {})),
+    )
 

@@ -39,6 +39,7 @@ from hashwfa.training.gradients import normalise_gradients
 from hashwfa.training.device import grid_backend_for, resolve_device
 from hashwfa.training.distributed import SINGLE_PROCESS, DistributedContext
 from hashwfa.training.model import build_field, model_bundle
+from hashwfa.training.penalty import MapPenalty, check_full_batch, penalty_weights
 from hashwfa.training.result import SolverResult
 from hashwfa.training.settings import SolverConfig
 from hashwfa.training.warm_start import baseline_maps, fit_to_map, phase_target
@@ -113,8 +114,11 @@ class TwoPhaseSolver:
         # training.init_from: the baseline map both phases start from, made when first needed.
         self._baseline: Optional[FieldMaps] = None
 
-        backend = grid_backend_for(self.device, config.encoding.backend)
-        self.fields = {p: build_field(config, p, backend=backend, device=self.device) for p in PHASES}
+        self.fields = {
+            p: build_field(config, p, backend=grid_backend_for(self.device, config.field_encoding(p).backend),
+                           device=self.device)
+            for p in PHASES
+        }
         self.backend = self.fields["blos"].encoding.backend
         dist.broadcast_parameters(self.fields.values())
         self.scales = {"blos": train.blos_scale, "bqbu": train.bqbu_scale}
@@ -131,6 +135,11 @@ class TwoPhaseSolver:
             )
             for p in PHASES
         }
+        # regularization: smoothness terms of each field's map, weights fixed here (hashwfa.training.penalty).
+        check_full_batch(config, self.full_batch, dist.enabled)
+        self.penalty_weights = penalty_weights(observation, self.loss, config)
+        self.penalties = {p: MapPenalty(w, self.loss.valid_index, self.loss.shape)
+                          for p, w in self.penalty_weights.items()}
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(train.seed)
 
@@ -217,8 +226,8 @@ class TwoPhaseSolver:
             self.epoch = 0
         return self.evaluate()
 
-    def _active_levels(self, epoch: int) -> float:
-        enc = self.config.encoding
+    def _active_levels(self, epoch: int, phase: str) -> float:
+        enc = self.config.field_encoding(phase)
         train = self.config.training
         return float(
             progressive_schedule(
@@ -251,7 +260,7 @@ class TwoPhaseSolver:
             while self.epoch < epochs:
                 epoch = self.epoch
                 if progressive:
-                    net.encoding.set_active_levels(self._active_levels(epoch))
+                    net.encoding.set_active_levels(self._active_levels(epoch, phase))
                 pending.append((self._train_epoch(phase), optimizer.param_groups[0]["lr"]))
                 self.epoch = epoch + 1
                 done = self.epoch
@@ -281,7 +290,7 @@ class TwoPhaseSolver:
             self._baseline = baseline_maps(self.observation, train.init_from, self.config.physics)
         net = self.fields[phase]
         if net.encoding.progressive:
-            net.encoding.set_active_levels(self._active_levels(0))
+            net.encoding.set_active_levels(self._active_levels(0, phase))
         if self.dist.enabled:
             # Every rank fits the whole map (not its shard), then takes rank 0's result,
             # so that all ranks start the WFA phase from the same parameters.
@@ -327,6 +336,8 @@ class TwoPhaseSolver:
                 loss = self.loss(blos=out[:, 0], phase="blos", index=index)
             else:
                 loss = self.loss(bqbu=out, phase="bqbu", index=index)
+            if phase in self.penalties:  # full batch only: out covers every valid pixel
+                loss = loss + self.penalties[phase](out)
             if self.dist.enabled:  # this rank's share of the global mean
                 loss = loss * (coords.shape[0] / (batch_points or self.n_valid))
             loss.backward()
@@ -389,7 +400,7 @@ class TwoPhaseSolver:
         for phase in PHASES:
             net = self.fields[phase]
             if net.encoding.progressive:
-                net.encoding.set_active_levels(self._active_levels(self.config.training.epochs_per_phase))
+                net.encoding.set_active_levels(self._active_levels(self.config.training.epochs_per_phase, phase))
             chunks = [net(c) * self.scales[phase] for c in coords.split(EVAL_CHUNK)]
             out[phase] = torch.cat(chunks).double().cpu().numpy()
         out["blos"] = out["blos"][:, 0]

@@ -1,0 +1,159 @@
+"""Smoothness terms of a field's map in the training loss (config section ``regularization``).
+
+A phase's loss becomes::
+
+    L_data + w_g * squared_gradient(map) + w_tv * total_variation(map, eps)
+
+where ``map`` is the field's scaled output scattered over the valid pixels of
+the image (``(ny, nx)`` for B_los in G, ``(ny, nx, 2)`` for (B_Q, B_U) in
+G^2; invalid pixels do not count) and the terms are those of
+:mod:`hashwfa.wfa.regularization`. The weights are fixed at setup
+(:func:`penalty_weights`):
+
+- ``regularization.weights = "given"``: the config's numbers, as they are.
+- ``"discrepancy"``: the config's numbers are factors ``f`` of the data's own
+  scale, chosen without the truth. With ``c_pa`` the WFA coefficients of the
+  phase (those of :class:`~hashwfa.wfa.loss.WFALoss`), ``d = median_p mean_a
+  c_pa^2`` and ``sigma_B = sigma / sqrt(median_p sum_a c_pa^2)`` (the
+  pixel-wise WFA's noise on the quantity, sigma the Stokes noise of V, or of
+  Q and U, estimated from the data):
+  ``w_g = f_g * alpha * d * w_s``, ``w_tv = f_tv * alpha * d * sigma_B * w_s``,
+  ``eps = tv_eps * sigma_B``, where ``alpha`` is the relative weight the
+  discrepancy principle picks for the Laplacian-regularised WFA of the same
+  data (:func:`hashwfa.wfa.regularized.regularized_wfa`, alpha_V for B_los,
+  alpha_QU for (B_Q, B_U)) and ``w_s`` the Stokes weight of the loss (V; Q).
+  Because the loss is a mean over pixels and wavelengths and the terms are
+  means over pixels, ``f_g = 1`` alone makes the field minimise exactly the
+  regularised WFA's objective.
+
+The terms compare neighbouring pixels, so they need the whole map at every
+step: full batch only, a single process.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Optional, Sequence
+
+import numpy as np
+import torch
+
+from hashwfa.errors import HashwfaError
+from hashwfa.training.settings import SolverConfig
+from hashwfa.wfa.loss import WFALoss
+from hashwfa.wfa.observation import Observation
+from hashwfa.wfa.regularization import squared_gradient, total_variation
+from hashwfa.wfa.regularized import regularized_wfa
+
+__all__ = ["PenaltyWeights", "penalty_weights", "MapPenalty", "check_full_batch"]
+
+
+@dataclass(frozen=True)
+class PenaltyWeights:
+    """The absolute weights of one phase's smoothness terms and where they came from.
+
+    Attributes:
+        squared_gradient: weight of the squared gradient [loss / (map unit)^2].
+        total_variation: weight of the total variation [loss / map unit].
+        tv_eps: the total variation's rounding [map unit: G or G^2].
+        alpha: the discrepancy-principle weight of the regularised WFA used
+            (None with given weights).
+        sigma: the Stokes noise used [intensity units] (None with given weights).
+        sigma_b: the pixel-wise WFA's noise on the quantity [map unit] (None likewise).
+        d: median over pixels of mean_a c_a^2 [loss / (map unit)^2] (None likewise).
+    """
+
+    squared_gradient: float
+    total_variation: float
+    tv_eps: float
+    alpha: Optional[float] = None
+    sigma: Optional[float] = None
+    sigma_b: Optional[float] = None
+    d: Optional[float] = None
+
+    def as_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def penalty_weights(observation: Observation, loss: WFALoss, config: SolverConfig) -> Dict[str, PenaltyWeights]:
+    """The weights of the phases whose regularisation is on (an empty dict when none is).
+
+    Runs the regularised WFA once (a few sparse solves) with ``weights =
+    "discrepancy"``; nothing reads a truth.
+    """
+    reg = config.regularization
+    active = {p: getattr(reg, p) for p in ("blos", "bqbu") if getattr(reg, p).active}
+    if not active:
+        return {}
+    if reg.weights == "given":
+        return {p: PenaltyWeights(r.squared_gradient, r.total_variation, r.tv_eps) for p, r in active.items()}
+    baseline = regularized_wfa(observation, core_cutoff=config.physics.core_cutoff, qu_form=config.physics.qu_form)
+    out = {}
+    for phase, r in active.items():
+        coef = (loss.coef_v if phase == "blos" else loss.coef_qu).double()
+        alpha = baseline.alpha_v if phase == "blos" else baseline.alpha_qu
+        sigma = baseline.noise_v if phase == "blos" else baseline.noise_qu
+        stokes_weight = loss.weights[3] if phase == "blos" else loss.weights[1]
+        d = float(torch.median(torch.mean(coef * coef, dim=1)))
+        sigma_b = float(sigma) / math.sqrt(float(torch.median(torch.sum(coef * coef, dim=1))))
+        out[phase] = PenaltyWeights(
+            squared_gradient=r.squared_gradient * alpha * d * stokes_weight,
+            total_variation=r.total_variation * alpha * d * sigma_b * stokes_weight,
+            tv_eps=r.tv_eps * sigma_b,
+            alpha=float(alpha), sigma=float(sigma), sigma_b=sigma_b, d=d,
+        )
+    return out
+
+
+class MapPenalty:
+    """The smoothness terms of one field, evaluated on its output at the valid pixels.
+
+    Args:
+        weights: the phase's :class:`PenaltyWeights`.
+        valid_index: ``(n_valid,)`` long, the row-major pixel index of each
+            fitted point (the loss's ``valid_index``), on the training device.
+        shape: the image's pixel grid, ``(ny, nx)``.
+    """
+
+    def __init__(self, weights: PenaltyWeights, valid_index: torch.Tensor, shape: Sequence[int]) -> None:
+        self.weights = weights
+        self.valid_index = valid_index
+        self.shape = tuple(int(n) for n in shape)
+        n = int(np.prod(self.shape))
+        mask = torch.zeros(n, dtype=torch.bool, device=valid_index.device)
+        mask[valid_index] = True
+        self.mask = mask.reshape(self.shape)
+
+    def __call__(self, values: torch.Tensor) -> torch.Tensor:
+        """The weighted terms (0-dim) of ``values`` ``(n_valid, C)`` in the map's unit."""
+        n = int(np.prod(self.shape))
+        full = values.new_zeros((n, values.shape[1])).index_copy(0, self.valid_index, values)
+        field_map = full.reshape(*self.shape, values.shape[1])
+        w = self.weights
+        total = values.new_zeros(())
+        if w.squared_gradient > 0.0:
+            total = total + w.squared_gradient * squared_gradient(field_map, self.mask)
+        if w.total_variation > 0.0:
+            total = total + w.total_variation * total_variation(field_map, self.mask, w.tv_eps)
+        return total
+
+
+def check_full_batch(config: SolverConfig, full_batch: bool, distributed: bool) -> None:
+    """Raise when regularisation is on but a step does not see the whole map."""
+    if not config.regularization.active:
+        return
+    if not full_batch:
+        raise HashwfaError(
+            f"regularization is on, but training.batch_size = {config.training.batch_size} is below the "
+            "number of valid pixels: the smoothness terms compare neighbouring pixels of the whole map at "
+            "every step. Fix: set training.batch_size >= the number of valid pixels, or the "
+            "regularization weights to 0."
+        )
+    if distributed:
+        raise HashwfaError(
+            "regularization is on in a data-parallel (torchrun) fit: each rank holds only a shard of "
+            "the pixels, and the smoothness terms need the whole map. Fix: run a single process, or "
+            "set the regularization weights to 0."
+        )
+
