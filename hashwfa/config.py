@@ -258,8 +258,8 @@ def _cross_checks(cfg: RunConfig, ctx: Problems, base_dir: Optional[Path]) -> Ru
                 f"= {enc.max_resolution} is below base_resolution = {enc.base_resolution}",
                 "make max_resolution >= base_resolution",
             )
-    if cfg.regularization.active and cfg.data.synthetic is not None and cfg.data.path is None \
-            and cfg.training.batch_size < cfg.data.synthetic.ny * cfg.data.synthetic.nx:
+    plage = cfg.data.synthetic or SyntheticConfig()  # known image size (FITS data: the solver checks)
+    if cfg.regularization.active and cfg.data.path is None and cfg.training.batch_size < plage.ny * plage.nx:
         ctx.error(
             "training.batch_size",
             f"= {cfg.training.batch_size} makes minibatches, but the regularization terms need the whole map",

@@ -4,7 +4,7 @@
 
     hashwfa-bench [--versions 0,1,6] [--config CONFIG] [--set key.path=value ...]
                   [--epochs N] [--device auto|cpu|cuda] [--backend auto|tcnn|torch]
-                  [--repeats R] [--json results.json]
+                  [--repeats R] [--json results.json] [--recommended [CONFIG]]
 
 Runs the seed protocol (docs/ARCHITECTURE.md section 6; every key at its default unless
 ``--config``/``--set`` say otherwise) for each version on the same data and
@@ -16,8 +16,10 @@ default rule, :mod:`hashwfa.wfa.regularized`; its time is the solve's wall
 time, weight search included). A version's time is the whole two-phase
 training, from the first step to the evaluated full field (the solver's
 ``blos + bqbu + evaluate`` timings); with ``--repeats`` the median is
-reported. The same results, with the
-machine, command and date, are written as JSON.
+reported. ``--recommended`` adds a row ``REC`` for the recommended
+configuration (``configs/recommended.json`` or the config given), trained on
+the same data. The same results, with the machine, command and date, are
+written as JSON.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -56,6 +58,8 @@ __all__ = ["main", "run_benchmark", "BenchRow", "format_table"]
 
 PROG = "hashwfa-bench"
 PHASE_TIMINGS = ("blos", "bqbu", "evaluate")
+#: The repository's recommended configuration (the row REC of ``--recommended``).
+RECOMMENDED = Path(__file__).resolve().parents[2] / "configs" / "recommended.json"
 
 
 @dataclass
@@ -115,16 +119,23 @@ def run_benchmark(
     repeats: int = 1,
     progress: bool = False,
     say=print,
+    extras: Sequence[Tuple[str, str, RunConfig]] = (),
 ) -> List[BenchRow]:
-    """Train every version ``repeats`` times on the same data; the pixel-wise and regularised WFA last."""
+    """Train every version ``repeats`` times on the same data; the pixel-wise and regularised WFA last.
+
+    ``extras`` are further configs ``(label, description, config)`` trained
+    after the versions on the same data (their own ``data`` section is not
+    read), e.g. the recommended configuration (row ``REC``).
+    """
     first = version_config(raw, versions[0], source, base_dir)
     data = load_data(first)  # the same observation (and truth) for every version
     obs = data.observation
     valid = obs.valid.reshape(obs.ny, obs.nx)
     say(f"{PROG}: {data.description}; versions {', '.join(f'V{v}' for v in versions)}; {repeats} repeat(s)")
     rows: List[BenchRow] = []
-    for version in versions:
-        cfg = version_config(raw, version, source, base_dir)
+    runs = [(f"V{v}", v, REGISTRY[v].seed_name, version_config(raw, v, source, base_dir)) for v in versions]
+    runs += [(label, None, description, cfg) for label, description, cfg in extras]
+    for name, version, description, cfg in runs:
         row: Optional[BenchRow] = None
         for repeat in range(repeats):
             solver = TwoPhaseSolver(obs, cfg.solver, progress=progress)
@@ -132,23 +143,24 @@ def run_benchmark(
                 result = solver.run()
             except DivergenceError as exc:
                 # One diverging version is a result of the benchmark, not a reason to lose the others.
-                say(f"  V{version} run {repeat + 1}/{repeats}: {exc}")
-                row = BenchRow(version=version, description=f"{REGISTRY[version].seed_name} (diverged)",
+                say(f"  {name} run {repeat + 1}/{repeats}: {exc}")
+                row = BenchRow(version=version, description=f"{description} (diverged)", label=name if version is None else "",
                                final_loss=float("nan"), backend=solver.backend, device=str(solver.device))
                 break
             seconds = sum(result.timings.get(k, 0.0) for k in PHASE_TIMINGS)
             if row is None:
                 row = BenchRow(
                     version=version,
-                    description=REGISTRY[version].seed_name,
+                    description=description,
                     final_loss=result.final_loss,
                     backend=result.backend,
                     device=result.device,
+                    label=name if version is None else "",
                 )
                 if data.truth is not None:
                     row.errors = errors_against_truth(result.maps, data.truth, valid)
             row.seconds.append(seconds)
-            say(f"  V{version} run {repeat + 1}/{repeats}: {seconds:.2f} s, final loss {result.final_loss:.4e}")
+            say(f"  {name} run {repeat + 1}/{repeats}: {seconds:.2f} s, final loss {result.final_loss:.4e}")
         rows.append(row)
     physics = first.physics  # the same for every version
     wfa = pixel_wfa(obs, core_cutoff=physics.core_cutoff, qu_form=physics.qu_form)
@@ -236,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=1, help="runs per version; the median time is reported")
     p.add_argument("--json", default="bench_results.json", help="where to write the results (default bench_results.json)")
     p.add_argument("--progress", action="store_true", help="show the training progress bars")
+    p.add_argument("--recommended", nargs="?", const=str(RECOMMENDED), metavar="CONFIG",
+                   help="add a row REC trained with this config (default: configs/recommended.json) on the same "
+                        "data, with the same --set, --epochs, --device and --backend")
     return p
 
 
@@ -261,6 +276,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             overrides.append(f"encoding.backend={args.backend}")
         raw = base_config(args.config, overrides)
         base_dir = Path(args.config).resolve().parent if args.config else None
+        extras = []
+        if args.recommended:
+            rec_raw = read_json_config(args.recommended)
+            rec_raw.pop("data", None)  # trained on the benchmark's data
+            rec_raw.setdefault("output", {})["sigmas"] = False
+            rec_raw["data"] = raw.get("data", {})
+            apply_overrides(rec_raw, [o for o in overrides if not o.startswith("data.")])
+            rec = validate_config(rec_raw, args.recommended, base_dir=base_dir)
+            extras.append(("REC", f"recommended ({Path(args.recommended).name})", rec))
         rows = run_benchmark(
             versions,
             raw,
@@ -269,6 +293,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             repeats=args.repeats,
             progress=args.progress,
             say=lambda m: print(m, file=sys.stderr),
+            extras=extras,
         )
     except HashwfaError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
