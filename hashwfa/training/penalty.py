@@ -109,27 +109,42 @@ def penalty_weights(observation: Observation, loss: WFALoss, config: SolverConfi
 class MapPenalty:
     """The smoothness terms of one field, evaluated on its output at the valid pixels.
 
+    The map grid is ``(ny, nx)`` or, for a time series, ``(nt, ny, nx)``: the
+    terms then act on the spatial axes of each frame (no difference across
+    frames) and are averaged over the valid pixels of all frames, like the
+    loss. The frames are stacked along y with one invalid row between them,
+    so one call of each term covers them all.
+
     Args:
         weights: the phase's :class:`PenaltyWeights`.
         valid_index: ``(n_valid,)`` long, the row-major pixel index of each
             fitted point (the loss's ``valid_index``), on the training device.
-        shape: the image's pixel grid, ``(ny, nx)``.
+        shape: the map grid, ``(ny, nx)`` or ``(nt, ny, nx)``.
     """
 
     def __init__(self, weights: PenaltyWeights, valid_index: torch.Tensor, shape: Sequence[int]) -> None:
         self.weights = weights
         self.valid_index = valid_index
         self.shape = tuple(int(n) for n in shape)
+        self.frames = int(np.prod(self.shape[:-2]))
         n = int(np.prod(self.shape))
         mask = torch.zeros(n, dtype=torch.bool, device=valid_index.device)
         mask[valid_index] = True
-        self.mask = mask.reshape(self.shape)
+        self.mask = self._stacked(mask.reshape(self.frames, *self.shape[-2:], 1))[..., 0]
+
+    def _stacked(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(F, ny, nx, C)`` -> ``(ny, nx, C)`` for one frame, else ``(F (ny + 1), nx, C)`` with gap rows."""
+        if self.frames == 1:
+            return frames[0]
+        f, ny, nx, c = frames.shape
+        gap = frames.new_zeros((f, 1, nx, c))
+        return torch.cat([frames, gap], dim=1).reshape(f * (ny + 1), nx, c)
 
     def __call__(self, values: torch.Tensor) -> torch.Tensor:
         """The weighted terms (0-dim) of ``values`` ``(n_valid, C)`` in the map's unit."""
         n = int(np.prod(self.shape))
         full = values.new_zeros((n, values.shape[1])).index_copy(0, self.valid_index, values)
-        field_map = full.reshape(*self.shape, values.shape[1])
+        field_map = self._stacked(full.reshape(self.frames, *self.shape[-2:], values.shape[1]))
         w = self.weights
         total = values.new_zeros(())
         if w.squared_gradient > 0.0:

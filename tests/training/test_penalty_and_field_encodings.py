@@ -148,3 +148,19 @@ def test_a_strong_squared_gradient_smooths_the_map(small_observation, small_solv
     reg = RegularizationConfig(blos=FieldRegularization(squared_gradient=100.0))
     smooth = TwoPhaseSolver(obs, _with(cfg, regularization=reg), progress=False).run()
     assert roughness(smooth) < 0.2 * roughness(plain)
+
+
+def test_map_penalty_of_a_series_acts_per_frame():
+    rng = np.random.default_rng(1)
+    nt, ny, nx = 3, 4, 5
+    mask = rng.random((nt, ny, nx)) > 0.25
+    index = np.flatnonzero(mask.ravel())
+    values = rng.normal(size=(index.size, 1))
+    weights = PenaltyWeights(squared_gradient=0.4, total_variation=0.9, tv_eps=0.05)
+    got = float(MapPenalty(weights, torch.from_numpy(index), (nt, ny, nx))(torch.from_numpy(values)))
+    full = np.zeros(nt * ny * nx)
+    full[index] = values[:, 0]
+    full = full.reshape(nt, ny, nx, 1)
+    # Per frame: the frame's sums (the reference's mean times its valid count), over all valid pixels.
+    want = sum(_reference_penalty(full[t], mask[t], 0.4, 0.9, 0.05) * mask[t].sum() for t in range(nt)) / mask.sum()
+    assert got == pytest.approx(want, rel=1e-12)
