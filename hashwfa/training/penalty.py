@@ -88,7 +88,13 @@ def penalty_weights(observation: Observation, loss: WFALoss, config: SolverConfi
         return {}
     if reg.weights == "given":
         return {p: PenaltyWeights(r.squared_gradient, r.total_variation, r.tv_eps) for p, r in active.items()}
-    baseline = regularized_wfa(observation, core_cutoff=config.physics.core_cutoff, qu_form=config.physics.qu_form)
+    try:
+        baseline = regularized_wfa(observation, core_cutoff=config.physics.core_cutoff, qu_form=config.physics.qu_form)
+    except HashwfaError as exc:
+        raise HashwfaError(
+            f"regularization.weights = 'discrepancy' needs the regularised WFA's weights, which failed: {exc} "
+            "Fix: or give the weights themselves with regularization.weights = 'given'."
+        ) from None
     out = {}
     for phase, r in active.items():
         coef = (loss.coef_v if phase == "blos" else loss.coef_qu).double()
