@@ -1,5 +1,6 @@
 """Weak-field physics: spectral lines, observations, the WFA forward model and
-loss, the pixel-wise WFA, and a synthetic plage with known truth.
+loss, the pixel-wise WFA, SST pipeline cubes, and a synthetic plage (single
+frame or time series) with known truth.
 
 This subpackage takes magnetic-field values, not networks: it never imports
 :mod:`hashwfa.encodings` (the solver that couples the two lives in its own
@@ -19,14 +20,18 @@ from hashwfa.wfa.physics import (
     wfa_coefficients,
 )
 from hashwfa.wfa.pixelwise import pixel_wfa
+from hashwfa.wfa.sst import SSTCube, read_sst_cube
 from hashwfa.wfa.synthetic import SyntheticPlage, synthetic_plage
+from hashwfa.wfa.synthetic_series import SyntheticSeries, synthetic_series
 
 __all__ = [
     "FieldMaps",
     "LINES",
     "Observation",
+    "SSTCube",
     "SpectralLine",
     "SyntheticPlage",
+    "SyntheticSeries",
     "WFALoss",
     "azimuth_difference",
     "bqbu_to_bt_azimuth",
@@ -35,6 +40,8 @@ __all__ = [
     "get_line",
     "intensity_derivative",
     "pixel_wfa",
+    "read_sst_cube",
     "synthetic_plage",
+    "synthetic_series",
     "wfa_coefficients",
 ]
