@@ -359,6 +359,26 @@ class Observation:
         """``(A,)`` active wavelengths relative to line centre [A]."""
         return self.wavelengths[list(self.active_indices)]
 
+    def frame(self, t: int) -> "Observation":
+        """Frame ``t`` of a series as a single-frame :class:`Observation`
+        (same wavelengths, line, active indices, weights and unit; the
+        frame's mask; a view of the cube, not a copy).
+
+        Raises:
+            HashwfaError: for a single frame, or ``t`` outside ``0..nt-1``.
+        """
+        if not self.is_series:
+            raise HashwfaError(f"{self.source}: not a series; frame() needs a (nt, ny, nx, 4, nw) cube")
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < self.nt:
+            raise HashwfaError(f"{self.source}: frame {t!r} out of range 0..{self.nt - 1}")
+        when = f", t = {self.times[t]:g} s" if self.times is not None else ""
+        with warnings.catch_warnings():
+            # The series already reported its non-finite pixels once.
+            warnings.simplefilter("ignore", UserWarning)
+            return Observation(self.stokes[t], self.wavelengths, line=self.line, active_indices=self.active_indices,
+                               weights=self.weights, mask=self.mask[t], source=f"{self.source} [frame {t}{when}]",
+                               unit=self.unit)
+
     # ------------------------------------------------------------------ views
     def coordinates(self) -> np.ndarray:
         """Pixel-centre coordinates, ``np.float32 (n_pixels, D)``: columns (y, x),

@@ -77,3 +77,18 @@ def test_shapes_refused_with_a_hint(series):
         Observation(sst_order, series.wavelengths)
     with pytest.raises(HashwfaError, match="6 dimensions"):
         Observation(series.stokes[None], series.wavelengths)
+
+
+def test_frame_of_a_series(series):
+    mask = np.ones((3, 12, 10), bool)
+    mask[1, 0, 0] = False
+    obs = Observation(series.stokes, series.wavelengths, mask=mask, times=[0.0, 20.0, 40.0], weights=(1, 2, 3, 4))
+    one = obs.frame(1)
+    assert not one.is_series and one.map_shape == (12, 10) and one.n_valid == 119
+    np.testing.assert_array_equal(one.stokes, series.stokes[1])
+    assert one.weights == (1.0, 2.0, 3.0, 4.0) and one.active_indices == obs.active_indices
+    assert "frame 1" in one.source and "t = 20 s" in one.source
+    with pytest.raises(HashwfaError, match="out of range"):
+        obs.frame(3)
+    with pytest.raises(HashwfaError, match="not a series"):
+        one.frame(0)
