@@ -84,6 +84,14 @@ class SyntheticSeries:
         """Number of frames."""
         return self.stokes.shape[0]
 
+    def observation(self, weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0)) -> Observation:
+        """The whole series as one :class:`Observation` ``(nt, ny, nx, 4, nw)`` with its frame times."""
+        p = self.parameters
+        return Observation(self.stokes, self.wavelengths, line=self.line, active_indices=self.active_indices,
+                           weights=weights, unit="Ic", times=self.times,
+                           source=f"synthetic series (nt={self.nt}, seed={p['seed']}, model={p['model']}, "
+                                  f"noise={p['noise']:g})")
+
     def frame_observation(self, t: int, weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0)) -> Observation:
         """Frame ``t`` as a single-frame :class:`Observation` (a view of :attr:`stokes`)."""
         p = self.parameters

@@ -25,6 +25,9 @@ def test_shapes_times_and_frame_zero_is_the_plage():
     np.testing.assert_array_equal(s.stokes[0], plage.observation.stokes)
     for name, value in plage.truth.as_dict().items():
         np.testing.assert_array_equal(s.frame_truth(0).as_dict()[name], value)
+    whole = s.observation()
+    assert whole.map_shape == (3, 24, 20)
+    np.testing.assert_array_equal(whole.times, s.times)
     obs = s.frame_observation(2)
     assert obs.stokes.shape == (24, 20, 4, 13) and obs.active_indices == (5, 6, 7)
     np.testing.assert_array_equal(obs.stokes, s.stokes[2])
