@@ -9,11 +9,27 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, List, Union
 
-__all__ = ["atomic_path"]
+from hashwfa.errors import OutputWriteError
+
+__all__ = ["atomic_path", "remove_stale_temporaries", "make_directory"]
+
+# ".<name>.<pid>.<8 hex>.tmp": the temporaries atomic_path creates.
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+def make_directory(path: Union[str, Path]) -> Path:
+    """Create ``path`` and its parents; an OS failure becomes one :class:`OutputWriteError`."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputWriteError(f"cannot create the directory '{path}': {exc.strerror or exc}") from exc
+    return path
 
 
 @contextlib.contextmanager
@@ -24,14 +40,39 @@ def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
     an atomic rename; on an exception it is removed and ``path`` is untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_directory(path.parent)
     # A fresh name that the writer creates itself, so the file gets the
     # usual permissions (mkstemp would make it private to the owner).
     tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as exc:
+        # Any OSError here (read-only file system, gone directory) must not
+        # hide the error that brought us here.
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, OutputWriteError):
+            raise OutputWriteError(f"cannot write '{path}': {exc.strerror or exc}") from exc
         raise
+
+
+def remove_stale_temporaries(directory: Union[str, Path]) -> List[Path]:
+    """Remove the temporaries that other processes' :func:`atomic_path` left in ``directory``.
+
+    A process killed while writing (SIGKILL, power loss) cannot clean up.
+    Call this only while holding the directory (see :mod:`hashwfa.lock`):
+    then no other live writer exists and every temporary not of this process
+    is stale. Returns the removed paths.
+    """
+    removed = []
+    directory = Path(directory)
+    if not directory.is_dir():
+        return removed
+    for entry in directory.iterdir():
+        match = _TEMPORARY.match(entry.name)
+        if match and int(match.group(1)) != os.getpid() and entry.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+                removed.append(entry)
+    return removed

@@ -5,16 +5,16 @@ commas allowed, read with :mod:`commentjson`) with the sections
 
 ``line``      spectral line name (e.g. ``"5173"``), a plain string
 ``data``      the observation: FITS files, or the built-in synthetic plage
-``encoding``  grid encoding (:class:`hashwfa.wfa.solver.EncodingConfig`)
-``network``   MLP head (:class:`hashwfa.wfa.solver.NetworkConfig`)
-``training``  optimisation (:class:`hashwfa.wfa.solver.TrainingConfig`)
-``physics``   the Q/U forward model (:class:`hashwfa.wfa.solver.PhysicsConfig`)
+``encoding``  grid encoding (:class:`hashwfa.training.settings.EncodingConfig`)
+``network``   MLP head (:class:`hashwfa.training.settings.NetworkConfig`)
+``training``  optimisation (:class:`hashwfa.training.settings.TrainingConfig`)
+``physics``   the Q/U forward model (:class:`hashwfa.training.settings.PhysicsConfig`)
 ``output``    what is written besides the always-written files
 
-Every key has a default (the seed protocol, DESIGN.md section 6), so ``{}``
+Every key has a default (the seed protocol, docs/ARCHITECTURE.md section 6), so ``{}``
 is a valid config: V1 on the synthetic plage. The defaults, documentation and
 allowed values live in the dataclass field metadata (see
-:func:`hashwfa.wfa.solver.setting`); :func:`describe_keys` lists them.
+:func:`hashwfa.schema.setting`); :func:`describe_keys` lists them.
 
 Relative paths (``data.path``, ``data.wavelengths``) written in a config file
 are relative to that file's directory; given with ``--set`` they are relative
@@ -27,19 +27,25 @@ the file, the key path and the fix.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
-import math
 import os
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import commentjson
 
-from hashwfa.errors import HashwfaError
-from hashwfa.wfa.solver import EncodingConfig, NetworkConfig, PhysicsConfig, SolverConfig, TrainingConfig, setting
+from hashwfa.encodings.backend import tcnn_cubic_message
+from hashwfa.encodings.grid_config import CUBIC_INTERPOLATIONS
+from hashwfa import schema
+from hashwfa.errors import HashwfaError, closest_name
+from hashwfa.schema import Problems, describe_value, parse_override, setting
+from hashwfa.training.settings import EncodingConfig, NetworkConfig, PhysicsConfig, SolverConfig, TrainingConfig
+from hashwfa.wfa.fields import FieldMaps
+from hashwfa.wfa.lines import LINES, get_line
+from hashwfa.wfa.observation import Observation
+from hashwfa.wfa.synthetic import MODELS as SYNTHETIC_MODELS
+from hashwfa.wfa.synthetic import synthetic_plage
 
 __all__ = [
     "SyntheticConfig",
@@ -52,12 +58,13 @@ __all__ = [
     "apply_overrides",
     "parse_override",
     "config_to_dict",
-    "flatten_config",
     "describe_keys",
     "key_paths",
     "LoadedData",
     "load_data",
 ]
+
+
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,7 @@ class SyntheticConfig:
         "zeeman",
         "Forward model of the synthetic profiles: 'zeeman' (beyond the WFA, realistic) "
         "or 'wfa' (exactly the WFA).",
-        choices=("zeeman", "wfa"),
+        choices=SYNTHETIC_MODELS,
     )
 
 
@@ -133,297 +140,37 @@ class RunConfig:
         return SolverConfig(encoding=self.encoding, network=self.network, training=self.training, physics=self.physics)
 
 
-# ----------------------------------------------------------------- schema walk
-
-
-def _hints(cls: type) -> Dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _optional_inner(tp: Any) -> Tuple[bool, Any]:
-    """(True, X) for Optional[X], else (False, tp)."""
-    if typing.get_origin(tp) is Union:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1 and len(typing.get_args(tp)) == 2:
-            return True, args[0]
-    return False, tp
-
-
-def _default(f: dataclasses.Field) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    return f.default_factory()  # type: ignore[misc]
+# ------------------------------------------------------ the schema of a run
 
 
 def key_paths(cls: type = RunConfig, prefix: str = "") -> List[str]:
-    """Every leaf key path of the schema, e.g. ``"training.lr"``, in schema order."""
-    out = []
-    hints = _hints(cls)
-    for f in dataclasses.fields(cls):
-        path = prefix + f.name
-        _, inner = _optional_inner(hints[f.name])
-        if dataclasses.is_dataclass(inner):
-            out.extend(key_paths(inner, path + "."))
-        else:
-            out.append(path)
-    return out
+    """Every leaf key path of the run config, e.g. ``"training.lr"``, in schema order."""
+    return schema.key_paths(cls, prefix)
 
 
 def describe_keys(cls: type = RunConfig, prefix: str = "") -> str:
     """Every config key with its default, allowed values and meaning, as text."""
-    lines = []
-    hints = _hints(cls)
-    for f in dataclasses.fields(cls):
-        path = prefix + f.name
-        _, inner = _optional_inner(hints[f.name])
-        doc = f.metadata.get("doc", "")
-        if dataclasses.is_dataclass(inner):
-            lines.append(f"{path}: {doc}")
-            lines.append(describe_keys(inner, path + "."))
-            continue
-        allowed = _allowed_text(f.metadata)
-        lines.append(
-            f"  {path} = {json.dumps(_jsonable(_default(f)))}"
-            + (f"  [{allowed}]" if allowed else "")
-            + f"\n      {doc}"
-        )
-    return "\n".join(lines)
+    return schema.describe_keys(cls, prefix)
 
 
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (tuple, list)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def config_to_dict(config: Any) -> Dict[str, Any]:
+def config_to_dict(config: RunConfig) -> Dict[str, Any]:
     """Plain-JSON form of a :class:`RunConfig` (tuples as lists); loads back unchanged."""
-    return _jsonable(config)
+    return schema.to_plain(config)
 
 
-def flatten_config(config: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
-    """``{"training": {"lr": 0.005}}`` -> ``{"training.lr": 0.005}`` (leaves in order)."""
-    out: Dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, Mapping):
-            out.update(flatten_config(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
+def apply_overrides(raw: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, str]:
+    """Apply ``--set key.path=value`` items to the raw run config ``raw`` in place.
+
+    See :func:`hashwfa.schema.apply_overrides`; returns ``{key path: item}``
+    for error messages.
+    """
+    return schema.apply_overrides(RunConfig, raw, overrides)
 
 
 # ------------------------------------------------------------------ validation
 
 
-class _Context:
-    """Collects errors while walking the schema, so the user sees all of them at once."""
-
-    def __init__(self, source: str, origins: Mapping[str, str]):
-        self.source = source
-        self.origins = origins
-        self.errors: List[str] = []
-
-    def set_by(self, path: str) -> Optional[str]:
-        """The ``--set`` item that set ``path`` or a section above it, if any."""
-        parts = path.split(".")
-        for i in range(len(parts), 0, -1):
-            origin = self.origins.get(".".join(parts[:i]))
-            if origin is not None:
-                return origin
-        return None
-
-    def where(self, path: str) -> str:
-        origin = self.set_by(path)
-        return self.source if origin is None else f"{self.source} (--set {origin})"
-
-    def error(self, path: str, problem: str, fix: str) -> None:
-        self.errors.append(f"{self.where(path)}: key '{path}' {problem}. Fix: {fix}")
-
-
-_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-
-
-def _describe_value(value: Any) -> str:
-    kind = {
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        dict: "an object",
-        type(None): "null",
-    }.get(type(value), type(value).__name__)
-    text = json.dumps(value) if not isinstance(value, float) or math.isfinite(value) else repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{text} ({kind})"
-
-
-def _allowed_text(meta: Mapping[str, Any]) -> str:
-    parts = []
-    if "choices" in meta:
-        parts.append("one of " + ", ".join(json.dumps(c) for c in meta["choices"]))
-    if "min" in meta:
-        parts.append(f">= {meta['min']}")
-    if "gt" in meta:
-        parts.append(f"> {meta['gt']}")
-    if "max" in meta:
-        parts.append(f"<= {meta['max']}")
-    if "lt" in meta:
-        parts.append(f"< {meta['lt']}")
-    return ", ".join(parts)
-
-
-def _type_name(tp: Any) -> str:
-    optional, inner = _optional_inner(tp)
-    if typing.get_origin(inner) is tuple:
-        args = typing.get_args(inner)
-        elem = _TYPE_NAMES.get(args[0], str(args[0]))
-        elem = elem.replace("an integer", "integers").replace("a number", "numbers")
-        name = f"a list of {elem}" if args[-1] is Ellipsis else f"a list of {len(args)} {elem}"
-    elif dataclasses.is_dataclass(inner):
-        name = "an object {...}"
-    else:
-        name = _TYPE_NAMES.get(inner, str(inner))
-    return f"null or {name}" if optional else name
-
-
-def _check_scalar(tp: type, value: Any) -> Tuple[bool, Any]:
-    """(ok, converted) for one scalar of type ``tp``."""
-    if tp is bool:
-        return isinstance(value, bool), value
-    if tp is int:
-        if isinstance(value, bool):
-            return False, value
-        if isinstance(value, int):
-            return True, value
-        # 2e5 is a float in JSON; accept integral floats for integer keys.
-        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-            return True, int(value)
-        return False, value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return False, value
-        return math.isfinite(value), float(value)
-    if tp is str:
-        return isinstance(value, str), value
-    raise TypeError(f"unsupported schema type {tp!r}")  # a bug in the schema, not a user error
-
-
-def _in_range(meta: Mapping[str, Any], value: Any) -> bool:
-    if "choices" in meta and value not in meta["choices"]:
-        return False
-    if "min" in meta and value < meta["min"]:
-        return False
-    if "max" in meta and value > meta["max"]:
-        return False
-    if "gt" in meta and not value > meta["gt"]:
-        return False
-    if "lt" in meta and not value < meta["lt"]:
-        return False
-    return True
-
-
-def _suggest(name: str, candidates: Sequence[str]) -> Optional[str]:
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return close[0] if close else None
-
-
-def _convert(tp: Any, value: Any, path: str, f: dataclasses.Field, ctx: _Context) -> Any:
-    """Validate and convert one value; on error record it and return the default."""
-    meta = f.metadata
-    optional, inner = _optional_inner(tp)
-    if value is None:
-        if optional:
-            return None
-    elif dataclasses.is_dataclass(inner):
-        return _build(inner, value, path, ctx)
-    elif typing.get_origin(inner) is tuple:
-        args = typing.get_args(inner)
-        fixed = args[-1] is not Ellipsis
-        if isinstance(value, list) and value and (not fixed or len(value) == len(args)):
-            converted = [_check_scalar(args[0], v) for v in value]
-            if all(ok for ok, _ in converted):
-                items = tuple(v for _, v in converted)
-                bad = [v for v in items if not _in_range(meta, v)]
-                if not bad:
-                    return items
-                ctx.error(
-                    path,
-                    f"has {_describe_value(bad[0])}, out of range",
-                    f"every element must be {_allowed_text(meta)} (default {json.dumps(_jsonable(_default(f)))})",
-                )
-                return _default(f)
-    else:
-        ok, converted = _check_scalar(inner, value)
-        if ok:
-            if _in_range(meta, converted):
-                return converted
-            ctx.error(
-                path,
-                f"= {_describe_value(value)} is out of range",
-                ("use " if "choices" in meta else "set it to a value ")
-                + f"{_allowed_text(meta)} (default {json.dumps(_default(f))})",
-            )
-            return _default(f)
-    ctx.error(
-        path,
-        f"must be {_type_name(tp)}, got {_describe_value(value)}",
-        f"set it to {_type_name(tp)}"
-        + (f" ({_allowed_text(meta)})" if _allowed_text(meta) else "")
-        + f", e.g. the default {json.dumps(_jsonable(_default(f)))}",
-    )
-    return _default(f)
-
-
-def _build(cls: type, raw: Any, path: str, ctx: _Context) -> Any:
-    """An instance of the dataclass ``cls`` from the JSON object ``raw``."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    if not isinstance(raw, dict):
-        what = f"key '{path}'" if path else "the config"
-        ctx.errors.append(
-            f"{ctx.where(path)}: {what} must be a JSON object {{...}} with the keys "
-            f"{', '.join(fields)}, got {_describe_value(raw)}. Fix: write it as an object, "
-            f"e.g. {{\"{next(iter(fields))}\": ...}}"
-        )
-        return cls()
-    prefix = path + "." if path else ""
-    for key in raw:
-        if key not in fields:
-            _unknown_key(prefix, key, list(fields), ctx)
-    hints = _hints(cls)
-    kwargs = {}
-    for name, f in fields.items():
-        if name in raw:
-            kwargs[name] = _convert(hints[name], raw[name], prefix + name, f, ctx)
-        else:
-            kwargs[name] = _default(f)
-    return cls(**kwargs)
-
-
-def _unknown_key(prefix: str, key: str, siblings: List[str], ctx: _Context) -> None:
-    path = prefix + key
-    guess = _suggest(key, siblings)
-    if guess is not None:
-        guess = prefix + guess
-    else:
-        # Perhaps the key belongs in another section: compare leaf names,
-        # then whole paths.
-        leaves = key_paths()
-        by_leaf = {p.rsplit(".", 1)[-1]: p for p in leaves}
-        leaf = _suggest(key, list(by_leaf))
-        guess = by_leaf[leaf] if leaf else _suggest(path, leaves)
-    hint = f" Did you mean '{guess}'?" if guess else ""
-    section = f"in '{prefix[:-1]}'" if prefix else "at the top level"
-    ctx.errors.append(
-        f"{ctx.where(path)}: unknown key '{path}'.{hint} Fix: rename or remove it; "
-        f"the keys {section} are {', '.join(siblings)}"
-    )
-
-
-def _resolve_path(value: Optional[str], path: str, ctx: _Context, base_dir: Optional[Path]) -> Optional[str]:
+def _resolve_path(value: Optional[str], path: str, ctx: Problems, base_dir: Optional[Path]) -> Optional[str]:
     if value is None:
         return None
     p = Path(os.path.expanduser(value))
@@ -433,23 +180,24 @@ def _resolve_path(value: Optional[str], path: str, ctx: _Context, base_dir: Opti
     return str(p.resolve())
 
 
-def _cross_checks(cfg: RunConfig, ctx: _Context, base_dir: Optional[Path]) -> RunConfig:
+def _cross_checks(cfg: RunConfig, ctx: Problems, base_dir: Optional[Path]) -> RunConfig:
     """Checks that involve more than one key, and path resolution."""
-    from hashwfa.wfa.lines import LINES, get_line
-
     try:
         get_line(cfg.line)
     except HashwfaError:
-        guess = _suggest(cfg.line, list(LINES))
+        guess = closest_name(cfg.line, list(LINES))
         ctx.error(
             "line",
-            f"= {_describe_value(cfg.line)} is not a known line",
+            f"= {describe_value(cfg.line)} is not a known line",
             (f"did you mean {guess!r}? " if guess else "")
             + "use one of "
             + ", ".join(repr(k) for k in LINES)
             + " (or an alias such as 'MgI_5173')",
         )
     enc = cfg.encoding
+    if enc.backend == "tcnn" and enc.interpolation in CUBIC_INTERPOLATIONS:
+        problem = f"= \"tcnn\" cannot run interpolation {enc.interpolation!r}"
+        ctx.error("encoding.backend", problem, tcnn_cubic_message(enc.interpolation))
     if enc.max_resolution < enc.base_resolution:
         ctx.error(
             "encoding.max_resolution",
@@ -508,12 +256,11 @@ def validate_config(
     Raises:
         HashwfaError: listing every problem found, each with file, key path and fix.
     """
-    ctx = _Context(source, origins or {})
-    cfg = _build(RunConfig, raw, "", ctx)
-    if not ctx.errors:
-        cfg = _cross_checks(cfg, ctx, Path(base_dir) if base_dir is not None else None)
-    if ctx.errors:
-        raise HashwfaError("\n".join(ctx.errors))
+    problems = Problems(RunConfig, source, origins)
+    cfg = schema.build(RunConfig, raw, problems)
+    if not problems.errors:
+        cfg = _cross_checks(cfg, problems, Path(base_dir) if base_dir is not None else None)
+    problems.raise_if_any()
     return cfg
 
 
@@ -579,77 +326,11 @@ def read_json_config(path: Union[str, Path]) -> Dict[str, Any]:
         ) from None
     if not isinstance(raw, dict):
         raise HashwfaError(
-            f"{path}: the config must be a JSON object {{...}}, got {_describe_value(raw)}. "
+            f"{path}: the config must be a JSON object {{...}}, got {describe_value(raw)}. "
             "Fix: wrap the settings in braces."
         )
     return raw
 
-
-def parse_override(item: str) -> Tuple[str, Any]:
-    """``"key.path=value"`` -> ``("key.path", value)``; the value is parsed as
-    JSON (``3``, ``0.5``, ``true``, ``null``, ``[5, 6]``, ``"x"``) and taken
-    as a plain string when it is not valid JSON (``line=5173`` gives 5173, an
-    integer, which validation rejects for a string key: quote it, or rely on
-    :func:`apply_overrides` which keeps strings for string keys).
-    """
-    key, sep, text = item.partition("=")
-    key = key.strip()
-    if not sep or not key or any(not part for part in key.split(".")):
-        raise HashwfaError(
-            f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set training.lr=0.001."
-        )
-    try:
-        value = json.loads(text)
-    except ValueError:
-        value = text
-    return key, value
-
-
-def _leaf_type(path: str) -> Any:
-    """The schema type of a leaf key path, or None if the path is not a leaf."""
-    cls: Any = RunConfig
-    parts = path.split(".")
-    for i, part in enumerate(parts):
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        if part not in fields:
-            return None
-        _, inner = _optional_inner(_hints(cls)[part])
-        if i == len(parts) - 1:
-            return inner
-        if not dataclasses.is_dataclass(inner):
-            return None
-        cls = inner
-    return None
-
-
-def apply_overrides(raw: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, str]:
-    """Apply ``--set key.path=value`` items to ``raw`` in place.
-
-    A value that parses as JSON of another type is kept as the typed string
-    for keys whose schema type is a string (``--set line=5173`` means the
-    line ``"5173"``). Returns ``{key path: item}`` for error messages.
-    """
-    origins = {}
-    for item in overrides:
-        key, value = parse_override(item)
-        if _leaf_type(key) is str and not isinstance(value, str) and value is not None:
-            value = item.partition("=")[2].strip()
-        node = raw
-        parts = key.split(".")
-        for depth, part in enumerate(parts[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                prefix = ".".join(parts[: depth + 1])
-                raise HashwfaError(
-                    f"--set {item}: '{prefix}' is {_describe_value(child)}, not an object, so "
-                    f"'{key}' cannot be set. Fix: check the key path (see hashwfa-train --keys)."
-                )
-            node = child
-        node[parts[-1]] = value
-        origins[key] = item
-    return origins
 
 
 def load_config(path: Union[str, Path], overrides: Sequence[str] = ()) -> RunConfig:
@@ -667,6 +348,7 @@ def load_config(path: Union[str, Path], overrides: Sequence[str] = ()) -> RunCon
     return validate_config(raw, str(path), origins=origins, base_dir=Path(path).resolve().parent)
 
 
+
 # ------------------------------------------------------------------------ data
 
 
@@ -681,16 +363,13 @@ class LoadedData:
         description: one line saying where the data came from.
     """
 
-    observation: Any
-    truth: Optional[Any]
+    observation: Observation
+    truth: Optional[FieldMaps]
     description: str
 
 
 def load_data(config: RunConfig) -> LoadedData:
     """Build the observation of ``config.data`` (FITS files or the synthetic plage)."""
-    from hashwfa.wfa.observation import Observation
-    from hashwfa.wfa.synthetic import synthetic_plage
-
     data = config.data
     if data.path is not None:
         obs = Observation.from_fits(
@@ -718,3 +397,4 @@ def load_data(config: RunConfig) -> LoadedData:
         truth = plage.truth
         description = f"synthetic plage {s.ny}x{s.nx}, model {s.model!r}, noise {s.noise:g}, seed {s.seed}"
     return LoadedData(observation=obs, truth=truth, description=description)
+

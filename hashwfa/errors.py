@@ -1,4 +1,9 @@
-"""The one exception type for errors a user can cause (config, data, backend)."""
+"""The exception types for errors a user can cause or fix (config, data, backend, disk), and their hints."""
+
+import difflib
+from typing import Optional, Sequence
+
+__all__ = ["HashwfaError", "OutputWriteError", "closest_name", "did_you_mean"]
 
 
 class HashwfaError(ValueError):
@@ -7,3 +12,22 @@ class HashwfaError(ValueError):
 
     It subclasses :class:`ValueError` so generic handlers keep working.
     """
+
+
+class OutputWriteError(HashwfaError, OSError):
+    """A result file could not be written (full disk, read-only or missing
+    directory, a file where a directory should be). The message names the
+    path; whatever was written before stays valid (writes are atomic).
+    """
+
+
+def closest_name(name: str, candidates: Sequence[str]) -> Optional[str]:
+    """The candidate most like ``name`` (for "did you mean" hints), or None when none is close."""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def did_you_mean(name: str, candidates: Sequence[str]) -> str:
+    """``" Did you mean 'x'?"`` with the closest candidate, or ``""``: a message's tail."""
+    guess = closest_name(name, candidates)
+    return f" Did you mean {guess!r}?" if guess is not None else ""

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from hashwfa.atomic import atomic_path
 from hashwfa.errors import HashwfaError
-from hashwfa.wfa.fields import FieldMaps
+from hashwfa.wfa.fields import FieldMaps, FieldSigmas
 from hashwfa.wfa.physics import azimuth_difference
 
 __all__ = ["write_quicklook"]
@@ -47,9 +47,9 @@ def _show(fig: Figure, ax: Any, data: np.ndarray, title: str, cmap: str, vmin: f
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).set_label(unit, fontsize=8)
 
 
-def _frame(maps: FieldMaps, t: int) -> FieldMaps:
-    """Frame ``t`` of ``(nt, ny, nx)`` maps."""
-    return FieldMaps(**{name: value[t] for name, value in maps.as_dict().items()})
+def _frame(maps: Any, t: int) -> Any:
+    """Frame ``t`` of ``(nt, ny, nx)`` :class:`FieldMaps` or :class:`FieldSigmas`."""
+    return type(maps)(**{name: value[t] for name, value in maps.as_dict().items()})
 
 
 def _time_evolution(fig: Figure, axes: Any, maps: FieldMaps, wfa: FieldMaps, truth: Optional[FieldMaps],
@@ -84,6 +84,8 @@ def write_quicklook(
     history: Mapping[str, Mapping[str, List[float]]],
     *,
     truth: Optional[FieldMaps] = None,
+    sigmas: Optional[FieldSigmas] = None,
+    wfa_sigmas: Optional[FieldSigmas] = None,
     title: str = "",
     dpi: int = 100,
     times: Optional[np.ndarray] = None,
@@ -91,16 +93,20 @@ def write_quicklook(
 ) -> None:
     """Write the quick-look PNG atomically.
 
-    Rows: the neural field (B_los, B_t, azimuth), the pixel-wise WFA, and,
-    when ``truth`` is given, the errors of the field against it. The last
-    column shows the loss (and learning rate) per epoch of both phases. For
-    a series, the maps rows show frame ``frame`` and a last row the time
-    evolution (see the module docstring).
+    Rows: the neural field (B_los, B_t, azimuth), the pixel-wise WFA,
+    when ``truth`` is given the errors of the field against it, and when
+    ``sigmas`` is given the field's sigma maps (with the pixel-wise WFA's
+    sigma of B_los in the last column when ``wfa_sigmas`` is given). The
+    last column of the first two rows shows the loss (and learning rate)
+    per epoch of both phases. For a series, the map rows show frame
+    ``frame`` and a last row the time evolution (see the module docstring).
 
     Args:
         maps, wfa, truth: the neural field's, the pixel-wise WFA's and the
             true maps (truth: synthetic data only), (ny, nx) or a series
             (nt, ny, nx).
+        sigmas, wfa_sigmas: one-sigma maps of the field and of the
+            pixel-wise WFA (:class:`FieldSigmas`), or None; like the maps.
         history: ``{"blos": {"loss": [...], "lr": [...]}, "bqbu": {...}}``.
         title: the figure's title (version, data, final loss).
         times: ``(nt,)`` frame times [s] of a series (default: frame numbers).
@@ -116,8 +122,10 @@ def write_quicklook(
         all_maps, all_wfa, all_truth = maps, wfa, truth
         maps, wfa = _frame(maps, frame), _frame(wfa, frame)
         truth = None if truth is None else _frame(truth, frame)
+        sigmas = None if sigmas is None else _frame(sigmas, frame)
+        wfa_sigmas = None if wfa_sigmas is None else _frame(wfa_sigmas, frame)
         title = f"{title}  [frame {frame} of {nt}, t = {times[frame]:.4g} s]".strip()
-    rows = (3 if truth is not None else 2) + int(series)
+    rows = 2 + (truth is not None) + (sigmas is not None) + int(series)
     fig = Figure(figsize=(16, 4.2 * rows), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, 4)
@@ -151,13 +159,29 @@ def write_quicklook(
             fig, axes[2, 1], err["bt"], f"field - true B_t (rms {rms(err['bt']):.3g} G)", "RdBu_r",
             *_limits(err["bt"], symmetric=True), "G",
         )
+        # In degrees, as the benchmark and the main job report the azimuth error.
+        az_err_deg = np.degrees(np.abs(err["azimuth"]))
         _show(
-            fig, axes[2, 2], err["azimuth"], f"|field - true azimuth| mod pi (rms {rms(err['azimuth']):.3g})",
-            "viridis", 0.0, np.pi / 2, "rad",
+            fig, axes[2, 2], az_err_deg, f"|field - true azimuth| mod 180 (rms {rms(az_err_deg):.3g} deg)",
+            "viridis", 0.0, 90.0, "deg",
         )
         _show(
             fig, axes[2, 3], wfa_blos_err, f"WFA - true B_los (rms {rms(wfa_blos_err):.3g} G)", "RdBu_r", *lim, "G"
         )
+
+    if sigmas is not None:
+        row = 2 + (truth is not None)
+        # Sigmas share the colour scale of the field's own sigma (the WFA's is much larger).
+        lim = (0.0, _limits(sigmas.blos, symmetric=False)[1])
+        _show(fig, axes[row, 0], sigmas.blos, "field: sigma of B_los", "cividis", *lim, "G")
+        _show(fig, axes[row, 1], sigmas.bt, "field: sigma of B_t", "cividis",
+              0.0, _limits(sigmas.bt, symmetric=False)[1], "G")
+        _show(fig, axes[row, 2], sigmas.azimuth, "field: sigma of azimuth", "cividis", 0.0, np.pi / np.sqrt(12), "rad")
+        if wfa_sigmas is not None:
+            _show(fig, axes[row, 3], wfa_sigmas.blos, "pixel-wise WFA: sigma of B_los", "cividis",
+                  0.0, _limits(wfa_sigmas.blos, symmetric=False)[1], "G")
+        else:
+            axes[row, 3].set_axis_off()
 
     ax = axes[0, 3]
     offset = 0

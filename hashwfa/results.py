@@ -24,6 +24,7 @@ half-written file under a final name.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
@@ -32,10 +33,12 @@ import torch
 from astropy.io import fits
 
 from hashwfa.atomic import atomic_path
-from hashwfa.config import flatten_config
-from hashwfa.errors import HashwfaError
-from hashwfa.wfa.fields import FieldMaps
+from hashwfa.errors import HashwfaError, OutputWriteError
+from hashwfa.schema import flatten
+from hashwfa.training.model import fields_from_bundle
+from hashwfa.wfa.fields import FieldMaps, FieldSigmas
 from hashwfa.wfa.fitsio import provenance_cards
+from hashwfa.wfa.noise import StokesNoise
 from hashwfa.wfa.physics import azimuth_difference
 
 __all__ = [
@@ -64,10 +67,22 @@ CHECKPOINT_PT = "checkpoint.pt"
 #: The files a run writes (the checkpoint only exists while it is unfinished).
 OUTPUT_FILES = (FIELD_FITS, HISTORY_JSON, CONFIG_JSON, MODEL_PT, QUICKLOOK_PNG, CHECKPOINT_PT)
 
+def _strict_json(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by ``None``: strict JSON has no NaN or Infinity."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict_json(v) for v in obj]
+    return obj
+
+
 def write_json(path: Union[str, Path], obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
+    """Write ``obj`` as indented, strict JSON, atomically (non-finite floats become ``null``)."""
+    text = json.dumps(_strict_json(obj), indent=2, allow_nan=False) + "\n"
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
 
 
 def read_json(path: Union[str, Path]) -> Any:
@@ -78,7 +93,12 @@ def read_json(path: Union[str, Path]) -> Any:
 def save_torch(path: Union[str, Path], obj: Any) -> None:
     """:func:`torch.save` ``obj`` atomically (model bundles, checkpoints)."""
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as exc:
+            # torch's zip writer reports a full disk or a vanished directory
+            # as a RuntimeError ("PytorchStreamWriter failed writing file").
+            raise OutputWriteError(f"cannot write '{path}': {exc}") from exc
 
 
 def load_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
@@ -104,10 +124,23 @@ def load_model(path: Union[str, Path], backend: str = "torch", device: str = "cp
         ``fields["blos"](x) * scales["blos"]`` is B_los in gauss at
         coordinates ``x`` (N, 2) in [-1, 1] (columns y, x).
     """
-    from hashwfa.wfa.solver import fields_from_bundle
-
-    bundle = torch.load(path, map_location="cpu", weights_only=True)
-    fields = fields_from_bundle(bundle, backend=backend, device=device)
+    path = Path(path)
+    if not path.is_file():
+        raise HashwfaError(f"no model file '{path}'. Fix: give the model.pt of a finished hashwfa-train run.")
+    try:
+        bundle = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # zip, pickle and EOF errors all mean "not a model file"
+        raise HashwfaError(
+            f"'{path}' is not a readable hashwfa model ({type(exc).__name__}: {exc}). "
+            "Fix: give the model.pt of a finished hashwfa-train run."
+        ) from None
+    missing = [k for k in ("fields", "scales", "config") if not isinstance(bundle, dict) or k not in bundle]
+    if missing:
+        raise HashwfaError(f"'{path}' is not a hashwfa model: it lacks {', '.join(missing)}.")
+    try:
+        fields = fields_from_bundle(bundle, backend=backend, device=device)
+    except (KeyError, TypeError, RuntimeError, AttributeError) as exc:
+        raise HashwfaError(f"'{path}' holds a damaged hashwfa model ({type(exc).__name__}: {exc}).") from None
     return {**fields, "scales": dict(bundle["scales"]), "config": bundle["config"]}
 
 
@@ -140,6 +173,9 @@ def write_field_fits(
     config: Mapping[str, Any],
     valid: Optional[np.ndarray] = None,
     truth: Optional[FieldMaps] = None,
+    sigmas: Optional[FieldSigmas] = None,
+    wfa_sigmas: Optional[FieldSigmas] = None,
+    noise: Optional[StokesNoise] = None,
 ) -> None:
     """Write ``field.fits`` atomically.
 
@@ -152,6 +188,10 @@ def write_field_fits(
             ``key.path = value``, one per key.
         valid: (ny, nx) bool, pixels used in the fit (written as VALID).
         truth: the true maps (synthetic data, written as ``TRUE_*``) or None.
+        sigmas: one-sigma maps of the neural field (``SIGMA_*``) or None.
+        wfa_sigmas: one-sigma maps of the pixel-wise WFA (``WFA_SIGMA_*``) or None.
+        noise: the Stokes noise the sigmas assume (header ``NOISE_I`` .. ``NOISE_V``,
+            ``NOISEMTH``) or None.
     """
     primary = fits.PrimaryHDU()
     header = primary.header
@@ -159,13 +199,20 @@ def write_field_fits(
         header[key] = (value, comment)
     for key, value in provenance.items():
         header[key] = value
+    if noise is not None:
+        for key, value in noise.header_cards().items():
+            header[key] = value
     header.add_comment("Maps: BLOS, BQ, BU, BTRANS, AZIMUTH = neural field; WFA_* = pixel-wise")
     header.add_comment("weak-field approximation; TRUE_* = the truth (synthetic data only).")
     header.add_history("Resolved config (also in config.json), one key per card:")
-    for key, value in flatten_config(config).items():
+    for key, value in flatten(config).items():
         header.add_history(f"{key} = {json.dumps(value)}")
 
     hdus = [primary, *maps.to_hdus(), *wfa.to_hdus("WFA_")]
+    if sigmas is not None:
+        hdus += sigmas.to_hdus()
+    if wfa_sigmas is not None:
+        hdus += wfa_sigmas.to_hdus("WFA_")
     if truth is not None:
         hdus += truth.to_hdus("TRUE_")
     if valid is not None:

@@ -21,7 +21,7 @@ from hashwfa.config import (
     parse_override,
     validate_config,
 )
-from hashwfa.wfa.solver import EncodingConfig, NetworkConfig, TrainingConfig
+from hashwfa.training import EncodingConfig, NetworkConfig, TrainingConfig
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -195,7 +195,7 @@ def test_comments_and_trailing_commas_are_accepted(tmp_path):
 
 
 def test_physics_section_reaches_the_solver_loss(tmp_path):
-    from hashwfa.wfa.solver import TwoPhaseSolver
+    from hashwfa.training import TwoPhaseSolver
     from hashwfa.wfa.synthetic import synthetic_plage
 
     cfg = load_config(write(tmp_path, '{"physics": {"qu_form": "wing"}}'))

@@ -3,10 +3,9 @@
 A training step allocates and frees the same few 5-10 MB tensors (encodings,
 activations, lookups) hundreds of times. With glibc's defaults, memory freed
 at the top of the heap is handed back to the kernel (trimmed) and faulted in
-again on the next step; a profile of ``hashwfa-bench`` showed a quarter of the
-process time in the kernel and step times that grew run after run (V3: 17 s,
-then 29 s and 35 s for the same training in one process). Keeping freed memory
-in the process removes that. This is a process-wide choice, so only the
+again on the next step, so a long run spends much of its time in the kernel
+and its steps slow down run after run (the profile is in BENCHMARKS.md).
+Keeping freed memory in the process removes that. This is a process-wide choice, so only the
 command-line entry points make it; importing :mod:`hashwfa` changes nothing.
 """
 

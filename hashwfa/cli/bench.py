@@ -2,11 +2,11 @@
 
 ::
 
-    hashwfa-bench [--versions 0,1,2,3,4,5,6] [--config CONFIG] [--set key.path=value ...]
+    hashwfa-bench [--versions 0,1,6] [--config CONFIG] [--set key.path=value ...]
                   [--epochs N] [--device auto|cpu|cuda] [--backend auto|tcnn|torch]
                   [--repeats R] [--json results.json]
 
-Runs the seed protocol (DESIGN.md section 6; every key at its default unless
+Runs the seed protocol (docs/ARCHITECTURE.md section 6; every key at its default unless
 ``--config``/``--set`` say otherwise) for each version on the same data and
 with the same seed, and prints a markdown table in the seed report's shape:
 final loss and time, both relative to V0, plus the errors against the truth
@@ -36,13 +36,15 @@ import torch
 import hashwfa
 from hashwfa import results
 from hashwfa.config import RunConfig, apply_overrides, load_data, read_json_config, validate_config
-from hashwfa.encodings import VERSIONS
 from hashwfa.cli.allocator import keep_freed_memory
+from hashwfa.encodings.backend import BACKENDS
+from hashwfa.encodings.registry import REGISTRY, VERSION_NUMBERS
 from hashwfa.errors import HashwfaError
+from hashwfa.training import TwoPhaseSolver
+from hashwfa.training.device import DEVICES
 from hashwfa.wfa.fields import FieldMaps
 from hashwfa.wfa.loss import WFALoss
 from hashwfa.wfa.pixelwise import pixel_wfa
-from hashwfa.wfa.solver import TwoPhaseSolver
 
 __all__ = ["main", "run_benchmark", "BenchRow", "format_table"]
 
@@ -123,7 +125,7 @@ def run_benchmark(
             if row is None:
                 row = BenchRow(
                     version=version,
-                    description=VERSIONS[version].split(":")[0],
+                    description=REGISTRY[version].seed_name,
                     final_loss=result.final_loss,
                     backend=result.backend,
                     device=result.device,
@@ -190,15 +192,17 @@ def _machine() -> Dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="Regenerate the seed report's table (seven versions, loss, time, errors).")
-    p.add_argument("--versions", default=",".join(str(v) for v in sorted(VERSIONS)), help="comma-separated, e.g. 0,1,6")
+    p = argparse.ArgumentParser(
+        prog=PROG, description=f"Regenerate the seed report's table ({len(VERSION_NUMBERS)} versions, loss, time, errors)."
+    )
+    p.add_argument("--versions", default=",".join(str(v) for v in VERSION_NUMBERS), help="comma-separated, e.g. 0,1,6")
     p.add_argument("--config", help="base config (default: every key at its default, the seed protocol)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a key")
     p.add_argument("--data", help="Stokes FITS file instead of the synthetic plage (with --wavelengths)")
     p.add_argument("--wavelengths", help="wavelength FITS file for --data")
     p.add_argument("--epochs", type=int, help="training.epochs_per_phase")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--backend", choices=("auto", "tcnn", "torch"))
+    p.add_argument("--device", choices=DEVICES)
+    p.add_argument("--backend", choices=BACKENDS)
     p.add_argument("--repeats", type=int, default=1, help="runs per version; the median time is reported")
     p.add_argument("--json", default="bench_results.json", help="where to write the results (default bench_results.json)")
     p.add_argument("--progress", action="store_true", help="show the training progress bars")
@@ -210,10 +214,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     keep_freed_memory()
     try:
-        versions = [int(v) for v in args.versions.split(",") if v.strip()]
-        unknown = [v for v in versions if v not in VERSIONS]
-        if unknown or not versions:
-            raise HashwfaError(f"--versions {args.versions!r}: versions are 0 to 6, e.g. --versions 0,1,6.")
+        versions = _parse_versions(args.versions)
+        _check_json_target(args)
         if args.repeats < 1:
             raise HashwfaError("--repeats must be at least 1.")
         overrides = list(args.overrides)
@@ -241,6 +243,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except HashwfaError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        where = f" '{exc.filename}'" if getattr(exc, "filename", None) else ""
+        print(f"{PROG}: error:{where} {exc.strerror or exc}", file=sys.stderr)
+        return 2
     table = format_table(rows)
     print(table)
     report = {
@@ -263,9 +269,36 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ],
         "table": table,
     }
-    results.write_json(args.json, report)
+    try:
+        results.write_json(args.json, report)
+    except HashwfaError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
     print(f"\n{PROG}: results written to {args.json}", file=sys.stderr)
     return 0
+
+
+def _parse_versions(text: str) -> List[int]:
+    """``"0,1,6"`` -> ``[0, 1, 6]``; anything else is a :class:`HashwfaError` listing the choices."""
+    choices = ",".join(str(v) for v in VERSION_NUMBERS)
+    try:
+        versions = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        versions = []
+    if not versions or any(v not in REGISTRY for v in versions):
+        raise HashwfaError(f"--versions {text!r}: give comma-separated version numbers from {choices}, e.g. --versions 0,1,6.")
+    return versions
+
+
+def _check_json_target(args: argparse.Namespace) -> None:
+    """Refuse a ``--json`` path that would overwrite an input or cannot be written, before the long run."""
+    target = Path(args.json).resolve()
+    inputs = {"--config": args.config, "--data": args.data, "--wavelengths": args.wavelengths}
+    for flag, value in inputs.items():
+        if value and Path(value).resolve() == target:
+            raise HashwfaError(f"--json {args.json} is also the {flag} file: writing the results would replace it. Fix: choose another --json.")
+    if target.is_dir():
+        raise HashwfaError(f"--json {args.json} is a directory. Fix: give a file name, e.g. {Path(args.json) / 'bench_results.json'}.")
 
 
 if __name__ == "__main__":

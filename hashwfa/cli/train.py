@@ -23,12 +23,18 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from hashwfa import results
-from hashwfa.config import config_to_dict, describe_keys, flatten_config, load_config, load_data, validate_config
+from hashwfa.config import config_to_dict, describe_keys, load_config, load_data, validate_config
 from hashwfa.cli.allocator import keep_freed_memory
-from hashwfa.errors import HashwfaError
+from hashwfa.atomic import make_directory, remove_stale_temporaries
+from hashwfa.errors import HashwfaError, OutputWriteError
+from hashwfa.lock import LOCK_NAME, DirectoryLock
+from hashwfa.encodings.backend import BACKENDS
 from hashwfa.quicklook import write_quicklook
+from hashwfa.schema import differing_keys, flatten
+from hashwfa.training import TwoPhaseSolver
+from hashwfa.training.checkpoint import RESUMABLE_CHANGES
+from hashwfa.training.device import DEVICES
 from hashwfa.wfa.pixelwise import pixel_wfa
-from hashwfa.wfa.solver import TwoPhaseSolver
 
 __all__ = ["main", "run", "build_parser", "TrainRun"]
 
@@ -53,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a config key (value parsed as JSON, else a string); repeatable",
     )
     p.add_argument("--out", help="output directory (default runs/<config stem>)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="overrides training.device")
-    p.add_argument("--backend", choices=("auto", "tcnn", "torch"), help="overrides encoding.backend")
+    p.add_argument("--device", choices=DEVICES, help="overrides training.device")
+    p.add_argument("--backend", choices=BACKENDS, help="overrides encoding.backend")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in the output directory")
     p.add_argument("--overwrite", action="store_true", help="replace the results in a non-empty output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bars or progress messages")
@@ -76,21 +82,29 @@ def _say(args: argparse.Namespace, message: str) -> None:
         print(message, file=sys.stderr)
 
 
-def _prepare_out_dir(args: argparse.Namespace, out_dir: Path, config_dict: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    """Check the output directory; returns the checkpoint to resume from, if any."""
+def _present_files(out_dir: Path) -> List[str]:
+    """The names in ``out_dir`` that a user would call its contents (not our lock file)."""
+    if not out_dir.is_dir():
+        return []
+    return sorted(p.name for p in out_dir.iterdir() if p.name != LOCK_NAME)
+
+
+def _check_out_dir(args: argparse.Namespace, out_dir: Path, config_dict: Dict[str, Any]) -> Optional[Path]:
+    """Check the output directory without changing it.
+
+    Returns the checkpoint to resume from, if any. Raises :class:`HashwfaError`
+    when the directory cannot be used as the flags ask. Called once before
+    the (slow) data loading, for a quick answer, and again under the lock.
+    """
     if args.resume and args.overwrite:
         raise HashwfaError("--resume and --overwrite contradict each other. Fix: pass only one.")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise HashwfaError(f"output path '{out_dir}' exists and is not a directory. Fix: choose another --out.")
-    present = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
-    if not present:
-        return None
-    checkpoint = out_dir / results.CHECKPOINT_PT
-    if args.overwrite:
-        # Only the files a run writes go (never anything else in the
-        # directory), so no stale result sits beside the new config.
-        for name in results.OUTPUT_FILES:
-            (out_dir / name).unlink(missing_ok=True)
+    for parent in (out_dir, *out_dir.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise HashwfaError(f"output path '{out_dir}': '{parent}' is a file, not a directory. Fix: choose another --out.")
+            break
+    present = _present_files(out_dir)
+    if not present or args.overwrite:
         return None
     if not args.resume:
         listed = ", ".join(present[:6]) + (" ..." if len(present) > 6 else "")
@@ -101,15 +115,24 @@ def _prepare_out_dir(args: argparse.Namespace, out_dir: Path, config_dict: Dict[
     saved_config = out_dir / results.CONFIG_JSON
     if saved_config.exists():
         _check_same_config(saved_config, config_dict)
+    checkpoint = out_dir / results.CHECKPOINT_PT
     if checkpoint.exists():
-        return results.load_checkpoint(checkpoint)
+        return checkpoint
     if (out_dir / results.FIELD_FITS).exists():
         raise HashwfaError(
             f"the run in '{out_dir}' is complete (field.fits written, no checkpoint left): nothing to "
             "resume. Fix: use --overwrite to run it again, or --out DIR for a new run."
         )
-    _say(args, f"{PROG}: no checkpoint in {out_dir}; starting from the beginning")
     return None
+
+
+def _clear_previous_results(out_dir: Path) -> None:
+    """Delete the files an earlier run wrote (never anything else in the directory)."""
+    for name in results.OUTPUT_FILES:
+        try:
+            (out_dir / name).unlink(missing_ok=True)
+        except OSError as exc:
+            raise OutputWriteError(f"cannot remove '{out_dir / name}' for --overwrite: {exc.strerror or exc}") from exc
 
 
 def _check_same_config(saved_path: Path, config_dict: Dict[str, Any]) -> None:
@@ -120,11 +143,9 @@ def _check_same_config(saved_path: Path, config_dict: Dict[str, Any]) -> None:
             f"cannot resume: '{saved_path}' is not a valid config ({exc}). Fix: use --overwrite."
         ) from None
 
-    a, b = flatten_config(saved), flatten_config(config_dict)
-    # The device and the optional outputs may change between sessions.
-    ignored = ("training.device", "output.")
-    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and not k.startswith(ignored))
+    diff = differing_keys(saved, config_dict, RESUMABLE_CHANGES)
     if diff:
+        a, b = flatten(saved), flatten(config_dict)
         details = "; ".join(f"{k}: {a.get(k)!r} then, {b.get(k)!r} now" for k in diff[:5])
         raise HashwfaError(
             f"cannot resume: the config differs from the one the run in '{saved_path.parent}' "
@@ -152,13 +173,41 @@ def run(
     config_dict = config_to_dict(cfg)
     out_dir = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
 
-    checkpoint = _prepare_out_dir(args, out_dir, config_dict)
+    # Everything that can fail is checked before anything in out_dir changes:
+    # the flags against its contents, the data, the device, the backend and
+    # the model. Only then is the directory locked and (for --overwrite) cleared.
+    _check_out_dir(args, out_dir, config_dict)
     data = load_data(cfg)
+    solver = TwoPhaseSolver(data.observation, cfg.solver, progress=not args.quiet)
+
+    lock = DirectoryLock(make_directory(out_dir)).acquire()
+    try:
+        return _run_locked(args, cfg, config_dict, out_dir, data, solver, on_epoch_end)
+    finally:
+        lock.release()
+
+
+def _run_locked(
+    args: argparse.Namespace,
+    cfg: Any,
+    config_dict: Dict[str, Any],
+    out_dir: Path,
+    data: Any,
+    solver: TwoPhaseSolver,
+    on_epoch_end: Optional[Callable[[str, int], None]],
+) -> TrainRun:
+    """The part of :func:`run` done while holding ``out_dir``."""
     obs = data.observation
-    # Built before anything is written: a bad device or backend leaves no trace.
-    solver = TwoPhaseSolver(obs, cfg.solver, progress=not args.quiet)
+    # Checked again: another run may have written here since the first check.
+    checkpoint_path = _check_out_dir(args, out_dir, config_dict)
+    for stale in remove_stale_temporaries(out_dir):
+        _say(args, f"{PROG}: removed '{stale}', left by an interrupted write")
+    checkpoint = results.load_checkpoint(checkpoint_path) if checkpoint_path is not None else None
+    if args.resume and checkpoint is None:
+        _say(args, f"{PROG}: no checkpoint in {out_dir}; starting from the beginning")
+    if args.overwrite:
+        _clear_previous_results(out_dir)
     _say(args, f"{PROG}: V{cfg.encoding.version} on {data.description}; results go to {out_dir}")
-    out_dir.mkdir(parents=True, exist_ok=True)
     results.write_json(out_dir / results.CONFIG_JSON, config_dict)
 
     if checkpoint is not None:
@@ -240,6 +289,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         done = run(args)
     except HashwfaError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # Reading the config or data, or writing results: one line, not a traceback.
+        where = f" '{exc.filename}'" if getattr(exc, "filename", None) else ""
+        print(f"{PROG}: error:{where} {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted; continue with the same command and --resume", file=sys.stderr)

@@ -7,8 +7,9 @@ layout), ``n_input_dims``, ``n_output_dims``, ``config`` and
 has the same name, shape and layout on both, a ``state_dict`` saved on one
 backend loads into the other.
 
-``backend="auto"`` picks tiny-cuda-nn when ``tinycudann`` imports and CUDA is
-available and says once per process which one it picked (``logging`` at INFO;
+``backend="auto"`` picks tiny-cuda-nn when ``tinycudann`` imports, CUDA is
+available and the interpolation is one tcnn has (not a cubic one), and says
+once per process which one it picked (``logging`` at INFO;
 a ``UserWarning`` when a GPU is present but tiny-cuda-nn is not, since that
 costs speed). Nothing here installs or downloads anything.
 """
@@ -24,10 +25,19 @@ from typing import Any, Mapping, Optional
 import torch
 
 from hashwfa.encodings.grid import TorchGrid
-from hashwfa.encodings.grid_config import GridConfig, parse_grid_config
+from hashwfa.encodings.grid_config import CUBIC_INTERPOLATIONS, TCNN_INTERPOLATIONS, GridConfig, parse_grid_config
 from hashwfa.errors import HashwfaError
 
 logger = logging.getLogger(__name__)
+
+
+def tcnn_cubic_message(interpolation: str) -> str:
+    """Why ``backend='tcnn'`` cannot run a cubic ``interpolation``, and the fix."""
+    return (
+        f"interpolation {interpolation!r} is computed by hashwfa's PyTorch grid only: tiny-cuda-nn's grids "
+        f"interpolate {', '.join(TCNN_INTERPOLATIONS)} only. Use backend 'auto' or 'torch' (the PyTorch grid "
+        f"runs on the GPU too), or one of tiny-cuda-nn's interpolations."
+    )
 
 #: Accepted values of ``backend``.
 BACKENDS = ("auto", "tcnn", "torch")
@@ -70,26 +80,41 @@ def tcnn_status() -> tuple[bool, str]:
     return True, f"tiny-cuda-nn {version} on {torch.cuda.get_device_name()}"
 
 
-def resolve_backend(backend: str = "auto") -> str:
+def resolve_backend(backend: str = "auto", interpolation: str = "Linear") -> str:
     """The backend ``make_grid`` will use: ``"tcnn"`` or ``"torch"``.
 
     Args:
         backend: ``"auto"``, ``"tcnn"`` or ``"torch"``.
+        interpolation: the grid's interpolation. tiny-cuda-nn has no cubic
+            one (:data:`CUBIC_INTERPOLATIONS`): ``"auto"`` then takes the torch
+            grid (on a GPU too, and warns once where tcnn would have been
+            chosen) and ``"tcnn"`` is an error.
 
     Raises:
-        HashwfaError: an unknown name, or ``"tcnn"`` where tiny-cuda-nn or CUDA
-            is missing (the message says how to install it).
+        HashwfaError: an unknown name, ``"tcnn"`` where tiny-cuda-nn or CUDA
+            is missing (the message says how to install it), or ``"tcnn"``
+            with a cubic interpolation.
     """
     if not isinstance(backend, str) or backend.lower() not in BACKENDS:
         raise HashwfaError(f"backend must be one of {', '.join(repr(b) for b in BACKENDS)}, got {backend!r}.")
     backend = backend.lower()
     if backend == "torch":
         return "torch"
+    cubic = any(interpolation.lower() == name.lower() for name in CUBIC_INTERPOLATIONS)
+    if backend == "tcnn" and cubic:
+        raise HashwfaError(tcnn_cubic_message(interpolation))
     available, reason = tcnn_status()
     if backend == "tcnn":
         if not available:
             raise HashwfaError(f"backend='tcnn' needs tiny-cuda-nn and CUDA: {reason}. {TCNN_INSTALL_HINT}")
         return "tcnn"
+    if available and cubic:
+        _announce_once(
+            f"hashwfa: interpolation {interpolation!r} has no tiny-cuda-nn kernel; backend 'auto' runs the "
+            "pure-PyTorch grid for it (on the GPU too).",
+            warn=True,
+        )
+        return "torch"
     if available:
         _announce_once(f"hashwfa: grid backend 'auto' chose tiny-cuda-nn ({reason}).")
         return "tcnn"
@@ -126,6 +151,8 @@ class TcnnGrid(torch.nn.Module):
         import tinycudann as tcnn
 
         self.config: GridConfig = parse_grid_config(n_input_dims, encoding_config)
+        if self.config.interpolation in CUBIC_INTERPOLATIONS:
+            raise HashwfaError(tcnn_cubic_message(self.config.interpolation))
         self.n_input_dims = self.config.n_input_dims
         self.seed = int(seed)
         tcnn_config = self.config.to_tcnn()
@@ -166,8 +193,9 @@ def make_grid(
         n_input_dims: D, coordinates per point.
         encoding_config: tcnn's JSON dict (``otype`` ``HashGrid``, ``DenseGrid``
             or ``Grid``; absent keys take tcnn's defaults).
-        backend: ``"auto"`` (tiny-cuda-nn when it imports and CUDA is
-            available, else the torch grid), ``"tcnn"`` or ``"torch"``.
+        backend: ``"auto"`` (tiny-cuda-nn when it imports, CUDA is
+            available and the interpolation is tcnn's, else the torch grid),
+            ``"tcnn"`` or ``"torch"``.
         seed: initialisation seed.
         dtype: the torch grid's table dtype (default float32; float64 for
             gradient checks). tiny-cuda-nn supports float32 only.
@@ -181,7 +209,7 @@ def make_grid(
         HashwfaError: an invalid config, an unknown backend, ``"tcnn"``
             without tiny-cuda-nn, or a dtype tcnn cannot use.
     """
-    chosen = resolve_backend(backend)
+    chosen = resolve_backend(backend, parse_grid_config(n_input_dims, encoding_config).interpolation)
     if chosen == "tcnn":
         if dtype not in (None, torch.float32):
             raise HashwfaError(f"the tcnn backend computes in float32; dtype={dtype} needs backend='torch'.")

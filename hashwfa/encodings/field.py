@@ -18,8 +18,8 @@ class NeuralField(torch.nn.Module):
     exact (erf) GELU as ``nn.GELU()``.
 
     Args:
-        encoding: a module with ``output_dim`` (a :class:`HashEncoding`) or
-            ``n_output_dims``, mapping ``[N, D]`` to ``[N, output_dim]``.
+        encoding: a module with an integer ``n_output_dims`` (a
+            :class:`HashEncoding`, a grid), mapping ``[N, D]`` to ``[N, n_output_dims]``.
         n_outputs: outputs per point.
         n_neurons: width of the hidden layers.
         n_hidden_layers: number of hidden layers (>= 1), each followed by GELU.
@@ -49,12 +49,10 @@ class NeuralField(torch.nn.Module):
         for key, value in (("n_outputs", n_outputs), ("n_neurons", n_neurons), ("n_hidden_layers", n_hidden_layers)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise HashwfaError(f"NeuralField {key} must be an integer >= 1, got {value!r}.")
-        width = getattr(encoding, "output_dim", None)
-        if width is None:
-            width = getattr(encoding, "n_output_dims", None)
+        width = getattr(encoding, "n_output_dims", None)
         if not isinstance(width, int) or width < 1:
             raise HashwfaError(
-                "NeuralField needs an encoding with an integer output_dim (e.g. a HashEncoding), "
+                "NeuralField needs an encoding with an integer n_output_dims (e.g. a HashEncoding), "
                 f"got {type(encoding).__name__}."
             )
         self.encoding = encoding

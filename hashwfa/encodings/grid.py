@@ -1,19 +1,22 @@
 """`TorchGrid`: a pure-PyTorch twin of tiny-cuda-nn's grid encoding.
 
 Same JSON config, same flat parameter vector in the same layout, same numbers
-(DESIGN.md section 3), so a ``state_dict`` moves between ``TorchGrid`` and
+(docs/ARCHITECTURE.md section 3), so a ``state_dict`` moves between ``TorchGrid`` and
 ``tinycudann.Encoding`` unchanged.
 
 How it is fast on a CPU. The encoding of N points is a sparse matrix ``S``
-(``N * L`` rows, ``2^D`` non-zeros each: the corner weights) times the table
-viewed as ``[n_entries, F]``. Forward is one CSR matrix product; the table
-gradient is ``S^T @ grad``. A neural field of an image sees the *same*
-coordinates at every training step, and ``S`` depends only on them, so the
-grid keeps the last lookup: when it is called again with the same coordinate
-tensor (same object, unmodified, not requiring a gradient) it reuses ``S`` and
-a transposed copy built on the first backward pass, and a step costs two
-sparse products. New coordinates are looked up for all levels at once
-(:mod:`hashwfa.encodings.grid_lookup`).
+(``N * L`` rows, ``C`` non-zeros each: the corner weights) times the table
+viewed as ``[n_entries, F]``; forward is one CSR matrix product. New
+coordinates are looked up for all levels at once
+(:mod:`hashwfa.encodings.grid_lookup`). A neural field of an image sees the
+same coordinates at every training step; inside
+:func:`~hashwfa.encodings.coordinates.static_coordinates` the grid keeps the
+lookup of a coordinate tensor and reuses it (an explicit opt-in: see that
+module for why the grid cannot decide this alone).
+
+The table gradient has exactly one implementation, whether the lookup is new
+or reused, so a grid rebuilt from a checkpoint computes the same bits as one
+that has been training all along (see :class:`_GridInterpolation`).
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ from typing import Any, Mapping, Optional
 
 import torch
 
+from hashwfa.encodings.coordinates import CoordinateCache, require_finite
 from hashwfa.encodings.grid_config import GridConfig, GridLayout, parse_grid_config
 from hashwfa.encodings.grid_lookup import LevelTables, grid_lookup
+from hashwfa.encodings.points import check_points
 from hashwfa.errors import HashwfaError
 
 # tcnn initialises every table entry uniformly in [-1e-4, 1e-4].
@@ -49,14 +54,12 @@ class GridLookup:
         weights: ``[N * L, C]`` corner weights (detached).
         n_entries: table rows, ``E``.
         matrix: ``S``, CSR ``[N * L, E]``.
-        transposed: ``S^T``, CSR ``[E, N * L]``, built on first use.
     """
 
     rows: torch.Tensor
     weights: torch.Tensor
     n_entries: int
     matrix: torch.Tensor = field(init=False)
-    transposed: Optional[torch.Tensor] = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         n_rows, n_corners = self.rows.shape
@@ -66,28 +69,45 @@ class GridLookup:
         self.weights = self.weights.contiguous()
         self.matrix = _csr(crow, self.rows.view(-1), self.weights.view(-1), (n_rows, self.n_entries))
 
-    def build_transposed(self) -> torch.Tensor:
-        """``S^T`` as CSR: the corners sorted by table row (one sort, kept)."""
-        if self.transposed is None:
-            n_rows, n_corners = self.rows.shape
-            flat = self.rows.reshape(-1).long()  # sorting int64 is faster than int32 here
-            order = torch.argsort(flat, stable=True)
-            counts = torch.bincount(flat, minlength=self.n_entries)
-            crow = torch.zeros(self.n_entries + 1, dtype=torch.int64, device=flat.device)
-            crow[1:] = torch.cumsum(counts, 0)
-            self.transposed = _csr(
-                crow, order // n_corners, self.weights.reshape(-1)[order], (self.n_entries, n_rows)
+
+def table_gradient(lookup: GridLookup, grad_out: torch.Tensor) -> torch.Tensor:
+    """``S^T @ grad_out``: the gradient of the ``[E, F]`` table, ``grad_out`` ``[N * L, F]``.
+
+    The one implementation for every call (new or reused lookup). On a CPU it
+    is a weighted histogram per feature (``bincount``): every product
+    ``weight * grad`` is rounded once and the products are added serially in
+    point order, in the table's dtype. That order is fixed by the data alone,
+    so the result is the same bits on any x86 CPU, SIMD path and thread count,
+    and it needs no sort of the corners. (A product with a transposed CSR
+    matrix was the other candidate: faster per step once built, but building
+    it sorts all corners, a cost paid again for every new coordinate set, and
+    its accumulation is the sparse library's, which may fuse the multiply and
+    the add differently per CPU.) On CUDA, ``index_add_`` accumulates with
+    atomics, whose order is not fixed: gradients there are reproducible to
+    rounding only, as tiny-cuda-nn's own.
+    """
+    flat = lookup.rows.reshape(-1)
+    if grad_out.is_cuda:
+        weighted = lookup.weights[:, :, None] * grad_out[:, None, :]  # [M, C, F]
+        table = torch.zeros(lookup.n_entries, grad_out.shape[1], dtype=grad_out.dtype, device=grad_out.device)
+        return table.index_add_(0, flat.long(), weighted.reshape(flat.shape[0], -1))
+    return torch.stack(
+        [
+            torch.bincount(
+                flat, weights=(lookup.weights * grad_out[:, f, None]).reshape(-1), minlength=lookup.n_entries
             )
-        return self.transposed
+            for f in range(grad_out.shape[1])  # F <= 8 features
+        ],
+        dim=1,
+    )
 
 
 class _GridInterpolation(torch.autograd.Function):
     """``out = S @ table`` with gradients for the table and the corner weights."""
 
     @staticmethod
-    def forward(ctx: Any, table: torch.Tensor, weights: torch.Tensor, lookup: GridLookup, reuse: bool) -> torch.Tensor:
+    def forward(ctx: Any, table: torch.Tensor, weights: torch.Tensor, lookup: GridLookup) -> torch.Tensor:
         ctx.lookup = lookup
-        ctx.reuse = reuse
         ctx.save_for_backward(table)
         # lookup.matrix holds the same values as `weights` (detached); `weights`
         # is an input only so that autograd can route its gradient.
@@ -100,30 +120,11 @@ class _GridInterpolation(torch.autograd.Function):
         grad_table = grad_weights = None
         grad_out = grad_out.contiguous()
         if ctx.needs_input_grad[0]:
-            flat = lookup.rows.reshape(-1)
-            if ctx.reuse:
-                # Points seen before: S^T is sorted once, then every step is one
-                # sparse product without scattered writes.
-                grad_table = lookup.build_transposed() @ grad_out
-            elif grad_out.is_cuda:
-                weighted = lookup.weights[:, :, None] * grad_out[:, None, :]  # [M, C, F]
-                grad_table = torch.zeros_like(table).index_add_(0, flat.long(), weighted.reshape(flat.shape[0], -1))
-            else:
-                # One-off points on a CPU: a weighted histogram per feature is
-                # cheaper than sorting the corners to build S^T.
-                grad_table = torch.stack(
-                    [
-                        torch.bincount(
-                            flat, weights=(lookup.weights * grad_out[:, f, None]).reshape(-1), minlength=lookup.n_entries
-                        )
-                        for f in range(grad_out.shape[1])  # F <= 8 features
-                    ],
-                    dim=1,
-                ).to(table.dtype)
+            grad_table = table_gradient(lookup, grad_out).to(table.dtype)
         if ctx.needs_input_grad[1]:
             # d out[m, f] / d weights[m, c] = table[rows[m, c], f]
             grad_weights = (table[lookup.rows.long()] * grad_out[:, None, :]).sum(-1)
-        return grad_table, grad_weights, None, None
+        return grad_table, grad_weights, None
 
 
 class TorchGrid(torch.nn.Module):
@@ -167,7 +168,7 @@ class TorchGrid(torch.nn.Module):
         initial = (torch.rand(self.layout.n_params, generator=generator, dtype=torch.float64) * 2 - 1) * INIT_RANGE
         self.params = torch.nn.Parameter(initial.to(dtype))
         self._tables: Optional[LevelTables] = None
-        self._cache: Optional[tuple[torch.Tensor, int, GridLookup]] = None
+        self._cache = CoordinateCache()  # the last lookup, served only inside static_coordinates()
 
     @property
     def encoding_config(self) -> dict[str, Any]:
@@ -188,69 +189,62 @@ class TorchGrid(torch.nn.Module):
         return self._tables
 
     def _check_input(self, x: torch.Tensor) -> None:
-        if not isinstance(x, torch.Tensor):
-            raise HashwfaError(f"grid input must be a torch.Tensor of shape [N, {self.n_input_dims}], got {type(x).__name__}.")
-        if x.dim() != 2 or x.shape[1] != self.n_input_dims:
-            raise HashwfaError(
-                f"grid input has shape {list(x.shape)}; expected [N, {self.n_input_dims}] (one row per point)."
-            )
-        if not x.is_floating_point():
-            raise HashwfaError(f"grid input has dtype {x.dtype}; expected a floating dtype with values in [0, 1].")
+        check_points(x, self.n_input_dims, "grid", "in [0, 1]")
         if x.device != self.params.device:
             raise HashwfaError(
                 f"grid input is on {x.device} but the grid's parameters are on {self.params.device}; move one of them."
             )
 
-    def lookup(self, x: torch.Tensor) -> tuple[GridLookup, torch.Tensor, bool]:
-        """The sparse interpolation matrix of ``x``, from the cache when possible.
+    def lookup(self, x: torch.Tensor) -> tuple[GridLookup, torch.Tensor]:
+        """The sparse interpolation matrix of ``x`` ``[N, D]``.
 
-        Returns ``(lookup, weights, reused)``: ``weights`` is the live,
-        differentiable weight tensor when ``x`` requires a gradient, else the
-        lookup's own detached weights.
+        Returns ``(lookup, weights)``: ``weights`` is the live, differentiable
+        weight tensor when ``x`` requires a gradient, else the lookup's own
+        detached weights. Inside
+        :func:`~hashwfa.encodings.coordinates.static_coordinates` a lookup of
+        the same tensor is reused.
+
+        Raises:
+            HashwfaError: a wrong shape, dtype or device, or a NaN or infinite
+                coordinate.
         """
         self._check_input(x)
-        cache = self._cache
-        reusable = not x.requires_grad
-        if (
-            reusable
-            and cache is not None
-            and cache[0] is x
-            and cache[1] == x._version
-            and cache[2].weights.dtype == self.params.dtype
-            and cache[2].rows.device == self.params.device
-        ):
-            return cache[2], cache[2].weights, True
+        cached = self._cache.get(x)
+        if cached is not None:
+            return cached, cached.weights
+        require_finite(x, "grid input")
         tables = self._level_tables(x.device)
         rows, weights = grid_lookup(x, tables, self.config.interpolation, self.params.dtype)
         lookup = GridLookup(rows, weights.detach(), self.layout.n_entries)
-        if reusable:
-            self._cache = (x, x._version, lookup)
-            return lookup, lookup.weights, False
-        return lookup, weights, False
+        self._cache.put(x, lookup)
+        return lookup, (weights if x.requires_grad else lookup.weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Encode ``x`` ``[N, D]`` in [0, 1] into ``[N, L * F]``."""
-        lookup, weights, reused = self.lookup(x)
+        """Encode ``x`` ``[N, D]`` in [0, 1] into ``[N, L * F]`` (``[0, L * F]`` for an empty batch)."""
+        if isinstance(x, torch.Tensor) and x.dim() == 2 and x.shape[0] == 0:
+            self._check_input(x)
+            # An empty batch: an empty result that is still part of the graph.
+            empty = self.params[:0].view(0, self.n_output_dims)
+            return empty + x[:, :1].to(empty.dtype) * 0 if x.requires_grad else empty
+        lookup, weights = self.lookup(x)
         table = self.params.view(self.layout.n_entries, self.config.n_features_per_level)
-        # S^T is sorted only once points come back (the training case); a
-        # one-off lookup takes the cheaper scatter in backward.
-        out = _GridInterpolation.apply(table, weights, lookup, reused)
+        out = _GridInterpolation.apply(table, weights, lookup)
         return out.view(x.shape[0], self.n_output_dims)
 
     def clear_cache(self) -> None:
-        """Drop the cached lookup (it holds ``[N * L, 2^D]`` rows and weights)."""
-        self._cache = None
+        """Drop the cached lookup (it holds ``[N * L, C]`` rows and weights)."""
+        self._cache.clear()
 
     def __getstate__(self) -> dict:
         # The cached lookup holds sparse CSR tensors, which cannot be pickled or
         # deep-copied; it is derived data, rebuilt on the next call.
         state = self.__dict__.copy()
-        state["_cache"] = None
+        state["_cache"] = CoordinateCache()
         state["_tables"] = None
         return state
 
     def _apply(self, fn, recurse=True):  # type: ignore[override]
         # .to()/.cuda()/.double() invalidate device- and dtype-bound caches.
         self._tables = None
-        self._cache = None
+        self._cache.clear()
         return super()._apply(fn, recurse)

@@ -17,14 +17,13 @@ Everything here is host-side bookkeeping; the lookup itself lives in
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
-from hashwfa.errors import HashwfaError
+from hashwfa.errors import HashwfaError, did_you_mean
 
 # tcnn's coherent-prime hash: corner coordinate of dimension d is multiplied
 # by PRIMES[d] (uint32 arithmetic) and the products are XOR-ed.
@@ -37,7 +36,13 @@ MAX_DENSE_BASE: dict[int, int] = {1: 0xFFFFFFFF, 2: 0xFFFF, 3: 0x659, 4: 0xFF}
 
 MAX_N_LEVELS = 128  # tcnn's MAX_N_LEVELS
 FEATURES_PER_LEVEL = (1, 2, 4, 8)
-INTERPOLATIONS = ("Nearest", "Linear", "Smoothstep")
+#: Interpolations inside a cell, the one place they are spelled (the config
+#: schema imports this). The first three are tcnn's (2^D corners of the
+#: cell); the cubic ones are the torch grid's own (the 4^D vertices around
+#: the point, see :mod:`hashwfa.encodings.grid_lookup`).
+TCNN_INTERPOLATIONS: tuple[str, ...] = ("Nearest", "Linear", "Smoothstep")
+CUBIC_INTERPOLATIONS: tuple[str, ...] = ("CatmullRom", "BSpline")
+INTERPOLATIONS: tuple[str, ...] = TCNN_INTERPOLATIONS + CUBIC_INTERPOLATIONS
 
 # otype -> default grid type, as in tcnn's create_grid_encoding.
 _OTYPES = {"grid": "Hash", "hashgrid": "Hash", "densegrid": "Dense"}
@@ -72,7 +77,9 @@ class GridConfig:
         log2_hashmap_size: log2 of the maximum entries per hashed level.
         base_resolution: vertices per axis of the coarsest level.
         per_level_scale: growth factor of the scale between levels.
-        interpolation: ``"Nearest"``, ``"Linear"`` or ``"Smoothstep"``.
+        interpolation: one of :data:`INTERPOLATIONS`: tcnn's ``"Nearest"``,
+            ``"Linear"``, ``"Smoothstep"``, or the torch grid's cubic
+            ``"CatmullRom"``, ``"BSpline"``.
     """
 
     n_input_dims: int
@@ -96,11 +103,6 @@ class GridConfig:
             "per_level_scale": self.per_level_scale,
             "interpolation": self.interpolation,
         }
-
-
-def _suggest(key: str, choices: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(key, choices, n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def _integer(config: Mapping[str, Any], key: str, default: int, low: int, high: int | None = None) -> int:
@@ -140,7 +142,7 @@ def parse_grid_config(n_input_dims: int, config: Mapping[str, Any]) -> GridConfi
     for key in config:
         if key not in _KNOWN_KEYS:
             raise HashwfaError(
-                f"unknown grid config key {key!r}.{_suggest(key, _KNOWN_KEYS)} "
+                f"unknown grid config key {key!r}.{did_you_mean(key, _KNOWN_KEYS)} "
                 f"Known keys: {', '.join(_KNOWN_KEYS)}."
             )
 
@@ -148,7 +150,7 @@ def parse_grid_config(n_input_dims: int, config: Mapping[str, Any]) -> GridConfi
     if otype.lower() not in _OTYPES:
         raise HashwfaError(
             f"grid config 'otype' {otype!r} is not a grid this package supports; "
-            f"use 'HashGrid', 'DenseGrid' or 'Grid'.{_suggest(otype, ['HashGrid', 'DenseGrid', 'Grid'])}"
+            f"use 'HashGrid', 'DenseGrid' or 'Grid'.{did_you_mean(otype, ['HashGrid', 'DenseGrid', 'Grid'])}"
         )
     grid_type = str(config.get("type", _OTYPES[otype.lower()]))
     if grid_type.lower() not in _TYPES:
@@ -199,7 +201,7 @@ def parse_grid_config(n_input_dims: int, config: Mapping[str, Any]) -> GridConfi
     if not match:
         raise HashwfaError(
             f"grid config 'interpolation' {interpolation!r} is not one of {', '.join(INTERPOLATIONS)}."
-            f"{_suggest(interpolation, INTERPOLATIONS)}"
+            f"{did_you_mean(interpolation, INTERPOLATIONS)}"
         )
     hash_type = str(config.get("hash", "CoherentPrime"))
     if hash_type.lower() != "coherentprime":

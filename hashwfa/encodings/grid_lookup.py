@@ -1,7 +1,8 @@
 """Where a point reads the grid: table rows and interpolation weights.
 
 For N points and L levels, every point touches ``C = 2^D`` corners per level
-(one for ``Nearest``). :func:`grid_lookup` computes, for all levels at once,
+(one for ``Nearest``, ``4^D`` vertices for the cubic interpolations).
+:func:`grid_lookup` computes, for all levels at once,
 
 - ``rows``: ``[N * L, C]`` integer rows of the flat ``[n_entries, F]`` table
   that each corner reads (level offset included), and
@@ -15,6 +16,23 @@ The rules are tiny-cuda-nn's (``pos_fract``, ``grid_index``,
 ``coherent_prime_hash``): ``pos = scale * x + 0.5``, ``cell = floor(pos)``,
 the dense index ``sum_d corner_d * res^d`` or the hash ``XOR_d corner_d *
 prime_d`` in uint32 arithmetic, modulo the level's table size.
+
+Cubic interpolation (``CatmullRom``, ``BSpline``; tcnn has neither). A point
+in cell ``c`` (``pos = scale * x + 0.5`` as above, ``t = pos - c``) reads the
+vertices ``c - 1, c, c + 1, c + 2`` of every axis, each clamped to the
+level's vertices ``[0, res - 1]`` (repeating the border value, so no dense
+level wraps around), with the uniform cubic weights of ``t`` per axis:
+
+- Catmull-Rom: ``(-t^3 + 2t^2 - t) / 2``, ``(3t^3 - 5t^2 + 2) / 2``,
+  ``(-3t^3 + 4t^2 + t) / 2``, ``(t^3 - t^2) / 2``: interpolates the vertex
+  values, reproduces quadratics, continuous first derivative;
+- B-spline: ``(1 - t)^3 / 6``, ``(3t^3 - 6t^2 + 4) / 6``,
+  ``(-3t^3 + 3t^2 + 3t + 1) / 6``, ``t^3 / 6``: smooths (does not pass
+  through the vertex values), continuous second derivative.
+
+The weight of a vertex is the product of its axes' weights. A dense level
+indexes the clamped vertex as tcnn indexes a corner (``sum_d v_d * res^d``),
+a hashed level hashes it as tcnn hashes a corner (``XOR_d v_d * prime_d``).
 
 How it stays cheap (profiled on a CPU, where the naive int64 version of this
 was no faster than a loop over levels):
@@ -38,7 +56,7 @@ from dataclasses import dataclass
 
 import torch
 
-from hashwfa.encodings.grid_config import PRIMES, GridLayout
+from hashwfa.encodings.grid_config import CUBIC_INTERPOLATIONS, PRIMES, GridLayout
 
 
 def _as_int32(value: int) -> int:
@@ -59,6 +77,9 @@ class LevelTables:
         dense_sizes, dense_ends: ``(Ld, 1)``, table size and offset + size.
         hashed_masks, hashed_offsets: ``(Lh, 1)``; masks are ``size - 1``.
         primes: ``(D,)`` int32 bit patterns of tcnn's primes.
+        dense_offsets: ``(Ld, 1)`` first row of each dense level.
+        last_vertex: ``(L, 1, 1)`` ``res - 1``, the last vertex per axis.
+        vertex_steps: ``(4,)`` ``-1, 0, 1, 2``, the cubic vertices around a cell.
         index_dtype: int32 (int64 only for tables beyond 2^30 entries).
     """
 
@@ -72,6 +93,9 @@ class LevelTables:
     hashed_masks: torch.Tensor
     hashed_offsets: torch.Tensor
     primes: torch.Tensor
+    dense_offsets: torch.Tensor
+    last_vertex: torch.Tensor
+    vertex_steps: torch.Tensor
     index_dtype: torch.dtype
 
     @classmethod
@@ -107,6 +131,9 @@ class LevelTables:
             hashed_masks=put(sizes[hashed_lv, None] - 1),
             hashed_offsets=put(offsets[hashed_lv, None]),
             primes=torch.tensor([_as_int32(p) for p in PRIMES[:dims]], dtype=torch.int32).to(index_dtype).to(device),
+            dense_offsets=put(offsets[dense, None]),
+            last_vertex=put(res[:, None, None] - 1),
+            vertex_steps=put(torch.arange(-1, 3)),
             index_dtype=index_dtype,
         )
 
@@ -168,6 +195,59 @@ def _hashed_rows(cell: torch.Tensor, tables: LevelTables) -> torch.Tensor:
     return (index & tables.hashed_masks) + tables.hashed_offsets
 
 
+def combine_vertices(terms: torch.Tensor, op: str) -> torch.Tensor:
+    """Combine per-dimension terms of ``K`` vertices into all ``K^D`` vertices.
+
+    Args:
+        terms: ``[..., D, K]``, term of vertex ``k`` along dimension ``d``.
+        op: ``"mul"``, ``"add"`` or ``"xor"``, how the dimensions combine.
+
+    Returns:
+        ``[..., K^D]``; vertex ``sum_d k_d K^d`` (dimension 0 fastest, as
+        :func:`combine_corners` orders corners) combines ``terms[..., d, k_d]``
+        over the dimensions in the order 0, 1, ...
+    """
+    combine = {"mul": torch.mul, "add": torch.add, "xor": torch.bitwise_xor}[op]
+    result = terms[..., 0, :]
+    for d in range(1, terms.shape[-2]):  # D <= 4 dimensions, not levels or vertices
+        result = combine(result[..., None, :], terms[..., d, :, None]).flatten(-2)
+    return result
+
+
+def cubic_weights(t: torch.Tensor, interpolation: str) -> torch.Tensor:
+    """Weights ``[..., 4]`` of the vertices ``c - 1 .. c + 2`` for a fraction ``t`` in [0, 1) of cell ``c``."""
+    t2 = t * t
+    t3 = t2 * t
+    if interpolation == "CatmullRom":
+        terms = (-t3 + 2.0 * t2 - t, 3.0 * t3 - 5.0 * t2 + 2.0, -3.0 * t3 + 4.0 * t2 + t, t3 - t2)
+        return torch.stack(terms, dim=-1) * 0.5
+    s = 1.0 - t
+    terms = (s * s * s, 3.0 * t3 - 6.0 * t2 + 4.0, -3.0 * t3 + 3.0 * t2 + 3.0 * t + 1.0, t3)
+    return torch.stack(terms, dim=-1) / 6.0
+
+
+def _cubic_rows(vertices: torch.Tensor, tables: LevelTables) -> torch.Tensor:
+    """Rows ``[N, L, 4^D]`` of the clamped vertices ``[N, L, D, 4]`` of every level."""
+    n_points, n_levels = vertices.shape[:2]
+    rows = None
+    for levels, hashed in ((tables.dense_levels, False), (tables.hashed_levels, True)):  # two groups
+        if not levels.numel():
+            continue
+        group = vertices if levels.numel() == n_levels else vertices.index_select(1, levels)
+        if hashed:
+            index = combine_vertices(group * tables.primes[:, None], "xor")
+            index = (index & tables.hashed_masks) + tables.hashed_offsets
+        else:
+            # Clamped vertices index inside the level: no wrap-around.
+            index = combine_vertices(group * tables.dense_strides[:, :, None], "add") + tables.dense_offsets
+        if levels.numel() == n_levels:
+            return index
+        if rows is None:
+            rows = torch.empty(n_points, n_levels, index.shape[-1], dtype=index.dtype, device=vertices.device)
+        rows[:, levels] = index
+    return rows
+
+
 def grid_lookup(
     positions: torch.Tensor, tables: LevelTables, interpolation: str, weight_dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,14 +257,14 @@ def grid_lookup(
         positions: ``[N, D]`` points in [0, 1]; values outside are clamped
             (tcnn wraps them around the uint32 range, which no caller wants).
         tables: the level table on the points' device.
-        interpolation: ``"Nearest"``, ``"Linear"`` or ``"Smoothstep"``.
+        interpolation: one of :data:`~hashwfa.encodings.grid_config.INTERPOLATIONS`.
         weight_dtype: dtype of the returned weights (the table's dtype).
 
     Returns:
-        ``(rows, weights)``, both ``[N * L, C]`` (``C = 2^D``, or 1 for
-        ``Nearest``); ``rows`` index the flat ``[n_entries, F]`` table
-        (``tables.index_dtype``), ``weights`` are differentiable with respect
-        to ``positions``.
+        ``(rows, weights)``, both ``[N * L, C]`` (``C = 2^D``, 1 for
+        ``Nearest``, ``4^D`` for the cubic interpolations); ``rows`` index
+        the flat ``[n_entries, F]`` table (``tables.index_dtype``),
+        ``weights`` are differentiable with respect to ``positions``.
     """
     n_points = positions.shape[0]
     n_levels = tables.scales.shape[0]
@@ -198,6 +278,14 @@ def grid_lookup(
         pos = pos.to(torch.float32)
     cell_float = torch.floor(pos)
     cell = cell_float.detach().to(tables.index_dtype)
+
+    if interpolation in CUBIC_INTERPOLATIONS:
+        frac = (pos - cell_float).to(weight_dtype)  # [N, L, D], carries the gradient
+        weights = combine_vertices(cubic_weights(frac, interpolation), "mul")
+        vertices = cell[..., None] + tables.vertex_steps  # [N, L, D, 4]: c - 1 .. c + 2
+        vertices = torch.minimum(vertices.clamp_min(0), tables.last_vertex)
+        rows = _cubic_rows(vertices, tables)
+        return rows.reshape(n_points * n_levels, -1), weights.reshape(n_points * n_levels, -1)
 
     if interpolation == "Nearest":
         corners = cell[:, :, None, :]  # the cell's own vertex only

@@ -1,6 +1,6 @@
 """Coarse-to-fine training: the progressive level mask and its schedule.
 
-DESIGN.md section 4: ``active_levels`` is a float ``a`` in ``[1, L]``. Levels
+docs/ARCHITECTURE.md section 4: ``active_levels`` is a float ``a`` in ``[1, L]``. Levels
 are numbered from 0 (coarsest). Levels ``l < floor(a)`` pass unchanged, level
 ``floor(a)`` is scaled by the fractional part ``a - floor(a)``, and the rest
 are zero. With ``a = 2.5``: levels 0 and 1 have weight 1, level 2 weight 0.5,
@@ -105,7 +105,7 @@ def progressive_schedule(
     start_fraction: float = 0.25,
     ramp_fraction: float = 0.5,
 ) -> float:
-    """``active_levels`` for an epoch of a training phase (DESIGN.md section 4).
+    """``active_levels`` for an epoch of a training phase (docs/ARCHITECTURE.md section 4).
 
     The phase starts with ``max(1, start_fraction * L)`` levels and reaches all
     ``L`` linearly at ``ramp_fraction`` of the phase, then stays at ``L``:

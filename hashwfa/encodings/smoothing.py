@@ -1,4 +1,4 @@
-"""The level smoother of DESIGN.md section 4, one fused op over all levels.
+"""The level smoother (docs/ARCHITECTURE.md, section 4), one fused op over all levels.
 
 On each level's ``F`` features ``f`` the smoother computes
 
@@ -36,8 +36,8 @@ So one forward + backward pass touches the ``[N * L, H]`` hidden tensors
 about ten times, all in batched matrix products or fused element-wise
 kernels. Shared and per-level smoothers run the same batched products over
 levels (shared weights are a stride-0 view); no Python loop runs over levels.
-Measured at the seed's sizes on a 2-core CPU: about 3.5 times faster than the
-same function composed from stock autograd ops (:func:`smooth_reference`).
+Its speed against the same function composed from stock autograd ops
+(:func:`smooth_reference`) is in BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -222,7 +222,7 @@ class LevelSmoother(torch.nn.Module):
     """Residual, gated MLP on each level's features: ``f + sigmoid(g) * MLP(f)``.
 
     ``MLP = Linear(F, 4F), LayerNorm(4F), GELU (exact), Linear(4F, F)``, gate
-    logit ``g`` initialised to 0.1 (DESIGN.md section 4).
+    logit ``g`` initialised to 0.1 (docs/ARCHITECTURE.md section 4).
 
     Args:
         n_levels: L, the number of grid levels in the input.

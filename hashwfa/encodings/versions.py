@@ -1,15 +1,7 @@
-"""The seven encodings V0..V6 of the seed report (DESIGN.md section 4).
+"""The grid encodings of the seed report, built from their registry entries.
 
-| V | grid                                   | on top of the grid output                  |
-|---|----------------------------------------|--------------------------------------------|
-| 0 | HashGrid                               | nothing                                    |
-| 1 | DenseGrid                              | nothing                                    |
-| 2 | HashGrid                               | one smoother shared by all levels          |
-| 3 | HashGrid                               | one smoother per level (one batched op)    |
-| 4 | HashGrid                               | shared smoother, then the progressive mask |
-| 5 | HashGrid                               | per-level smoothers, then the mask         |
-| 6 | HashGrid + DenseGrid plane at max res. | shared smoother on the grid levels only    |
-
+What each version is (grid type, smoother, progressive mask, plane) is
+declared once, in :mod:`hashwfa.encodings.registry`; this module builds it.
 :func:`encoding_configs` returns the tiny-cuda-nn JSON configs a version uses;
 :class:`HashEncoding` builds them on the chosen backend and maps coordinates
 from a bounding box to the grid's [0, 1]^D.
@@ -23,25 +15,13 @@ import numpy as np
 import torch
 
 from hashwfa.encodings.backend import make_grid, resolve_backend
+from hashwfa.encodings.coordinates import CoordinateCache, require_finite
 from hashwfa.encodings.grid_config import FEATURES_PER_LEVEL, GridLayout, parse_grid_config
+from hashwfa.encodings.points import check_points
 from hashwfa.encodings.progressive import ProgressiveMask
+from hashwfa.encodings.registry import PROGRESSIVE_VERSIONS, REGISTRY, VERSION_NUMBERS, VERSIONS, versions_text
 from hashwfa.encodings.smoothing import LevelSmoother
 from hashwfa.errors import HashwfaError
-
-#: version -> short description (the seed report's names first).
-VERSIONS: dict[int, str] = {
-    0: "Baseline Hash: tcnn HashGrid",
-    1: "Dense Grids: tcnn DenseGrid",
-    2: "Shared Smooth: HashGrid + one smoother shared by all levels",
-    3: "Spec. Smooth: HashGrid + one smoother per level",
-    4: "Progressive (S): HashGrid + shared smoother + progressive level mask",
-    5: "Progressive (P): HashGrid + per-level smoothers + progressive level mask",
-    6: "Hybrid Plane: HashGrid + shared smoother, plus a DenseGrid plane at max_resolution",
-}
-
-_SHARED_SMOOTHER = (2, 4, 6)
-_PER_LEVEL_SMOOTHER = (3, 5)
-_PROGRESSIVE = (4, 5)
 
 # Tables beyond this many values are not something a user means to allocate.
 _MAX_PARAMS = 2**31
@@ -71,8 +51,10 @@ def _version(version: Any) -> int:
     elif isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         value = None
     if value is None or int(value) not in VERSIONS:
-        listing = "; ".join(f"{k}: {v}" for k, v in VERSIONS.items())
-        raise HashwfaError(f"unknown encoding version {version!r}; choose one of 0-6 ({listing}).")
+        raise HashwfaError(
+            f"unknown encoding version {version!r}; choose one of {VERSION_NUMBERS[0]}-{VERSION_NUMBERS[-1]} "
+            f"({versions_text()})."
+        )
     return int(value)
 
 
@@ -101,17 +83,19 @@ def encoding_configs(
     """The tiny-cuda-nn JSON configs of a version, for users to inspect or reuse.
 
     Args:
-        version: 0..6 (see :data:`VERSIONS`).
+        version: a version number (see :data:`~hashwfa.encodings.registry.REGISTRY`).
         n_levels: L (>= 1).
         n_features_per_level: F, one of 1, 2, 4, 8.
         log2_hashmap_size: log2 of the maximum entries per hashed level.
         base_resolution: resolution of the coarsest level.
         max_resolution: resolution of the finest level (>= base_resolution);
             ``per_level_scale = (max / base)^(1 / (L - 1))``.
-        interpolation: ``"Linear"``, ``"Smoothstep"`` or ``"Nearest"``.
+        interpolation: ``"Linear"``, ``"Smoothstep"``, ``"Nearest"`` (tcnn's) or
+            the cubic ``"CatmullRom"``, ``"BSpline"`` (torch grid only; see
+            :data:`~hashwfa.encodings.grid_config.INTERPOLATIONS`).
 
     Returns:
-        ``{"grid": config}``, plus ``"plane"`` for version 6: a single-level
+        ``{"grid": config}``, plus ``"plane"`` for versions with a plane (V6): a single-level
         ``DenseGrid`` with ``base_resolution = max_resolution`` (tcnn's level 0
         has ``scale = base - 1`` and ``ceil(scale) + 1 = max_resolution``
         vertices per axis). Every key is explicit.
@@ -132,9 +116,10 @@ def encoding_configs(
             f"max_resolution ({max_resolution}) is smaller than base_resolution ({base_resolution}); "
             "raise max_resolution or lower base_resolution."
         )
+    spec = REGISTRY[v]
     grid = {
-        "otype": "DenseGrid" if v == 1 else "HashGrid",
-        "type": "Dense" if v == 1 else "Hash",
+        "otype": spec.grid,
+        "type": spec.grid[: -len("Grid")],
         "n_levels": n_levels,
         "n_features_per_level": int(n_features_per_level),
         "log2_hashmap_size": int(log2_hashmap_size),
@@ -143,7 +128,7 @@ def encoding_configs(
         "interpolation": interpolation,
     }
     configs = {"grid": grid}
-    if v == 6:
+    if spec.plane:
         configs["plane"] = {
             "otype": "DenseGrid",
             "type": "Dense",
@@ -182,17 +167,19 @@ def _bounding_box(bounding_box: Any, n_input_dims: int) -> tuple[torch.Tensor, t
 
 
 class HashEncoding(torch.nn.Module):
-    """One of the seven grid encodings V0..V6 (DESIGN.md section 4).
+    """One of the grid encodings of :data:`~hashwfa.encodings.registry.REGISTRY`.
 
     Args:
-        version: 0..6 (see :data:`VERSIONS`; also ``"V3"``).
+        version: a version number (see :data:`~hashwfa.encodings.registry.REGISTRY`; also ``"V3"``).
         n_input_dims: D, coordinates per point.
         n_levels: L, resolution levels of the main grid.
         n_features_per_level: F (1, 2, 4 or 8).
         log2_hashmap_size: log2 of the maximum entries of a hashed level.
         base_resolution: vertices per axis of the coarsest level.
         max_resolution: vertices per axis of the finest level (and of V6's plane).
-        interpolation: ``"Linear"``, ``"Smoothstep"`` or ``"Nearest"``.
+        interpolation: ``"Linear"``, ``"Smoothstep"``, ``"Nearest"`` (tcnn's) or
+            the cubic ``"CatmullRom"``, ``"BSpline"`` (torch grid only; see
+            :data:`~hashwfa.encodings.grid_config.INTERPOLATIONS`).
         bounding_box: the coordinate box mapped onto the grid's [0, 1]^D:
             ``None`` for [-1, 1]^D, ``(low, high)`` for the same range on every
             axis, or ``[[low_0, ...], [high_0, ...]]`` (lower corner, upper
@@ -203,15 +190,15 @@ class HashEncoding(torch.nn.Module):
         dtype: dtype of the torch path (float32; float64 for gradient checks).
 
     Attributes:
-        version, n_input_dims, n_levels, n_features_per_level, output_dim,
-        backend (``"tcnn"`` or ``"torch"``), progressive, configs.
+        version, n_input_dims, n_levels, n_features_per_level, n_output_dims,
+        interpolation, backend (``"tcnn"`` or ``"torch"``), progressive, configs.
         grid: the main grid module (``params``: the flat tcnn-layout table).
         smoother: :class:`LevelSmoother` or None.
-        mask: :class:`ProgressiveMask` or None (V4, V5).
+        mask: :class:`ProgressiveMask` or None (the progressive versions).
         plane: V6's DenseGrid plane or None.
 
     ``forward(x)``: ``x [N, D]`` floating, in the bounding box ->
-    ``[N, output_dim]`` float32 (the ``dtype`` of the torch path); output
+    ``[N, n_output_dims]`` float32 (the ``dtype`` of the torch path); output
     columns are level-major, ``out[:, l * F + f]``, V6's plane last.
     """
 
@@ -255,7 +242,8 @@ class HashEncoding(torch.nn.Module):
         self.n_levels = int(n_levels)
         self.n_features_per_level = int(n_features_per_level)
         self.max_resolution = int(max_resolution)
-        self.backend = resolve_backend(backend)
+        self.interpolation = parse_grid_config(self.n_input_dims, self.configs["grid"]).interpolation  # canonical name
+        self.backend = resolve_backend(backend, self.interpolation)
         self.seed = int(seed)
 
         self.grid = make_grid(self.n_input_dims, self.configs["grid"], backend=self.backend, seed=self.seed, dtype=dtype)
@@ -265,33 +253,34 @@ class HashEncoding(torch.nn.Module):
             if "plane" in self.configs
             else None
         )
-        if self.version in _SHARED_SMOOTHER or self.version in _PER_LEVEL_SMOOTHER:
+        self.spec = REGISTRY[self.version]
+        if self.spec.smoother is not None:
             self.smoother: Optional[LevelSmoother] = LevelSmoother(
                 self.n_levels,
                 self.n_features_per_level,
-                per_level=self.version in _PER_LEVEL_SMOOTHER,
+                per_level=self.spec.smoother == "per_level",
                 seed=derive_seed(self.seed, 2),
                 dtype=dtype,
             )
         else:
             self.smoother = None
-        self.mask = ProgressiveMask(self.n_levels, self.n_features_per_level) if self.version in _PROGRESSIVE else None
+        self.mask = ProgressiveMask(self.n_levels, self.n_features_per_level) if self.spec.progressive else None
 
         low, high = _bounding_box(bounding_box, self.n_input_dims)
         self.register_buffer("box_low", low.to(dtype), persistent=False)
         self.register_buffer("box_size", (high - low).to(dtype), persistent=False)
-        self._unit_cache: Optional[tuple[torch.Tensor, int, torch.Tensor]] = None
+        self._unit_cache = CoordinateCache()  # served only inside static_coordinates()
 
     # ------------------------------------------------------------------ info
 
     @property
-    def output_dim(self) -> int:
+    def n_output_dims(self) -> int:
         """Encoding width: ``L * F``, plus ``F`` for V6's plane."""
         return (self.n_levels + (1 if self.plane is not None else 0)) * self.n_features_per_level
 
     @property
     def progressive(self) -> bool:
-        """Whether this version has the progressive level mask (V4, V5)."""
+        """Whether this version has the progressive level mask (:data:`~hashwfa.encodings.registry.PROGRESSIVE_VERSIONS`)."""
         return self.mask is not None
 
     @property
@@ -302,7 +291,7 @@ class HashEncoding(torch.nn.Module):
     @property
     def description(self) -> str:
         """The version's entry in :data:`VERSIONS`."""
-        return VERSIONS[self.version]
+        return self.spec.description
 
     @property
     def bounding_box(self) -> tuple[list[float], list[float]]:
@@ -311,62 +300,54 @@ class HashEncoding(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"version={self.version} ({VERSIONS[self.version].split(':')[0]}), n_input_dims={self.n_input_dims}, "
-            f"output_dim={self.output_dim}, backend={self.backend!r}"
+            f"version={self.version} ({self.spec.seed_name}), n_input_dims={self.n_input_dims}, "
+            f"n_output_dims={self.n_output_dims}, backend={self.backend!r}"
         )
 
     def set_active_levels(self, active_levels: float) -> None:
         """Set the progressive mask's ``active_levels`` (float in ``[1, n_levels]``).
 
-        Only progressive versions (4, 5; see :attr:`progressive`) have a mask.
+        Only progressive versions (see :attr:`progressive`) have a mask.
         Calling this on another version raises :class:`HashwfaError` instead
         of doing nothing: a schedule that silently had no effect would make
         V2 and V4 indistinguishable without anyone noticing.
         """
         if self.mask is None:
             raise HashwfaError(
-                f"version {self.version} ({VERSIONS[self.version].split(':')[0]}) has no progressive level mask; "
-                "set_active_levels applies to versions 4 and 5 (check encoding.progressive first)."
+                f"version {self.version} ({self.spec.seed_name}) has no progressive level mask; "
+                f"set_active_levels applies to versions {', '.join(map(str, PROGRESSIVE_VERSIONS))} "
+                "(check encoding.progressive first)."
             )
         self.mask.set_active_levels(active_levels)
 
     # --------------------------------------------------------------- forward
 
     def _check_input(self, x: Any) -> None:
-        if not isinstance(x, torch.Tensor):
-            raise HashwfaError(
-                f"encoding input must be a torch.Tensor of shape [N, {self.n_input_dims}], got {type(x).__name__}."
-            )
-        if x.dim() != 2 or x.shape[1] != self.n_input_dims:
-            raise HashwfaError(
-                f"encoding input has shape {list(x.shape)}; expected [N, {self.n_input_dims}] "
-                f"(one row of {self.n_input_dims} coordinates per point)."
-            )
-        if not x.is_floating_point():
-            raise HashwfaError(
-                f"encoding input has dtype {x.dtype}; expected floating coordinates "
-                "(convert with x.float())."
-            )
+        check_points(x, self.n_input_dims, "encoding", "in the bounding box")
 
     def unit_coordinates(self, x: torch.Tensor) -> torch.Tensor:
         """``x [N, D]`` in the bounding box -> ``[N, D]`` in [0, 1] (clamped), the grid's dtype.
 
-        When called again with the same tensor (same object, unmodified, not
-        requiring a gradient) it returns the same result tensor, so that the
-        grid's own cache of the lookup (keyed on its input tensor) holds.
+        Inside :func:`~hashwfa.encodings.coordinates.static_coordinates`, a
+        second call with the same tensor returns the same result tensor, so
+        that the grids' own cached lookups (keyed on their input) hold too.
+
+        Raises:
+            HashwfaError: a wrong shape or dtype, or a NaN or infinite
+                coordinate (clamping would hide an infinity).
         """
         self._check_input(x)
-        cache = self._unit_cache
-        reusable = not x.requires_grad
-        if reusable and cache is not None and cache[0] is x and cache[1] == x._version:
-            return cache[2]
+        cached = self._unit_cache.get(x)
+        if cached is not None:
+            return cached
+        require_finite(x, "encoding input")
         low = self.box_low
         unit = ((x.to(low.dtype) - low) / self.box_size).clamp(0.0, 1.0).contiguous()
-        self._unit_cache = (x, x._version, unit) if reusable else None
+        self._unit_cache.put(x, unit)
         return unit
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Encode ``x [N, D]`` (in the bounding box) into ``[N, output_dim]``."""
+        """Encode ``x [N, D]`` (in the bounding box) into ``[N, n_output_dims]``."""
         unit = self.unit_coordinates(x)
         features = self.grid(unit)
         if self.smoother is not None:
@@ -379,7 +360,7 @@ class HashEncoding(torch.nn.Module):
 
     def clear_cache(self) -> None:
         """Forget the cached coordinates (and the torch grids' cached lookups)."""
-        self._unit_cache = None
+        self._unit_cache.clear()
         for grid in (self.grid, self.plane):
             if grid is not None and hasattr(grid, "clear_cache"):
                 grid.clear_cache()
@@ -387,10 +368,10 @@ class HashEncoding(torch.nn.Module):
     def __getstate__(self) -> dict[str, Any]:
         # Pickling or deep-copying must not carry the caller's coordinate tensor along.
         state = super().__getstate__()
-        state["_unit_cache"] = None
+        state["_unit_cache"] = CoordinateCache()
         return state
 
     def _apply(self, fn, recurse=True):  # type: ignore[override]
         # .to()/.cuda()/.double() make the cached coordinates stale.
-        self._unit_cache = None
+        self._unit_cache.clear()
         return super()._apply(fn, recurse)

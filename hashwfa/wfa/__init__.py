@@ -3,8 +3,8 @@ loss, the pixel-wise WFA, SST pipeline cubes, and a synthetic plage (single
 frame or time series) with known truth.
 
 This subpackage takes magnetic-field values, not networks: it never imports
-:mod:`hashwfa.encodings` (the solver that couples the two lives in its own
-module and is not imported here).
+:mod:`hashwfa.encodings` or :mod:`hashwfa.training` (the solver that couples
+physics and encodings is :mod:`hashwfa.training`).
 """
 
 from hashwfa.wfa.fields import FieldMaps

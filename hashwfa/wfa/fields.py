@@ -92,3 +92,42 @@ class FieldMaps:
                     )
                 maps[attr] = np.array(hdul[prefix + ext].data, dtype=np.float64)
         return cls(**maps)
+
+
+#: FITS extension name (after a prefix such as ``WFA_``) and BUNIT of every sigma map, in the order written.
+SIGMA_UNITS: Tuple[Tuple[str, str, str], ...] = tuple((attr, "SIGMA_" + ext, unit) for attr, ext, unit in MAP_UNITS)
+
+
+@dataclass
+class FieldSigmas:
+    """One-sigma uncertainties of :class:`FieldMaps`, shape ``(ny, nx)``, float64.
+
+    Attributes:
+        blos: sigma of B_los [G].
+        bq, bu: sigma of B_Q, B_U [G^2].
+        bt: sigma of B_t [G].
+        azimuth: sigma of the azimuth [rad] (modulo pi; the 180-degree
+            ambiguity is not an error here).
+
+    NaN marks pixels without a solution, inf pixels without information.
+    """
+
+    blos: np.ndarray
+    bq: np.ndarray
+    bu: np.ndarray
+    bt: np.ndarray
+    azimuth: np.ndarray
+
+    def as_dict(self) -> Dict[str, np.ndarray]:
+        """The maps by attribute name (``blos``, ``bq``, ``bu``, ``bt``, ``azimuth``)."""
+        return {name: getattr(self, name) for name, _, _ in SIGMA_UNITS}
+
+    def to_hdus(self, prefix: str = "") -> List[fits.ImageHDU]:
+        """One float32 image extension per map, named ``prefix + SIGMA_BLOS, SIGMA_BQ,
+        SIGMA_BU, SIGMA_BTRANS, SIGMA_AZIMUTH`` with BUNIT ``G``, ``G2``, ``G2``, ``G``, ``rad``."""
+        hdus = []
+        for attr, ext, unit in SIGMA_UNITS:
+            hdr = fits.Header()
+            hdr["BUNIT"] = (unit, "one-sigma uncertainty, " + {"G": "gauss", "G2": "gauss^2", "rad": "radians"}[unit])
+            hdus.append(fits.ImageHDU(getattr(self, attr).astype(np.float32), header=hdr, name=prefix + ext))
+        return hdus

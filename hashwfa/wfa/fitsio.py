@@ -12,6 +12,7 @@ from typing import Iterable, Optional, Tuple, Union
 import numpy as np
 from astropy.io import fits
 
+from hashwfa import __version__
 from hashwfa.atomic import atomic_path
 from hashwfa.errors import HashwfaError
 
@@ -20,8 +21,6 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 def provenance_cards() -> Iterable[Tuple[str, object, str]]:
     """Header cards saying who wrote a file and when: ORIGIN, HWVERS, DATE (UTC)."""
-    from hashwfa import __version__
-
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     return (
         ("ORIGIN", "hashwfa", "software that wrote this file"),

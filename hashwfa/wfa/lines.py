@@ -118,7 +118,7 @@ class SpectralLine:
         return self.geff ** 2 - delta
 
     @property
-    def C(self) -> float:  # noqa: N802 - the symbol of DESIGN.md
+    def C(self) -> float:  # noqa: N802 - the community's symbol
         """WFA constant ``-4.67e-13 * center^2`` in Angstrom per gauss."""
         return -LARMOR_CONSTANT * self.center ** 2
 
@@ -128,7 +128,7 @@ class SpectralLine:
                 "g1": self.g1, "g2": self.g2}
 
 
-#: The lines the community uses with the WFA, by short name (DESIGN.md section 5).
+#: The lines the community uses with the WFA, by short name.
 LINES: Dict[str, SpectralLine] = {
     line.name: line
     for line in (

@@ -24,7 +24,7 @@ loop over pixels or wavelengths and no host-device synchronisation.
 from __future__ import annotations
 
 import warnings
-from typing import Dict, Optional, Union
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -34,7 +34,11 @@ from hashwfa.wfa.lines import SpectralLine
 from hashwfa.wfa.observation import Observation
 from hashwfa.wfa.physics import CORE_CUTOFF, DEFAULT_QU_FORM, wfa_coefficients
 
-PHASES = ("blos", "bqbu", "all")
+#: The two fitted phases, in order: B_los on Stokes V, then (B_Q, B_U) on Q and U.
+PHASES: Tuple[str, str] = ("blos", "bqbu")
+#: What :meth:`WFALoss.forward` accepts: a fitted phase, or ``"all"`` (V, Q and U:
+#: the seed protocol's final loss).
+LOSS_PHASES: Tuple[str, ...] = PHASES + ("all",)
 
 
 class WFALoss(torch.nn.Module):
@@ -49,13 +53,13 @@ class WFALoss(torch.nn.Module):
         core_cutoff: Angstrom; the wing-form Q/U model is 0 where ``|dl| <= core_cutoff``.
         qu_form: ``"second_derivative"`` (default; ``-0.25 C^2 Gg
             d^2I/dlambda^2``, valid at every wavelength; needs >= 3
-            wavelengths) or ``"wing"`` (the seed's formula of DESIGN.md); see
-            :mod:`hashwfa.wfa.physics`.
+            wavelengths) or ``"wing"`` (the seed's far-wing formula,
+            docs/ARCHITECTURE.md section 5); see :mod:`hashwfa.wfa.physics`.
 
     Attributes:
         valid_index: ``LongTensor (P,)`` flat pixel indices (row-major y, x)
             of the valid pixels, in the order the fields must be given.
-        n_pixels: P.
+        n_valid: P, the number of valid pixels (as :attr:`Observation.n_valid`).
         n_active: A, the number of active wavelengths.
         coef_v: ``(P, A)`` C geff dI/dlambda [intensity / G].
         coef_qu: ``(P, A)`` [intensity / G^2]: -0.25 C^2 Gg d^2I/dlambda^2, or
@@ -99,7 +103,7 @@ class WFALoss(torch.nn.Module):
         put("target_q", inputs.q, dtype)
         put("target_u", inputs.u, dtype)
         put("target_v", inputs.v, dtype)
-        self.n_pixels: int = int(inputs.index.shape[0])
+        self.n_valid: int = int(inputs.index.shape[0])
         self.n_active: int = int(inputs.wavelengths.shape[0])
         self.weights = tuple(float(w) for w in observation.weights)
         self.shape = tuple(observation.map_shape)
@@ -127,10 +131,10 @@ class WFALoss(torch.nn.Module):
         return value
 
     def _check(self, phase: str, index: Optional[torch.Tensor]) -> int:
-        if phase not in PHASES:
-            raise HashwfaError(f"WFALoss: phase {phase!r} unknown; use one of {', '.join(PHASES)}")
+        if phase not in LOSS_PHASES:
+            raise HashwfaError(f"WFALoss: phase {phase!r} unknown; use one of {', '.join(LOSS_PHASES)}")
         if index is None:
-            return self.n_pixels
+            return self.n_valid
         if not isinstance(index, torch.Tensor) or index.dim() != 1 or index.dtype not in (torch.int64, torch.int32):
             raise HashwfaError("WFALoss: index must be a 1-D integer tensor of rows in 0..P-1 (a minibatch)")
         return int(index.shape[0])
@@ -237,4 +241,4 @@ class WFALoss(torch.nn.Module):
         return total
 
     def extra_repr(self) -> str:
-        return f"n_pixels={self.n_pixels}, n_active={self.n_active}, weights={self.weights}"
+        return f"n_valid={self.n_valid}, n_active={self.n_active}, weights={self.weights}"

@@ -1,16 +1,9 @@
 """Observations: a Stokes cube, its wavelengths, the line, and what to fit.
 
 In memory the cube is a numpy array ``(ny, nx, 4, nw)``: rows y, columns x,
-Stokes I, Q, U, V, wavelengths. On disk (:meth:`Observation.write_fits`) it is
-the primary image of a FITS file in that same numpy order, i.e. in FITS terms
-``NAXIS1 = nw`` (wavelength, fastest), ``NAXIS2 = 4`` (Stokes, ``CTYPE2 =
-'STOKES'``, 1..4 = I, Q, U, V), ``NAXIS3 = nx``, ``NAXIS4 = ny``; the header
-keyword ``HWAXES = 'Y,X,STOKES,WAVE'`` records it. The wavelengths are the
-1-D primary image of a second FITS file, in Angstrom relative to the line
-centre (``BUNIT = 'Angstrom'``, ``WAVEREF = 'LINE_CENTRE'``).
-:meth:`Observation.from_fits` also reads the SSTRED/CRISPEX order (numpy
-``(4, nw, ny, nx)``, optionally with a leading time axis of length 1),
-wavelengths in nm or absolute, and says what it assumed.
+Stokes I, Q, U, V, wavelengths; the wavelengths are Angstrom relative to the
+line centre. Files (the cube and its wavelengths as two FITS files, and the
+SSTRED/CRISPEX order) are read and written by :mod:`hashwfa.wfa.io`.
 
 A pixel is *valid* when the user's mask allows it and every value the WFA
 uses there is finite: I at the active wavelengths and their neighbours (for
@@ -27,19 +20,16 @@ from pathlib import Path
 from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from astropy.io import fits
 
 from hashwfa.errors import HashwfaError
-from hashwfa.wfa.fitsio import PathLike, provenance_cards, read_image, write_atomic
-from hashwfa.wfa.lines import LINES, SpectralLine, get_line
+from hashwfa.wfa.fitsio import PathLike
+from hashwfa.wfa.io import read_stokes_fits, write_stokes_fits
+from hashwfa.wfa.lines import SpectralLine, get_line
 from hashwfa.wfa.physics import intensity_derivative, intensity_second_derivative
 
 #: Largest |lambda - lambda0| [A] we accept as an offset from the line centre;
 #: wavelengths within this distance of the centre are taken as absolute.
 MAX_OFFSET = 100.0
-
-#: Numpy axis order of the cube on disk and in memory (see module docstring).
-AXES_KEYWORD_VALUE = "Y,X,STOKES,WAVE"
 
 STOKES_NAMES = ("I", "Q", "U", "V")
 
@@ -454,64 +444,12 @@ class Observation:
         header: Optional[Dict[str, Any]] = None,
         dtype: Any = np.float32,
     ) -> Tuple[Path, Path]:
-        """Write the cube and the wavelengths as two FITS files.
+        """Write the cube and the wavelengths as two FITS files (:func:`hashwfa.wfa.io.write_stokes_fits`).
 
-        ``stokes_path``: primary image ``(ny, nx, 4, nw)`` in numpy order (see
-        the module docstring), ``dtype`` (float32 by default: 7 significant
-        digits, far below any noise), BUNIT, the line (LINE, LINECEN [A],
-        LINEJ1/J2/G1/G2), ACTIVE indices, WEIGHTS, provenance (ORIGIN,
-        HWVERS, DATE) and a ``MASK`` image extension (uint8, 1 = use) when a
-        mask excludes pixels. ``wavelengths_path``: primary 1-D float64 image,
-        Angstrom relative to the line centre. ``header``: extra cards
-        (keyword -> value or (value, comment)) for the cube's header.
-
-        Writes are atomic. Returns the two paths.
-
-        Raises:
-            HashwfaError: when a file exists and ``overwrite`` is False.
+        Returns the two paths. Raises :class:`HashwfaError` when a file
+        exists and ``overwrite`` is False.
         """
-        line = self.line
-        line_cards = [
-            ("LINE", line.name, "spectral line (hashwfa name)"),
-            ("LINECEN", line.center, "[Angstrom] line centre wavelength"),
-            ("LINEJ1", line.j1, "J of level 1 (lower)"),
-            ("LINEJ2", line.j2, "J of level 2 (upper)"),
-            ("LINEG1", line.g1, "Lande g of level 1"),
-            ("LINEG2", line.g2, "Lande g of level 2"),
-        ]
-        hdr = fits.Header()
-        hdr["BUNIT"] = (self.unit, "intensity unit (Ic: continuum intensity)")
-        hdr["HWAXES"] = (AXES_KEYWORD_VALUE, "numpy axis order (FITS NAXIS4..NAXIS1)")
-        hdr["CTYPE2"] = ("STOKES", "FITS axis 2 is Stokes: 1..4 = I, Q, U, V")
-        hdr["CRPIX2"], hdr["CRVAL2"], hdr["CDELT2"] = 1.0, 1.0, 1.0
-        for key, value, comment in line_cards:
-            hdr[key] = (value, comment)
-        hdr["ACTIVE"] = (",".join(str(i) for i in self.active_indices), "active wavelength indices (0-based)")
-        hdr["WEIGHTS"] = (",".join(f"{w:g}" for w in self.weights), "loss weights of I, Q, U, V")
-        hdr["WAVEFILE"] = (Path(wavelengths_path).name, "file with the wavelength axis")
-        for key, value, comment in provenance_cards():
-            hdr[key] = (value, comment)
-        for key, value in (header or {}).items():
-            hdr[key] = value
-        hdr.add_comment("Axes (numpy order): y, x, Stokes (I, Q, U, V), wavelength.")
-        hdr.add_comment("FITS order: NAXIS1 = wavelength, NAXIS2 = Stokes, NAXIS3 = x, NAXIS4 = y.")
-        hdus = [fits.PrimaryHDU(self.stokes.astype(dtype), header=hdr)]
-        if not self.mask.all():
-            mhdr = fits.Header()
-            mhdr["COMMENT"] = "1 = pixel used by the fit, 0 = masked out by the user"
-            hdus.append(fits.ImageHDU(self.mask.astype(np.uint8), header=mhdr, name="MASK"))
-
-        whdr = fits.Header()
-        whdr["BUNIT"] = ("Angstrom", "wavelength unit")
-        whdr["WAVEREF"] = ("LINE_CENTRE", "wavelengths are offsets from LINECEN")
-        for key, value, comment in line_cards[:2]:
-            whdr[key] = (value, comment)
-        for key, value, comment in provenance_cards():
-            whdr[key] = (value, comment)
-        sp = write_atomic(fits.HDUList(hdus), stokes_path, overwrite)
-        wp = write_atomic(fits.HDUList([fits.PrimaryHDU(self.wavelengths.astype(np.float64), header=whdr)]),
-                          wavelengths_path, overwrite)
-        return sp, wp
+        return write_stokes_fits(self, stokes_path, wavelengths_path, overwrite=overwrite, header=header, dtype=dtype)
 
     @classmethod
     def from_fits(
@@ -526,110 +464,22 @@ class Observation:
     ) -> "Observation":
         """Read an observation from a Stokes-cube FITS file and a wavelengths FITS file.
 
-        Args:
-            stokes_path: FITS file whose primary image is the cube; numpy
-                order ``(ny, nx, 4, nw)`` (this package's layout) or
-                ``(4, nw, ny, nx)`` (SSTRED/CRISPEX; a leading time axis of
-                length 1 is dropped). A ``MASK`` image extension is read.
-            wavelengths_path: FITS file whose primary image is the ``(nw,)``
-                wavelengths. Unit from BUNIT (Angstrom by default; nm and mA
-                are converted); ``WAVEREF = 'ABSOLUTE'`` or values near the
-                line centre are taken as absolute and converted.
-            line: the line; None takes the cube's LINE header keyword (a
-                line this package does not know is rebuilt from LINECEN,
-                LINEJ1/J2/G1/G2), else ``"5173"``.
-            active_indices, weights, mask: as for :class:`Observation`
-                (``mask`` overrides a MASK extension).
-            axis_order: ``"auto"`` (header HWAXES, else the shape decides),
-                ``"yxsw"`` for ``(ny, nx, 4, nw)`` or ``"swyx"`` for
-                ``(4, nw, ny, nx)``.
+        The files, ``line`` and ``axis_order`` are read as
+        :func:`hashwfa.wfa.io.read_stokes_fits` says; ``active_indices``,
+        ``weights`` and ``mask`` are as for :class:`Observation` (``mask``
+        overrides a MASK extension).
 
         Raises:
-            HashwfaError: missing or unreadable files, wavelengths that are
-                not 1-D, an unknown unit, a shape that fits no layout, and all
-                the checks of :class:`Observation` (messages name the file).
+            HashwfaError: what :func:`~hashwfa.wfa.io.read_stokes_fits` and
+                :class:`Observation` check (messages name the file).
         """
-        spath, wpath = Path(stokes_path), Path(wavelengths_path)
-        wl, whdr, _ = read_image(wpath, "wavelengths")
-        if wl.ndim != 1:
-            if wl.size == max(wl.shape, default=0):
-                wl = wl.reshape(-1)  # (1, nw) or (nw, 1): an unambiguous 1-D axis
-            else:
-                raise HashwfaError(
-                    f"{wpath}: wavelengths image has shape {wl.shape}; expected a 1-D image (nw,) "
-                    "in the primary HDU"
-                )
-        wl = wl.astype(np.float64)
-        unit = str(whdr.get("BUNIT", whdr.get("CUNIT1", "Angstrom"))).strip().lower()
-        scale = {"": 1.0, "angstrom": 1.0, "angstroms": 1.0, "a": 1.0, "aa": 1.0, "0.1 nm": 1.0,
-                 "nm": 10.0, "nanometer": 10.0, "ma": 1e-3, "mangstrom": 1e-3, "milliangstrom": 1e-3}
-        if unit not in scale:
-            raise HashwfaError(
-                f"{wpath}: wavelength unit BUNIT = {unit!r} is not understood; use 'Angstrom', 'nm' or 'mA'"
-            )
-        wl = wl * scale[unit]
-
-        data, shdr, file_mask = read_image(spath, "Stokes cube")
-        if line is None:
-            line = _line_from_header(shdr, spath)
-        line = get_line(line)
-        if str(whdr.get("WAVEREF", "")).strip().upper() == "ABSOLUTE":
-            wl = wl - line.center
-            warnings.warn(f"{wpath}: WAVEREF = 'ABSOLUTE': subtracted the centre of line {line.name} "
-                          f"({line.center} A)", stacklevel=2)
-        cube = _to_yxsw(data, shdr, wl.shape[0], axis_order, spath)
-        if mask is None and file_mask is not None:
-            mask = file_mask.astype(bool)
+        files = read_stokes_fits(stokes_path, wavelengths_path, line=line, axis_order=axis_order)
         try:
-            return cls(cube, wl, line=line, active_indices=active_indices, weights=weights, mask=mask,
-                       source=str(spath), unit=str(shdr.get("BUNIT", "")))
+            return cls(files.stokes, files.wavelengths, line=files.line, active_indices=active_indices,
+                       weights=weights, mask=files.mask if mask is None else mask,
+                       source=str(files.stokes_path), unit=files.unit)
         except HashwfaError as exc:
             if "wavelength" in str(exc):
                 # Name both files: the fix may be in either.
-                raise HashwfaError(f"{exc} (wavelengths read from {wpath})") from None
+                raise HashwfaError(f"{exc} (wavelengths read from {files.wavelengths_path})") from None
             raise
-
-
-def _line_from_header(header: fits.Header, path: Path) -> Union[str, Dict[str, Any]]:
-    """The line named by a cube header: a known name, a definition, or the default 5173."""
-    name = header.get("LINE")
-    if name is None:
-        return "5173"
-    name = str(name).strip()
-    if name in LINES:
-        return name
-    keys = ("LINECEN", "LINEJ1", "LINEJ2", "LINEG1", "LINEG2")
-    if all(k in header for k in keys):
-        return {"name": name, "center": header["LINECEN"], "j1": header["LINEJ1"], "j2": header["LINEJ2"],
-                "g1": header["LINEG1"], "g2": header["LINEG2"]}
-    return name  # get_line raises the error listing the known lines
-
-
-def _to_yxsw(data: np.ndarray, header: fits.Header, nw: int, axis_order: str, path: Path) -> np.ndarray:
-    """Bring a cube read from FITS into numpy order ``(ny, nx, 4, nw)``."""
-    order = axis_order.lower()
-    if order not in ("auto", "yxsw", "swyx"):
-        raise HashwfaError(f"axis_order = {axis_order!r}; use 'auto', 'yxsw' (ny, nx, 4, nw) or 'swyx' (4, nw, ny, nx)")
-    if data.ndim == 5 and data.shape[0] == 1:
-        warnings.warn(f"{path}: dropped a leading axis of length 1 (time) from shape {data.shape}", stacklevel=3)
-        data = data[0]
-    if order == "auto":
-        declared = str(header.get("HWAXES", "")).replace(" ", "").upper()
-        if declared == AXES_KEYWORD_VALUE:
-            order = "yxsw"
-        elif data.ndim == 4 and data.shape[2] == 4 and data.shape[3] == nw:
-            order = "yxsw"
-        elif data.ndim == 4 and data.shape[0] == 4 and data.shape[1] == nw:
-            order = "swyx"
-            warnings.warn(
-                f"{path}: cube of shape {data.shape} read as (4, nw, ny, nx) (SSTRED/CRISPEX order) and "
-                "transposed to (ny, nx, 4, nw)", stacklevel=3)
-        else:
-            order = "yxsw"  # let Observation report what is wrong with the shape
-    if order == "swyx":
-        if data.ndim != 4:
-            raise HashwfaError(
-                f"{path}: cube has shape {data.shape} ({data.ndim} dimensions); expected 4 "
-                "dimensions (4, nw, ny, nx) for axis_order 'swyx'")
-        data = np.transpose(data, (2, 3, 0, 1))
-    return data

@@ -1,6 +1,6 @@
 """Weak-field-approximation physics: dI/dlambda, the forward model, field conversions.
 
-Formulas (DESIGN.md section 5; Landi Degl'Innocenti & Landolfi 2004, sec.
+Formulas (docs/ARCHITECTURE.md section 5; Landi Degl'Innocenti & Landolfi 2004, sec.
 9.6), with ``C = -4.67e-13 lambda0^2`` [A/G] and wavelengths
 ``dl = lambda - lambda0`` [A] relative to the line centre::
 
@@ -20,12 +20,9 @@ wavelengths -0.04, 0, +0.04 A of the CRISP Mg I b2 grid; a line whose core
 the 0.04 A grid resolves (1/e half-width ~0.14 A) has its inflection points
 at ~+-0.1 A, so at +-0.04 A ``d^2I/dlambda^2 > 0`` while ``dI/dlambda / dl < 0``:
 the wing form has the *opposite sign* of the Zeeman Q and U there (and its
-core cut-off discards the 0 A point, where Q and U are largest). Measured on
-the noise-free Zeeman synthetic plage (:mod:`hashwfa.wfa.synthetic`,
-``noise=0``, 200 x 178) with the pixel-wise WFA where B_t > 100 G: the wing
-form gives azimuths 90 deg off the truth (every pixel) and B_t at a median
-0.55 times the truth; the second-derivative form gives the azimuth exactly
-and B_t at a median 1.02 times the truth. Hence ``"second_derivative"``
+core cut-off discards the 0 A point, where Q and U are largest): on the
+Zeeman synthetic plage its azimuths come out 90 deg off the truth (measured
+in BENCHMARKS.md, "The synthetic plage and the pixel-wise WFA"). Hence ``"second_derivative"``
 is the default everywhere (:class:`hashwfa.wfa.loss.WFALoss`,
 :func:`hashwfa.wfa.pixelwise.pixel_wfa`, :func:`forward_stokes`,
 :func:`wfa_coefficients`, the synthetic ``"wfa"`` model); ``qu_form="wing"``

@@ -73,20 +73,11 @@ in I, Q, U and V, added after the PSF (photon noise is white per pixel).
 The default 1e-3 is a typical CRISP level. The result is deterministic for a
 seed: the field, the line maps and the noise draw from three independent
 streams of it, so the same seed with another noise level gives the same
-field and the same noise pattern, scaled. Making the default 200 x 178 cube
-takes ~0.2 s.
+field and the same noise pattern, scaled.
 
-What the pixel-wise WFA (:func:`hashwfa.wfa.pixelwise.pixel_wfa`, default
-second-derivative Q/U form) makes of the default cube (seed 0, 200 x 178,
-``"zeeman"``), measured: without noise, B_los RMSE 23.9 G against the truth
-(model error, mostly a +7.5 % overestimate because the three-point
-dI/dlambda on the 0.04 A grid is ~7.5 % shallower than the true slope at
-+-0.04 A), azimuth exact, B_t at 1.02 times the truth; with the default noise,
-B_los RMSE 29.3 G, B_t RMSE 204 G (noise bias: sigma = 1e-3 alone gives
-B_t ~ 360 G where there is no field) and azimuth mean absolute error 33
-deg. The intrinsic (pre-PSF) field reaches |B_los| 1.38 kG, the truth 1.27
-kG; 8 % of the pixels have |B_los| > 500 G; plage pixels average |B_los|
-~250 G.
+What the pixel-wise WFA makes of the default cube, with and without noise,
+and the field's statistics are measured in BENCHMARKS.md ("The synthetic
+plage and the pixel-wise WFA").
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ def test_seed_protocol_architecture():
     shapes = [(m.in_features, m.out_features) for m in field.layers if isinstance(m, torch.nn.Linear)]
     assert shapes == [(8, 64), (64, 64), (64, 2)]
     assert all(m.approximate == "none" for m in field.layers if isinstance(m, torch.nn.GELU))
-    assert field.encoding.output_dim == 8 and field.input_dim == 2
+    assert field.encoding.n_output_dims == 8 and field.input_dim == 2
     v6 = NeuralField(_encoding(6), 1, n_neurons=16, n_hidden_layers=3)
     shapes = [(m.in_features, m.out_features) for m in v6.layers if isinstance(m, torch.nn.Linear)]
     assert shapes == [(10, 16), (16, 16), (16, 16), (16, 1)]
@@ -80,7 +80,7 @@ def test_float64_encoding_gives_float64_head():
 def test_errors(kwargs, words):
     with pytest.raises(HashwfaError, match=words):
         NeuralField(_encoding(), **kwargs)
-    with pytest.raises(HashwfaError, match="output_dim"):
+    with pytest.raises(HashwfaError, match="n_output_dims"):
         NeuralField(torch.nn.Identity(), 1)
 
 

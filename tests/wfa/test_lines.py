@@ -1,8 +1,5 @@
 """Spectral lines: geff, Gg and C against numbers computed by hand from the formulas."""
 
-import ast
-from pathlib import Path
-
 import pytest
 
 from hashwfa.errors import HashwfaError
@@ -94,21 +91,3 @@ def test_bad_line_definitions(kwargs, words):
 def test_incomplete_definition():
     with pytest.raises(HashwfaError, match="missing keys"):
         get_line({"center": 5000.0, "j1": 1})
-
-
-def test_wfa_does_not_import_encodings():
-    """hashwfa.wfa takes field values, not networks: only the solver may import encodings."""
-    wfa_dir = Path(__file__).resolve().parents[1] / "hashwfa" / "wfa"
-    for path in wfa_dir.glob("*.py"):
-        if path.name == "solver.py":
-            continue
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            for name in names:
-                assert "encodings" not in name, f"{path.name} imports {name}"
-                assert "solver" not in name or path.name != "__init__.py", "__init__ must not import the solver"

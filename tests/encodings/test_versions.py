@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hashwfa.encodings import VERSIONS, HashEncoding, TorchGrid, encoding_configs, per_level_scale
+from hashwfa.encodings import VERSIONS, HashEncoding, TorchGrid, encoding_configs, per_level_scale, static_coordinates
 from hashwfa.encodings.grid_config import GridLayout, parse_grid_config
 from hashwfa.encodings.smoothing import LevelSmoother
 from hashwfa.errors import HashwfaError
@@ -32,7 +32,7 @@ def test_output_size_every_version(version, dims, n_levels, n_feat):
     enc = HashEncoding(version, n_input_dims=dims, n_levels=n_levels, n_features_per_level=n_feat,
                        base_resolution=2, max_resolution=12, log2_hashmap_size=8, backend="torch")
     expected = (n_levels + (version == 6)) * n_feat
-    assert enc.output_dim == expected
+    assert enc.n_output_dims == expected
     assert enc.n_levels == n_levels
     assert enc.progressive == (version in (4, 5))
     assert enc.backend == "torch"
@@ -44,7 +44,7 @@ def test_seed_sizes():
     # The seed protocol: 16 levels x 2 features, max resolution 32; V6 adds one plane level.
     for v in range(7):
         enc = HashEncoding(v, n_levels=16, base_resolution=1, max_resolution=32, backend="torch")
-        assert enc.output_dim == (34 if v == 6 else 32)
+        assert enc.n_output_dims == (34 if v == 6 else 32)
 
 
 def test_configs_per_version():
@@ -187,18 +187,20 @@ def test_default_box_and_scalar_box():
 def test_same_coordinates_reuse_the_cached_unit_tensor():
     enc = HashEncoding(2, **SMALL)
     x = _points(30, 2, seed=4)
-    u1 = enc.unit_coordinates(x)
-    assert enc.unit_coordinates(x) is u1  # same object: the grid's lookup cache holds
-    y1 = enc(x)
-    assert enc.grid._cache is not None and enc.grid._cache[0] is u1
-    x.mul_(0.5)  # modified in place: recomputed
-    u2 = enc.unit_coordinates(x)
-    assert u2 is not u1
-    torch.testing.assert_close(u2, (x + 1) / 2)
-    assert not torch.equal(enc(x), y1)
-    xg = x.clone().requires_grad_(True)  # a coordinate gradient: never cached
-    assert enc.unit_coordinates(xg) is not enc.unit_coordinates(xg)
-    enc(xg).sum().backward()
+    assert enc.unit_coordinates(x) is not enc.unit_coordinates(x)  # default: nothing is reused
+    with static_coordinates():
+        u1 = enc.unit_coordinates(x)
+        assert enc.unit_coordinates(x) is u1  # same object: the grid's lookup cache holds
+        y1 = enc(x)
+        assert enc.grid._cache.value is not None and enc.grid._cache._entry[0] is u1
+        x.mul_(0.5)  # modified in place: recomputed
+        u2 = enc.unit_coordinates(x)
+        assert u2 is not u1
+        torch.testing.assert_close(u2, (x + 1) / 2)
+        assert not torch.equal(enc(x), y1)
+        xg = x.clone().requires_grad_(True)  # a coordinate gradient: never cached
+        assert enc.unit_coordinates(xg) is not enc.unit_coordinates(xg)
+        enc(xg).sum().backward()
     assert xg.grad is not None and xg.grad.shape == xg.shape
 
 
@@ -286,8 +288,11 @@ def test_pickling_drops_the_coordinate_cache():
 
     enc = HashEncoding(2, **SMALL)
     x = _points(8, 2)
-    enc.unit_coordinates(x)
-    assert pickle.loads(pickle.dumps(enc))._unit_cache is None
-    assert enc._unit_cache is not None
+    with static_coordinates():
+        enc(x)
+    assert enc._unit_cache.value is not None and enc.grid._cache.value is not None
+    for twin in (pickle.loads(pickle.dumps(enc)), copy.deepcopy(enc)):
+        assert twin._unit_cache.value is None and twin.grid._cache.value is None
+        assert torch.equal(twin(x), enc(x))
     fresh = copy.deepcopy(HashEncoding(3, **SMALL))
     torch.testing.assert_close(fresh(x), fresh(x))

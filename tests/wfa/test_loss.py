@@ -28,7 +28,7 @@ def small_observation(weights=(1.0, 1.0, 1.0, 1.0)):
 
 
 def hand_loss(obs, blos, bq, bu, phase, qu_form):
-    """The definition, with scalar loops: V and the wing Q/U formula of DESIGN.md, the
+    """The definition, with scalar loops: V and the wing Q/U formula of docs/ARCHITECTURE.md section 5, the
     second-derivative form from the Lagrange parabola through the three points."""
     c = -4.67e-13 * LAMBDA0 ** 2
     terms = {"V": [], "Q": [], "U": []}
@@ -81,7 +81,7 @@ def test_default_is_the_second_derivative_form():
 
 def test_buffers_are_contiguous_and_precomputed():
     loss = WFALoss(small_observation())
-    assert loss.n_pixels == 6 and loss.n_active == 3
+    assert loss.n_valid == 6 and loss.n_active == 3
     for name in ("coef_v", "coef_qu", "target_q", "target_u", "target_v"):
         t = getattr(loss, name)
         assert t.shape == (6, 3) and t.dtype == torch.float32 and t.is_contiguous()
@@ -140,7 +140,7 @@ def test_gradient_and_true_field_minimise_the_loss():
     at_truth = loss(blos=blos, bqbu=bqbu, phase="all").item()
     at_zero = loss(blos=torch.zeros_like(blos), bqbu=torch.zeros_like(bqbu), phase="all").item()
     assert at_truth < 1e-20 * max(at_zero, 1.0) + 1e-24 and at_zero > 0
-    b = torch.zeros(loss.n_pixels, requires_grad=True)
+    b = torch.zeros(loss.n_valid, requires_grad=True)
     loss(blos=b, phase="blos").backward()
     assert torch.isfinite(b.grad).all() and b.grad.abs().sum() > 0
 
@@ -154,7 +154,7 @@ def test_nan_pixels_give_a_finite_loss():
         warnings.simplefilter("ignore")
         obs = Observation(data, plage.observation.wavelengths)
     loss = WFALoss(obs)
-    assert loss.n_pixels == 88
+    assert loss.n_valid == 88
     assert 3 * 9 + 4 not in loss.valid_index.tolist() and 0 not in loss.valid_index.tolist()
     value = loss(blos=torch.zeros(88), bqbu=torch.zeros(88, 2), phase="all")
     assert torch.isfinite(value)

@@ -1,4 +1,4 @@
-"""TorchGrid against a plainly written oracle of tiny-cuda-nn's grid (DESIGN.md section 3).
+"""TorchGrid against a plainly written oracle of tiny-cuda-nn's grid (docs/ARCHITECTURE.md section 3).
 
 The oracle below is deliberately naive: Python integers for every index (so
 uint32 arithmetic is explicit with ``& 0xFFFFFFFF``), one point, one level and
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from hashwfa.encodings import TorchGrid
+from hashwfa.encodings import TorchGrid, static_coordinates
 from hashwfa.errors import HashwfaError
 
 PRIMES = [1, 2654435761, 805459861, 3674653429, 2097192037, 1434869437, 2165219737]
@@ -229,14 +229,15 @@ def test_gradcheck_params_and_inputs(interpolation, grid_type):
 def test_cached_lookup_reused_and_invalidated():
     grid = TorchGrid(2, _config("Hash", 4, 2, 10, 4, 2.0))
     x = torch.rand(100, 2)
-    first = grid(x)
-    lookup = grid._cache[2]
-    second = grid(x)
-    assert grid._cache[2] is lookup
-    assert torch.equal(first, second)
-    x.mul_(0.5)  # in-place change: the cache must not serve stale rows
-    third = grid(x)
-    assert grid._cache[2] is not lookup
+    with static_coordinates():
+        first = grid(x)
+        lookup = grid._cache.value
+        second = grid(x)
+        assert grid._cache.value is lookup
+        assert torch.equal(first, second)
+        x.mul_(0.5)  # in-place change: the cache must not serve stale rows
+        third = grid(x)
+        assert grid._cache.value is not lookup
     fresh = TorchGrid(2, _config("Hash", 4, 2, 10, 4, 2.0))
     fresh.load_state_dict(grid.state_dict())
     assert torch.equal(third, fresh(x.clone()))
@@ -247,13 +248,14 @@ def test_cached_and_fresh_gradients_agree():
     x = torch.rand(500, 2)
     weights = torch.randn(500, grid.n_output_dims)
     grads = []
-    for _ in range(3):  # fresh scatter, then cached S^T twice
-        grid.params.grad = None
-        (grid(x) * weights).sum().backward()
-        grads.append(grid.params.grad.clone())
-    assert torch.allclose(grads[0], grads[1], atol=1e-6) and torch.allclose(grads[1], grads[2], atol=1e-6)
+    with static_coordinates():
+        for _ in range(3):  # a new lookup, then the cached one twice
+            grid.params.grad = None
+            (grid(x) * weights).sum().backward()
+            grads.append(grid.params.grad.clone())
+        lookup = grid._cache.value
+    assert torch.equal(grads[0], grads[1]) and torch.equal(grads[1], grads[2])
     # against autograd through a plain gather with the same rows and weights
-    lookup = grid._cache[2]
     table = grid.params.detach().view(-1, 2).clone().requires_grad_(True)
     out = (table[lookup.rows] * lookup.weights[..., None]).sum(1).view(500, -1)
     (out * weights).sum().backward()
@@ -293,7 +295,8 @@ def test_deepcopy_and_pickle_after_forward():
 
     grid = TorchGrid(2, _config("Hash", 4, 2, 10, 4, 2.0))
     x = torch.rand(50, 2)
-    expected = grid(x)
-    assert grid._cache is not None
+    with static_coordinates():
+        expected = grid(x)
+    assert grid._cache.value is not None
     for twin in (copy.deepcopy(grid), pickle.loads(pickle.dumps(grid))):
         assert torch.equal(twin(x), expected)

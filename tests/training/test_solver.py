@@ -9,44 +9,29 @@ import torch
 
 from hashwfa import HashwfaError
 from hashwfa.wfa.loss import WFALoss
-from hashwfa.wfa.solver import (
+from hashwfa.training import (
     PHASES,
-    EncodingConfig,
-    NetworkConfig,
     SolverConfig,
-    TrainingConfig,
     TwoPhaseSolver,
-    _normalise_gradients,
     fields_from_bundle,
 )
-from hashwfa.wfa.synthetic import synthetic_plage
 
-EPOCHS = 12
-
-
-def small_config(version=1, **training):
-    """A reduced seed protocol: fewer levels, a coarser grid, few epochs."""
-    train = dict(epochs_per_phase=EPOCHS, device="cpu", seed=0)
-    train.update(training)
-    return SolverConfig(
-        encoding=EncodingConfig(version=version, n_levels=6, max_resolution=16, log2_hashmap_size=10),
-        network=NetworkConfig(n_neurons=16),
-        training=TrainingConfig(**train),
-    )
+# The bit-for-bit comparisons below run every solve on one thread.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def obs():
-    return synthetic_plage(ny=24, nx=20, seed=1, noise=1e-3).observation
+def obs(small_observation, one_thread):
+    return small_observation
 
 
 @pytest.fixture(scope="module")
-def reference(obs):
+def reference(obs, small_solver_config):
     """One uninterrupted default run, shared by the tests that compare against it."""
-    return TwoPhaseSolver(obs, small_config(), progress=False).run()
+    return TwoPhaseSolver(obs, small_solver_config(), progress=False).run()
 
 
-def test_result_maps_history_and_final_loss(obs, reference):
+def test_result_maps_history_and_final_loss(obs, reference, small_solver_config):
     res = reference
     for name in ("blos", "bq", "bu", "bt", "azimuth"):
         arr = getattr(res, name)
@@ -56,7 +41,7 @@ def test_result_maps_history_and_final_loss(obs, reference):
     np.testing.assert_allclose(res.bt, np.sqrt(np.hypot(res.bq, res.bu)))
     for phase in PHASES:
         h = res.history[phase]
-        assert len(h["loss"]) == len(h["lr"]) == EPOCHS
+        assert len(h["loss"]) == len(h["lr"]) == small_solver_config().training.epochs_per_phase
         assert h["loss"][-1] < h["loss"][0], f"loss did not fall in phase {phase}"
     assert res.device == "cpu" and res.backend == "torch"
     assert set(res.timings) >= {"setup", "blos", "bqbu", "evaluate"}
@@ -72,18 +57,18 @@ def test_result_maps_history_and_final_loss(obs, reference):
     assert res.final_loss == pytest.approx(float(expected), rel=1e-5)
 
 
-def test_same_seed_same_maps_other_seed_other_maps(obs, reference):
-    again = TwoPhaseSolver(obs, small_config(), progress=False).run()
+def test_same_seed_same_maps_other_seed_other_maps(obs, reference, small_solver_config):
+    again = TwoPhaseSolver(obs, small_solver_config(), progress=False).run()
     for name in ("blos", "bq", "bu"):
         np.testing.assert_array_equal(getattr(again, name), getattr(reference, name))
     assert again.history == reference.history
-    other = TwoPhaseSolver(obs, small_config(seed=1), progress=False).run()
+    other = TwoPhaseSolver(obs, small_solver_config(seed=1), progress=False).run()
     assert not np.array_equal(other.blos, reference.blos)
 
 
 @pytest.mark.parametrize("stop_phase, stop_epoch", [("blos", 4), ("bqbu", 6)])
-def test_resume_from_checkpoint_is_bit_for_bit(obs, reference, stop_phase, stop_epoch):
-    config = small_config(checkpoint_every=2)
+def test_resume_from_checkpoint_is_bit_for_bit(obs, reference, stop_phase, stop_epoch, small_solver_config):
+    config = small_solver_config(checkpoint_every=2)
     saved = {}
 
     def keep(state):
@@ -107,16 +92,16 @@ def test_resume_from_checkpoint_is_bit_for_bit(obs, reference, stop_phase, stop_
     assert res.history == reference.history
 
 
-def test_checkpoint_with_other_settings_is_refused(obs):
-    solver = TwoPhaseSolver(obs, small_config(epochs_per_phase=1), progress=False)
+def test_checkpoint_with_other_settings_is_refused(obs, small_solver_config):
+    solver = TwoPhaseSolver(obs, small_solver_config(epochs_per_phase=1), progress=False)
     state = solver.state_dict()
-    other = TwoPhaseSolver(obs, small_config(epochs_per_phase=1, lr=1e-3), progress=False)
+    other = TwoPhaseSolver(obs, small_solver_config(epochs_per_phase=1, lr=1e-3), progress=False)
     with pytest.raises(HashwfaError, match="training.lr"):
         other.load_state_dict(state)
 
 
-def test_minibatches_and_deferred_read_back(obs):
-    config = small_config(batch_size=128, epochs_per_phase=4, log_every=3)
+def test_minibatches_and_deferred_read_back(obs, small_solver_config):
+    config = small_solver_config(batch_size=128, epochs_per_phase=4, log_every=3)
     a = TwoPhaseSolver(obs, config, progress=False)
     assert not a.full_batch
     ra = a.run()
@@ -126,8 +111,8 @@ def test_minibatches_and_deferred_read_back(obs):
         assert len(ra.history[phase]["loss"]) == 4
 
 
-def test_full_batch_reuses_one_coordinate_tensor(obs, monkeypatch):
-    solver = TwoPhaseSolver(obs, small_config(epochs_per_phase=3), progress=False)
+def test_full_batch_reuses_one_coordinate_tensor(obs, monkeypatch, small_solver_config):
+    solver = TwoPhaseSolver(obs, small_solver_config(epochs_per_phase=3), progress=False)
     seen = []
     for net in solver.fields.values():
         original = net.forward
@@ -137,8 +122,8 @@ def test_full_batch_reuses_one_coordinate_tensor(obs, monkeypatch):
     assert len(seen) == 2 and all(x is solver.coords for x in seen)
 
 
-def test_progressive_versions_follow_the_schedule(obs, monkeypatch):
-    solver = TwoPhaseSolver(obs, small_config(version=4, epochs_per_phase=4), progress=False)
+def test_progressive_versions_follow_the_schedule(obs, monkeypatch, small_solver_config):
+    solver = TwoPhaseSolver(obs, small_solver_config(version=4, epochs_per_phase=4), progress=False)
     calls = {p: [] for p in PHASES}
     for phase, net in solver.fields.items():
         assert net.encoding.progressive
@@ -157,19 +142,8 @@ def test_progressive_versions_follow_the_schedule(obs, monkeypatch):
         assert levels[-1] == pytest.approx(n)
 
 
-def test_gradient_normalisation_divides_by_mean_absolute_value():
-    a = torch.nn.Parameter(torch.zeros(3, 4))
-    b = torch.nn.Parameter(torch.zeros(5))
-    a.grad = torch.randn(3, 4) * 7
-    b.grad = torch.zeros(5)  # stays zero, no NaN
-    expected = a.grad / (a.grad.abs().mean() + 1e-12)
-    _normalise_gradients([a, b])
-    torch.testing.assert_close(a.grad, expected)
-    assert torch.equal(b.grad, torch.zeros(5))
-
-
-def test_model_bundle_rebuilds_the_fields(obs, reference):
-    solver = TwoPhaseSolver(obs, small_config(), progress=False)
+def test_model_bundle_rebuilds_the_fields(obs, reference, small_solver_config):
+    solver = TwoPhaseSolver(obs, small_solver_config(), progress=False)
     res = solver.run()
     fields = fields_from_bundle(solver.model_bundle(), backend="torch")
     x = torch.from_numpy(obs.coordinates())
@@ -179,12 +153,12 @@ def test_model_bundle_rebuilds_the_fields(obs, reference):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_cuda_without_a_gpu_is_our_error(obs):
+def test_cuda_without_a_gpu_is_our_error(obs, small_solver_config):
     with pytest.raises(HashwfaError, match="--device cpu"):
-        TwoPhaseSolver(obs, small_config(device="cuda"), progress=False)
+        TwoPhaseSolver(obs, small_solver_config(device="cuda"), progress=False)
 
 
-def test_config_dict_round_trip():
-    config = small_config(version=5, lr=1e-3)
+def test_config_dict_round_trip(small_solver_config):
+    config = small_solver_config(version=5, lr=1e-3)
     assert SolverConfig.from_dict(config.to_dict()) == config
     assert dataclasses.asdict(config) == config.to_dict()

@@ -4,7 +4,6 @@ import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,31 +14,9 @@ from hashwfa.cli.train import build_parser, main, run
 from hashwfa.config import load_config
 from hashwfa.results import load_model
 
-ROOT = Path(__file__).resolve().parent.parent
-
-# Small and fast, and noisy enough that the pixel-wise WFA is visibly noisy:
-# the spatially coherent neural field must beat it on B_los. A larger
-# learning rate than the seed's 5e-3 lets B_los (output scale 1 G) reach
-# hundreds of gauss within a few dozen epochs.
-SMALL = """// a reduced seed protocol for the tests
-{
-  "data": {"synthetic": {"ny": 40, "nx": 36, "seed": 3, "noise": %(noise)s}},
-  "encoding": {"version": 1, "n_levels": 8, "max_resolution": 16, "log2_hashmap_size": 12},
-  "network": {"n_neurons": 32},
-  "training": {"epochs_per_phase": %(epochs)d, "lr": 0.05, "device": "cpu", "seed": 0},
-  "output": {"dpi": 40}
-}
-"""
-NOISE = 5e-3
-EPOCHS = 60
+EPOCHS = 60  # epochs per phase of the shared run
 MAPS = ("BLOS", "BTRANS", "AZIMUTH", "BQ", "BU")
 UNITS = {"BLOS": "G", "BTRANS": "G", "AZIMUTH": "rad", "BQ": "G2", "BU": "G2"}
-
-
-def small_config(directory, noise=NOISE, epochs=EPOCHS, name="small.json"):
-    path = Path(directory) / name
-    path.write_text(SMALL % {"noise": noise, "epochs": epochs})
-    return path
 
 
 def read_maps(out_dir):
@@ -47,11 +24,15 @@ def read_maps(out_dir):
         return {hdu.name: np.array(hdu.data) for hdu in hdul[1:]}
 
 
+# The resumed run is compared bit for bit with the shared one: one thread for all.
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
+def finished(tmp_path_factory, small_config_file, one_thread):
     """One complete run through main(), shared by the tests that inspect its files."""
     directory = tmp_path_factory.mktemp("run")
-    config = small_config(directory)
+    config = small_config_file(directory, epochs=EPOCHS)
     out = directory / "out"
     assert main([str(config), "--out", str(out), "--quiet"]) == 0
     return config, out
@@ -152,7 +133,7 @@ def test_same_seed_identical_maps_and_interrupted_run_resumes_to_the_same(finish
     assert not (out / "checkpoint.pt").exists()
 
 
-def test_existing_output_directory_is_not_overwritten_silently(finished, tmp_path, capsys):
+def test_existing_output_directory_is_not_overwritten_silently(finished, tmp_path, capsys, small_config_file):
     config, _ = finished
     out = tmp_path / "busy"
     out.mkdir()
@@ -162,7 +143,7 @@ def test_existing_output_directory_is_not_overwritten_silently(finished, tmp_pat
     assert "not empty" in err and "--resume" in err and "--overwrite" in err
     assert "Traceback" not in err
     # --overwrite replaces our files only.
-    tiny = small_config(tmp_path, epochs=2, name="tiny.json")
+    tiny = small_config_file(tmp_path, epochs=2, name="tiny.json")
     assert main([str(tiny), "--out", str(out), "--quiet", "--overwrite", "--set", "output.quicklook=false"]) == 0
     assert (out / "notes.txt").read_text() == "mine" and (out / "field.fits").is_file()
     # A complete run has nothing to resume.
@@ -201,16 +182,16 @@ def test_config_errors_exit_2_with_our_message(tmp_path, capsys, text, overrides
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tinycudann") is not None, reason="tiny-cuda-nn is installed")
-def test_tcnn_backend_without_tiny_cuda_nn_is_our_error(tmp_path, capsys):
-    config = small_config(tmp_path, epochs=1)
+def test_tcnn_backend_without_tiny_cuda_nn_is_our_error(tmp_path, capsys, small_config_file):
+    config = small_config_file(tmp_path, epochs=1)
     assert main([str(config), "--out", str(tmp_path / "o"), "--quiet", "--backend", "tcnn"]) == 2
     err = capsys.readouterr().err
     assert "hashwfa-train: error: " in err and "tiny-cuda-nn" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
 
 
-def test_default_out_dir_and_script_wrapper(tmp_path, monkeypatch, capsys):
-    config = small_config(tmp_path, epochs=1, name="mini.json")
+def test_default_out_dir_and_script_wrapper(tmp_path, monkeypatch, capsys, small_config_file, repo_root):
+    config = small_config_file(tmp_path, epochs=1, name="mini.json")
     monkeypatch.chdir(tmp_path)
     assert main([str(config), "--quiet", "--set", "output.quicklook=false"]) == 0
     out = capsys.readouterr().out
@@ -218,7 +199,7 @@ def test_default_out_dir_and_script_wrapper(tmp_path, monkeypatch, capsys):
     assert "runs/mini" in out and "final loss" in out
     # scripts/train.py is the same command.
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "train.py"), "--keys"], capture_output=True, text=True, timeout=120
+        [sys.executable, str(repo_root / "scripts" / "train.py"), "--keys"], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0 and "training.epochs_per_phase = 200" in proc.stdout
 

@@ -42,7 +42,7 @@ def test_bench_end_to_end(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--versions", "0,9"], "versions are 0 to 6"),
+        (["--versions", "0,9"], "version numbers from 0,1,2,3,4,5,6"),
         (["--data", "stokes.fits"], "--wavelengths"),
         (["--set", "training.lr=-1"], "training.lr"),
     ],

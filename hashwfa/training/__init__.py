@@ -1,0 +1,36 @@
+"""Training: neural fields of the pixel coordinates fitted through the WFA loss.
+
+Couples :mod:`hashwfa.encodings` (the fields) to :mod:`hashwfa.wfa` (the
+observation and the loss). The settings of a solve (:mod:`.settings`), the
+model it trains and its saved form (:mod:`.model`), where it runs
+(:mod:`.device`), the two-phase loop and
+its evaluation (:mod:`.solver`), checkpoints (:mod:`.checkpoint`), gradient
+normalisation (:mod:`.gradients`) and the result (:mod:`.result`).
+"""
+
+from hashwfa.training.checkpoint import STATE_FORMAT, check_resumable
+from hashwfa.training.device import DEVICES, grid_backend_for, resolve_device
+from hashwfa.training.model import build_field, fields_from_bundle, model_bundle
+from hashwfa.training.result import SolverResult
+from hashwfa.training.settings import EncodingConfig, NetworkConfig, PhysicsConfig, SolverConfig, TrainingConfig
+from hashwfa.training.solver import TwoPhaseSolver
+from hashwfa.wfa.loss import PHASES
+
+__all__ = [
+    "DEVICES",
+    "EncodingConfig",
+    "NetworkConfig",
+    "PHASES",
+    "PhysicsConfig",
+    "STATE_FORMAT",
+    "SolverConfig",
+    "SolverResult",
+    "TrainingConfig",
+    "TwoPhaseSolver",
+    "build_field",
+    "check_resumable",
+    "fields_from_bundle",
+    "grid_backend_for",
+    "model_bundle",
+    "resolve_device",
+]

@@ -1,0 +1,166 @@
+"""The typed settings of a training run: encoding, network, optimisation, physics.
+
+Each dataclass carries its defaults, documentation and allowed ranges in the
+field metadata (:func:`hashwfa.schema.setting`); :mod:`hashwfa.config` builds
+the JSON config schema from them, so every default lives in one place.
+:class:`SolverConfig` gathers the four sections the solver needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+from hashwfa.encodings.backend import BACKENDS
+from hashwfa.encodings.grid_config import FEATURES_PER_LEVEL, INTERPOLATIONS
+from hashwfa.encodings.registry import PROGRESSIVE_VERSIONS, VERSION_NUMBERS, versions_text
+from hashwfa.schema import setting
+from hashwfa.training.device import DEVICES
+from hashwfa.wfa.physics import CORE_CUTOFF, DEFAULT_QU_FORM, QU_FORMS
+
+__all__ = ["EncodingConfig", "NetworkConfig", "TrainingConfig", "PhysicsConfig", "SolverConfig"]
+
+_PROGRESSIVE = ", ".join(str(v) for v in PROGRESSIVE_VERSIONS)
+
+
+@dataclass(frozen=True)
+class EncodingConfig:
+    """The grid encoding of both fields (docs/ARCHITECTURE.md sections 3-4)."""
+
+    version: int = setting(
+        1,
+        f"Encoding version (V1 is the seed's production choice): {versions_text()}.",
+        choices=VERSION_NUMBERS,
+    )
+    n_levels: int = setting(16, "Number of grid levels L.", min=2, max=64)
+    n_features_per_level: int = setting(
+        2, "Features per level F (tiny-cuda-nn's kernels).", choices=FEATURES_PER_LEVEL
+    )
+    log2_hashmap_size: int = setting(
+        19, "log2 of the maximum number of entries per hashed level.", min=4, max=30
+    )
+    base_resolution: int = setting(1, "Grid resolution of the coarsest level (vertices per axis scale).", min=1)
+    max_resolution: int = setting(
+        32, "Grid resolution of the finest level (and of the V6 plane).", min=1
+    )
+    interpolation: str = setting(
+        "Linear",
+        "Interpolation inside a grid cell: tcnn's 'Nearest', 'Linear', 'Smoothstep', or the "
+        "cubic 'CatmullRom' (through the vertex values) and 'BSpline' (C2, smoother); the cubic "
+        "ones run on the torch grid (tiny-cuda-nn has no such mode).",
+        choices=INTERPOLATIONS
+    )
+    backend: str = setting(
+        "auto",
+        "Grid implementation: 'tcnn' (tiny-cuda-nn, NVIDIA GPUs), 'torch' (exact "
+        "pure-PyTorch twin, any device) or 'auto' (tcnn when importable and the "
+        "device is a GPU, else torch).",
+        choices=BACKENDS,
+    )
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """The MLP head on top of the encoding (seed: 64 neurons, 2 hidden layers, GELU)."""
+
+    n_neurons: int = setting(64, "Width of the hidden layers.", min=1, max=4096)
+    n_hidden_layers: int = setting(2, "Number of hidden layers.", min=1, max=16)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Optimisation of both phases (docs/ARCHITECTURE.md section 6)."""
+
+    epochs_per_phase: int = setting(
+        200, "Epochs of phase 1 (B_los on V) and, again, of phase 2 (B_Q, B_U on Q and U).", min=1
+    )
+    lr: float = setting(5e-3, "Adam learning rate at the start of each phase.", gt=0.0)
+    batch_size: int = setting(
+        200000,
+        "Pixels per optimiser step; when it is at least the number of valid pixels "
+        "every step uses the whole field (one step per epoch).",
+        min=1,
+    )
+    plateau_patience: int = setting(
+        50, "ReduceLROnPlateau patience in epochs (the epoch loss must improve within it).", min=0
+    )
+    plateau_factor: float = setting(
+        0.1, "Factor applied to the learning rate on a plateau.", gt=0.0, lt=1.0
+    )
+    grad_normalization: bool = setting(
+        True, "Divide each parameter's gradient by its mean absolute value before each step."
+    )
+    blos_scale: float = setting(1.0, "Output scale of the B_los field, gauss per unit.", gt=0.0)
+    bqbu_scale: float = setting(
+        1000.0, "Output scale of the (B_Q, B_U) field, gauss^2 per unit.", gt=0.0
+    )
+    progressive_start_fraction: float = setting(
+        0.25,
+        f"Progressive versions ({_PROGRESSIVE}): fraction of the levels active at the start of each phase.",
+        min=0.0,
+        max=1.0,
+    )
+    progressive_ramp_fraction: float = setting(
+        0.5,
+        f"Progressive versions ({_PROGRESSIVE}): fraction of each phase over which the active "
+        "levels ramp linearly to all levels (0: all levels from the start).",
+        min=0.0,
+        max=1.0,
+    )
+    seed: int = setting(
+        0, "Seed of the model initialisation and of the minibatch order.", min=0, max=2**63 - 1
+    )
+    device: str = setting(
+        "auto", "'cpu', 'cuda' or 'auto' (cuda when available).", choices=DEVICES
+    )
+    log_every: Optional[int] = setting(
+        None,
+        "Read the losses back from the device every this many epochs (and step the "
+        "plateau scheduler then); null = 1 on CPU, 25 on CUDA.",
+        min=1,
+    )
+    checkpoint_every: int = setting(
+        50, "Save a resumable checkpoint every this many epochs (and at the end of each phase).", min=1
+    )
+
+
+@dataclass(frozen=True)
+class PhysicsConfig:
+    """The weak-field forward model of Q and U (:mod:`hashwfa.wfa.physics`)."""
+
+    qu_form: str = setting(
+        DEFAULT_QU_FORM,
+        "Q/U model: 'second_derivative' (the textbook WFA, -C^2 Gg B^2 d2I/dl2 / 4, right near the "
+        "line core) or 'wing' (the seed's far-wing 0.75 C^2 Gg B^2 dI/dl / dl, whose sign is wrong "
+        "inside the line's inflection points; kept to reproduce the seed).",
+        choices=QU_FORMS,
+    )
+    core_cutoff: float = setting(
+        CORE_CUTOFF, "Angstrom; with qu_form 'wing', Q/U ignore wavelengths with |dl| <= this.", min=0.0
+    )
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """Everything the solver needs besides the observation."""
+
+    encoding: EncodingConfig = field(default_factory=EncodingConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    physics: PhysicsConfig = field(default_factory=PhysicsConfig)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain-JSON form (nested dicts of numbers, strings, booleans, null)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "SolverConfig":
+        """Inverse of :meth:`to_dict` (no validation; see :mod:`hashwfa.config`)."""
+        return cls(
+            encoding=EncodingConfig(**d["encoding"]),
+            network=NetworkConfig(**d["network"]),
+            training=TrainingConfig(**d["training"]),
+            physics=PhysicsConfig(**d.get("physics", {})),
+        )
+

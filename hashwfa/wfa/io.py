@@ -1,0 +1,238 @@
+"""Observation files: a Stokes cube and its wavelengths as two FITS files.
+
+On disk (:func:`write_stokes_fits`) the cube is the primary image of a FITS
+file in numpy order ``(ny, nx, 4, nw)``: rows y, columns x, Stokes I, Q, U,
+V, wavelengths, i.e. in FITS terms ``NAXIS1 = nw`` (wavelength, fastest),
+``NAXIS2 = 4`` (Stokes, ``CTYPE2 = 'STOKES'``, 1..4 = I, Q, U, V), ``NAXIS3 =
+nx``, ``NAXIS4 = ny``; the header keyword ``HWAXES = 'Y,X,STOKES,WAVE'``
+records it. The wavelengths are the 1-D primary image of a second FITS file,
+in Angstrom relative to the line centre (``BUNIT = 'Angstrom'``, ``WAVEREF =
+'LINE_CENTRE'``). :func:`read_stokes_fits` also reads the SSTRED/CRISPEX
+order (numpy ``(4, nw, ny, nx)``, optionally with a leading time axis of
+length 1), wavelengths in nm, mA or absolute, and says what it assumed.
+:meth:`hashwfa.wfa.observation.Observation.from_fits` and
+:meth:`~hashwfa.wfa.observation.Observation.write_fits` use these.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, NamedTuple, Optional, Tuple, Union
+
+import numpy as np
+from astropy.io import fits
+
+from hashwfa.errors import HashwfaError
+from hashwfa.wfa.fitsio import PathLike, provenance_cards, read_image, write_atomic
+from hashwfa.wfa.lines import LINES, SpectralLine, get_line
+
+if TYPE_CHECKING:  # annotations only: observation.py imports this module
+    from hashwfa.wfa.observation import Observation
+
+__all__ = ["AXES_KEYWORD_VALUE", "WAVELENGTH_UNITS", "StokesFiles", "read_stokes_fits", "write_stokes_fits"]
+
+#: Numpy axis order of the cube on disk and in memory (see module docstring).
+AXES_KEYWORD_VALUE = "Y,X,STOKES,WAVE"
+
+#: Wavelength units understood in BUNIT (lower case) -> factor to Angstrom.
+WAVELENGTH_UNITS: Dict[str, float] = {
+    "": 1.0, "angstrom": 1.0, "angstroms": 1.0, "a": 1.0, "aa": 1.0, "0.1 nm": 1.0,
+    "nm": 10.0, "nanometer": 10.0, "ma": 1e-3, "mangstrom": 1e-3, "milliangstrom": 1e-3,
+}
+
+
+class StokesFiles(NamedTuple):
+    """What a Stokes cube file and its wavelengths file hold.
+
+    Attributes:
+        stokes: ``(ny, nx, 4, nw)`` the cube in numpy order (I, Q, U, V on axis 2).
+        wavelengths: ``(nw,)`` float64, Angstrom (relative to the line centre
+            unless the file said ``WAVEREF = 'ABSOLUTE'`` -- then already
+            converted -- or the values are absolute: the observation converts
+            those with a warning).
+        line: the observed line.
+        mask: ``(ny, nx)`` bool from a ``MASK`` extension (True = use), or None.
+        unit: the cube's BUNIT ("" if absent).
+        stokes_path, wavelengths_path: the files read.
+    """
+
+    stokes: np.ndarray
+    wavelengths: np.ndarray
+    line: SpectralLine
+    mask: Optional[np.ndarray]
+    unit: str
+    stokes_path: Path
+    wavelengths_path: Path
+
+
+def read_stokes_fits(
+    stokes_path: PathLike,
+    wavelengths_path: PathLike,
+    line: Union[None, str, SpectralLine, Dict[str, Any]] = None,
+    axis_order: str = "auto",
+) -> StokesFiles:
+    """Read a Stokes-cube FITS file and a wavelengths FITS file.
+
+    Args:
+        stokes_path: FITS file whose primary image is the cube; numpy
+            order ``(ny, nx, 4, nw)`` (this package's layout) or
+            ``(4, nw, ny, nx)`` (SSTRED/CRISPEX; a leading time axis of
+            length 1 is dropped). A ``MASK`` image extension is read.
+        wavelengths_path: FITS file whose primary image is the ``(nw,)``
+            wavelengths. Unit from BUNIT (Angstrom by default; nm and mA
+            are converted); ``WAVEREF = 'ABSOLUTE'`` is converted here.
+        line: the line; None takes the cube's LINE header keyword (a
+            line this package does not know is rebuilt from LINECEN,
+            LINEJ1/J2/G1/G2), else ``"5173"``.
+        axis_order: ``"auto"`` (header HWAXES, else the shape decides),
+            ``"yxsw"`` for ``(ny, nx, 4, nw)`` or ``"swyx"`` for
+            ``(4, nw, ny, nx)``.
+
+    Raises:
+        HashwfaError: missing or unreadable files, wavelengths that are
+            not 1-D, an unknown unit, a shape that fits no layout.
+    """
+    spath, wpath = Path(stokes_path), Path(wavelengths_path)
+    wl, whdr, _ = read_image(wpath, "wavelengths")
+    if wl.ndim != 1:
+        if wl.size == max(wl.shape, default=0):
+            wl = wl.reshape(-1)  # (1, nw) or (nw, 1): an unambiguous 1-D axis
+        else:
+            raise HashwfaError(
+                f"{wpath}: wavelengths image has shape {wl.shape}; expected a 1-D image (nw,) "
+                "in the primary HDU"
+            )
+    wl = wl.astype(np.float64)
+    unit = str(whdr.get("BUNIT", whdr.get("CUNIT1", "Angstrom"))).strip().lower()
+    scale = WAVELENGTH_UNITS
+    if unit not in scale:
+        raise HashwfaError(
+            f"{wpath}: wavelength unit BUNIT = {unit!r} is not understood; use 'Angstrom', 'nm' or 'mA'"
+        )
+    wl = wl * scale[unit]
+
+    data, shdr, file_mask = read_image(spath, "Stokes cube")
+    if line is None:
+        line = _line_from_header(shdr, spath)
+    line = get_line(line)
+    if str(whdr.get("WAVEREF", "")).strip().upper() == "ABSOLUTE":
+        wl = wl - line.center
+        warnings.warn(f"{wpath}: WAVEREF = 'ABSOLUTE': subtracted the centre of line {line.name} "
+                      f"({line.center} A)", stacklevel=3)
+    cube = _to_yxsw(data, shdr, wl.shape[0], axis_order, spath)
+    mask = file_mask.astype(bool) if file_mask is not None else None
+    return StokesFiles(cube, wl, line, mask, str(shdr.get("BUNIT", "")), spath, wpath)
+
+
+def write_stokes_fits(
+    observation: "Observation",
+    stokes_path: PathLike,
+    wavelengths_path: PathLike,
+    overwrite: bool = False,
+    header: Optional[Dict[str, Any]] = None,
+    dtype: Any = np.float32,
+) -> Tuple[Path, Path]:
+    """Write the observation's cube and the wavelengths as two FITS files.
+
+    ``stokes_path``: primary image ``(ny, nx, 4, nw)`` in numpy order (see
+    the module docstring), ``dtype`` (float32 by default: 7 significant
+    digits, far below any noise), BUNIT, the line (LINE, LINECEN [A],
+    LINEJ1/J2/G1/G2), ACTIVE indices, WEIGHTS, provenance (ORIGIN,
+    HWVERS, DATE) and a ``MASK`` image extension (uint8, 1 = use) when a
+    mask excludes pixels. ``wavelengths_path``: primary 1-D float64 image,
+    Angstrom relative to the line centre. ``header``: extra cards
+    (keyword -> value or (value, comment)) for the cube's header.
+
+    Writes are atomic. Returns the two paths.
+
+    Raises:
+        HashwfaError: when a file exists and ``overwrite`` is False.
+    """
+    line = observation.line
+    line_cards = [
+        ("LINE", line.name, "spectral line (hashwfa name)"),
+        ("LINECEN", line.center, "[Angstrom] line centre wavelength"),
+        ("LINEJ1", line.j1, "J of level 1 (lower)"),
+        ("LINEJ2", line.j2, "J of level 2 (upper)"),
+        ("LINEG1", line.g1, "Lande g of level 1"),
+        ("LINEG2", line.g2, "Lande g of level 2"),
+    ]
+    hdr = fits.Header()
+    hdr["BUNIT"] = (observation.unit, "intensity unit (Ic: continuum intensity)")
+    hdr["HWAXES"] = (AXES_KEYWORD_VALUE, "numpy axis order (FITS NAXIS4..NAXIS1)")
+    hdr["CTYPE2"] = ("STOKES", "FITS axis 2 is Stokes: 1..4 = I, Q, U, V")
+    hdr["CRPIX2"], hdr["CRVAL2"], hdr["CDELT2"] = 1.0, 1.0, 1.0
+    for key, value, comment in line_cards:
+        hdr[key] = (value, comment)
+    hdr["ACTIVE"] = (",".join(str(i) for i in observation.active_indices), "active wavelength indices (0-based)")
+    hdr["WEIGHTS"] = (",".join(f"{w:g}" for w in observation.weights), "loss weights of I, Q, U, V")
+    hdr["WAVEFILE"] = (Path(wavelengths_path).name, "file with the wavelength axis")
+    for key, value, comment in provenance_cards():
+        hdr[key] = (value, comment)
+    for key, value in (header or {}).items():
+        hdr[key] = value
+    hdr.add_comment("Axes (numpy order): y, x, Stokes (I, Q, U, V), wavelength.")
+    hdr.add_comment("FITS order: NAXIS1 = wavelength, NAXIS2 = Stokes, NAXIS3 = x, NAXIS4 = y.")
+    hdus = [fits.PrimaryHDU(observation.stokes.astype(dtype), header=hdr)]
+    if not observation.mask.all():
+        mhdr = fits.Header()
+        mhdr["COMMENT"] = "1 = pixel used by the fit, 0 = masked out by the user"
+        hdus.append(fits.ImageHDU(observation.mask.astype(np.uint8), header=mhdr, name="MASK"))
+
+    whdr = fits.Header()
+    whdr["BUNIT"] = ("Angstrom", "wavelength unit")
+    whdr["WAVEREF"] = ("LINE_CENTRE", "wavelengths are offsets from LINECEN")
+    for key, value, comment in line_cards[:2]:
+        whdr[key] = (value, comment)
+    for key, value, comment in provenance_cards():
+        whdr[key] = (value, comment)
+    sp = write_atomic(fits.HDUList(hdus), stokes_path, overwrite)
+    wp = write_atomic(fits.HDUList([fits.PrimaryHDU(observation.wavelengths.astype(np.float64), header=whdr)]),
+                      wavelengths_path, overwrite)
+    return sp, wp
+
+
+def _line_from_header(header: fits.Header, path: Path) -> Union[str, Dict[str, Any]]:
+    """The line named by a cube header: a known name, a definition, or the default 5173."""
+    name = header.get("LINE")
+    if name is None:
+        return "5173"
+    name = str(name).strip()
+    if name in LINES:
+        return name
+    keys = ("LINECEN", "LINEJ1", "LINEJ2", "LINEG1", "LINEG2")
+    if all(k in header for k in keys):
+        return {"name": name, "center": header["LINECEN"], "j1": header["LINEJ1"], "j2": header["LINEJ2"],
+                "g1": header["LINEG1"], "g2": header["LINEG2"]}
+    return name  # get_line raises the error listing the known lines
+
+
+def _to_yxsw(data: np.ndarray, header: fits.Header, nw: int, axis_order: str, path: Path) -> np.ndarray:
+    """Bring a cube read from FITS into numpy order ``(ny, nx, 4, nw)``."""
+    order = axis_order.lower()
+    if order not in ("auto", "yxsw", "swyx"):
+        raise HashwfaError(f"axis_order = {axis_order!r}; use 'auto', 'yxsw' (ny, nx, 4, nw) or 'swyx' (4, nw, ny, nx)")
+    if data.ndim == 5 and data.shape[0] == 1:
+        warnings.warn(f"{path}: dropped a leading axis of length 1 (time) from shape {data.shape}", stacklevel=4)
+        data = data[0]
+    if order == "auto":
+        declared = str(header.get("HWAXES", "")).replace(" ", "").upper()
+        if declared == AXES_KEYWORD_VALUE:
+            order = "yxsw"
+        elif data.ndim == 4 and data.shape[2] == 4 and data.shape[3] == nw:
+            order = "yxsw"
+        elif data.ndim == 4 and data.shape[0] == 4 and data.shape[1] == nw:
+            order = "swyx"
+            warnings.warn(
+                f"{path}: cube of shape {data.shape} read as (4, nw, ny, nx) (SSTRED/CRISPEX order) and "
+                "transposed to (ny, nx, 4, nw)", stacklevel=4)
+        else:
+            order = "yxsw"  # let Observation report what is wrong with the shape
+    if order == "swyx":
+        if data.ndim != 4:
+            raise HashwfaError(
+                f"{path}: cube has shape {data.shape} ({data.ndim} dimensions); expected 4 "
+                "dimensions (4, nw, ny, nx) for axis_order 'swyx'")
+        data = np.transpose(data, (2, 3, 0, 1))
+    return data

@@ -1,0 +1,91 @@
+"""Shared fixtures: a small synthetic observation, small configs, pinned threads.
+
+Everything here is small enough for a 2-core CPU: a 24 x 20 pixel plage and a
+reduced seed protocol (6 levels, max resolution 16, 12 epochs per phase).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import torch
+
+from hashwfa.training import EncodingConfig, NetworkConfig, SolverConfig, TrainingConfig
+from hashwfa.wfa.observation import Observation
+from hashwfa.wfa.synthetic import synthetic_plage
+
+#: The repository's root (configs/, scripts/ live there).
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# A reduced seed protocol for hashwfa-train: small and fast, and noisy enough
+# that the pixel-wise WFA is visibly noisy (the spatially coherent neural
+# field must beat it on B_los). A larger learning rate than the seed's 5e-3
+# lets B_los (output scale 1 G) reach hundreds of gauss within a few dozen
+# epochs.
+SMALL_CONFIG_TEXT = """// a reduced seed protocol for the tests
+{
+  "data": {"synthetic": {"ny": 40, "nx": 36, "seed": 3, "noise": %(noise)s}},
+  "encoding": {"version": 1, "n_levels": 8, "max_resolution": 16, "log2_hashmap_size": 12},
+  "network": {"n_neurons": 32},
+  "training": {"epochs_per_phase": %(epochs)d, "lr": 0.05, "device": "cpu", "seed": 0},
+  "output": {"dpi": 40}
+}
+"""
+
+
+def _small_solver_config(version: int = 1, **training) -> SolverConfig:
+    train = dict(epochs_per_phase=12, device="cpu", seed=0)
+    train.update(training)
+    return SolverConfig(
+        encoding=EncodingConfig(version=version, n_levels=6, max_resolution=16, log2_hashmap_size=10),
+        network=NetworkConfig(n_neurons=16),
+        training=TrainingConfig(**train),
+    )
+
+
+def _small_config_file(directory, noise: float = 5e-3, epochs: int = 60, name: str = "small.json") -> Path:
+    path = Path(directory) / name
+    path.write_text(SMALL_CONFIG_TEXT % {"noise": noise, "epochs": epochs})
+    return path
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The repository's root directory."""
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def small_observation() -> Observation:
+    """A 24 x 20 synthetic plage (Zeeman profiles, noise 1e-3, seed 1)."""
+    return synthetic_plage(ny=24, nx=20, seed=1, noise=1e-3).observation
+
+
+@pytest.fixture(scope="session")
+def small_solver_config() -> Callable[..., SolverConfig]:
+    """``make(version=1, **training)``: a reduced seed protocol as a :class:`SolverConfig`.
+
+    6 levels, max resolution 16, 2^10 table entries, 16 neurons, 12 epochs per
+    phase on the CPU, seed 0; ``training`` overrides TrainingConfig keys.
+    """
+    return _small_solver_config
+
+
+@pytest.fixture(scope="session")
+def small_config_file() -> Callable[..., Path]:
+    """``make(directory, noise=5e-3, epochs=60, name="small.json")``: a reduced hashwfa-train config file.
+
+    A 40 x 36 synthetic plage, V1 with 8 levels, lr 0.05, on the CPU.
+    """
+    return _small_config_file
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Pins torch to one CPU thread for a module (bit-for-bit comparisons), then restores it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
