@@ -1,9 +1,11 @@
 """Observations: a Stokes cube, its wavelengths, the line, and what to fit.
 
 In memory the cube is a numpy array ``(ny, nx, 4, nw)``: rows y, columns x,
-Stokes I, Q, U, V, wavelengths; the wavelengths are Angstrom relative to the
+Stokes I, Q, U, V, wavelengths, or for a time series ``(nt, ny, nx, 4, nw)``
+with optional frame times; the wavelengths are Angstrom relative to the
 line centre. Files (the cube and its wavelengths as two FITS files, and the
-SSTRED/CRISPEX order) are read and written by :mod:`hashwfa.wfa.io`.
+SSTRED/CRISPEX order) are read and written by :mod:`hashwfa.wfa.io`; SST
+pipeline cubes (wavelengths and times inside) by :mod:`hashwfa.wfa.sst`.
 
 A pixel is *valid* when the user's mask allows it and every value the WFA
 uses there is finite: I at the active wavelengths and their neighbours (for
@@ -26,6 +28,7 @@ from hashwfa.wfa.fitsio import PathLike
 from hashwfa.wfa.io import read_stokes_fits, write_stokes_fits
 from hashwfa.wfa.lines import SpectralLine, get_line
 from hashwfa.wfa.physics import intensity_derivative, intensity_second_derivative
+from hashwfa.wfa.sst import read_sst_cube
 
 #: Largest |lambda - lambda0| [A] we accept as an offset from the line centre;
 #: wavelengths within this distance of the centre are taken as absolute.
@@ -141,6 +144,9 @@ class Observation:
         times: ``(nt,)`` frame times of a series [s], finite and strictly
             increasing; None: not known (the frames are taken as evenly
             spaced). Only for a series.
+        map_cards: ``(keyword, value, comment)`` FITS cards to carry into
+            maps made from this observation (spatial WCS of FITS axes 1 = x
+            and 2 = y, DATEREF and other dates); kept as :attr:`map_cards`.
 
     Raises:
         HashwfaError: wrong number of dimensions, a Stokes axis that is not 4,
@@ -165,6 +171,7 @@ class Observation:
         source: Optional[str] = None,
         unit: str = "",
         times: Optional[Sequence[float]] = None,
+        map_cards: Sequence[Tuple[str, Any, str]] = (),
     ) -> None:
         self.source = str(source) if source is not None else "observation"
         src = self.source
@@ -197,6 +204,9 @@ class Observation:
         map_shape = self.stokes.shape[:-2]
         if min(map_shape) < 1:
             raise HashwfaError(f"{src}: Stokes cube has shape {cube.shape}; it has no pixels")
+        #: What the reader assumed or left out, one sentence each (e.g. SST cavity maps).
+        self.notes: list = []
+        self.map_cards: Tuple[Tuple[str, Any, str], ...] = tuple(tuple(card) for card in map_cards)  # type: ignore[misc]
         self.times: Optional[np.ndarray] = None
         if times is not None:
             if lead == 0:
@@ -367,7 +377,7 @@ class Observation:
             warnings.simplefilter("ignore", UserWarning)
             return Observation(self.stokes[t], self.wavelengths, line=self.line, active_indices=self.active_indices,
                                weights=self.weights, mask=self.mask[t], source=f"{self.source} [frame {t}{when}]",
-                               unit=self.unit)
+                               unit=self.unit, map_cards=self.map_cards)
 
     # ------------------------------------------------------------------ views
     def coordinates(self) -> np.ndarray:
@@ -477,9 +487,42 @@ class Observation:
         try:
             return cls(files.stokes, files.wavelengths, line=files.line, active_indices=active_indices,
                        weights=weights, mask=files.mask if mask is None else mask,
-                       source=str(files.stokes_path), unit=files.unit)
+                       source=str(files.stokes_path), unit=files.unit, times=files.times,
+                       map_cards=files.map_cards)
         except HashwfaError as exc:
             if "wavelength" in str(exc):
                 # Name both files: the fix may be in either.
                 raise HashwfaError(f"{exc} (wavelengths read from {files.wavelengths_path})") from None
             raise
+
+    @classmethod
+    def from_sst(
+        cls,
+        path: PathLike,
+        line: Union[None, str, SpectralLine, Dict[str, Any]] = None,
+        active_indices: Sequence[int] = (5, 6, 7),
+        weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+        mask: Optional[np.ndarray] = None,
+    ) -> "Observation":
+        """Read a reduced CRISP/CHROMIS cube of the SST pipeline (:func:`hashwfa.wfa.sst.read_sst_cube`):
+        wavelengths and frame times from its ``WCS-TAB`` table, no wavelengths file.
+
+        A cube of one scan gives a single-frame observation, more scans a
+        series with the scan times. The cube's spatial WCS and dates are kept
+        as :attr:`map_cards`; what the reader assumed or left out (cavity
+        maps) is in :attr:`notes`.
+
+        Raises:
+            HashwfaError: what :func:`~hashwfa.wfa.sst.read_sst_cube` and
+                :class:`Observation` check.
+        """
+        cube = read_sst_cube(path, line=line)
+        stokes = cube.read()
+        cards = tuple((key, cube.spatial_header[key], cube.spatial_header.comments[key])
+                      for key in cube.spatial_header if key not in ("COMMENT", "HISTORY", ""))
+        series = cube.nt > 1
+        obs = cls(stokes if series else stokes[0], cube.wavelengths, line=cube.line, active_indices=active_indices,
+                  weights=weights, mask=mask, source=str(cube.path), unit=cube.unit,
+                  times=cube.times if series else None, map_cards=cards)
+        obs.notes = list(cube.notes)
+        return obs
