@@ -17,7 +17,7 @@ Typical use::
     from hashwfa.training import SolverConfig, TwoPhaseSolver
     solver = TwoPhaseSolver(observation, SolverConfig())
     result = solver.run()
-    result.blos          # (ny, nx) gauss
+    result.blos          # (ny, nx) gauss; (nt, ny, nx) for a series
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from tqdm import tqdm
 from hashwfa.encodings import static_coordinates
 from hashwfa.encodings.progressive import progressive_schedule
 from hashwfa.training.checkpoint import STATE_FORMAT, check_resumable
+from hashwfa.training.geometry import field_geometry
 from hashwfa.training.gradients import normalise_gradients
 from hashwfa.training.device import grid_backend_for, resolve_device
 from hashwfa.training.model import build_field, model_bundle
@@ -94,7 +95,12 @@ class TwoPhaseSolver:
         self.full_batch = train.batch_size >= self.n_valid
 
         backend = grid_backend_for(self.device, config.encoding.backend)
-        self.fields = {p: build_field(config, p, backend=backend, device=self.device) for p in PHASES}
+        # A series is fitted as one field over (t, y, x) (training.frames "joint"; the
+        # "independent" per-frame fits are hashwfa.training.frames).
+        self.geometry = field_geometry(observation.map_shape, train.frames_per_cell, config.encoding.max_resolution)
+        self.fields = {
+            p: build_field(config, p, backend=backend, device=self.device, geometry=self.geometry) for p in PHASES
+        }
         self.backend = self.fields["blos"].encoding.backend
         self.scales = {"blos": train.blos_scale, "bqbu": train.bqbu_scale}
         # The fused Adam kernel updates each parameter tensor in one pass; the
@@ -158,10 +164,10 @@ class TwoPhaseSolver:
     def model_bundle(self) -> Dict[str, Any]:
         """Both fields' state_dicts, on the CPU, with what rebuilds them.
 
-        ``{"format", "config", "backend", "scales", "fields": {"blos", "bqbu"}}``;
+        ``{"format", "config", "backend", "scales", "geometry", "fields": {"blos", "bqbu"}}``;
         see :func:`hashwfa.training.model.fields_from_bundle`.
         """
-        return model_bundle(self.config, self.backend, self.scales, self.fields)
+        return model_bundle(self.config, self.backend, self.scales, self.fields, self.geometry)
 
     # --------------------------------------------------------------- training
 
@@ -292,7 +298,7 @@ class TwoPhaseSolver:
 
     @torch.no_grad()
     def predict(self, coordinates: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
-        """Scaled field outputs at ``coordinates`` ((N, 2) in [-1, 1], columns y, x).
+        """Scaled field outputs at ``coordinates`` ((N, D) in [-1, 1], columns y, x or, for a series, t, y, x).
 
         Default: every pixel centre of the observation, row-major. Returns
         ``{"blos": (N,) gauss, "bqbu": (N, 2) gauss^2}`` as float64 arrays.
@@ -319,7 +325,7 @@ class TwoPhaseSolver:
         obs = self.observation
         pred = self.predict()
         final_loss = self.loss.map_loss(pred["blos"], pred["bqbu"][:, 0], pred["bqbu"][:, 1])
-        shape = (obs.ny, obs.nx)
+        shape = obs.map_shape
         maps = FieldMaps.from_bqbu(
             pred["blos"].reshape(shape), pred["bqbu"][:, 0].reshape(shape), pred["bqbu"][:, 1].reshape(shape)
         )
