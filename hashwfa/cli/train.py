@@ -20,7 +20,7 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from hashwfa import results
 from hashwfa.config import config_to_dict, describe_keys, load_config, load_data, validate_config
@@ -31,7 +31,7 @@ from hashwfa.lock import LOCK_NAME, DirectoryLock
 from hashwfa.encodings.backend import BACKENDS
 from hashwfa.quicklook import write_quicklook
 from hashwfa.schema import differing_keys, flatten
-from hashwfa.training import TwoPhaseSolver
+from hashwfa.training import IndependentFrames, TwoPhaseSolver
 from hashwfa.training.checkpoint import RESUMABLE_CHANGES
 from hashwfa.training.device import DEVICES
 from hashwfa.wfa.pixelwise import pixel_wfa
@@ -178,7 +178,11 @@ def run(
     # the model. Only then is the directory locked and (for --overwrite) cleared.
     _check_out_dir(args, out_dir, config_dict)
     data = load_data(cfg)
-    solver = TwoPhaseSolver(data.observation, cfg.solver, progress=not args.quiet)
+    obs = data.observation
+    if obs.is_series and cfg.training.frames == "independent":
+        solver: Any = IndependentFrames(obs, cfg.solver, progress=not args.quiet)
+    else:
+        solver = TwoPhaseSolver(obs, cfg.solver, progress=not args.quiet)
 
     lock = DirectoryLock(make_directory(out_dir)).acquire()
     try:
@@ -193,7 +197,7 @@ def _run_locked(
     config_dict: Dict[str, Any],
     out_dir: Path,
     data: Any,
-    solver: TwoPhaseSolver,
+    solver: Union[TwoPhaseSolver, IndependentFrames],
     on_epoch_end: Optional[Callable[[str, int], None]],
 ) -> TrainRun:
     """The part of :func:`run` done while holding ``out_dir``."""
@@ -219,7 +223,7 @@ def _run_locked(
     )
 
     wfa = pixel_wfa(obs, core_cutoff=cfg.physics.core_cutoff, qu_form=cfg.physics.qu_form)
-    valid = obs.valid.reshape(obs.ny, obs.nx)
+    valid = obs.valid.reshape(obs.map_shape)
     metrics: Dict[str, float] = {}
     if data.truth is not None:
         metrics = {
@@ -247,6 +251,9 @@ def _run_locked(
         config=config_dict,
         valid=valid,
         truth=data.truth,
+        times=obs.times,
+        map_cards=obs.map_cards,
+        notes=obs.notes,
     )
     results.write_json(
         out_dir / results.HISTORY_JSON,
@@ -271,6 +278,8 @@ def _run_locked(
             title=f"hashwfa V{enc.version} ({result.backend}, {result.device}) on {data.description}; "
             f"final loss {result.final_loss:.4g}",
             dpi=cfg.output.dpi,
+            times=obs.times,
+            frame=cfg.output.frame,
         )
     # The run is complete: the checkpoint is no longer needed (model.pt holds the fields).
     (out_dir / results.CHECKPOINT_PT).unlink(missing_ok=True)
