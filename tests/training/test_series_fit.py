@@ -1,5 +1,7 @@
 """Fitting a time series: the (t, y, x) geometry, the joint field, independent per-frame fits."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -68,3 +70,14 @@ def test_independent_frames_refuse_what_they_cannot_do(series, small_solver_conf
         IndependentFrames(series.frame(0), small_solver_config(), progress=False)
     with pytest.raises(HashwfaError, match="cannot resume"):
         IndependentFrames(series, small_solver_config(), progress=False).load_state_dict({})
+
+
+@pytest.mark.parametrize("version", range(7))
+@pytest.mark.parametrize("interpolation", ["Linear", "Smoothstep"])
+def test_every_version_fits_a_series_in_3d(series, small_solver_config, version, interpolation):
+    config = small_solver_config(version=version, epochs_per_phase=2)
+    config = dataclasses.replace(config, encoding=dataclasses.replace(config.encoding, interpolation=interpolation))
+    solver = TwoPhaseSolver(series, config, progress=False)
+    assert all(field.encoding.n_input_dims == 3 for field in solver.fields.values())
+    result = solver.run()
+    assert result.maps.shape == (3, 12, 10) and np.all(np.isfinite(result.maps.bq))
