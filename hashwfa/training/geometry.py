@@ -20,7 +20,7 @@ Every version works in 3-D as the grids do. V6's plane (a single-level
 dense grid at ``max_resolution``) gets the field's input dimensions too: for
 a series it is a dense (t, y, x) volume at ``max_resolution``, its time axis
 covering the same share of the box (so it varies over the same number of
-frames as the finest level), ``(max_resolution + 1)^3`` entries. A 2-D plane
+frames as the finest level), about ``max_resolution^3`` entries. A 2-D plane
 shared by all frames was the alternative; it would hold a static part of the
 field and leave all change in time to the hashed levels.
 """
