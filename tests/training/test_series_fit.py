@@ -73,8 +73,8 @@ def test_independent_frames_refuse_what_they_cannot_do(series, small_solver_conf
 
 
 @pytest.mark.parametrize("version", range(7))
-@pytest.mark.parametrize("interpolation", ["Linear", "Smoothstep"])
-def test_every_version_fits_a_series_in_3d(series, small_solver_config, version, interpolation):
+@pytest.mark.parametrize("interpolation", ["Linear", "Smoothstep", "CatmullRom", "BSpline"])
+def test_every_version_and_interpolation_fits_a_series_in_3d(series, small_solver_config, version, interpolation):
     config = small_solver_config(version=version, epochs_per_phase=2)
     config = dataclasses.replace(config, encoding=dataclasses.replace(config.encoding, interpolation=interpolation))
     solver = TwoPhaseSolver(series, config, progress=False)
