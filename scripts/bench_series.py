@@ -11,7 +11,8 @@ solver settings come from ``--config`` (default configs/v1.json: the seed
 protocol), with the batch raised to the whole series so that every step sees
 all (t, y, x) points as the seed protocol does for one frame.
 
-    python scripts/bench_series.py --nt 8 --frames-per-cell 2,4,8,16 --json out.json
+    python scripts/bench_series.py --nt 8 --ny 96 --nx 96 --set encoding.max_resolution=16 \
+        --frames-per-cell 2,8,32 --json out.json
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(REPO / "configs" / "v1.json"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, as hashwfa-train --set")
     parser.add_argument("--nt", type=int, default=8)
     parser.add_argument("--ny", type=int, default=200)
     parser.add_argument("--nx", type=int, default=178)
@@ -50,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    cfg = load_config(args.config, ["training.device=cpu", "encoding.backend=torch"])
+    cfg = load_config(args.config, ["training.device=cpu", "encoding.backend=torch", *args.set])
     flow = tuple(float(v) for v in args.flow.split(","))
     series = synthetic_series(nt=args.nt, ny=args.ny, nx=args.nx, seed=args.seed, noise=args.noise, flow=flow,
                               azimuth_rate=args.azimuth_rate)
