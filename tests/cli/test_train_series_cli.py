@@ -32,6 +32,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _run(tmp_path, data, *overrides):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     config = tmp_path / "c.json"
     config.write_text(CONFIG % {"data": json.dumps(data)})
     out = tmp_path / "out"
@@ -98,3 +99,28 @@ def test_a_plain_cube_without_wavelengths_is_a_clear_error(tmp_path, capsys, ser
     assert main([str(config), "--out", str(tmp_path / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "SST" in err and "data.wavelengths" in err
+
+
+def test_interrupted_joint_series_run_resumes_to_the_same_maps(tmp_path):
+    from hashwfa.cli.train import build_parser, run
+
+    data = {"synthetic": {"nt": NT, "ny": NY, "nx": NX, "model": "wfa"}}
+    reference = _run(tmp_path / "ref", data, "training.epochs_per_phase=8", "output.quicklook=false")
+    config = tmp_path / "c.json"
+    config.write_text(CONFIG % {"data": json.dumps(data)})
+    out = tmp_path / "resumed"
+    sets = ["--set", "training.epochs_per_phase=8", "--set", "training.checkpoint_every=3",
+            "--set", "output.quicklook=false"]
+    args = build_parser().parse_args([str(config), "--out", str(out), "--quiet", *sets])
+
+    def stop(phase, epoch):
+        if phase == "bqbu" and epoch == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(args, on_epoch_end=stop)
+    assert (out / "checkpoint.pt").is_file()
+    assert main([str(config), "--out", str(out), "--quiet", "--resume", *sets]) == 0
+    with fits.open(reference / "field.fits") as ref, fits.open(out / "field.fits") as res:
+        for name in ("BLOS", "BQ", "BU"):
+            np.testing.assert_array_equal(res[name].data, ref[name].data)
