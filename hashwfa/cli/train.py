@@ -179,6 +179,10 @@ def run(
     _check_out_dir(args, out_dir, config_dict)
     data = load_data(cfg)
     obs = data.observation
+    frame = cfg.output.frame
+    if frame is not None and obs.is_series and frame >= obs.nt:
+        raise HashwfaError(f"output.frame = {frame} but the series has frames 0..{obs.nt - 1}. "
+                           f"Fix: --set output.frame=N with N < {obs.nt} (or null for the middle one).")
     if obs.is_series and cfg.training.frames == "independent":
         solver: Any = IndependentFrames(obs, cfg.solver, progress=not args.quiet)
     else:

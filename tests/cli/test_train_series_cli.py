@@ -124,3 +124,11 @@ def test_interrupted_joint_series_run_resumes_to_the_same_maps(tmp_path):
     with fits.open(reference / "field.fits") as ref, fits.open(out / "field.fits") as res:
         for name in ("BLOS", "BQ", "BU"):
             np.testing.assert_array_equal(res[name].data, ref[name].data)
+
+
+def test_quicklook_frame_out_of_range_fails_before_training(tmp_path, capsys):
+    config = tmp_path / "c.json"
+    config.write_text(CONFIG % {"data": json.dumps({"synthetic": {"nt": NT, "ny": NY, "nx": NX}})})
+    assert main([str(config), "--out", str(tmp_path / "o"), "--quiet", "--set", f"output.frame={NT}"]) == 2
+    assert "output.frame" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
