@@ -53,6 +53,7 @@ from astropy.io import fits
 
 from hashwfa.errors import HashwfaError
 from hashwfa.wfa.fitsio import PathLike
+from hashwfa.wfa.io import WAVELENGTH_UNITS
 from hashwfa.wfa.lines import LINES, SpectralLine, get_line
 
 #: Default name of the coordinate-table extension and of its coordinate column.
@@ -60,8 +61,6 @@ WCS_TABLE = "WCS-TAB"
 WCS_COLUMN = "HPLN+HPLT+WAVE+TIME"
 #: Name of the extensions holding cavity maps (the FITS lookup-distortion convention).
 CAVITY_EXTENSION = "WCSDVARR"
-#: Wavelength units understood in CUNIT3 / BUNIT, as factors to Angstrom.
-WAVELENGTH_UNITS = {"nm": 10.0, "angstrom": 1.0, "a": 1.0, "m": 1e10, "um": 1e4, "pm": 1e-2}
 #: Tunings of later scans may differ from the first scan's by this fraction of the smallest step.
 SCAN_WAVELENGTH_TOLERANCE = 0.01
 #: Observation cards copied as they are into :attr:`SSTCube.spatial_header` when present.
@@ -161,7 +160,7 @@ def _fail(path: Path, message: str) -> HashwfaError:
 
 def _wavelength_factor(unit: Any, path: Path, what: str) -> float:
     key = str(unit).strip().lower()
-    if key not in WAVELENGTH_UNITS:
+    if key not in WAVELENGTH_UNITS or not key:
         raise _fail(path, f"{what} = {unit!r} is not a wavelength unit this reader knows "
                           f"({', '.join(WAVELENGTH_UNITS)}); SST cubes give the wavelengths in nm")
     return WAVELENGTH_UNITS[key]
