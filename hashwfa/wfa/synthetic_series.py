@@ -27,12 +27,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from astropy.io import fits
 
 from hashwfa.errors import HashwfaError
 from hashwfa.wfa.fields import FieldMaps
+from hashwfa.wfa.fitsio import provenance_cards, write_atomic
+from hashwfa.wfa.io import times_table
 from hashwfa.wfa.lines import SpectralLine
 from hashwfa.wfa.observation import Observation
 from hashwfa.wfa.physics import DEFAULT_QU_FORM
@@ -99,6 +103,44 @@ class SyntheticSeries:
                            weights=weights, unit="Ic",
                            source=f"synthetic series frame {t} (seed={p['seed']}, model={p['model']}, "
                                   f"noise={p['noise']:g})")
+
+    def write_fits(self, directory: Union[str, Path], overwrite: bool = False) -> Dict[str, Path]:
+        """Write ``stokes.fits`` (the series ``(nt, ny, nx, 4, nw)`` with its ``TIMES``
+        table), ``wavelengths.fits`` and ``truth.fits`` (BLOS, BQ, BU, BTRANS,
+        AZIMUTH ``(nt, ny, nx)``, the field before the PSF as INTR_*, and a
+        ``TIMES`` table) into ``directory`` (created if needed; atomic writes).
+
+        Returns:
+            ``{"stokes": path, "wavelengths": path, "truth": path}``.
+
+        Raises:
+            HashwfaError: when a file exists and ``overwrite`` is False.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        paths = {name: directory / f"{name}.fits" for name in ("stokes", "wavelengths", "truth")}
+        if not overwrite:
+            for path in paths.values():
+                if path.exists():
+                    raise HashwfaError(f"{path}: file exists; pass overwrite=True or choose another directory")
+        p = self.parameters
+        cards = {"SYNTHET": (True, "synthetic series made by hashwfa"), "SEED": (p["seed"], "random seed"),
+                 "NOISE": (p["noise"], "noise sigma in units of the continuum"),
+                 "MODEL": (p["model"], "forward model: zeeman (not the WFA) or wfa"),
+                 "FLOWY": (p["flow"][0], "[px/frame] drift along y"), "FLOWX": (p["flow"][1], "[px/frame] drift along x"),
+                 "AZRATE": (p["azimuth_rate"], "[deg/frame] rms rotation rate of the azimuths")}
+        self.observation().write_fits(paths["stokes"], paths["wavelengths"], overwrite=overwrite, header=cards)
+        hdr = fits.Header()
+        for key, value, comment in provenance_cards():
+            hdr[key] = (value, comment)
+        for key, value in cards.items():
+            hdr[key] = value
+        hdr.add_comment("True field of the synthetic series (PSF-weighted): BLOS, BQ, BU, BTRANS, AZIMUTH;")
+        hdr.add_comment("the field before the PSF as INTR_*; all (nt, ny, nx); frame times in TIMES.")
+        hdus = [fits.PrimaryHDU(header=hdr)] + self.truth.to_hdus() + self.intrinsic.to_hdus(prefix="INTR_")
+        hdus.append(times_table(self.times))
+        write_atomic(fits.HDUList(hdus), paths["truth"], overwrite=True)
+        return paths
 
     def frame_truth(self, t: int) -> FieldMaps:
         """The true maps ``(ny, nx)`` of frame ``t``."""

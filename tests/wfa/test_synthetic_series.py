@@ -106,3 +106,23 @@ def test_a_still_series_repeats_the_field():
 def test_bad_arguments_are_clear_errors(kwargs, message):
     with pytest.raises(HashwfaError, match=message):
         synthetic_series(**{"nt": 2, "ny": 8, "nx": 8, "model": "wfa", **kwargs})
+
+
+def test_write_fits_round_trip(tmp_path):
+    from astropy.io import fits
+
+    from hashwfa.wfa.fields import FieldMaps
+    from hashwfa.wfa.observation import Observation
+
+    s = synthetic_series(nt=2, ny=8, nx=6, seed=1, model="wfa", cadence=30.0)
+    paths = s.write_fits(tmp_path)
+    obs = Observation.from_fits(paths["stokes"], paths["wavelengths"])
+    assert obs.map_shape == (2, 8, 6)
+    np.testing.assert_array_equal(obs.times, [0.0, 30.0])
+    np.testing.assert_array_equal(obs.stokes, s.stokes.astype(np.float32))
+    truth = FieldMaps.from_fits(paths["truth"])
+    np.testing.assert_array_equal(truth.blos, s.truth.blos.astype(np.float32))
+    with fits.open(paths["truth"]) as hdul:
+        np.testing.assert_array_equal(hdul["TIMES"].data["TIME"], [0.0, 30.0])
+    with pytest.raises(HashwfaError, match="exists"):
+        s.write_fits(tmp_path)
