@@ -16,6 +16,7 @@ import torch
 
 from hashwfa.encodings import HashEncoding, NeuralField
 from hashwfa.training.checkpoint import STATE_FORMAT
+from hashwfa.training.geometry import FieldGeometry
 from hashwfa.training.settings import SolverConfig
 from hashwfa.wfa.loss import PHASES
 
@@ -36,7 +37,11 @@ def _seed_for(seed: int, phase: str) -> int:
 
 
 def build_field(
-    config: SolverConfig, phase: str, backend: Optional[str] = None, device: Optional[torch.device] = None
+    config: SolverConfig,
+    phase: str,
+    backend: Optional[str] = None,
+    device: Optional[torch.device] = None,
+    geometry: Optional[FieldGeometry] = None,
 ) -> NeuralField:
     """The untrained neural field of ``phase`` (``"blos"``: 1 output, ``"bqbu"``: 2).
 
@@ -46,12 +51,16 @@ def build_field(
         backend: overrides ``config.encoding.backend`` (e.g. to load a tcnn
             model on the torch path).
         device: where the field's parameters live (default CPU).
+        geometry: input dimensions and coordinate box (default: (y, x) in
+            [-1, 1]^2, a single frame).
     """
+    geometry = geometry or FieldGeometry()
     enc = config.encoding
     seed = _seed_for(config.training.seed, phase)
     encoding = HashEncoding(
         enc.version,
-        n_input_dims=2,
+        n_input_dims=geometry.n_input_dims,
+        bounding_box=geometry.bounding_box,
         n_levels=enc.n_levels,
         n_features_per_level=enc.n_features_per_level,
         log2_hashmap_size=enc.log2_hashmap_size,
@@ -72,11 +81,15 @@ def build_field(
 
 
 def model_bundle(
-    config: SolverConfig, backend: str, scales: Mapping[str, float], fields: Mapping[str, NeuralField]
+    config: SolverConfig,
+    backend: str,
+    scales: Mapping[str, float],
+    fields: Mapping[str, NeuralField],
+    geometry: Optional[FieldGeometry] = None,
 ) -> Dict[str, Any]:
     """Both fields' state_dicts, on the CPU, with what rebuilds them.
 
-    ``{"format", "config", "backend", "scales", "fields": {"blos", "bqbu"}}``;
+    ``{"format", "config", "backend", "scales", "geometry", "fields": {"blos", "bqbu"}}``;
     see :func:`fields_from_bundle`.
     """
     return {
@@ -84,6 +97,7 @@ def model_bundle(
         "config": config.to_dict(),
         "backend": backend,
         "scales": dict(scales),
+        "geometry": (geometry or FieldGeometry()).to_dict(),
         "fields": {
             p: {k: v.detach().to("cpu") for k, v in fields[p].state_dict().items()}
             for p in PHASES
@@ -102,9 +116,10 @@ def fields_from_bundle(
     active. Output scales are in ``bundle["scales"]``.
     """
     config = SolverConfig.from_dict(bundle["config"])
+    geometry = FieldGeometry.from_dict(bundle.get("geometry"))
     fields = {}
     for phase in PHASES:
-        net = build_field(config, phase, backend=backend, device=torch.device(device))
+        net = build_field(config, phase, backend=backend, device=torch.device(device), geometry=geometry)
         net.load_state_dict(bundle["fields"][phase])
         if net.encoding.progressive:
             net.encoding.set_active_levels(float(net.encoding.n_levels))

@@ -17,7 +17,7 @@ Typical use::
     from hashwfa.training import SolverConfig, TwoPhaseSolver
     solver = TwoPhaseSolver(observation, SolverConfig())
     result = solver.run()
-    result.blos          # (ny, nx) gauss
+    result.blos          # (ny, nx) gauss; (nt, ny, nx) for a series
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from hashwfa.errors import HashwfaError
 from hashwfa.training.checkpoint import DAMAGED_FIX, STATE_FORMAT, check_resumable, check_state_layout
 from hashwfa.training.divergence import DivergenceError, divergence_message, first_nonfinite, parameters_finite
 from hashwfa.training.footprint import check_training_memory
+from hashwfa.training.geometry import field_geometry
 from hashwfa.training.gradients import normalise_gradients
 from hashwfa.training.device import grid_backend_for, resolve_device
 from hashwfa.training.distributed import SINGLE_PROCESS, DistributedContext
@@ -114,7 +115,12 @@ class TwoPhaseSolver:
         self._baseline: Optional[FieldMaps] = None
 
         backend = grid_backend_for(self.device, config.encoding.backend)
-        self.fields = {p: build_field(config, p, backend=backend, device=self.device) for p in PHASES}
+        # A series is fitted as one field over (t, y, x) (training.frames "joint"; the
+        # "independent" per-frame fits are hashwfa.training.frames).
+        self.geometry = field_geometry(observation.map_shape, train.frames_per_cell, config.encoding.max_resolution)
+        self.fields = {
+            p: build_field(config, p, backend=backend, device=self.device, geometry=self.geometry) for p in PHASES
+        }
         self.backend = self.fields["blos"].encoding.backend
         dist.broadcast_parameters(self.fields.values())
         self.scales = {"blos": train.blos_scale, "bqbu": train.bqbu_scale}
@@ -187,10 +193,10 @@ class TwoPhaseSolver:
     def model_bundle(self) -> Dict[str, Any]:
         """Both fields' state_dicts, on the CPU, with what rebuilds them.
 
-        ``{"format", "config", "backend", "scales", "fields": {"blos", "bqbu"}}``;
+        ``{"format", "config", "backend", "scales", "geometry", "fields": {"blos", "bqbu"}}``;
         see :func:`hashwfa.training.model.fields_from_bundle`.
         """
-        return model_bundle(self.config, self.backend, self.scales, self.fields)
+        return model_bundle(self.config, self.backend, self.scales, self.fields, self.geometry)
 
     # --------------------------------------------------------------- training
 
@@ -375,7 +381,7 @@ class TwoPhaseSolver:
 
     @torch.no_grad()
     def predict(self, coordinates: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
-        """Scaled field outputs at ``coordinates`` ((N, 2) in [-1, 1], columns y, x).
+        """Scaled field outputs at ``coordinates`` ((N, D) in [-1, 1], columns y, x or, for a series, t, y, x).
 
         Default: every pixel centre of the observation, row-major. Returns
         ``{"blos": (N,) gauss, "bqbu": (N, 2) gauss^2}`` as float64 arrays.
@@ -408,7 +414,7 @@ class TwoPhaseSolver:
             raise DivergenceError(divergence_message(
                 f"the final loss is {final_loss}", "the evaluation after both phases", self.config.training.epochs_per_phase,
                 self.config.training.epochs_per_phase, self.optimizers[PHASES[-1]].param_groups[0]["lr"]))
-        shape = (obs.ny, obs.nx)
+        shape = obs.map_shape
         maps = FieldMaps.from_bqbu(
             pred["blos"].reshape(shape), pred["bqbu"][:, 0].reshape(shape), pred["bqbu"][:, 1].reshape(shape)
         )
