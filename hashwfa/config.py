@@ -54,6 +54,7 @@ from hashwfa.wfa.noise import StokesNoise, given_noise
 from hashwfa.wfa.observation import Observation
 from hashwfa.wfa.synthetic import MODELS as SYNTHETIC_MODELS
 from hashwfa.wfa.synthetic import synthetic_plage
+from hashwfa.wfa.synthetic_series import synthetic_series
 
 #: The line of a run whose config and data name none.
 DEFAULT_LINE = "5173"
@@ -80,7 +81,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """Parameters of the built-in synthetic plage (:func:`hashwfa.wfa.synthetic.synthetic_plage`)."""
+    """Parameters of the built-in synthetic plage (:func:`hashwfa.wfa.synthetic.synthetic_plage`), or with
+    ``nt`` > 1 of a synthetic time series (:func:`hashwfa.wfa.synthetic_series.synthetic_series`)."""
 
     ny: int = setting(200, "Pixels along y.", min=2)
     nx: int = setting(178, "Pixels along x.", min=2)
@@ -94,6 +96,15 @@ class SyntheticConfig:
         "or 'wfa' (exactly the WFA).",
         choices=SYNTHETIC_MODELS,
     )
+    nt: int = setting(
+        1,
+        "Frames: 1 = the synthetic plage; more = a time series of it (advected by data.synthetic.flow, "
+        "azimuths turning, fresh noise in every frame).",
+        min=1,
+    )
+    flow: Tuple[float, float] = setting((0.25, 0.5), "Series: drift (vy, vx) of the field, pixels per frame.")
+    azimuth_rate: float = setting(2.0, "Series: rms rotation rate of the azimuths, degrees per frame.", min=0.0)
+    cadence: float = setting(20.0, "Series: time between frames, seconds.", gt=0.0)
 
 
 @dataclass(frozen=True)
@@ -102,11 +113,15 @@ class DataConfig:
 
     path: Optional[str] = setting(
         None,
-        "Stokes FITS file, array (ny, nx, 4, nw) in the order I, Q, U, V; null = synthetic "
-        "plage. Relative to the config file's directory.",
+        "Stokes FITS file, array (ny, nx, 4, nw) in the order I, Q, U, V, or a time series "
+        "(nt, ny, nx, 4, nw) (frame times from its TIMES table), or a reduced CRISP/CHROMIS cube of the "
+        "SST pipeline (*_im.fits: wavelengths and times from its WCS-TAB table; leave data.wavelengths "
+        "null); null = synthetic plage. Relative to the config file's directory.",
     )
     wavelengths: Optional[str] = setting(
-        None, "FITS file of the nw wavelengths in angstrom relative to the line centre (with data.path)."
+        None,
+        "FITS file of the nw wavelengths in angstrom relative to the line centre (with data.path); "
+        "null with data.path = an SST pipeline cube.",
     )
     active_indices: Tuple[int, ...] = setting(
         (5, 6, 7), "Wavelength indices used in the fit (0-based).", min=0
@@ -138,6 +153,9 @@ class OutputConfig:
         False,
         "Write the neural field's sigma maps SIGMA_* (trains uncertainty.members extra fields, "
         "each as long as the fit). The pixel-wise WFA's WFA_SIGMA_* are always written.",
+    )
+    frame: Optional[int] = setting(
+        None, "Time series: the frame quicklook.png shows (0-based); null = the middle one.", min=0
     )
 
 
@@ -274,12 +292,11 @@ def _cross_checks(cfg: RunConfig, ctx: Problems, base_dir: Optional[Path]) -> Ru
             "use either data.path + data.wavelengths (FITS) or data.synthetic, not both "
             "(on the command line: --set data.synthetic=null)",
         )
-    if (data.path is None) != (data.wavelengths is None):
-        missing = "data.wavelengths" if data.wavelengths is None else "data.path"
+    if data.path is None and data.wavelengths is not None:
         ctx.error(
-            missing,
-            "is missing: FITS data needs both data.path (Stokes) and data.wavelengths",
-            f"add '{missing}' (a FITS file path), or remove the other to use the synthetic plage",
+            "data.path",
+            "is missing: data.wavelengths is set but no Stokes cube",
+            "add 'data.path' (a FITS file path), or remove data.wavelengths to use the synthetic plage",
         )
     if len(set(data.active_indices)) != len(data.active_indices):
         ctx.error(
@@ -422,7 +439,8 @@ class LoadedData:
     Attributes:
         observation: the :class:`hashwfa.wfa.observation.Observation`.
         truth: for synthetic data, maps ``.blos .bq .bu .bt .azimuth``
-            ``(ny, nx)`` (gauss, gauss^2, radians); None for real data.
+            ``(ny, nx)``, or ``(nt, ny, nx)`` for a series (gauss, gauss^2,
+            radians); None for real data.
         description: one line saying where the data came from.
         noise: the Stokes noise ``data.noise`` gives (checked against the
             data's wavelengths), or None: estimate it from the data.
@@ -440,9 +458,19 @@ def _has_line_keyword(path: str) -> bool:
 
 
 def load_data(config: RunConfig) -> LoadedData:
-    """Build the observation of ``config.data`` (FITS files or the synthetic plage)."""
+    """Build the observation of ``config.data`` (FITS files, an SST cube, or the synthetic plage or series)."""
     data = config.data
-    if data.path is not None:
+    if data.path is not None and data.wavelengths is None:
+        try:
+            obs = Observation.from_sst(data.path, line=config.line, active_indices=data.active_indices,
+                                       weights=data.weights)
+        except HashwfaError as exc:
+            raise HashwfaError(f"{exc} (data.wavelengths is null, so data.path was read as an SST pipeline "
+                               "cube; for any other FITS cube give data.wavelengths)") from None
+        truth = None
+        frames = f", {obs.nt} scans" if obs.is_series else ""
+        description = f"SST cube {data.path}{frames}"
+    elif data.path is not None:
         obs = Observation.from_fits(
             data.path,
             data.wavelengths,
@@ -456,6 +484,16 @@ def load_data(config: RunConfig) -> LoadedData:
             description += " (from the cube's LINE header)" if _has_line_keyword(data.path) else " (the default; no LINE header)"
     else:
         s = data.synthetic or SyntheticConfig()
+        if s.nt > 1:
+            series = synthetic_series(
+                nt=s.nt, ny=s.ny, nx=s.nx, seed=s.seed, noise=s.noise, model=s.model, line=config.line or DEFAULT_LINE,
+                active_indices=data.active_indices, flow=tuple(s.flow), azimuth_rate=s.azimuth_rate,
+                cadence=s.cadence,
+            )
+            description = (f"synthetic series {s.nt}x{s.ny}x{s.nx} (flow {tuple(s.flow)} px/frame, "
+                           f"every {s.cadence:g} s), model {s.model!r}, noise {s.noise:g}, seed {s.seed}")
+            return LoadedData(observation=series.observation(weights=data.weights), truth=series.truth,
+                              description=description)
         plage = synthetic_plage(
             ny=s.ny,
             nx=s.nx,

@@ -1,5 +1,10 @@
 """The quick-look PNG of a run: maps, pixel-wise and regularised WFA maps, loss curves, errors.
 
+For a time series (maps ``(nt, ny, nx)``) it shows one chosen frame and adds
+a row with the time evolution of a few summary numbers: mean |B_los|, mean
+B_t, and against the truth the B_los RMS and azimuth mean absolute errors
+per frame, for the field and the pixel-wise WFA.
+
 Uses matplotlib's object-oriented API on an Agg canvas (no pyplot, no global
 state, no display needed).
 """
@@ -14,6 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from hashwfa.atomic import atomic_path
+from hashwfa.errors import HashwfaError
 from hashwfa.wfa.fields import FieldMaps, FieldSigmas
 from hashwfa.wfa.physics import azimuth_difference
 
@@ -41,6 +47,36 @@ def _show(fig: Figure, ax: Any, data: np.ndarray, title: str, cmap: str, vmin: f
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).set_label(unit, fontsize=8)
 
 
+def _frame(maps: Any, t: int) -> Any:
+    """Frame ``t`` of ``(nt, ny, nx)`` :class:`FieldMaps` or :class:`FieldSigmas`."""
+    return type(maps)(**{name: value[t] for name, value in maps.as_dict().items()})
+
+
+def _time_evolution(fig: Figure, axes: Any, maps: FieldMaps, wfa: FieldMaps, truth: Optional[FieldMaps],
+                    times: np.ndarray, frame: int) -> None:
+    """One row of per-frame summary numbers against time, the shown frame marked."""
+    def per_frame(values: np.ndarray) -> np.ndarray:
+        return np.nanmean(values.reshape(values.shape[0], -1), axis=1)
+
+    curves = [("mean |B_los| [G]", lambda m: per_frame(np.abs(m.blos))),
+              ("mean B_t [G]", lambda m: per_frame(m.bt))]
+    if truth is not None:
+        curves += [("B_los RMS error [G]", lambda m: np.sqrt(per_frame((m.blos - truth.blos) ** 2))),
+                   ("azimuth mean abs. error [deg]",
+                    lambda m: np.degrees(per_frame(azimuth_difference(m.azimuth, truth.azimuth))))]
+    for ax, (label, summary) in zip(axes, curves):
+        ax.plot(times, summary(maps), "o-", color="C0", label="neural field", markersize=3)
+        ax.plot(times, summary(wfa), "s--", color="C2", label="pixel-wise WFA", markersize=3)
+        if truth is not None and "error" not in label:
+            ax.plot(times, summary(truth), "-", color="k", label="truth", linewidth=1)
+        ax.axvline(times[frame], color="0.6", linewidth=0.8)
+        ax.set_xlabel("time [s]")
+        ax.set_title(label, fontsize=9)
+        ax.legend(fontsize=7)
+    for ax in axes[len(curves):]:
+        ax.set_axis_off()
+
+
 def write_quicklook(
     path: Union[str, Path],
     maps: FieldMaps,
@@ -53,6 +89,8 @@ def write_quicklook(
     regularized: Optional[FieldMaps] = None,
     title: str = "",
     dpi: int = 100,
+    times: Optional[np.ndarray] = None,
+    frame: Optional[int] = None,
 ) -> None:
     """Write the quick-look PNG atomically.
 
@@ -63,26 +101,46 @@ def write_quicklook(
     given the field's sigma maps (with the pixel-wise WFA's sigma of B_los in
     the last column when ``wfa_sigmas`` is given). The last column of the
     first two rows shows the loss (and learning rate) per epoch of both
-    phases.
+    phases. For a series, the map rows show frame ``frame`` and a last row
+    the time evolution (see the module docstring).
 
     Args:
         maps, wfa, truth: the neural field's, the pixel-wise WFA's and the
-            true maps (truth: synthetic data only), (ny, nx).
+            true maps (truth: synthetic data only), (ny, nx) or a series
+            (nt, ny, nx).
         sigmas, wfa_sigmas: one-sigma maps of the field and of the
-            pixel-wise WFA (:class:`FieldSigmas`), or None.
-        regularized: the regularised WFA's maps, (ny, nx), or None.
+            pixel-wise WFA (:class:`FieldSigmas`), or None; like the maps.
+        regularized: the regularised WFA's maps, like the maps, or None.
         history: ``{"blos": {"loss": [...], "lr": [...]}, "bqbu": {...}}``.
         title: the figure's title (version, data, final loss).
+        times: ``(nt,)`` frame times [s] of a series (default: frame numbers).
+        frame: the frame to show (default the middle one, ``nt // 2``).
     """
+    series = maps.blos.ndim == 3
+    if series:
+        nt = maps.blos.shape[0]
+        frame = nt // 2 if frame is None else int(frame)
+        if not 0 <= frame < nt:
+            raise HashwfaError(f"quick-look frame {frame} out of range: the series has frames 0..{nt - 1}")
+        times = np.arange(nt, dtype=float) if times is None else np.asarray(times, dtype=float)
+        all_maps, all_wfa, all_truth = maps, wfa, truth
+        maps, wfa = _frame(maps, frame), _frame(wfa, frame)
+        truth = None if truth is None else _frame(truth, frame)
+        sigmas = None if sigmas is None else _frame(sigmas, frame)
+        wfa_sigmas = None if wfa_sigmas is None else _frame(wfa_sigmas, frame)
+        regularized = None if regularized is None else _frame(regularized, frame)
+        title = f"{title}  [frame {frame} of {nt}, t = {times[frame]:.4g} s]".strip()
     sources = [("neural field", maps), ("pixel-wise WFA", wfa)]
     if regularized is not None:
         sources.append(("regularised WFA", regularized))
-    rows = len(sources) + (truth is not None) + (sigmas is not None)
+    rows = len(sources) + (truth is not None) + (sigmas is not None) + int(series)
     fig = Figure(figsize=(16, 4.2 * rows), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, 4)
     if title:
         fig.suptitle(title, fontsize=11)
+    if series:
+        _time_evolution(fig, axes[-1], all_maps, all_wfa, all_truth, times, frame)
 
     blos_lim = _limits(maps.blos, wfa.blos, symmetric=True)
     bt_lim = _limits(maps.bt, wfa.bt, symmetric=False)
@@ -127,7 +185,7 @@ def write_quicklook(
         axes[2, 3].axis("off")
 
     if sigmas is not None:
-        row = rows - 1
+        row = len(sources) + (truth is not None)
         # Sigmas share the colour scale of the field's own sigma (the WFA's is much larger).
         lim = (0.0, _limits(sigmas.blos, symmetric=False)[1])
         _show(fig, axes[row, 0], sigmas.blos, "field: sigma of B_los", "cividis", *lim, "G")

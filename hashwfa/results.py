@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ from hashwfa.schema import flatten
 from hashwfa.training.model import fields_from_bundle
 from hashwfa.wfa.fields import FieldMaps, FieldSigmas
 from hashwfa.wfa.fitsio import provenance_cards
+from hashwfa.wfa.io import DATE_KEYS, times_table
 from hashwfa.wfa.noise import StokesNoise
 from hashwfa.wfa.physics import azimuth_difference
 from hashwfa.wfa.regularized import RegularizedResult
@@ -126,7 +127,10 @@ def load_model(path: Union[str, Path], backend: str = "torch", device: str = "cp
     Returns:
         ``{"blos": NeuralField, "bqbu": NeuralField, "scales": {...}, "config": {...}}``;
         ``fields["blos"](x) * scales["blos"]`` is B_los in gauss at
-        coordinates ``x`` (N, 2) in [-1, 1] (columns y, x).
+        coordinates ``x`` (N, 2) in [-1, 1] (columns y, x), or (N, 3)
+        (columns t, y, x) for a series fitted jointly. A series fitted frame
+        by frame (``training.frames = "independent"``) gives
+        ``{"frames": [one such dict per frame]}``.
     """
     path = Path(path)
     if not path.is_file():
@@ -138,6 +142,13 @@ def load_model(path: Union[str, Path], backend: str = "torch", device: str = "cp
             f"'{path}' is not a readable hashwfa model ({type(exc).__name__}: {exc}). "
             "Fix: give the model.pt of a finished hashwfa-train run."
         ) from None
+    if isinstance(bundle, dict) and isinstance(bundle.get("frames"), list):
+        return {"frames": [_fields_of(frame, path, backend, device) for frame in bundle["frames"]]}
+    return _fields_of(bundle, path, backend, device)
+
+
+def _fields_of(bundle: Any, path: Path, backend: str, device: str) -> Dict[str, Any]:
+    """The fields, scales and config of one model bundle (see :func:`load_model`)."""
     missing = [k for k in ("fields", "scales", "config") if not isinstance(bundle, dict) or k not in bundle]
     if missing:
         raise HashwfaError(f"'{path}' is not a hashwfa model: it lacks {', '.join(missing)}.")
@@ -206,11 +217,15 @@ def write_field_fits(
     wfa_sigmas: Optional[FieldSigmas] = None,
     noise: Optional[StokesNoise] = None,
     regularized: Optional[RegularizedResult] = None,
+    times: Optional[np.ndarray] = None,
+    map_cards: Sequence[Tuple[str, Any, str]] = (),
+    notes: Sequence[str] = (),
 ) -> None:
     """Write ``field.fits`` atomically.
 
     Args:
-        maps: the neural field's maps, (ny, nx).
+        maps: the neural field's maps, (ny, nx), or (nt, ny, nx) for a time
+            series (time along the first numpy axis, FITS axis 3).
         wfa: the pixel-wise WFA maps (written as ``WFA_*``).
         regularized: the regularised WFA (maps written as ``REG_*``, its
             weights as header cards, :func:`regularized_cards`) or None.
@@ -218,12 +233,20 @@ def write_field_fits(
             ``{"ENCVER": (1, "...")}`` (keys of at most 8 characters).
         config: the resolved config (plain JSON), written as HISTORY cards
             ``key.path = value``, one per key.
-        valid: (ny, nx) bool, pixels used in the fit (written as VALID).
+        valid: bool like the maps, pixels used in the fit (written as VALID).
         truth: the true maps (synthetic data, written as ``TRUE_*``) or None.
         sigmas: one-sigma maps of the neural field (``SIGMA_*``) or None.
         wfa_sigmas: one-sigma maps of the pixel-wise WFA (``WFA_SIGMA_*``) or None.
         noise: the Stokes noise the sigmas assume (header ``NOISE_I`` .. ``NOISE_V``,
             ``NOISEMTH``) or None.
+        times: ``(nt,)`` frame times [s] of a series, written as a ``TIMES``
+            table (column ``TIME``); None when unknown or for one frame.
+        map_cards: ``(keyword, value, comment)`` cards of the input carried
+            over (its spatial WCS for FITS axes 1 = x and 2 = y, DATEREF and
+            other dates): into every map's header, dates also into the
+            primary header.
+        notes: sentences on what the reader assumed or left out (e.g. SST
+            cavity maps), written as COMMENT cards of the primary header.
     """
     primary = fits.PrimaryHDU()
     header = primary.header
@@ -240,6 +263,16 @@ def write_field_fits(
     header.add_comment("Maps: BLOS, BQ, BU, BTRANS, AZIMUTH = neural field; WFA_* = pixel-wise")
     header.add_comment("weak-field approximation; REG_* = spatially regularised WFA (weights")
     header.add_comment("REGALPV, REGALPQU); TRUE_* = the truth (synthetic data only).")
+    series = maps.blos.ndim == 3
+    if series:
+        header["HWAXES"] = ("T,Y,X", "numpy order of the maps (FITS NAXIS3..1)")
+        header.add_comment("Time series: maps (nt, ny, nx), frame along FITS axis 3; frame times [s] in the")
+        header.add_comment("TIMES table (since DATEREF when given).")
+    for key, value, comment in map_cards:
+        if key in DATE_KEYS:
+            header[key] = (value, comment)
+    for note in notes:
+        header.add_comment(note)
     header.add_history("Resolved config (also in config.json), one key per card:")
     for key, value in flatten(config).items():
         header.add_history(f"{key} = {json.dumps(value)}")
@@ -257,5 +290,10 @@ def write_field_fits(
         hdu = fits.ImageHDU(np.asarray(valid, dtype=np.uint8), name="VALID")
         hdu.header["BUNIT"] = ("", "1 = pixel used in the fit (mask and finite)")
         hdus.append(hdu)
+    for hdu in hdus[1:]:
+        for key, value, comment in map_cards:
+            hdu.header[key] = (value, comment)
+    if series and times is not None:
+        hdus.append(times_table(times))
     with atomic_path(path) as tmp:
         fits.HDUList(hdus).writeto(tmp)

@@ -157,8 +157,8 @@ def test_wrong_type_and_out_of_range_name_key_and_fix(tmp_path):
 
 
 def test_data_combinations_are_checked(tmp_path):
-    msg, _ = error_of(tmp_path, '{"data": {"path": "s.fits"}}')
-    assert "'data.wavelengths'" in msg
+    msg, _ = error_of(tmp_path, '{"data": {"wavelengths": "w.fits"}}')
+    assert "'data.path'" in msg
     msg, _ = error_of(tmp_path, '{"data": {"path": "s.fits", "wavelengths": "w.fits", "synthetic": {}}}')
     assert "'data.synthetic'" in msg and "data.path" in msg
 

@@ -45,7 +45,8 @@ def test_available_memory_is_known_here():
 
 def test_too_large_synthetic_cube_is_refused_with_the_numbers(monkeypatch):
     monkeypatch.setattr(memory, "available_memory", lambda: 10**9)
-    with pytest.raises(HashwfaError, match=r"needs at least 2\.22 GB.*only 1 GB is available.*data\.synthetic\.ny"):
+    # two float64 cubes: 2 x 10000 x 178 x 4 x 13 x 8 B = 1.48 GB
+    with pytest.raises(HashwfaError, match=r"needs at least 1\.48 GB.*only 1 GB is available.*data\.synthetic\.ny"):
         synthetic_plage(ny=10000, nx=178)
 
 
@@ -55,7 +56,7 @@ def test_cli_refuses_a_huge_synthetic_plage(tmp_path, monkeypatch, capsys):
     config.write_text("{}")
     assert main([str(config), "--out", str(tmp_path / "o"), "--quiet", "--set", "data.synthetic.ny=100000"]) == 2
     err = capsys.readouterr().err
-    assert "22.2 GB" in err and "1 GB is available" in err and "Traceback" not in err
+    assert "14.8 GB" in err and "1 GB is available" in err  # 2 x 100000 x 178 x 4 x 13 x 8 B and "Traceback" not in err
     assert not (tmp_path / "o").exists()
 
 

@@ -28,7 +28,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from hashwfa import results
 from hashwfa.config import config_to_dict, describe_keys, load_config, load_data, validate_config
@@ -39,7 +39,7 @@ from hashwfa.lock import LOCK_NAME, DirectoryLock
 from hashwfa.encodings.backend import BACKENDS
 from hashwfa.quicklook import write_quicklook
 from hashwfa.schema import differing_keys, flatten
-from hashwfa.training import TwoPhaseSolver
+from hashwfa.training import IndependentFrames, TwoPhaseSolver
 from hashwfa.training.checkpoint import RESUMABLE_CHANGES
 from hashwfa.training.device import DEVICES, resolve_device
 from hashwfa.training.distributed import DEFAULT_TIMEOUT_MINUTES, SINGLE_PROCESS, DistributedContext, init_distributed
@@ -214,7 +214,18 @@ def _run_ranked(
     if dist.is_primary:
         _check_out_dir(args, out_dir, config_dict)
     data = load_data(cfg)
-    solver = TwoPhaseSolver(data.observation, cfg.solver, progress=not args.quiet, dist=dist)
+    obs = data.observation
+    frame = cfg.output.frame
+    if frame is not None and obs.is_series and frame >= obs.nt:
+        raise HashwfaError(f"output.frame = {frame} but the series has frames 0..{obs.nt - 1}. "
+                           f"Fix: --set output.frame=N with N < {obs.nt} (or null for the middle one).")
+    if obs.is_series and cfg.training.frames == "independent":
+        if dist.enabled:
+            raise HashwfaError("training.frames = 'independent' runs in one process. Fix: run it without "
+                               "torchrun, or fit the series jointly (training.frames = 'joint').")
+        solver: Any = IndependentFrames(obs, cfg.solver, progress=not args.quiet)
+    else:
+        solver = TwoPhaseSolver(obs, cfg.solver, progress=not args.quiet, dist=dist)
 
     lock = DirectoryLock(make_directory(out_dir)).acquire() if dist.is_primary else None
     try:
@@ -230,7 +241,7 @@ def _run_locked(
     config_dict: Dict[str, Any],
     out_dir: Path,
     data: Any,
-    solver: TwoPhaseSolver,
+    solver: Union[TwoPhaseSolver, IndependentFrames],
     on_epoch_end: Optional[Callable[[str, int], None]],
     dist: DistributedContext = SINGLE_PROCESS,
 ) -> TrainRun:
@@ -289,7 +300,7 @@ def _run_locked(
     except HashwfaError as exc:
         reg = None
         print(f"{PROG}: warning: no regularised WFA for these data ({exc})", file=sys.stderr)
-    valid = obs.valid.reshape(obs.ny, obs.nx)
+    valid = obs.valid.reshape(obs.map_shape)
     metrics: Dict[str, float] = {}
     if data.truth is not None:
         metrics = {
@@ -299,6 +310,8 @@ def _run_locked(
         if reg is not None:
             metrics.update({f"reg_{k}": v for k, v in results.error_metrics(reg.maps, data.truth, valid).items()})
     enc = cfg.encoding
+    # The smoothness weights (independent frames: each frame has its own; not recorded).
+    penalties = getattr(solver, "penalty_weights", {})
     provenance = {
         "ENCVER": (enc.version, "hashwfa encoding version V0..V6"),
         "BACKEND": (result.backend, "grid backend used"),
@@ -313,8 +326,8 @@ def _run_locked(
         "WORLDSZ": (dist.world_size, "processes (torch.distributed ranks) of the fit"),
         **{f"MAXRES{k}": (cfg.solver.field_encoding(p).max_resolution, f"max_resolution of the {p} field")
            for p, k in (("blos", "V"), ("bqbu", "QU"))},
-        **{f"PEN{k}{c}": (getattr(solver.penalty_weights[p], a), f"regularization {p}: {a}")
-           for p, k in (("blos", "V"), ("bqbu", "QU")) if p in solver.penalty_weights
+        **{f"PEN{k}{c}": (getattr(penalties[p], a), f"regularization {p}: {a}")
+           for p, k in (("blos", "V"), ("bqbu", "QU")) if p in penalties
            for c, a in (("G2", "squared_gradient"), ("TV", "total_variation"), ("EPS", "tv_eps"))},
     }
     results.write_field_fits(
@@ -329,6 +342,9 @@ def _run_locked(
         wfa_sigmas=uncertainty.wfa_sigmas,
         noise=uncertainty.noise,
         regularized=reg,
+        times=obs.times,
+        map_cards=obs.map_cards,
+        notes=obs.notes,
     )
     results.write_json(
         out_dir / results.HISTORY_JSON,
@@ -345,7 +361,7 @@ def _run_locked(
             "backend": result.backend,
             "data": data.description,
             "uncertainty": uncertainty.history(),
-            "regularization": {p: w.as_dict() for p, w in solver.penalty_weights.items()},
+            "regularization": {p: w.as_dict() for p, w in penalties.items()},
             "world_size": dist.world_size,
         },
     )
@@ -363,6 +379,8 @@ def _run_locked(
             title=f"hashwfa V{enc.version} ({result.backend}, {result.device}) on {data.description}; "
             f"final loss {result.final_loss:.4g}",
             dpi=cfg.output.dpi,
+            times=obs.times,
+            frame=cfg.output.frame,
         )
     # The run is complete: the checkpoint is no longer needed (model.pt holds the fields).
     (out_dir / results.CHECKPOINT_PT).unlink(missing_ok=True)

@@ -6,11 +6,15 @@ model it trains and its saved form (:mod:`.model`), where it runs
 (:mod:`.device`), the two-phase loop and its evaluation (:mod:`.solver`),
 the warm start from a WFA map (:mod:`.warm_start`), checkpoints
 (:mod:`.checkpoint`), gradient normalisation (:mod:`.gradients`) and the
-result (:mod:`.result`).
+result (:mod:`.result`). A time series is fitted as one field over
+(t, y, x) placed in the grid by :mod:`.geometry`, or frame by frame
+(:mod:`.frames`).
 """
 
 from hashwfa.training.checkpoint import STATE_FORMAT, check_resumable
 from hashwfa.training.device import DEVICES, grid_backend_for, resolve_device
+from hashwfa.training.frames import IndependentFrames
+from hashwfa.training.geometry import FieldGeometry, field_geometry, time_share
 from hashwfa.training.model import build_field, fields_from_bundle, model_bundle
 from hashwfa.training.result import SolverResult
 from hashwfa.training.settings import EncodingConfig, NetworkConfig, PhysicsConfig, SolverConfig, TrainingConfig
@@ -20,6 +24,8 @@ from hashwfa.wfa.loss import PHASES
 __all__ = [
     "DEVICES",
     "EncodingConfig",
+    "FieldGeometry",
+    "IndependentFrames",
     "NetworkConfig",
     "PHASES",
     "PhysicsConfig",
@@ -30,8 +36,10 @@ __all__ = [
     "TwoPhaseSolver",
     "build_field",
     "check_resumable",
+    "field_geometry",
     "fields_from_bundle",
     "grid_backend_for",
     "model_bundle",
     "resolve_device",
+    "time_share",
 ]

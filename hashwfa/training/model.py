@@ -10,12 +10,13 @@ from a :class:`SolverConfig` and turns trained fields into a model bundle
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Union
 
 import torch
 
 from hashwfa.encodings import HashEncoding, NeuralField
 from hashwfa.training.checkpoint import STATE_FORMAT
+from hashwfa.training.geometry import FieldGeometry
 from hashwfa.training.settings import SolverConfig
 from hashwfa.wfa.loss import PHASES
 
@@ -36,7 +37,11 @@ def _seed_for(seed: int, phase: str) -> int:
 
 
 def build_field(
-    config: SolverConfig, phase: str, backend: Optional[str] = None, device: Optional[torch.device] = None
+    config: SolverConfig,
+    phase: str,
+    backend: Optional[str] = None,
+    device: Optional[torch.device] = None,
+    geometry: Optional[FieldGeometry] = None,
 ) -> NeuralField:
     """The untrained neural field of ``phase`` (``"blos"``: 1 output, ``"bqbu"``: 2).
 
@@ -46,12 +51,16 @@ def build_field(
         backend: overrides the field's ``encoding.backend`` (e.g. to load a tcnn
             model on the torch path).
         device: where the field's parameters live (default CPU).
+        geometry: input dimensions and coordinate box (default: (y, x) in
+            [-1, 1]^2, a single frame).
     """
+    geometry = geometry or FieldGeometry()
     enc = config.field_encoding(phase)  # the shared encoding with this field's overrides
     seed = _seed_for(config.training.seed, phase)
     encoding = HashEncoding(
         enc.version,
-        n_input_dims=2,
+        n_input_dims=geometry.n_input_dims,
+        bounding_box=geometry.bounding_box,
         n_levels=enc.n_levels,
         n_features_per_level=enc.n_features_per_level,
         log2_hashmap_size=enc.log2_hashmap_size,
@@ -72,18 +81,27 @@ def build_field(
 
 
 def model_bundle(
-    config: SolverConfig, backend: str, scales: Mapping[str, float], fields: Mapping[str, NeuralField]
+    config: SolverConfig,
+    backend: str,
+    scales: Mapping[str, float],
+    fields: Mapping[str, NeuralField],
+    geometry: Union[None, FieldGeometry, Mapping[str, FieldGeometry]] = None,
 ) -> Dict[str, Any]:
     """Both fields' state_dicts, on the CPU, with what rebuilds them.
 
-    ``{"format", "config", "backend", "scales", "fields": {"blos", "bqbu"}}``;
-    see :func:`fields_from_bundle`.
+    ``{"format", "config", "backend", "scales", "geometry", "geometries", "fields": {"blos", "bqbu"}}``;
+    ``geometry`` is one for both fields or one per phase (their max_resolution
+    may differ, and with it a series' time share); ``"geometries"`` holds each
+    field's, ``"geometry"`` the B_los field's. See :func:`fields_from_bundle`.
     """
+    per_phase = geometry if isinstance(geometry, Mapping) else {p: geometry or FieldGeometry() for p in PHASES}
     return {
         "format": STATE_FORMAT,
         "config": config.to_dict(),
         "backend": backend,
         "scales": dict(scales),
+        "geometry": per_phase["blos"].to_dict(),
+        "geometries": {p: per_phase[p].to_dict() for p in PHASES},
         "fields": {
             p: {k: v.detach().to("cpu") for k, v in fields[p].state_dict().items()}
             for p in PHASES
@@ -102,9 +120,11 @@ def fields_from_bundle(
     active. Output scales are in ``bundle["scales"]``.
     """
     config = SolverConfig.from_dict(bundle["config"])
+    geometries = bundle.get("geometries") or {}  # bundles before per-field encodings: one geometry
     fields = {}
     for phase in PHASES:
-        net = build_field(config, phase, backend=backend, device=torch.device(device))
+        geometry = FieldGeometry.from_dict(geometries.get(phase, bundle.get("geometry")))
+        net = build_field(config, phase, backend=backend, device=torch.device(device), geometry=geometry)
         net.load_state_dict(bundle["fields"][phase])
         if net.encoding.progressive:
             net.encoding.set_active_levels(float(net.encoding.n_levels))

@@ -18,7 +18,7 @@ class SolverResult:
 
     Attributes:
         maps: the neural field's :class:`~hashwfa.wfa.fields.FieldMaps`,
-            ``(ny, nx)`` float64 over the whole field of view (masked pixels
+            ``(ny, nx)``, or ``(nt, ny, nx)`` for a series, float64 over the whole field of view (masked pixels
             included: the neural field is defined everywhere): ``blos`` [G],
             ``bq``, ``bu`` [G^2], ``bt`` = (B_Q^2 + B_U^2)^(1/4) [G],
             ``azimuth`` = atan2(B_U, B_Q) / 2 in [0, pi) [rad]. The same

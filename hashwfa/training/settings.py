@@ -217,6 +217,19 @@ class TrainingConfig:
     checkpoint_every: int = setting(
         50, "Save a resumable checkpoint every this many epochs (and at the end of each phase).", min=1
     )
+    frames: str = setting(
+        "joint",
+        "Time series: 'joint' fits one field over (t, y, x) to all frames; 'independent' fits a "
+        "(y, x) field to each frame on its own (for comparison). No effect on a single frame.",
+        choices=("joint", "independent"),
+    )
+    frames_per_cell: float = setting(
+        8.0,
+        "Time series, joint fit: a cell of the finest grid level spans this many frames; sets the "
+        "time axis's share of the grid box (hashwfa.training.geometry). Default measured on synthetic "
+        "series (BENCHMARKS.md).",
+        gt=0.0,
+    )
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ Typical use::
     from hashwfa.training import SolverConfig, TwoPhaseSolver
     solver = TwoPhaseSolver(observation, SolverConfig())
     result = solver.run()
-    result.blos          # (ny, nx) gauss
+    result.blos          # (ny, nx) gauss; (nt, ny, nx) for a series
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from hashwfa.errors import HashwfaError
 from hashwfa.training.checkpoint import DAMAGED_FIX, STATE_FORMAT, check_resumable, check_state_layout
 from hashwfa.training.divergence import DivergenceError, divergence_message, first_nonfinite, parameters_finite
 from hashwfa.training.footprint import check_training_memory
+from hashwfa.training.geometry import field_geometry
 from hashwfa.training.gradients import normalise_gradients
 from hashwfa.training.device import grid_backend_for, resolve_device
 from hashwfa.training.distributed import SINGLE_PROCESS, DistributedContext
@@ -114,9 +115,17 @@ class TwoPhaseSolver:
         # training.init_from: the baseline map both phases start from, made when first needed.
         self._baseline: Optional[FieldMaps] = None
 
+        # A series is fitted as one field over (t, y, x) (training.frames "joint"; the
+        # "independent" per-frame fits are hashwfa.training.frames). Each field's own
+        # max_resolution (encoding_blos / encoding_bqbu) sets its time share.
+        self.geometries = {
+            p: field_geometry(observation.map_shape, train.frames_per_cell, config.field_encoding(p).max_resolution)
+            for p in PHASES
+        }
+        self.geometry = self.geometries["blos"]
         self.fields = {
             p: build_field(config, p, backend=grid_backend_for(self.device, config.field_encoding(p).backend),
-                           device=self.device)
+                           device=self.device, geometry=self.geometries[p])
             for p in PHASES
         }
         self.backend = self.fields["blos"].encoding.backend
@@ -196,10 +205,10 @@ class TwoPhaseSolver:
     def model_bundle(self) -> Dict[str, Any]:
         """Both fields' state_dicts, on the CPU, with what rebuilds them.
 
-        ``{"format", "config", "backend", "scales", "fields": {"blos", "bqbu"}}``;
+        ``{"format", "config", "backend", "scales", "geometry", "geometries", "fields": {"blos", "bqbu"}}``;
         see :func:`hashwfa.training.model.fields_from_bundle`.
         """
-        return model_bundle(self.config, self.backend, self.scales, self.fields)
+        return model_bundle(self.config, self.backend, self.scales, self.fields, self.geometries)
 
     # --------------------------------------------------------------- training
 
@@ -386,7 +395,7 @@ class TwoPhaseSolver:
 
     @torch.no_grad()
     def predict(self, coordinates: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
-        """Scaled field outputs at ``coordinates`` ((N, 2) in [-1, 1], columns y, x).
+        """Scaled field outputs at ``coordinates`` ((N, D) in [-1, 1], columns y, x or, for a series, t, y, x).
 
         Default: every pixel centre of the observation, row-major. Returns
         ``{"blos": (N,) gauss, "bqbu": (N, 2) gauss^2}`` as float64 arrays.
@@ -419,7 +428,7 @@ class TwoPhaseSolver:
             raise DivergenceError(divergence_message(
                 f"the final loss is {final_loss}", "the evaluation after both phases", self.config.training.epochs_per_phase,
                 self.config.training.epochs_per_phase, self.optimizers[PHASES[-1]].param_groups[0]["lr"]))
-        shape = (obs.ny, obs.nx)
+        shape = obs.map_shape
         maps = FieldMaps.from_bqbu(
             pred["blos"].reshape(shape), pred["bqbu"][:, 0].reshape(shape), pred["bqbu"][:, 1].reshape(shape)
         )

@@ -158,6 +158,11 @@ def run_uncertainty(
         return result.maps
 
     sigmas, wfa_sigmas, skipped = None, None, None
+    if field_sigmas_too and observation.is_series:
+        # The local-risk windows of wfa.field_uncertainty are 2-D; the members
+        # would also cost a whole series fit each. Per-frame WFA sigmas still come.
+        skipped = "no SIGMA_* maps: the field's sigma maps are not available for time series yet"
+        field_sigmas_too = False
     if field_sigmas_too:
         try:
             found = field_sigmas(

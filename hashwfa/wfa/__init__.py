@@ -1,5 +1,6 @@
 """Weak-field physics: spectral lines, observations, the WFA forward model and
-loss, the pixel-wise and the spatially regularised WFA, and a synthetic plage with known truth.
+loss, the pixel-wise and the spatially regularised WFA, SST pipeline cubes, and a
+synthetic plage (single frame or time series) with known truth.
 
 This subpackage takes magnetic-field values, not networks: it never imports
 :mod:`hashwfa.encodings` or :mod:`hashwfa.training` (the solver that couples
@@ -20,15 +21,19 @@ from hashwfa.wfa.physics import (
 )
 from hashwfa.wfa.pixelwise import pixel_wfa
 from hashwfa.wfa.regularized import RegularizedResult, regularized_wfa
+from hashwfa.wfa.sst import SSTCube, read_sst_cube
 from hashwfa.wfa.synthetic import SyntheticPlage, synthetic_plage
+from hashwfa.wfa.synthetic_series import SyntheticSeries, synthetic_series
 
 __all__ = [
     "FieldMaps",
     "LINES",
     "Observation",
     "RegularizedResult",
+    "SSTCube",
     "SpectralLine",
     "SyntheticPlage",
+    "SyntheticSeries",
     "WFALoss",
     "azimuth_difference",
     "bqbu_to_bt_azimuth",
@@ -38,6 +43,8 @@ __all__ = [
     "intensity_derivative",
     "pixel_wfa",
     "regularized_wfa",
+    "read_sst_cube",
     "synthetic_plage",
+    "synthetic_series",
     "wfa_coefficients",
 ]

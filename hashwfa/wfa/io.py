@@ -10,6 +10,14 @@ in Angstrom relative to the line centre (``BUNIT = 'Angstrom'``, ``WAVEREF =
 'LINE_CENTRE'``). :func:`read_stokes_fits` also reads the SSTRED/CRISPEX
 order (numpy ``(4, nw, ny, nx)``, optionally with a leading time axis of
 length 1), wavelengths in nm, mA or absolute, and says what it assumed.
+
+A time series is the same with a leading time axis: numpy ``(nt, ny, nx, 4,
+nw)`` (``NAXIS5 = nt``, ``HWAXES = 'T,Y,X,STOKES,WAVE'``), the frame times,
+when known, in a binary-table extension ``TIMES`` (column ``TIME``, seconds,
+since the header's ``DATEREF`` when it has one); the SSTRED order ``(nt, 4,
+nw, ny, nx)`` is read too. The spatial WCS of the image axes (FITS axes 3
+and 4 of this layout, 1 and 2 of the SSTRED order) and the observation dates
+are returned as cards to carry over into maps made from the cube.
 :meth:`hashwfa.wfa.observation.Observation.from_fits` and
 :meth:`~hashwfa.wfa.observation.Observation.write_fits` use these.
 """
@@ -30,10 +38,19 @@ from hashwfa.wfa.lines import LINES, SpectralLine, get_line
 if TYPE_CHECKING:  # annotations only: observation.py imports this module
     from hashwfa.wfa.observation import Observation
 
-__all__ = ["AXES_KEYWORD_VALUE", "WAVELENGTH_UNITS", "StokesFiles", "read_stokes_fits", "write_stokes_fits"]
+__all__ = ["AXES_KEYWORD_VALUE", "SERIES_AXES_KEYWORD_VALUE", "WAVELENGTH_UNITS", "StokesFiles", "read_stokes_fits",
+           "times_table", "write_stokes_fits"]
 
 #: Numpy axis order of the cube on disk and in memory (see module docstring).
 AXES_KEYWORD_VALUE = "Y,X,STOKES,WAVE"
+#: The same for a time series.
+SERIES_AXES_KEYWORD_VALUE = "T,Y,X,STOKES,WAVE"
+#: Name of the binary-table extension with the frame times of a series, and its column.
+TIMES_EXTENSION, TIMES_COLUMN = "TIMES", "TIME"
+#: Cards about the observation's date copied into maps made from a cube.
+DATE_KEYS = ("DATEREF", "DATE-BEG", "DATE-END", "DATE-AVG", "DATE-OBS", "TELESCOP", "INSTRUME", "OBSRVTRY")
+#: Per-axis WCS keywords (without the axis number) carried over for the image axes.
+_AXIS_KEYS = ("CTYPE", "CUNIT", "CRPIX", "CRVAL", "CDELT", "CNAME", "CSYER", "CROTA")
 
 #: Finest sampling believed without a stated unit: lambda0 / step above this
 #: (6e5; the finest common sampling, Hinode SP's 21.5 mA at 6302 A, is about
@@ -51,7 +68,8 @@ class StokesFiles(NamedTuple):
     """What a Stokes cube file and its wavelengths file hold.
 
     Attributes:
-        stokes: ``(ny, nx, 4, nw)`` the cube in numpy order (I, Q, U, V on axis 2).
+        stokes: ``(ny, nx, 4, nw)`` or ``(nt, ny, nx, 4, nw)``, the cube in
+            numpy order (I, Q, U, V on the last axis but one).
         wavelengths: ``(nw,)`` float64, Angstrom (relative to the line centre
             unless the file said ``WAVEREF = 'ABSOLUTE'`` -- then already
             converted -- or the values are absolute: the observation converts
@@ -60,6 +78,10 @@ class StokesFiles(NamedTuple):
         mask: ``(ny, nx)`` bool from a ``MASK`` extension (True = use), or None.
         unit: the cube's BUNIT ("" if absent).
         stokes_path, wavelengths_path: the files read.
+        times: ``(nt,)`` frame times [s] of a series from the ``TIMES``
+            table, or None.
+        map_cards: ``(keyword, value, comment)`` cards for maps of this cube
+            (FITS axes 1 = x, 2 = y): its spatial WCS and dates; may be empty.
     """
 
     stokes: np.ndarray
@@ -69,6 +91,8 @@ class StokesFiles(NamedTuple):
     unit: str
     stokes_path: Path
     wavelengths_path: Path
+    times: Optional[np.ndarray] = None
+    map_cards: Tuple[Tuple[str, Any, str], ...] = ()
 
 
 def read_stokes_fits(
@@ -83,7 +107,9 @@ def read_stokes_fits(
         stokes_path: FITS file whose primary image is the cube; numpy
             order ``(ny, nx, 4, nw)`` (this package's layout) or
             ``(4, nw, ny, nx)`` (SSTRED/CRISPEX; a leading time axis of
-            length 1 is dropped). A ``MASK`` image extension is read.
+            length 1 is dropped), or a series ``(nt, ny, nx, 4, nw)`` /
+            ``(nt, 4, nw, ny, nx)``. A ``MASK`` image extension and a
+            ``TIMES`` table (series) are read.
         wavelengths_path: FITS file whose primary image is the ``(nw,)``
             wavelengths. Unit from BUNIT (nm and mA are converted);
             without a unit Angstrom, unless the steps are then implausibly
@@ -95,7 +121,7 @@ def read_stokes_fits(
             agree with a LINE keyword in the cube's header.
         axis_order: ``"auto"`` (header HWAXES, else the shape decides),
             ``"yxsw"`` for ``(ny, nx, 4, nw)`` or ``"swyx"`` for
-            ``(4, nw, ny, nx)``.
+            ``(4, nw, ny, nx)`` (each with a leading time axis for a series).
 
     Raises:
         HashwfaError: missing or unreadable files, wavelengths that are
@@ -135,9 +161,64 @@ def read_stokes_fits(
         wl = wl - line.center
         warnings.warn(f"{wpath}: WAVEREF = 'ABSOLUTE': subtracted the centre of line {line.name} "
                       f"({line.center} A)", stacklevel=3)
+    sstred_order = _is_sstred_order(data, shdr, wl.shape[0], axis_order)
     cube = _to_yxsw(data, shdr, wl.shape[0], axis_order, spath)
     mask = file_mask.astype(bool) if file_mask is not None else None
-    return StokesFiles(cube, wl, line, mask, str(shdr.get("BUNIT", "")), spath, wpath)
+    times = _read_times(spath, cube.shape[0]) if cube.ndim == 5 else None
+    image_axes = (1, 2) if sstred_order else (3, 4)
+    cards = _map_cards(shdr, *image_axes)
+    return StokesFiles(cube, wl, line, mask, str(shdr.get("BUNIT", "")), spath, wpath, times, cards)
+
+
+def _is_sstred_order(data: np.ndarray, header: fits.Header, nw: int, axis_order: str) -> bool:
+    """Whether the cube's image axes are FITS axes 1, 2 (SSTRED order) rather than 3, 4."""
+    if axis_order.lower() == "swyx":
+        return True
+    if axis_order.lower() == "yxsw" or str(header.get("HWAXES", "")).strip():
+        return False
+    core = data.shape[-4:]
+    return data.ndim >= 4 and core[0] == 4 and core[1] == nw and not (core[2] == 4 and core[3] == nw)
+
+
+def _read_times(path: Path, nt: int) -> Optional[np.ndarray]:
+    """The ``TIMES`` table's ``TIME`` column [s] when the file has one, else None."""
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            if TIMES_EXTENSION not in [h.name for h in hdul]:
+                return None
+            table = hdul[TIMES_EXTENSION]
+            if not isinstance(table, fits.BinTableHDU) or TIMES_COLUMN not in table.columns.names:
+                raise HashwfaError(f"{path}: extension {TIMES_EXTENSION!r} is not a table with a column "
+                                   f"{TIMES_COLUMN!r} (frame times in seconds)")
+            times = np.asarray(table.data[TIMES_COLUMN], dtype=np.float64).reshape(-1)
+    except (OSError, ValueError, TypeError) as exc:
+        if isinstance(exc, HashwfaError):
+            raise
+        raise HashwfaError(f"{path}: cannot read the {TIMES_EXTENSION} table ({exc})") from None
+    if times.shape != (nt,):
+        raise HashwfaError(f"{path}: {TIMES_EXTENSION} table has {times.size} times for {nt} frames; "
+                           "give one time per frame (seconds)")
+    return times
+
+
+def _map_cards(header: fits.Header, x_axis: int, y_axis: int) -> Tuple[Tuple[str, Any, str], ...]:
+    """The spatial WCS of the image axes ``x_axis``, ``y_axis`` renumbered to 1, 2, and the date cards."""
+    cards = []
+    if f"CTYPE{x_axis}" in header or f"CTYPE{y_axis}" in header:
+        for new, old in ((1, x_axis), (2, y_axis)):
+            for key in _AXIS_KEYS:
+                if f"{key}{old}" in header:
+                    cards.append((f"{key}{new}", header[f"{key}{old}"], header.comments[f"{key}{old}"]))
+        for kind in ("PC", "CD"):
+            for i_new, i_old in ((1, x_axis), (2, y_axis)):
+                for j_new, j_old in ((1, x_axis), (2, y_axis)):
+                    key = f"{kind}{i_old}_{j_old}"
+                    if key in header:
+                        cards.append((f"{kind}{i_new}_{j_new}", header[key], header.comments[key]))
+    for key in DATE_KEYS:
+        if key in header:
+            cards.append((key, header[key], header.comments[key]))
+    return tuple(cards)
 
 
 def write_stokes_fits(
@@ -175,7 +256,11 @@ def write_stokes_fits(
     ]
     hdr = fits.Header()
     hdr["BUNIT"] = (observation.unit, "intensity unit (Ic: continuum intensity)")
-    hdr["HWAXES"] = (AXES_KEYWORD_VALUE, "numpy axis order (FITS NAXIS4..NAXIS1)")
+    series = observation.is_series
+    if series:
+        hdr["HWAXES"] = (SERIES_AXES_KEYWORD_VALUE, "numpy axis order (FITS NAXIS5..NAXIS1)")
+    else:
+        hdr["HWAXES"] = (AXES_KEYWORD_VALUE, "numpy axis order (FITS NAXIS4..NAXIS1)")
     hdr["CTYPE2"] = ("STOKES", "FITS axis 2 is Stokes: 1..4 = I, Q, U, V")
     hdr["CRPIX2"], hdr["CRVAL2"], hdr["CDELT2"] = 1.0, 1.0, 1.0
     for key, value, comment in line_cards:
@@ -187,13 +272,19 @@ def write_stokes_fits(
         hdr[key] = (value, comment)
     for key, value in (header or {}).items():
         hdr[key] = value
-    hdr.add_comment("Axes (numpy order): y, x, Stokes (I, Q, U, V), wavelength.")
-    hdr.add_comment("FITS order: NAXIS1 = wavelength, NAXIS2 = Stokes, NAXIS3 = x, NAXIS4 = y.")
+    if series:
+        hdr.add_comment("Axes (numpy order): time, y, x, Stokes (I, Q, U, V), wavelength.")
+        hdr.add_comment("FITS order: NAXIS1 = wavelength, NAXIS2 = Stokes, NAXIS3 = x, NAXIS4 = y, NAXIS5 = time.")
+    else:
+        hdr.add_comment("Axes (numpy order): y, x, Stokes (I, Q, U, V), wavelength.")
+        hdr.add_comment("FITS order: NAXIS1 = wavelength, NAXIS2 = Stokes, NAXIS3 = x, NAXIS4 = y.")
     hdus = [fits.PrimaryHDU(observation.stokes.astype(dtype), header=hdr)]
     if not observation.mask.all():
         mhdr = fits.Header()
         mhdr["COMMENT"] = "1 = pixel used by the fit, 0 = masked out by the user"
         hdus.append(fits.ImageHDU(observation.mask.astype(np.uint8), header=mhdr, name="MASK"))
+    if series and observation.times is not None:
+        hdus.append(times_table(observation.times))
 
     whdr = fits.Header()
     whdr["BUNIT"] = ("Angstrom", "wavelength unit")
@@ -206,6 +297,14 @@ def write_stokes_fits(
     wp = write_atomic(fits.HDUList([fits.PrimaryHDU(observation.wavelengths.astype(np.float64), header=whdr)]),
                       wavelengths_path, overwrite)
     return sp, wp
+
+
+def times_table(times: np.ndarray) -> fits.BinTableHDU:
+    """The ``TIMES`` binary-table extension: one row per frame, column ``TIME`` [s]."""
+    column = fits.Column(name=TIMES_COLUMN, format="D", unit="s", array=np.asarray(times, dtype=np.float64))
+    table = fits.BinTableHDU.from_columns([column], name=TIMES_EXTENSION)
+    table.header["COMMENT"] = "Frame times of the series, seconds (since DATEREF when the primary header has it)."
+    return table
 
 
 def _line_from_header(header: fits.Header, path: Path) -> Union[str, Dict[str, Any]]:
@@ -270,26 +369,28 @@ def _to_yxsw(data: np.ndarray, header: fits.Header, nw: int, axis_order: str, pa
     order = axis_order.lower()
     if order not in ("auto", "yxsw", "swyx"):
         raise HashwfaError(f"axis_order = {axis_order!r}; use 'auto', 'yxsw' (ny, nx, 4, nw) or 'swyx' (4, nw, ny, nx)")
-    if data.ndim == 5 and data.shape[0] == 1:
+    declared = str(header.get("HWAXES", "")).replace(" ", "").upper()
+    if data.ndim == 5 and data.shape[0] == 1 and declared != SERIES_AXES_KEYWORD_VALUE:
         warnings.warn(f"{path}: dropped a leading axis of length 1 (time) from shape {data.shape}", stacklevel=4)
         data = data[0]
+    core = data.shape[-4:] if data.ndim in (4, 5) else data.shape
     if order == "auto":
-        declared = str(header.get("HWAXES", "")).replace(" ", "").upper()
-        if declared == AXES_KEYWORD_VALUE:
+        if declared in (AXES_KEYWORD_VALUE, SERIES_AXES_KEYWORD_VALUE):
             order = "yxsw"
-        elif data.ndim == 4 and data.shape[2] == 4 and data.shape[3] == nw:
+        elif data.ndim in (4, 5) and core[2] == 4 and core[3] == nw:
             order = "yxsw"
-        elif data.ndim == 4 and data.shape[0] == 4 and data.shape[1] == nw:
+        elif data.ndim in (4, 5) and core[0] == 4 and core[1] == nw:
             order = "swyx"
+            lead, full = ("", "(ny, nx, 4, nw)") if data.ndim == 4 else ("nt, ", "(nt, ny, nx, 4, nw)")
             warnings.warn(
-                f"{path}: cube of shape {data.shape} read as (4, nw, ny, nx) (SSTRED/CRISPEX order) and "
-                "transposed to (ny, nx, 4, nw)", stacklevel=4)
+                f"{path}: cube of shape {data.shape} read as ({lead}4, nw, ny, nx) (SSTRED/CRISPEX order) and "
+                f"transposed to {full}", stacklevel=4)
         else:
             order = "yxsw"  # let Observation report what is wrong with the shape
     if order == "swyx":
-        if data.ndim != 4:
+        if data.ndim not in (4, 5):
             raise HashwfaError(
                 f"{path}: cube has shape {data.shape} ({data.ndim} dimensions); expected 4 "
-                "dimensions (4, nw, ny, nx) for axis_order 'swyx'")
-        data = np.transpose(data, (2, 3, 0, 1))
+                "dimensions (4, nw, ny, nx), or 5 (nt, 4, nw, ny, nx), for axis_order 'swyx'")
+        data = np.transpose(data, (2, 3, 0, 1) if data.ndim == 4 else (0, 3, 4, 1, 2))
     return data

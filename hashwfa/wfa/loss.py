@@ -123,7 +123,7 @@ class WFALoss(torch.nn.Module):
         self.n_valid: int = int(inputs.index.shape[0])
         self.n_active: int = int(inputs.wavelengths.shape[0])
         self.weights = tuple(float(w) for w in observation.weights)
-        self.shape = (observation.ny, observation.nx)
+        self.shape = tuple(observation.map_shape)
         self.qu_form = qu_form
 
     # ------------------------------------------------------------------ helpers

@@ -125,9 +125,13 @@ def given_noise(values: Any, nw: int, source: str = "data.noise") -> StokesNoise
 
 
 def _highpass(stokes: np.ndarray) -> np.ndarray:
-    """``(ny-2, nx-2, 4, nw)`` image minus the mean of its four neighbours (interior pixels)."""
+    """``(..., ny-2, nx-2, 4, nw)`` image minus the mean of its four neighbours (interior pixels).
+
+    Leading axes (the frames of a series) are kept: each frame is filtered on its own.
+    """
     s = stokes
-    return s[1:-1, 1:-1] - 0.25 * (s[2:, 1:-1] + s[:-2, 1:-1] + s[1:-1, 2:] + s[1:-1, :-2])
+    c = s[..., 1:-1, 1:-1, :, :]
+    return c - 0.25 * (s[..., 2:, 1:-1, :, :] + s[..., :-2, 1:-1, :, :] + s[..., 1:-1, 2:, :, :] + s[..., 1:-1, :-2, :, :])
 
 
 def _mad_sigma(residual: np.ndarray, axis: Any) -> np.ndarray:
@@ -152,16 +156,16 @@ def estimate_noise(observation: Observation) -> StokesNoise:
             interior pixels whose stencil is finite (too few to estimate;
             give ``data.noise`` instead).
     """
-    stokes = observation.stokes
-    ny, nx, _, nw = stokes.shape
+    stokes = observation.stokes  # (ny, nx, 4, nw), or (nt, ny, nx, 4, nw) for a series
+    ny, nx, _, nw = stokes.shape[-4:]
     if ny < 3 or nx < 3:
         raise HashwfaError(
             f"{observation.source}: {ny} x {nx} pixels are too few to estimate the noise from the data "
             "(needs at least 3 x 3); give it in the config as data.noise (4 sigmas: I, Q, U, V)"
         )
     with np.errstate(invalid="ignore"):
-        residual = _highpass(stokes)  # (ny-2, nx-2, 4, nw); NaN where any stencil value is NaN
-    keep = np.isfinite(residual) & (residual != 0.0) & observation.mask[1:-1, 1:-1, None, None]
+        residual = _highpass(stokes)  # (..., ny-2, nx-2, 4, nw); NaN where any stencil value is NaN
+    keep = np.isfinite(residual) & (residual != 0.0) & observation.mask[..., 1:-1, 1:-1, None, None]
     residual = np.where(keep, residual, np.nan).reshape(-1, 4, nw)
     n_finite = np.count_nonzero(np.isfinite(residual), axis=0)  # (4, nw)
     if n_finite.min() < 9:

@@ -1,9 +1,11 @@
 """Observations: a Stokes cube, its wavelengths, the line, and what to fit.
 
 In memory the cube is a numpy array ``(ny, nx, 4, nw)``: rows y, columns x,
-Stokes I, Q, U, V, wavelengths; the wavelengths are Angstrom relative to the
+Stokes I, Q, U, V, wavelengths, or for a time series ``(nt, ny, nx, 4, nw)``
+with optional frame times; the wavelengths are Angstrom relative to the
 line centre. Files (the cube and its wavelengths as two FITS files, and the
-SSTRED/CRISPEX order) are read and written by :mod:`hashwfa.wfa.io`.
+SSTRED/CRISPEX order) are read and written by :mod:`hashwfa.wfa.io`; SST
+pipeline cubes (wavelengths and times inside) by :mod:`hashwfa.wfa.sst`.
 
 A pixel is *valid* when the user's mask allows it and every value the WFA
 uses there is finite and sane: I at the active wavelengths and their
@@ -28,6 +30,7 @@ from hashwfa.wfa.fitsio import PathLike
 from hashwfa.wfa.io import read_stokes_fits, write_stokes_fits
 from hashwfa.wfa.lines import SpectralLine, get_line
 from hashwfa.wfa.physics import intensity_derivative, intensity_second_derivative
+from hashwfa.wfa.sst import read_sst_cube
 
 #: A value whose magnitude exceeds this many times the median |I| of the cube
 #: (over the finite values the WFA reads) is absurd -- a hot pixel, a
@@ -47,7 +50,7 @@ class WFAInputs(NamedTuple):
     """What the WFA needs from an observation, for its P valid pixels.
 
     Attributes:
-        index: ``(P,)`` int64 flat pixel indices (row-major y, x).
+        index: ``(P,)`` int64 flat pixel indices (row-major over the map grid).
         dI_dlambda: ``(P, A)`` dI/dlambda at the A active wavelengths [1/A].
         d2I_dlambda2: ``(P, A)`` d^2I/dlambda^2 there [1/A^2] (None if nw < 3).
         q, u, v: ``(P, A)`` observed Stokes Q, U, V at the active wavelengths.
@@ -109,9 +112,9 @@ def relative_wavelengths(
 
 
 def _sane_pixels(intensity: np.ndarray, quv: np.ndarray, finite: np.ndarray) -> np.ndarray:
-    """``(ny, nx)`` True where the WFA's values are neither beyond float32 nor absurdly large.
+    """``map_shape`` True where the WFA's values are neither beyond float32 nor absurdly large.
 
-    ``intensity`` ``(ny, nx, k)`` and ``quv`` ``(ny, nx, 3, A)`` are the values
+    ``intensity`` ``(*map_shape, k)`` and ``quv`` ``(*map_shape, 3, A)`` are the values
     the WFA reads, ``finite`` where they are all finite. "Absurdly large" is
     relative to the median |I| over the finite pixels (see
     :data:`ABSURD_FACTOR`); a cube whose median |I| is 0 has no scale and
@@ -156,11 +159,16 @@ def _as_float_tuple(values: Any, n: int, what: str, source: str) -> Tuple[float,
 
 
 class Observation:
-    """A Stokes cube with its wavelength axis, line and fit settings.
+    """A Stokes cube (one frame or a time series) with its wavelength axis, line and fit settings.
+
+    A *pixel* below is a point of the map grid :attr:`map_shape`: ``(y, x)``
+    for one frame, ``(t, y, x)`` for a series; flat pixel indices run over
+    that grid in row-major order.
 
     Args:
-        stokes: ``(ny, nx, 4, nw)`` array, Stokes I, Q, U, V along axis 2, in
-            any intensity unit (usually the continuum intensity). Stored as
+        stokes: ``(ny, nx, 4, nw)`` array, Stokes I, Q, U, V along axis 2, or
+            a series ``(nt, ny, nx, 4, nw)`` (Stokes along axis 3), in any
+            intensity unit (usually the continuum intensity). Stored as
             float64 (not copied when it already is; do not modify it after).
         wavelengths: ``(nw,)`` strictly increasing, Angstrom relative to the
             line centre. Absolute Angstrom or nm are accepted and converted
@@ -171,10 +179,17 @@ class Observation:
             ``0..nw-1``); stored sorted.
         weights: per-Stokes weights (I, Q, U, V) of the loss; I has no WFA
             model and its weight is kept only for the record.
-        mask: ``(ny, nx)`` bool, True = use the pixel; None = all.
+        mask: ``(ny, nx)`` bool, True = use the pixel (in every frame of a
+            series), or ``(nt, ny, nx)`` for a series; None = all.
         source: name of the data used in messages (file name, "synthetic").
         unit: the intensity unit, written as BUNIT (e.g. ``"Ic"``: normalised
             to the continuum; ``""`` if unknown).
+        times: ``(nt,)`` frame times of a series [s], finite and strictly
+            increasing; None: not known (the frames are taken as evenly
+            spaced). Only for a series.
+        map_cards: ``(keyword, value, comment)`` FITS cards to carry into
+            maps made from this observation (spatial WCS of FITS axes 1 = x
+            and 2 = y, DATEREF and other dates); kept as :attr:`map_cards`.
 
     Raises:
         HashwfaError: wrong number of dimensions, a Stokes axis that is not 4,
@@ -200,6 +215,8 @@ class Observation:
         mask: Optional[np.ndarray] = None,
         source: Optional[str] = None,
         unit: str = "",
+        times: Optional[Sequence[float]] = None,
+        map_cards: Sequence[Tuple[str, Any, str]] = (),
     ) -> None:
         self.source = str(source) if source is not None else "observation"
         src = self.source
@@ -207,18 +224,23 @@ class Observation:
         self.unit = str(unit)
 
         cube = np.asarray(stokes)
-        if cube.ndim != 4:
+        if cube.ndim not in (4, 5):
             raise HashwfaError(
                 f"{src}: Stokes cube has shape {cube.shape} ({cube.ndim} dimensions); expected 4 "
-                "dimensions (ny, nx, 4, nw) with I, Q, U, V along axis 2"
+                "dimensions (ny, nx, 4, nw) with I, Q, U, V along axis 2, or 5 (nt, ny, nx, 4, nw) "
+                "for a time series"
             )
-        if cube.shape[2] != 4:
+        lead = cube.ndim - 4  # 1 for a series: the time axis comes first
+        if cube.shape[lead + 2] != 4:
             hint = ""
-            if cube.shape[0] == 4:
-                hint = " (a (4, nw, ny, nx) cube converts with np.transpose(cube, (2, 3, 0, 1)))"
+            if cube.shape[lead] == 4:
+                order = "(4, nw, ny, nx)" if lead == 0 else "(nt, 4, nw, ny, nx)"
+                axes = "(2, 3, 0, 1)" if lead == 0 else "(0, 3, 4, 1, 2)"
+                hint = f" (a {order} cube converts with np.transpose(cube, {axes}))"
+            layout = "(ny, nx, 4, nw)" if lead == 0 else "(nt, ny, nx, 4, nw)"
             raise HashwfaError(
-                f"{src}: Stokes cube has shape {cube.shape}; its Stokes axis (axis 2) has length "
-                f"{cube.shape[2]}, expected 4 (I, Q, U, V) in shape (ny, nx, 4, nw){hint}"
+                f"{src}: Stokes cube has shape {cube.shape}; its Stokes axis (axis {lead + 2}) has length "
+                f"{cube.shape[lead + 2]}, expected 4 (I, Q, U, V) in shape {layout}{hint}"
             )
         if not np.issubdtype(cube.dtype, np.number):
             raise HashwfaError(f"{src}: Stokes cube has dtype {cube.dtype}; expected a float array")
@@ -226,9 +248,25 @@ class Observation:
             check_fits_in_memory(cube.size * 8, f"{src}: the float64 copy of the cube {cube.shape}",
                                  "crop the cube to the region of interest")
         self.stokes = np.asarray(cube, dtype=np.float64)
-        ny, nx, _, nw = self.stokes.shape
-        if ny < 1 or nx < 1:
+        ny, nx, _, nw = self.stokes.shape[lead:]
+        map_shape = self.stokes.shape[:-2]
+        if min(map_shape) < 1:
             raise HashwfaError(f"{src}: Stokes cube has shape {cube.shape}; it has no pixels")
+        #: What the reader assumed or left out, one sentence each (e.g. SST cavity maps).
+        self.notes: list = []
+        self.map_cards: Tuple[Tuple[str, Any, str], ...] = tuple(tuple(card) for card in map_cards)  # type: ignore[misc]
+        self.times: Optional[np.ndarray] = None
+        if times is not None:
+            if lead == 0:
+                raise HashwfaError(f"{src}: frame times given for a single frame; times are only for a "
+                                   "series (nt, ny, nx, 4, nw)")
+            tt = np.asarray(times, dtype=np.float64).reshape(-1)
+            if tt.shape != (map_shape[0],) or not np.all(np.isfinite(tt)) or not np.all(np.diff(tt) > 0):
+                raise HashwfaError(
+                    f"{src}: frame times {np.asarray(times).tolist()!r}; expected {map_shape[0]} finite, "
+                    "strictly increasing values in seconds, one per frame"
+                )
+            self.times = tt
 
         wl = np.asarray(wavelengths, dtype=np.float64) if np.ndim(wavelengths) else np.asarray([wavelengths], float)
         if wl.ndim != 1 or wl.shape[0] != nw:
@@ -280,22 +318,23 @@ class Observation:
         _check_weights(self.weights, src)
 
         if mask is None:
-            user_mask = np.ones((ny, nx), dtype=bool)
+            user_mask = np.ones(map_shape, dtype=bool)
         else:
             user_mask = np.asarray(mask)
-            if user_mask.shape != (ny, nx):
+            if user_mask.shape != map_shape and user_mask.shape != (ny, nx):
+                also = f" or {map_shape}" if lead else ""
                 raise HashwfaError(
-                    f"{src}: mask has shape {user_mask.shape}; expected ({ny}, {nx}) like the cube's "
-                    "first two axes (True = use the pixel)"
+                    f"{src}: mask has shape {user_mask.shape}; expected ({ny}, {nx}){also} like the cube's "
+                    "leading axes (True = use the pixel)"
                 )
-            user_mask = user_mask.astype(bool)
+            user_mask = np.broadcast_to(user_mask.astype(bool), map_shape)
         self.mask = user_mask
 
         # Finite check only over the values the WFA reads (see module docstring), so a
         # NaN at an unused wavelength does not throw a pixel away.
         needed_i = sorted({j for i in self.active_indices for j in self._stencil(i, nw)})
         act = list(self.active_indices)
-        used_i, used_quv = self.stokes[:, :, 0, needed_i], self.stokes[:, :, 1:, act]
+        used_i, used_quv = self.stokes[..., 0, needed_i], self.stokes[..., 1:, act]
         finite = np.all(np.isfinite(used_i), axis=-1)
         finite &= np.all(np.isfinite(used_quv), axis=(-2, -1))
         self.n_nonfinite = int(np.count_nonzero(~finite))
@@ -304,22 +343,22 @@ class Observation:
         self.valid = (sane & user_mask).reshape(-1)
         if self.n_nonfinite:
             warnings.warn(
-                f"{src}: {self.n_nonfinite} of {ny * nx} pixels have NaN or infinite values at the "
+                f"{src}: {self.n_nonfinite} of {finite.size} pixels have NaN or infinite values at the "
                 "wavelengths the WFA uses; they are left out of every fit (the pixel-wise WFA "
                 "reports NaN there)",
                 stacklevel=2,
             )
         if self.n_absurd:
-            y, x = np.argwhere(finite & ~sane)[0]
+            first = ", ".join(f"{axis}={i}" for axis, i in zip("tyx"[-finite.ndim:], np.argwhere(finite & ~sane)[0]))
             warnings.warn(
-                f"{src}: {self.n_absurd} of {ny * nx} pixels have absurd values at the wavelengths "
+                f"{src}: {self.n_absurd} of {finite.size} pixels have absurd values at the wavelengths "
                 f"the WFA uses (beyond float32, or over {ABSURD_FACTOR:g} x the median |I|; the first "
-                f"at y={y}, x={x}); they are left out of every fit like NaN pixels",
+                f"at {first}); they are left out of every fit like NaN pixels",
                 stacklevel=2,
             )
         if not self.valid.any():
             raise HashwfaError(
-                f"{src}: no valid pixel: all {ny * nx} pixels are masked out or have NaN/inf or absurd values; "
+                f"{src}: no valid pixel: all {finite.size} pixels are masked out or have NaN/inf or absurd values; "
                 "check the mask and the data"
             )
         self._dI: Optional[np.ndarray] = None
@@ -334,24 +373,39 @@ class Observation:
 
     # ------------------------------------------------------------------ sizes
     @property
+    def is_series(self) -> bool:
+        """True for a time series ``(nt, ny, nx, 4, nw)``."""
+        return self.stokes.ndim == 5
+
+    @property
+    def map_shape(self) -> Tuple[int, ...]:
+        """Shape of the maps: ``(ny, nx)``, or ``(nt, ny, nx)`` for a series."""
+        return self.stokes.shape[:-2]
+
+    @property
+    def nt(self) -> int:
+        """Number of frames (1 for a single frame)."""
+        return self.stokes.shape[0] if self.is_series else 1
+
+    @property
     def ny(self) -> int:
         """Number of rows (y)."""
-        return self.stokes.shape[0]
+        return self.stokes.shape[-4]
 
     @property
     def nx(self) -> int:
         """Number of columns (x)."""
-        return self.stokes.shape[1]
+        return self.stokes.shape[-3]
 
     @property
     def nw(self) -> int:
         """Number of wavelengths."""
-        return self.stokes.shape[3]
+        return self.stokes.shape[-1]
 
     @property
     def n_pixels(self) -> int:
-        """All pixels, ``ny * nx`` (valid or not)."""
-        return self.ny * self.nx
+        """All pixels of the map grid, ``ny * nx`` (times ``nt`` for a series), valid or not."""
+        return int(np.prod(self.map_shape))
 
     @property
     def n_valid(self) -> int:
@@ -360,7 +414,7 @@ class Observation:
 
     @property
     def valid_index(self) -> np.ndarray:
-        """``(P,)`` int64 flat indices (row-major y, x) of the valid pixels."""
+        """``(P,)`` int64 flat indices (row-major over :attr:`map_shape`) of the valid pixels."""
         return np.flatnonzero(self.valid).astype(np.int64)
 
     @property
@@ -368,30 +422,59 @@ class Observation:
         """``(A,)`` active wavelengths relative to line centre [A]."""
         return self.wavelengths[list(self.active_indices)]
 
+    def frame(self, t: int) -> "Observation":
+        """Frame ``t`` of a series as a single-frame :class:`Observation`
+        (same wavelengths, line, active indices, weights and unit; the
+        frame's mask; a view of the cube, not a copy).
+
+        Raises:
+            HashwfaError: for a single frame, or ``t`` outside ``0..nt-1``.
+        """
+        if not self.is_series:
+            raise HashwfaError(f"{self.source}: not a series; frame() needs a (nt, ny, nx, 4, nw) cube")
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < self.nt:
+            raise HashwfaError(f"{self.source}: frame {t!r} out of range 0..{self.nt - 1}")
+        when = f", t = {self.times[t]:g} s" if self.times is not None else ""
+        with warnings.catch_warnings():
+            # The series already reported its non-finite pixels once.
+            warnings.simplefilter("ignore", UserWarning)
+            return Observation(self.stokes[t], self.wavelengths, line=self.line, active_indices=self.active_indices,
+                               weights=self.weights, mask=self.mask[t], source=f"{self.source} [frame {t}{when}]",
+                               unit=self.unit, map_cards=self.map_cards)
+
     # ------------------------------------------------------------------ views
     def coordinates(self) -> np.ndarray:
-        """Pixel-centre coordinates, ``np.float32 (ny*nx, 2)``, columns (y, x).
+        """Pixel-centre coordinates, ``np.float32 (n_pixels, D)``: columns (y, x),
+        or (t, y, x) for a series.
 
-        Pixel centres are spread evenly over [-1, 1] along each axis (first
-        pixel at -1, last at +1; 0 for an axis of length 1), rows in
-        row-major (y, x) order like :attr:`valid`.
+        Pixel centres are spread evenly over [-1, 1] along each spatial axis
+        (first pixel at -1, last at +1; 0 for an axis of length 1), rows in
+        row-major order like :attr:`valid`. The time coordinate maps the
+        first frame to -1 and the last to +1, in proportion to the frame
+        times when they are known (evenly spaced otherwise).
         """
         def axis(n: int) -> np.ndarray:
             return np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(1)
 
-        yy, xx = np.meshgrid(axis(self.ny), axis(self.nx), indexing="ij")
-        return np.stack([yy.reshape(-1), xx.reshape(-1)], axis=1).astype(np.float32)
+        axes = [axis(self.ny), axis(self.nx)]
+        if self.is_series:
+            t = axis(self.nt)
+            if self.times is not None and self.nt > 1:
+                t = 2.0 * (self.times - self.times[0]) / (self.times[-1] - self.times[0]) - 1.0
+            axes.insert(0, t)
+        grids = np.meshgrid(*axes, indexing="ij")
+        return np.stack([g.reshape(-1) for g in grids], axis=1).astype(np.float32)
 
     @property
     def flat_stokes(self) -> np.ndarray:
-        """``(ny*nx, 4, nw)`` view of the cube, pixels in row-major (y, x) order."""
+        """``(n_pixels, 4, nw)`` view of the cube, pixels in row-major order over :attr:`map_shape`."""
         return self.stokes.reshape(self.n_pixels, 4, self.nw)
 
     def intensity_derivative(self) -> np.ndarray:
-        """dI/dlambda ``(ny, nx, nw)`` [intensity/A] (NaN/inf only where I is not finite)."""
+        """dI/dlambda ``map_shape + (nw,)`` [intensity/A] (NaN/inf only where I is not finite)."""
         if self._dI is None:
             with np.errstate(invalid="ignore", over="ignore"):
-                self._dI = intensity_derivative(self.stokes[:, :, 0, :], self.wavelengths)
+                self._dI = intensity_derivative(self.stokes[..., 0, :], self.wavelengths)
         return self._dI
 
     def wfa_inputs(self) -> WFAInputs:
@@ -419,8 +502,9 @@ class Observation:
         )
 
     def __repr__(self) -> str:
+        frames = f"nt={self.nt}, " if self.is_series else ""
         return (
-            f"Observation({self.source!r}, shape=(ny={self.ny}, nx={self.nx}, 4, nw={self.nw}), "
+            f"Observation({self.source!r}, shape=({frames}ny={self.ny}, nx={self.nx}, 4, nw={self.nw}), "
             f"line={self.line.name}, active={self.active_indices}, valid={self.n_valid}/{self.n_pixels})"
         )
 
@@ -466,9 +550,42 @@ class Observation:
         try:
             return cls(files.stokes, files.wavelengths, line=files.line, active_indices=active_indices,
                        weights=weights, mask=files.mask if mask is None else mask,
-                       source=str(files.stokes_path), unit=files.unit)
+                       source=str(files.stokes_path), unit=files.unit, times=files.times,
+                       map_cards=files.map_cards)
         except HashwfaError as exc:
             if "wavelength" in str(exc):
                 # Name both files: the fix may be in either.
                 raise HashwfaError(f"{exc} (wavelengths read from {files.wavelengths_path})") from None
             raise
+
+    @classmethod
+    def from_sst(
+        cls,
+        path: PathLike,
+        line: Union[None, str, SpectralLine, Dict[str, Any]] = None,
+        active_indices: Sequence[int] = (5, 6, 7),
+        weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+        mask: Optional[np.ndarray] = None,
+    ) -> "Observation":
+        """Read a reduced CRISP/CHROMIS cube of the SST pipeline (:func:`hashwfa.wfa.sst.read_sst_cube`):
+        wavelengths and frame times from its ``WCS-TAB`` table, no wavelengths file.
+
+        A cube of one scan gives a single-frame observation, more scans a
+        series with the scan times. The cube's spatial WCS and dates are kept
+        as :attr:`map_cards`; what the reader assumed or left out (cavity
+        maps) is in :attr:`notes`.
+
+        Raises:
+            HashwfaError: what :func:`~hashwfa.wfa.sst.read_sst_cube` and
+                :class:`Observation` check.
+        """
+        cube = read_sst_cube(path, line=line)
+        stokes = cube.read()
+        cards = tuple((key, cube.spatial_header[key], cube.spatial_header.comments[key])
+                      for key in cube.spatial_header if key not in ("COMMENT", "HISTORY", ""))
+        series = cube.nt > 1
+        obs = cls(stokes if series else stokes[0], cube.wavelengths, line=cube.line, active_indices=active_indices,
+                  weights=weights, mask=mask, source=str(cube.path), unit=cube.unit,
+                  times=cube.times if series else None, map_cards=cards)
+        obs.notes = list(cube.notes)
+        return obs

@@ -55,7 +55,8 @@ def pixel_wfa(
             or ``"wing"`` (the seed's formula); see :mod:`hashwfa.wfa.physics`.
 
     Returns:
-        :class:`FieldMaps` of shape ``(ny, nx)``, float64: ``blos`` [G],
+        :class:`FieldMaps` of the observation's map shape, ``(ny, nx)`` or
+        ``(nt, ny, nx)`` for a series (each frame solved on its own), float64: ``blos`` [G],
         ``bq``, ``bu`` [G^2], ``bt`` [G], ``azimuth`` [rad, 0..pi); NaN exactly
         at the invalid pixels.
 
@@ -71,7 +72,7 @@ def pixel_wfa(
     def to_map(values: np.ndarray) -> np.ndarray:
         out = np.full(observation.n_pixels, np.nan)
         out[inputs.index] = values
-        return out.reshape(observation.ny, observation.nx)
+        return out.reshape(observation.map_shape)
 
     return FieldMaps.from_bqbu(
         blos=to_map(_solve(inputs.v, coef_v)),

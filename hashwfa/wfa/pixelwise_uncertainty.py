@@ -93,7 +93,7 @@ def pixel_wfa_sigmas(
         line, core_cutoff, qu_form: as for :func:`hashwfa.wfa.pixelwise.pixel_wfa`.
 
     Returns:
-        :class:`FieldSigmas` ``(ny, nx)`` float64: ``blos`` [G], ``bq``, ``bu``
+        :class:`FieldSigmas` of the map shape, ``(ny, nx)`` or ``(nt, ny, nx)``, float64: ``blos`` [G], ``bq``, ``bu``
         [G^2], ``bt`` [G], ``azimuth`` [rad, at most :data:`AZIMUTH_SIGMA_CAP`];
         NaN at invalid pixels, inf where the pixel carries no information.
 
@@ -136,7 +136,7 @@ def pixel_wfa_sigmas(
     def to_map(values: np.ndarray, informed: np.ndarray) -> np.ndarray:
         out = np.full(observation.n_pixels, np.nan)
         out[inputs.index] = np.where(informed, values, np.inf)
-        return out.reshape(observation.ny, observation.nx)
+        return out.reshape(observation.map_shape)
 
     return FieldSigmas(
         blos=to_map(np.sqrt(var_blos), has_v),

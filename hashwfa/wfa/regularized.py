@@ -348,7 +348,9 @@ def regularized_wfa(
             instead of NaN.
 
     Returns:
-        :class:`RegularizedResult` with ``(ny, nx)`` float64 maps.
+        :class:`RegularizedResult` with float64 maps of the observation's map
+        shape, ``(ny, nx)`` or ``(nt, ny, nx)`` (a series: each frame smoothed
+        in space, one weight for the whole series).
 
     Raises:
         HashwfaError: unknown rule, method or Q/U form, a weight or noise
@@ -382,10 +384,14 @@ def regularized_wfa(
     coef_v, coef_qu = wfa_coefficients(inputs.dI_dlambda, inputs.wavelengths, line, core_cutoff,
                                        qu_form=qu_form, d2I_dlambda2=inputs.d2I_dlambda2)
     ny, nx = observation.ny, observation.nx
-    n = ny * nx
+    n = observation.n_pixels
     if method == "auto":
         method = "direct" if n <= DIRECT_MAX_PIXELS else "cg"
+    # A series is smoothed in space, frame by frame (no term along time yet),
+    # with one weight for the whole series: a block-diagonal Laplacian.
     laplacian = grid_laplacian(ny, nx)
+    if n != ny * nx:
+        laplacian = sp.kron(sp.identity(n // (ny * nx), format="csr"), laplacian, format="csr")
 
     result_fields: Dict[str, np.ndarray] = {}
     chosen: Dict[str, Tuple[float, str, Optional[float]]] = {}
@@ -431,7 +437,7 @@ def regularized_wfa(
             out = x[:, j].copy()
             if not fill_invalid:
                 out[~observation.valid] = np.nan
-            result_fields[key] = out.reshape(ny, nx)
+            result_fields[key] = out.reshape(observation.map_shape)
 
     return RegularizedResult(
         maps=FieldMaps.from_bqbu(**result_fields),

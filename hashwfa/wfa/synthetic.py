@@ -384,15 +384,95 @@ def _make_atmosphere(rng: np.random.Generator, envelope: np.ndarray, conc: np.nd
     return {"depth": np.clip(depth, 0.3, 0.9), "width": width, "shift": v * center / C_KMS}
 
 
+def _checked_settings(caller: str, ny: Any, nx: Any, seed: Any, noise: Any, model: str, pattern: str,
+                      qu_form: str, line: Union[str, SpectralLine], psf_fwhm: Optional[float],
+                      wavelengths: Optional[Sequence[float]]) -> Tuple[float, SpectralLine, float, np.ndarray]:
+    """Check the arguments shared by :func:`synthetic_plage` and the synthetic series
+    (messages start with ``caller``); return ``(noise, line, psf_fwhm [px], wavelengths)``."""
+    for name, value in (("ny", ny), ("nx", nx)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2:
+            raise HashwfaError(f"{caller}: {name} = {value!r}; expected an integer >= 2 (pixels)")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise HashwfaError(f"{caller}: seed = {seed!r}; expected a non-negative integer")
+    try:
+        noise = float(noise)
+    except (TypeError, ValueError):
+        noise = float("nan")
+    if not math.isfinite(noise) or noise < 0:
+        raise HashwfaError(f"{caller}: noise = {noise!r}; expected a finite sigma >= 0 in continuum units")
+    if model not in MODELS:
+        raise HashwfaError(f"{caller}: model = {model!r} unknown; use one of {', '.join(MODELS)}")
+    if pattern not in ("full", "triplet"):
+        raise HashwfaError(f"{caller}: pattern = {pattern!r} unknown; use 'full' or 'triplet'")
+    if qu_form not in QU_FORMS:
+        raise HashwfaError(f"{caller}: qu_form = {qu_form!r} unknown; use one of {', '.join(QU_FORMS)}")
+    line = get_line(line)
+    if psf_fwhm is None:
+        psf_fwhm = psf_fwhm_pixels(line)
+    try:
+        psf_fwhm = float(psf_fwhm)
+    except (TypeError, ValueError):
+        psf_fwhm = float("nan")
+    if not math.isfinite(psf_fwhm) or psf_fwhm < 0:
+        raise HashwfaError(f"{caller}: psf_fwhm = {psf_fwhm!r}; expected a finite FWHM >= 0 in pixels "
+                           "(None for the CRISP default, 0 for no PSF)")
+    wl = CRISP_WAVELENGTHS.copy() if wavelengths is None else np.asarray(wavelengths, dtype=np.float64)
+    if wl.ndim != 1 or wl.shape[0] < 2 or not np.all(np.diff(wl) > 0) or np.any(np.abs(wl) >= 100):
+        raise HashwfaError(
+            f"{caller}: wavelengths {wl!r}; expected a strictly increasing (nw,) axis in "
+            "Angstrom relative to the line centre"
+        )
+    if model == "wfa" and qu_form == "second_derivative" and wl.shape[0] < 3:
+        raise HashwfaError(f"{caller}: model 'wfa' with qu_form 'second_derivative' needs >= 3 wavelengths")
+    return noise, line, psf_fwhm, wl
+
+
+def _observe(intrinsic: FieldMaps, atm_intrinsic: Dict[str, np.ndarray], wl: np.ndarray, line: SpectralLine,
+             model: str, pattern: str, qu_form: str,
+             psf_fwhm: float) -> Tuple[np.ndarray, FieldMaps, Dict[str, np.ndarray]]:
+    """What the telescope sees of an intrinsic field and line maps, without noise.
+
+    Returns ``(stokes (ny, nx, 4, nw), truth, line maps)``: the truth and the
+    line maps are the PSF-weighted ones (see the module docstring).
+    """
+    # The truth: the PSF-weighted B_los, B_Q, B_U (B_t and azimuth follow from B_Q, B_U).
+    blurred = _psf(np.stack([intrinsic.blos, intrinsic.bq, intrinsic.bu], axis=-1), psf_fwhm)
+    truth = FieldMaps.from_bqbu(blos=blurred[..., 0], bq=blurred[..., 1], bu=blurred[..., 2])
+    names = ("depth", "width", "shift")
+    atm_blurred = _psf(np.stack([atm_intrinsic[k] for k in names], axis=-1), psf_fwhm)
+    atm = {k: atm_blurred[..., i] for i, k in enumerate(names)}
+
+    def absorption_of(maps: Dict[str, np.ndarray]):
+        depth, width, shift = (maps[k][..., None] for k in names)
+        return lambda dl: depth * np.exp(-(((dl - shift) / width) ** 2))
+
+    if model == "zeeman":
+        # Per-pixel profiles of the intrinsic atmosphere, then the telescope blurs the images.
+        b = np.hypot(intrinsic.blos, intrinsic.bt)
+        inclination = np.arctan2(intrinsic.bt, intrinsic.blos)
+        sharp = np.stack(zeeman_stokes(absorption_of(atm_intrinsic), wl, line, b, inclination, intrinsic.azimuth,
+                                       pattern=pattern), axis=2)  # (ny, nx, 4, nw)
+        stokes = _psf(sharp, psf_fwhm)
+    else:
+        # Exact WFA profiles of the blurred (true) field and line maps.
+        stokes_i = 1.0 - absorption_of(atm)(np.broadcast_to(wl, atm["depth"].shape + wl.shape))
+        dI = intensity_derivative(stokes_i, wl)
+        d2I = intensity_second_derivative(stokes_i, wl) if qu_form == "second_derivative" else None
+        stokes_q, stokes_u, stokes_v = forward_stokes(dI, wl, line, blos=truth.blos, bq=truth.bq, bu=truth.bu,
+                                                      qu_form=qu_form, d2I_dlambda2=d2I)
+        stokes = np.stack([stokes_i, stokes_q, stokes_u, stokes_v], axis=2)
+    return stokes, truth, atm
+
+
 # ---------------------------------------------------------------------- public
 def synthetic_plage_bytes(ny: int, nx: int, nw: int) -> int:
-    """Lower bound of the bytes :func:`synthetic_plage` holds at once: three float64 cubes.
+    """Lower bound of the bytes :func:`synthetic_plage` holds at once: two float64 cubes.
 
-    Every model holds the profiles, their blurred (or stacked) copy and the
-    noise or derivative arrays of one cube's size together
-    (tests/test_memory.py checks the bound against the measured peak).
+    Every model holds the profiles and their blurred (or stacked) copy of one
+    cube's size together, most a third array too (tests/test_memory.py checks
+    the bound against the measured peak).
     """
-    return 3 * ny * nx * 4 * nw * 8
+    return 2 * ny * nx * 4 * nw * 8
 
 
 def synthetic_plage(
@@ -443,42 +523,8 @@ def synthetic_plage(
         HashwfaError: for a bad size, seed, noise level, model, pattern,
             qu_form, PSF width or wavelength axis.
     """
-    for name, value in (("ny", ny), ("nx", nx)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2:
-            raise HashwfaError(f"synthetic_plage: {name} = {value!r}; expected an integer >= 2 (pixels)")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise HashwfaError(f"synthetic_plage: seed = {seed!r}; expected a non-negative integer")
-    try:
-        noise = float(noise)
-    except (TypeError, ValueError):
-        noise = float("nan")
-    if not math.isfinite(noise) or noise < 0:
-        raise HashwfaError(f"synthetic_plage: noise = {noise!r}; expected a finite sigma >= 0 in continuum units")
-    if model not in MODELS:
-        raise HashwfaError(f"synthetic_plage: model = {model!r} unknown; use one of {', '.join(MODELS)}")
-    if pattern not in ("full", "triplet"):
-        raise HashwfaError(f"synthetic_plage: pattern = {pattern!r} unknown; use 'full' or 'triplet'")
-    if qu_form not in QU_FORMS:
-        raise HashwfaError(f"synthetic_plage: qu_form = {qu_form!r} unknown; use one of {', '.join(QU_FORMS)}")
-    line = get_line(line)
-    if psf_fwhm is None:
-        psf_fwhm = psf_fwhm_pixels(line)
-    try:
-        psf_fwhm = float(psf_fwhm)
-    except (TypeError, ValueError):
-        psf_fwhm = float("nan")
-    if not math.isfinite(psf_fwhm) or psf_fwhm < 0:
-        raise HashwfaError(f"synthetic_plage: psf_fwhm = {psf_fwhm!r}; expected a finite FWHM >= 0 in pixels "
-                           "(None for the CRISP default, 0 for no PSF)")
-    wl = CRISP_WAVELENGTHS.copy() if wavelengths is None else np.asarray(wavelengths, dtype=np.float64)
-    if wl.ndim != 1 or wl.shape[0] < 2 or not np.all(np.diff(wl) > 0) or np.any(np.abs(wl) >= 100):
-        raise HashwfaError(
-            f"synthetic_plage: wavelengths {wl!r}; expected a strictly increasing (nw,) axis in "
-            "Angstrom relative to the line centre"
-        )
-    if model == "wfa" and qu_form == "second_derivative" and wl.shape[0] < 3:
-        raise HashwfaError("synthetic_plage: model 'wfa' with qu_form 'second_derivative' needs >= 3 wavelengths")
-
+    noise, line, psf_fwhm, wl = _checked_settings("synthetic_plage", ny, nx, seed, noise, model, pattern,
+                                                 qu_form, line, psf_fwhm, wavelengths)
     check_fits_in_memory(
         synthetic_plage_bytes(int(ny), int(nx), wl.shape[0]),
         f"synthetic_plage: the cube {ny} x {nx} x 4 x {wl.shape[0]}",
@@ -487,32 +533,7 @@ def synthetic_plage(
     rng_field, rng_atm, rng_noise = (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(3))
     intrinsic, envelope, conc = _make_field(rng_field, int(ny), int(nx))
     atm_intrinsic = _make_atmosphere(rng_atm, envelope, conc, line.center)
-    # The truth: the PSF-weighted B_los, B_Q, B_U (B_t and azimuth follow from B_Q, B_U).
-    blurred = _psf(np.stack([intrinsic.blos, intrinsic.bq, intrinsic.bu], axis=-1), psf_fwhm)
-    truth = FieldMaps.from_bqbu(blos=blurred[..., 0], bq=blurred[..., 1], bu=blurred[..., 2])
-    names = ("depth", "width", "shift")
-    atm_blurred = _psf(np.stack([atm_intrinsic[k] for k in names], axis=-1), psf_fwhm)
-    atm = {k: atm_blurred[..., i] for i, k in enumerate(names)}
-
-    def absorption_of(maps: Dict[str, np.ndarray]):
-        depth, width, shift = (maps[k][..., None] for k in names)
-        return lambda dl: depth * np.exp(-(((dl - shift) / width) ** 2))
-
-    if model == "zeeman":
-        # Per-pixel profiles of the intrinsic atmosphere, then the telescope blurs the images.
-        b = np.hypot(intrinsic.blos, intrinsic.bt)
-        inclination = np.arctan2(intrinsic.bt, intrinsic.blos)
-        sharp = np.stack(zeeman_stokes(absorption_of(atm_intrinsic), wl, line, b, inclination, intrinsic.azimuth,
-                                       pattern=pattern), axis=2)  # (ny, nx, 4, nw)
-        stokes = _psf(sharp, psf_fwhm)
-    else:
-        # Exact WFA profiles of the blurred (true) field and line maps.
-        stokes_i = 1.0 - absorption_of(atm)(np.broadcast_to(wl, atm["depth"].shape + wl.shape))
-        dI = intensity_derivative(stokes_i, wl)
-        d2I = intensity_second_derivative(stokes_i, wl) if qu_form == "second_derivative" else None
-        stokes_q, stokes_u, stokes_v = forward_stokes(dI, wl, line, blos=truth.blos, bq=truth.bq, bu=truth.bu,
-                                                      qu_form=qu_form, d2I_dlambda2=d2I)
-        stokes = np.stack([stokes_i, stokes_q, stokes_u, stokes_v], axis=2)
+    stokes, truth, atm = _observe(intrinsic, atm_intrinsic, wl, line, model, pattern, qu_form, psf_fwhm)
     if noise > 0:
         stokes = stokes + noise * rng_noise.standard_normal(stokes.shape)
 

@@ -169,7 +169,7 @@ def test_existing_output_directory_is_not_overwritten_silently(finished, tmp_pat
         ('{"training": {"lr": "fast"}}', [], ["'training.lr'", "must be a number"]),
         ('{\n  "line": "5173",\n  "training": {"lr": 0.1,,}\n}', [], ["line 3, column", "invalid JSON"]),
         ("{}", ["training.epochs_per_phase=-1"], ["'training.epochs_per_phase'", "--set"]),
-        ("{}", ["data.path=stokes.fits"], ["'data.wavelengths'"]),
+        ("{}", ["data.wavelengths=w.fits"], ["'data.path'"]),
     ],
 )
 def test_config_errors_exit_2_with_our_message(tmp_path, capsys, text, overrides, expected):
