@@ -164,3 +164,25 @@ def test_map_penalty_of_a_series_acts_per_frame():
     # Per frame: the frame's sums (the reference's mean times its valid count), over all valid pixels.
     want = sum(_reference_penalty(full[t], mask[t], 0.4, 0.9, 0.05) * mask[t].sum() for t in range(nt)) / mask.sum()
     assert got == pytest.approx(want, rel=1e-12)
+
+
+def test_series_fit_with_per_field_encodings_and_regularisation(small_solver_config):
+    from hashwfa.wfa.synthetic_series import synthetic_series
+
+    obs = synthetic_series(nt=3, ny=12, nx=10, seed=3, model="wfa", noise=1e-3).observation()
+    cfg = _with(small_solver_config(epochs_per_phase=3),
+                encoding_bqbu=FieldEncodingConfig(max_resolution=8),
+                regularization=RegularizationConfig(bqbu=FieldRegularization(squared_gradient=1.0, total_variation=0.1)))
+    solver = TwoPhaseSolver(obs, cfg, progress=False)
+    assert set(solver.penalty_weights) == {"bqbu"}
+    # One weight for the series, from the regularised WFA of the whole series (smoothed frame by frame).
+    assert solver.penalty_weights["bqbu"].alpha == pytest.approx(regularized_wfa(obs).alpha_qu)
+    result = solver.run()
+    assert result.blos.shape == (3, 12, 10) and np.all(np.isfinite(result.bt))
+    # Each field's time share follows its own finest resolution; the bundle rebuilds both.
+    assert solver.geometries["blos"] != solver.geometries["bqbu"]
+    fields = fields_from_bundle(solver.model_bundle())
+    x = torch.rand(9, 3) * 2 - 1
+    for phase in ("blos", "bqbu"):
+        with torch.no_grad():
+            assert torch.equal(fields[phase](x), solver.fields[phase](x))
