@@ -4,7 +4,8 @@
 
     hashwfa-bench [--versions 0,1,6] [--config CONFIG] [--set key.path=value ...]
                   [--epochs N] [--device auto|cpu|cuda] [--backend auto|tcnn|torch]
-                  [--repeats R] [--json results.json] [--recommended [CONFIG]]
+                  [--repeats R] [--json results.json] [--interpolations CatmullRom,BSpline]
+                  [--recommended [CONFIG]]
 
 Runs the seed protocol (docs/ARCHITECTURE.md section 6; every key at its default unless
 ``--config``/``--set`` say otherwise) for each version on the same data and
@@ -16,7 +17,9 @@ default rule, :mod:`hashwfa.wfa.regularized`; its time is the solve's wall
 time, weight search included). A version's time is the whole two-phase
 training, from the first step to the evaluated full field (the solver's
 ``blos + bqbu + evaluate`` timings); with ``--repeats`` the median is
-reported. ``--recommended`` adds a row ``REC`` for the recommended
+reported. ``--interpolations`` adds each version's row again with other grid
+interpolations (e.g. the cubic ``CatmullRom`` and ``BSpline``);
+``--recommended`` adds a row ``REC`` for the recommended
 configuration (``configs/recommended.json`` or the config given), trained on
 the same data. The same results, with the machine, command and date, are
 written as JSON.
@@ -44,6 +47,7 @@ from hashwfa import results
 from hashwfa.config import RunConfig, apply_overrides, load_data, read_json_config, validate_config
 from hashwfa.cli.allocator import keep_freed_memory
 from hashwfa.encodings.backend import BACKENDS
+from hashwfa.encodings.grid_config import INTERPOLATIONS
 from hashwfa.encodings.registry import REGISTRY, VERSION_NUMBERS
 from hashwfa.errors import HashwfaError
 from hashwfa.training import TwoPhaseSolver
@@ -248,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=1, help="runs per version; the median time is reported")
     p.add_argument("--json", default="bench_results.json", help="where to write the results (default bench_results.json)")
     p.add_argument("--progress", action="store_true", help="show the training progress bars")
+    p.add_argument("--interpolations", metavar="NAMES",
+                   help="comma-separated, e.g. CatmullRom,BSpline: add each version's row again with that "
+                        "encoding.interpolation")
     p.add_argument("--recommended", nargs="?", const=str(RECOMMENDED), metavar="CONFIG",
                    help="add a row REC trained with this config (default: configs/recommended.json) on the same "
                         "data, with the same --set, --epochs, --device and --backend")
@@ -277,6 +284,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raw = base_config(args.config, overrides)
         base_dir = Path(args.config).resolve().parent if args.config else None
         extras = []
+        for interpolation in [i for i in (args.interpolations or "").split(",") if i.strip()]:
+            if interpolation not in INTERPOLATIONS:
+                raise HashwfaError(f"--interpolations {args.interpolations!r}: {interpolation!r} is not one of "
+                                   f"{', '.join(INTERPOLATIONS)}.")
+            for v in versions:  # the version's row again with another interpolation
+                cubic = json.loads(json.dumps(raw))
+                cubic.setdefault("encoding", {}).update(version=v, interpolation=interpolation)
+                extras.append((f"V{v} {interpolation}", f"{REGISTRY[v].seed_name}, {interpolation}",
+                               validate_config(cubic, args.config or "<defaults>", base_dir=base_dir)))
         if args.recommended:
             rec_raw = read_json_config(args.recommended)
             rec_raw.pop("data", None)  # trained on the benchmark's data

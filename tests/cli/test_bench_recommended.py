@@ -20,3 +20,14 @@ def test_recommended_row(tmp_path, repo_root):
     # Trained (another model than V1's, on the same data), with errors against the truth.
     assert rec["final_loss"] != rows[0]["final_loss"]
     assert set(rec["errors_vs_truth"]) == {"blos_rmse", "bt_rmse", "azimuth_mae"}
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_interpolation_rows(tmp_path):
+    out = tmp_path / "bench.json"
+    argv = ["--versions", "1", "--epochs", "2", "--set", "data.synthetic.ny=16", "--set", "data.synthetic.nx=14",
+            "--interpolations", "CatmullRom", "--json", str(out)]
+    assert main(argv) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert rows[1]["label"] == "V1 CatmullRom" and rows[1]["final_loss"] != rows[0]["final_loss"]
+    assert main(argv[:-4] + ["--interpolations", "Cubic", "--json", str(out)]) == 2
