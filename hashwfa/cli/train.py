@@ -24,6 +24,7 @@ evaluation (the last collective), while torchrun waits for rank 0.
 from __future__ import annotations
 
 import argparse
+import os
 import math
 import sys
 from dataclasses import dataclass
@@ -409,7 +410,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"\n{PROG}: interrupted; continue with the same command and --resume", file=sys.stderr)
         return 130
     if done.rank != 0:  # rank 0 reports
-        return 0
+        # This rank's part is done and saved by rank 0's collectives; leave at
+        # once, skipping the interpreter's teardown of the still-connected gloo
+        # group, which can abort the process while rank 0 writes.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     res = done.result
     t = res.timings
     print(f"results: {done.out_dir}/ (field.fits, history.json, config.json, model.pt"

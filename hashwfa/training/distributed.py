@@ -222,8 +222,17 @@ class DistributedContext:
         return box[0]
 
     def close(self) -> None:
-        """Leave the process group (a no-op for one process)."""
-        if self.enabled and torch.distributed.is_initialized():
+        """Leave the process group (a no-op for one process).
+
+        Only rank 0 tears the group down. The other ranks finish while rank 0
+        is still writing (no final barrier: rank 0's writes, or the sigma
+        maps' member training, may outlast the collective timeout); tearing
+        gloo down under a peer that is still connected aborts the process
+        ("terminate called without an active exception"), so they leave the
+        group to the end of their process instead (see ``hashwfa-train``'s
+        ``main``, which ends them without the interpreter's teardown).
+        """
+        if self.enabled and self.is_primary and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 
 
