@@ -186,13 +186,7 @@ class SyntheticPlage:
         Raises:
             HashwfaError: when a file exists and ``overwrite`` is False.
         """
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        paths = {name: directory / f"{name}.fits" for name in ("stokes", "wavelengths", "truth")}
-        if not overwrite:
-            for path in paths.values():
-                if path.exists():
-                    raise HashwfaError(f"{path}: file exists; pass overwrite=True or choose another directory")
+        paths = output_paths(directory, overwrite)
         cards = self.header_cards()
         self.observation.write_fits(paths["stokes"], paths["wavelengths"], overwrite=overwrite, header=cards)
         hdr = fits.Header()
@@ -465,6 +459,22 @@ def _observe(intrinsic: FieldMaps, atm_intrinsic: Dict[str, np.ndarray], wl: np.
 
 
 # ---------------------------------------------------------------------- public
+
+def output_paths(directory: Union[str, Path], overwrite: bool) -> Dict[str, Path]:
+    """``{"stokes", "wavelengths", "truth"}`` -> ``directory/<name>.fits``, the directory created.
+
+    Raises:
+        HashwfaError: a file exists and ``overwrite`` is False.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {name: directory / f"{name}.fits" for name in ("stokes", "wavelengths", "truth")}
+    if not overwrite:
+        for path in paths.values():
+            if path.exists():
+                raise HashwfaError(f"{path}: file exists; pass overwrite=True or choose another directory")
+    return paths
+
 def synthetic_plage_bytes(ny: int, nx: int, nw: int) -> int:
     """Lower bound of the bytes :func:`synthetic_plage` holds at once: two float64 cubes.
 

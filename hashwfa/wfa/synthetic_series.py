@@ -41,7 +41,7 @@ from hashwfa.wfa.io import times_table
 from hashwfa.wfa.lines import SpectralLine
 from hashwfa.wfa.observation import Observation
 from hashwfa.wfa.physics import DEFAULT_QU_FORM
-from hashwfa.wfa.synthetic import (CRISP_ACTIVE, PIXEL_SCALE, _checked_settings, synthetic_plage_bytes, _make_atmosphere, _make_field,
+from hashwfa.wfa.synthetic import (CRISP_ACTIVE, PIXEL_SCALE, _checked_settings, synthetic_plage_bytes, _make_atmosphere, _make_field, output_paths,
                                    _observe, _smooth_noise)
 
 #: Extra mirror padding [px] beyond the shift when translating a map (keeps the
@@ -117,13 +117,7 @@ class SyntheticSeries:
         Raises:
             HashwfaError: when a file exists and ``overwrite`` is False.
         """
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        paths = {name: directory / f"{name}.fits" for name in ("stokes", "wavelengths", "truth")}
-        if not overwrite:
-            for path in paths.values():
-                if path.exists():
-                    raise HashwfaError(f"{path}: file exists; pass overwrite=True or choose another directory")
+        paths = output_paths(directory, overwrite)
         p = self.parameters
         cards = {"SYNTHET": (True, "synthetic series made by hashwfa"), "SEED": (p["seed"], "random seed"),
                  "NOISE": (p["noise"], "noise sigma in units of the continuum"),
