@@ -86,10 +86,7 @@ class WFALoss(torch.nn.Module):
         if not isinstance(observation, Observation):
             raise HashwfaError(f"WFALoss needs an Observation, got {type(observation).__name__}")
         line = observation.line if line is None else line
-        inputs = observation.wfa_inputs()
-        if rows is not None:
-            inputs = inputs._replace(**{k: getattr(inputs, k)[rows] for k in ("index", "dI_dlambda", "q", "u", "v")},
-                                     d2I_dlambda2=None if inputs.d2I_dlambda2 is None else inputs.d2I_dlambda2[rows])
+        inputs = observation.wfa_inputs(rows)  # only the shard's spectra are copied
         coef_v, coef_qu = wfa_coefficients(inputs.dI_dlambda, inputs.wavelengths, line, core_cutoff,
                                            qu_form=qu_form, d2I_dlambda2=inputs.d2I_dlambda2)
         if qu_form == "wing" and not np.any(np.abs(inputs.wavelengths) > core_cutoff):

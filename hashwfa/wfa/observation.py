@@ -477,14 +477,20 @@ class Observation:
                 self._dI = intensity_derivative(self.stokes[..., 0, :], self.wavelengths)
         return self._dI
 
-    def wfa_inputs(self) -> WFAInputs:
+    def wfa_inputs(self, rows: Optional[slice] = None) -> WFAInputs:
         """The valid pixels' dI/dlambda, d^2I/dlambda^2 and Q, U, V at the active wavelengths (float64).
 
         Computed from the valid pixels only, with non-finite values at
         wavelengths the WFA does not read zeroed first, so no NaN or inf
         reaches the result.
+
+        Args:
+            rows: keep only these rows (``start:stop``) of the valid pixels
+                (a rank's shard, :func:`hashwfa.training.distributed.shard_rows`);
+                only their spectra are copied, so the float64 copies are
+                ``rows``-sized, not ``n_valid``-sized. None: all valid pixels.
         """
-        index = self.valid_index
+        index = self.valid_index if rows is None else self.valid_index[rows]
         act = list(self.active_indices)
         spectra = self.flat_stokes[index]  # (P, 4, nw) copy
         intensity = spectra[:, 0, :]

@@ -28,6 +28,7 @@ from hashwfa.cli.train import build_parser, run
 from hashwfa.errors import HashwfaError
 from hashwfa.training.distributed import DistributedContext, launched_by_torchrun, shard_rows
 from hashwfa.wfa.loss import WFALoss
+from hashwfa.wfa.synthetic_series import synthetic_series
 
 TINY_CONFIG = {
     "data": {"synthetic": {"ny": 24, "nx": 20, "seed": 3, "noise": 5e-3}},
@@ -122,6 +123,35 @@ def test_shard_losses_weighted_by_size_sum_to_the_global_loss(small_observation)
     assert torch.equal(torch.cat(indices), full.valid_index)
     assert total["blos"] == pytest.approx(float(full(blos=blos, phase="blos")), rel=1e-5)
     assert total["bqbu"] == pytest.approx(float(full(bqbu=bqbu, phase="bqbu")), rel=1e-5)
+
+
+def test_a_shard_copies_only_its_rows_of_the_spectra() -> None:
+    # Oracle: plain indexing of the cube at the shard's valid pixels; and numpy's own
+    # allocation count (tracemalloc), which halves when a rank builds half the points.
+    import tracemalloc
+
+    series = synthetic_series(nt=4, ny=12, nx=10, seed=2, noise=1e-3).observation()
+    n = series.n_valid
+    act = list(series.active_indices)
+    flat = series.stokes.reshape(-1, 4, series.nw)
+    rows = shard_rows(n, 1, 2)
+    part = series.wfa_inputs(rows)
+    index = np.flatnonzero(series.valid)[rows]
+    assert np.array_equal(part.index, index)
+    for k, name in enumerate("quv", start=1):
+        assert np.array_equal(getattr(part, name), flat[index][:, k, act])
+    full = series.wfa_inputs()
+    assert np.array_equal(part.dI_dlambda, full.dI_dlambda[rows])
+    assert np.array_equal(part.d2I_dlambda2, full.d2I_dlambda2[rows])
+
+    def peak(rows_: Optional[slice]) -> int:
+        tracemalloc.start()
+        series.wfa_inputs(rows_)
+        top = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return top
+
+    assert peak(rows) < 0.6 * peak(None)
 
 
 @needs_gloo
