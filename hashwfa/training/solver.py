@@ -151,6 +151,13 @@ class TwoPhaseSolver:
                           for p, w in self.penalty_weights.items()}
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(train.seed)
+        if dist.enabled and not dist.is_primary:
+            # Rank 0 keeps the cube (pixel-wise WFA, outputs); the others hold their shard in
+            # self.loss from here on and let the float64 cube go, after making the warm start's
+            # baseline (of the whole map), the one other use of the spectra.
+            if train.init_from != "none":
+                self._baseline = baseline_maps(observation, train.init_from, physics)
+            observation.release_spectra()
 
         # Where training stands: the next epoch of PHASES[phase_index];
         # phase_index == len(PHASES) once both phases are done.

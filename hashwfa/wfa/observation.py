@@ -362,6 +362,7 @@ class Observation:
                 "check the mask and the data"
             )
         self._dI: Optional[np.ndarray] = None
+        self._released = False
 
     @staticmethod
     def _stencil(i: int, nw: int) -> Tuple[int, ...]:
@@ -434,6 +435,7 @@ class Observation:
             raise HashwfaError(f"{self.source}: not a series; frame() needs a (nt, ny, nx, 4, nw) cube")
         if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < self.nt:
             raise HashwfaError(f"{self.source}: frame {t!r} out of range 0..{self.nt - 1}")
+        self._check_spectra("frame()")
         when = f", t = {self.times[t]:g} s" if self.times is not None else ""
         with warnings.catch_warnings():
             # The series already reported its non-finite pixels once.
@@ -466,12 +468,38 @@ class Observation:
         return np.stack([g.reshape(-1) for g in grids], axis=1).astype(np.float32)
 
     @property
+    def holds_spectra(self) -> bool:
+        """False once :meth:`release_spectra` has let the cube go (only the shapes and the valid mask remain)."""
+        return not self._released
+
+    def release_spectra(self) -> None:
+        """Let the float64 cube (and the cached dI/dlambda) go, keeping the shapes, mask and valid pixels.
+
+        For a data-parallel rank other than 0, once its loss holds its shard
+        of the points: its steady-state host memory then drops by the cube,
+        ``n_pixels x 4 x nw x 8`` bytes. :attr:`stokes` becomes a read-only
+        NaN array of the same shape that occupies one element (zero strides),
+        so :attr:`map_shape`, :meth:`coordinates` and :attr:`valid_index`
+        still work; what needs the spectra raises :class:`HashwfaError`.
+        """
+        self.stokes = np.broadcast_to(np.array(np.nan), self.stokes.shape)
+        self._dI = None
+        self._released = True
+
+    def _check_spectra(self, what: str) -> None:
+        if not self.holds_spectra:
+            raise HashwfaError(f"{self.source}: {what} needs the spectra, which this process released "
+                               "(release_spectra: a data-parallel rank other than 0)")
+
+    @property
     def flat_stokes(self) -> np.ndarray:
         """``(n_pixels, 4, nw)`` view of the cube, pixels in row-major order over :attr:`map_shape`."""
+        self._check_spectra("flat_stokes")
         return self.stokes.reshape(self.n_pixels, 4, self.nw)
 
     def intensity_derivative(self) -> np.ndarray:
         """dI/dlambda ``map_shape + (nw,)`` [intensity/A] (NaN/inf only where I is not finite)."""
+        self._check_spectra("intensity_derivative")
         if self._dI is None:
             with np.errstate(invalid="ignore", over="ignore"):
                 self._dI = intensity_derivative(self.stokes[..., 0, :], self.wavelengths)

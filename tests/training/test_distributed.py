@@ -154,6 +154,36 @@ def test_a_shard_copies_only_its_rows_of_the_spectra() -> None:
     assert peak(rows) < 0.6 * peak(None)
 
 
+class _QuietRank1(DistributedContext):
+    """Rank 1 of 2 without a process group: the parameter broadcast (a collective) is skipped."""
+
+    def broadcast_parameters(self, modules) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+
+def test_a_rank_other_than_0_keeps_its_shard_and_lets_the_cube_go(small_solver_config) -> None:
+    # Oracle: the shard's size from the integers (floor/ceil of n / 2), the pixel-wise WFA
+    # of an untouched copy of the series, and the cube's own byte count.
+    from hashwfa.training.solver import TwoPhaseSolver
+    from hashwfa.wfa.pixelwise import pixel_wfa
+
+    series = synthetic_series(nt=4, ny=12, nx=10, seed=2, noise=1e-3)
+    obs, reference = series.observation(), series.observation()
+    n, shape, index = obs.n_valid, obs.map_shape, obs.valid_index
+    assert obs.stokes.nbytes == obs.n_pixels * 4 * obs.nw * 8
+    solver = TwoPhaseSolver(obs, small_solver_config(init_from="pixelwise"), progress=False,
+                            dist=_QuietRank1(rank=1, world_size=2, backend="gloo"))
+    assert solver.loss.n_valid == n - n // 2 and solver.loss.target_v.shape[0] == n - n // 2
+    assert not obs.holds_spectra and reference.holds_spectra
+    assert obs.stokes.base is not None and obs.stokes.base.nbytes == 8  # one NaN, broadcast
+    assert obs.map_shape == shape and np.array_equal(obs.valid_index, index) and obs.n_valid == n
+    with pytest.raises(HashwfaError, match="released"):
+        obs.wfa_inputs()
+    baseline = pixel_wfa(reference)  # the warm start's baseline was made before the release
+    assert np.array_equal(solver._baseline.blos, baseline.blos, equal_nan=True)
+    assert solver.predict()["blos"].shape == (obs.n_pixels,)
+
+
 @needs_gloo
 def test_gradient_all_reduce_keeps_the_layout_and_missing_gradients() -> None:
     # A one-process gloo group: the sum over ranks is the rank's own values, so
