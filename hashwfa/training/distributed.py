@@ -31,9 +31,16 @@ What is sharded and what is not (memory per rank):
 - sharded: the loss tensors (targets Q, U, V and the WFA coefficients, 5 x
   ``n_rank x A`` float32) and the training coordinates (``n_rank x D``
   float32), on the device: this is what grows with the data;
-- not sharded: the observation itself (every rank reads the whole cube into
-  host memory as float64, and computes the intensity derivatives of all
-  pixels before keeping its rows), the model and optimiser state (small,
+- read whole, then released: every rank reads the whole cube into host
+  memory as float64 (the valid mask, hence the global point count and the
+  shard boundaries, depends on all of it); a rank copies and differentiates
+  only its shard's spectra (``Observation.wfa_inputs(rows)``), and the ranks
+  other than 0 let the cube go once their loss is built
+  (``Observation.release_spectra``, after the warm start's baseline), so
+  their steady-state host memory drops by the cube; rank 0 keeps it for the
+  pixel-wise WFA and the outputs. The peak of every rank still includes the
+  whole cube;
+- not sharded: the model and optimiser state (small,
   replicated), the evaluation at the end (every rank predicts the maps over
   all pixels, host memory ``3 x ny x nx`` float64, and the final loss is
   summed over shards); the pixel-wise WFA and the output files are done by
