@@ -40,6 +40,7 @@ from astropy.io import fits
 
 from hashwfa.encodings.backend import tcnn_cubic_message
 from hashwfa.encodings.grid_config import CUBIC_INTERPOLATIONS
+from hashwfa.encodings.registry import REGISTRY
 from hashwfa import schema
 from hashwfa.errors import HashwfaError, closest_name
 from hashwfa.schema import Problems, describe_value, parse_override, setting
@@ -276,6 +277,16 @@ def _cross_checks(cfg: RunConfig, ctx: Problems, base_dir: Optional[Path]) -> Ru
                 f"= {enc.max_resolution} is below base_resolution = {enc.base_resolution}",
                 "make max_resolution >= base_resolution",
             )
+        if enc.plane_resolution is not None and not REGISTRY[enc.version].plane:
+            set_here = section == "encoding" or getattr(cfg, section).plane_resolution is not None \
+                or getattr(cfg, section).version is not None
+            if set_here:
+                ctx.error(
+                    f"{section}.plane_resolution",
+                    f"= {enc.plane_resolution} is set, but version {enc.version} has no dense plane",
+                    "plane_resolution is V6's only: leave it null, or set it in encoding_blos / encoding_bqbu "
+                    "for the field that runs V6",
+                )
     plage = cfg.data.synthetic or SyntheticConfig()  # known image size (FITS data: the solver checks)
     if cfg.regularization.active and cfg.data.path is None and cfg.training.batch_size < plage.ny * plage.nx:
         ctx.error(

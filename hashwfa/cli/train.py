@@ -38,6 +38,7 @@ from hashwfa.atomic import make_directory, remove_stale_temporaries
 from hashwfa.errors import HashwfaError, OutputWriteError
 from hashwfa.lock import LOCK_NAME, DirectoryLock
 from hashwfa.encodings.backend import BACKENDS
+from hashwfa.encodings.registry import REGISTRY
 from hashwfa.quicklook import write_quicklook
 from hashwfa.schema import differing_keys, flatten
 from hashwfa.training import IndependentFrames, TwoPhaseSolver
@@ -327,6 +328,9 @@ def _run_locked(
         "WORLDSZ": (dist.world_size, "processes (torch.distributed ranks) of the fit"),
         **{f"MAXRES{k}": (cfg.solver.field_encoding(p).max_resolution, f"max_resolution of the {p} field")
            for p, k in (("blos", "V"), ("bqbu", "QU"))},
+        **{f"PLNRES{k}": (e.plane_resolution or e.max_resolution, f"V6 plane_resolution of the {p} field")
+           for p, k in (("blos", "V"), ("bqbu", "QU"))
+           for e in (cfg.solver.field_encoding(p),) if REGISTRY[e.version].plane},
         **{f"PEN{k}{c}": (getattr(penalties[p], a), f"regularization {p}: {a}")
            for p, k in (("blos", "V"), ("bqbu", "QU")) if p in penalties
            for c, a in (("G2", "squared_gradient"), ("TV", "total_variation"), ("EPS", "tv_eps"))},

@@ -44,8 +44,8 @@ class VersionSpec:
             ``"per_level"`` (one per level, one batched op).
         progressive: whether a coarse-to-fine level mask opens the levels
             over each phase.
-        plane: whether a single-level DenseGrid plane at ``max_resolution``
-            is appended (its features bypass the smoother and the mask).
+        plane: whether a single-level DenseGrid plane at ``plane_resolution``
+            (default ``max_resolution``) is appended (its features bypass the smoother and the mask).
         summary: one line on what is built, for messages and documentation.
     """
 
@@ -71,7 +71,7 @@ class VersionSpec:
     def grid_text(self) -> str:
         """The README's "grid" column."""
         text = f"`{self.grid}`"
-        return f"{text} + a dense plane at `max_resolution`" if self.plane else text
+        return f"{text} + a dense plane at `plane_resolution`" if self.plane else text
 
     @property
     def on_top_text(self) -> str:
@@ -102,7 +102,7 @@ REGISTRY: Dict[int, VersionSpec] = {
         VersionSpec(5, "Progressive (P)", "HashGrid", "per_level", True, False,
                     "HashGrid + per-level smoothers + progressive level mask"),
         VersionSpec(6, "Hybrid Plane", "HashGrid", "shared", False, True,
-                    "HashGrid + shared smoother, plus a DenseGrid plane at max_resolution"),
+                    "HashGrid + shared smoother, plus a DenseGrid plane at plane_resolution"),
     )
 }
 

@@ -79,6 +79,7 @@ def encoding_configs(
     base_resolution: int = 16,
     max_resolution: int = 2048,
     interpolation: str = "Linear",
+    plane_resolution: Optional[int] = None,
 ) -> dict[str, dict[str, Any]]:
     """The tiny-cuda-nn JSON configs of a version, for users to inspect or reuse.
 
@@ -93,15 +94,18 @@ def encoding_configs(
         interpolation: ``"Linear"``, ``"Smoothstep"``, ``"Nearest"`` (tcnn's) or
             the cubic ``"CatmullRom"``, ``"BSpline"`` (torch grid only; see
             :data:`~hashwfa.encodings.grid_config.INTERPOLATIONS`).
+        plane_resolution: vertices per axis of V6's plane (>= 2); None =
+            ``max_resolution``. Only for versions with a plane.
 
     Returns:
         ``{"grid": config}``, plus ``"plane"`` for versions with a plane (V6): a single-level
-        ``DenseGrid`` with ``base_resolution = max_resolution`` (tcnn's level 0
-        has ``scale = base - 1`` and ``ceil(scale) + 1 = max_resolution``
+        ``DenseGrid`` with ``base_resolution = plane_resolution`` (tcnn's level 0
+        has ``scale = base - 1`` and ``ceil(scale) + 1 = plane_resolution``
         vertices per axis). Every key is explicit.
 
     Raises:
-        HashwfaError: an unknown version or an invalid value (the message names the key).
+        HashwfaError: an unknown version, an invalid value (the message names
+            the key), or a ``plane_resolution`` for a version without a plane.
     """
     v = _version(version)
     n_levels = _positive_int(n_levels, "n_levels")
@@ -117,6 +121,13 @@ def encoding_configs(
             "raise max_resolution or lower base_resolution."
         )
     spec = REGISTRY[v]
+    if plane_resolution is not None and not spec.plane:
+        raise HashwfaError(
+            f"plane_resolution applies to versions with a dense plane (V6), not version {v} "
+            f"({spec.seed_name}); leave it null."
+        )
+    plane_resolution = max_resolution if plane_resolution is None else _positive_int(
+        plane_resolution, "plane_resolution", low=2)
     grid = {
         "otype": spec.grid,
         "type": spec.grid[: -len("Grid")],
@@ -135,7 +146,7 @@ def encoding_configs(
             "n_levels": 1,
             "n_features_per_level": int(n_features_per_level),
             "log2_hashmap_size": int(log2_hashmap_size),
-            "base_resolution": max_resolution,
+            "base_resolution": plane_resolution,
             "per_level_scale": 1.0,
             "interpolation": interpolation,
         }
@@ -176,7 +187,8 @@ class HashEncoding(torch.nn.Module):
         n_features_per_level: F (1, 2, 4 or 8).
         log2_hashmap_size: log2 of the maximum entries of a hashed level.
         base_resolution: vertices per axis of the coarsest level.
-        max_resolution: vertices per axis of the finest level (and of V6's plane).
+        max_resolution: vertices per axis of the finest level (and of V6's plane
+            when ``plane_resolution`` is None).
         interpolation: ``"Linear"``, ``"Smoothstep"``, ``"Nearest"`` (tcnn's) or
             the cubic ``"CatmullRom"``, ``"BSpline"`` (torch grid only; see
             :data:`~hashwfa.encodings.grid_config.INTERPOLATIONS`).
@@ -185,6 +197,7 @@ class HashEncoding(torch.nn.Module):
             axis, or ``[[low_0, ...], [high_0, ...]]`` (lower corner, upper
             corner). Points outside are clamped onto the box.
         backend: ``"auto"``, ``"tcnn"`` or ``"torch"`` (see :func:`make_grid`).
+        plane_resolution: vertices per axis of V6's plane; None = ``max_resolution``.
         seed: initialisation seed; the main grid uses ``seed``, V6's plane
             ``derive_seed(seed, 1)`` and the smoother ``derive_seed(seed, 2)``.
         dtype: dtype of the torch path (float32; float64 for gradient checks).
@@ -216,6 +229,7 @@ class HashEncoding(torch.nn.Module):
         backend: str = "auto",
         seed: int = 1337,
         dtype: torch.dtype = torch.float32,
+        plane_resolution: Optional[int] = None,
     ) -> None:
         super().__init__()
         self.version = _version(version)
@@ -228,20 +242,23 @@ class HashEncoding(torch.nn.Module):
             base_resolution=base_resolution,
             max_resolution=max_resolution,
             interpolation=interpolation,
+            plane_resolution=plane_resolution,
         )
         if dtype not in (torch.float32, torch.float64):
             raise HashwfaError(f"HashEncoding dtype must be torch.float32 or torch.float64, got {dtype}.")
         for name, config in self.configs.items():
             layout = GridLayout.from_config(parse_grid_config(self.n_input_dims, config))
             if layout.n_params > _MAX_PARAMS:
+                key = "plane_resolution" if name == "plane" else "max_resolution"
                 raise HashwfaError(
                     f"version {self.version}'s {name} would hold {layout.n_params:,} values "
-                    f"(max_resolution={max_resolution} in {self.n_input_dims} dimensions); "
-                    "lower max_resolution or use a HashGrid version."
+                    f"({key}={config['base_resolution'] if name == 'plane' else max_resolution} in "
+                    f"{self.n_input_dims} dimensions); lower {key} or use a HashGrid version."
                 )
         self.n_levels = int(n_levels)
         self.n_features_per_level = int(n_features_per_level)
         self.max_resolution = int(max_resolution)
+        self.plane_resolution = int(self.configs["plane"]["base_resolution"]) if "plane" in self.configs else None
         self.interpolation = parse_grid_config(self.n_input_dims, self.configs["grid"]).interpolation  # canonical name
         self.backend = resolve_backend(backend, self.interpolation)
         self.seed = int(seed)

@@ -67,6 +67,7 @@ def build_field(
         base_resolution=enc.base_resolution,
         max_resolution=enc.max_resolution,
         interpolation=enc.interpolation,
+        plane_resolution=enc.plane_resolution,
         backend=backend or enc.backend,
         seed=seed,
     )

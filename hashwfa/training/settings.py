@@ -49,7 +49,13 @@ class EncodingConfig:
     )
     base_resolution: int = setting(1, "Grid resolution of the coarsest level (vertices per axis scale).", min=1)
     max_resolution: int = setting(
-        32, "Grid resolution of the finest level (and of the V6 plane).", min=1
+        32, "Grid resolution of the finest level (and of the V6 plane unless plane_resolution is set).", min=1
+    )
+    plane_resolution: Optional[int] = setting(
+        None,
+        "V6 only: vertices per axis of the dense plane; null = max_resolution (the seed's budget). "
+        "Setting it for a version without a plane is a config error.",
+        min=2,
     )
     interpolation: str = setting(
         "Linear",
