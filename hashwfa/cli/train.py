@@ -227,7 +227,7 @@ def _run_ranked(
                                "torchrun, or fit the series jointly (training.frames = 'joint').")
         solver: Any = IndependentFrames(obs, cfg.solver, progress=not args.quiet)
     else:
-        solver = TwoPhaseSolver(obs, cfg.solver, progress=not args.quiet, dist=dist)
+        solver = TwoPhaseSolver(obs, cfg.solver, progress=not args.quiet, dist=dist, noise=data.noise)
 
     lock = DirectoryLock(make_directory(out_dir)).acquire() if dist.is_primary else None
     try:

@@ -42,6 +42,7 @@ import torch
 from hashwfa.errors import HashwfaError
 from hashwfa.training.settings import SolverConfig
 from hashwfa.wfa.loss import WFALoss
+from hashwfa.wfa.noise import StokesNoise
 from hashwfa.wfa.observation import Observation
 from hashwfa.wfa.regularization import squared_gradient, total_variation
 from hashwfa.wfa.regularized import regularized_wfa
@@ -76,11 +77,13 @@ class PenaltyWeights:
         return asdict(self)
 
 
-def penalty_weights(observation: Observation, loss: WFALoss, config: SolverConfig) -> Dict[str, PenaltyWeights]:
+def penalty_weights(observation: Observation, loss: WFALoss, config: SolverConfig,
+                    noise: Optional[StokesNoise] = None) -> Dict[str, PenaltyWeights]:
     """The weights of the phases whose regularisation is on (an empty dict when none is).
 
     Runs the regularised WFA once (a few sparse solves) with ``weights =
-    "discrepancy"``; nothing reads a truth.
+    "discrepancy"``, with ``noise`` (the run's ``data.noise``) or, when None,
+    the noise estimated from the data; nothing reads a truth.
     """
     reg = config.regularization
     active = {p: getattr(reg, p) for p in ("blos", "bqbu") if getattr(reg, p).active}
@@ -89,7 +92,8 @@ def penalty_weights(observation: Observation, loss: WFALoss, config: SolverConfi
     if reg.weights == "given":
         return {p: PenaltyWeights(r.squared_gradient, r.total_variation, r.tv_eps) for p, r in active.items()}
     try:
-        baseline = regularized_wfa(observation, core_cutoff=config.physics.core_cutoff, qu_form=config.physics.qu_form)
+        baseline = regularized_wfa(observation, noise=noise, core_cutoff=config.physics.core_cutoff,
+                                   qu_form=config.physics.qu_form)
     except HashwfaError as exc:
         raise HashwfaError(
             f"regularization.weights = 'discrepancy' needs the regularised WFA's weights, which failed: {exc} "

@@ -46,6 +46,7 @@ from hashwfa.training.settings import SolverConfig
 from hashwfa.training.warm_start import baseline_maps, fit_to_map, phase_target
 from hashwfa.wfa.fields import FieldMaps
 from hashwfa.wfa.loss import PHASES, WFALoss
+from hashwfa.wfa.noise import StokesNoise
 from hashwfa.wfa.observation import Observation
 
 __all__ = ["TwoPhaseSolver", "EVAL_CHUNK"]
@@ -66,6 +67,8 @@ class TwoPhaseSolver:
             (:mod:`hashwfa.training.distributed`); default: a single process.
             With several ranks the loss holds only this rank's shard of the
             valid points, and losses, gradients and decisions are global.
+        noise: the Stokes noise the regularisation weights assume (the run's
+            ``data.noise``); None estimates it from the data.
 
     The training state (models, optimisers, schedulers, minibatch RNG, phase,
     epoch, history) round-trips through :meth:`state_dict` /
@@ -84,7 +87,7 @@ class TwoPhaseSolver:
 
     def __init__(
         self, observation: Observation, config: SolverConfig, *, progress: bool = True,
-        dist: DistributedContext = SINGLE_PROCESS,
+        dist: DistributedContext = SINGLE_PROCESS, noise: Optional[StokesNoise] = None,
     ) -> None:
         t0 = time.perf_counter()
         self.config = config
@@ -146,7 +149,8 @@ class TwoPhaseSolver:
         }
         # regularization: smoothness terms of each field's map, weights fixed here (hashwfa.training.penalty).
         check_full_batch(config, self.full_batch, dist.enabled)
-        self.penalty_weights = penalty_weights(observation, self.loss, config)
+        self.noise = noise
+        self.penalty_weights = penalty_weights(observation, self.loss, config, noise)
         self.penalties = {p: MapPenalty(w, self.loss.valid_index, self.loss.shape)
                           for p, w in self.penalty_weights.items()}
         self.generator = torch.Generator(device=self.device)
@@ -156,7 +160,7 @@ class TwoPhaseSolver:
             # self.loss from here on and let the float64 cube go, after making the warm start's
             # baseline (of the whole map), the one other use of the spectra.
             if train.init_from != "none":
-                self._baseline = baseline_maps(observation, train.init_from, physics)
+                self._baseline = baseline_maps(observation, train.init_from, physics, noise)
             observation.release_spectra()
 
         # Where training stands: the next epoch of PHASES[phase_index];
@@ -303,7 +307,7 @@ class TwoPhaseSolver:
         """Fit the phase's field to the baseline map (:mod:`hashwfa.training.warm_start`)."""
         train = self.config.training
         if self._baseline is None:
-            self._baseline = baseline_maps(self.observation, train.init_from, self.config.physics)
+            self._baseline = baseline_maps(self.observation, train.init_from, self.config.physics, self.noise)
         net = self.fields[phase]
         if net.encoding.progressive:
             net.encoding.set_active_levels(self._active_levels(0, phase))

@@ -24,6 +24,7 @@ import torch
 from hashwfa.encodings import static_coordinates
 from hashwfa.training.settings import INITS, PhysicsConfig
 from hashwfa.wfa.fields import FieldMaps
+from hashwfa.wfa.noise import StokesNoise
 from hashwfa.wfa.observation import Observation
 from hashwfa.wfa.pixelwise import pixel_wfa
 from hashwfa.wfa.regularized import regularized_wfa
@@ -31,12 +32,17 @@ from hashwfa.wfa.regularized import regularized_wfa
 __all__ = ["INITS", "baseline_maps", "phase_target", "fit_to_map"]
 
 
-def baseline_maps(observation: Observation, init: str, physics: PhysicsConfig) -> Optional[FieldMaps]:
-    """The map a field starts from: the pixel-wise or regularised WFA, or None for ``"none"``."""
+def baseline_maps(observation: Observation, init: str, physics: PhysicsConfig,
+                  noise: Optional[StokesNoise] = None) -> Optional[FieldMaps]:
+    """The map a field starts from: the pixel-wise or regularised WFA, or None for ``"none"``.
+
+    ``noise``: what the regularised WFA's weights assume (the run's ``data.noise``); None estimates it.
+    """
     if init == "pixelwise":
         return pixel_wfa(observation, core_cutoff=physics.core_cutoff, qu_form=physics.qu_form)
     if init == "regularized":
-        return regularized_wfa(observation, core_cutoff=physics.core_cutoff, qu_form=physics.qu_form).maps
+        return regularized_wfa(observation, noise=noise, core_cutoff=physics.core_cutoff,
+                               qu_form=physics.qu_form).maps
     return None
 
 

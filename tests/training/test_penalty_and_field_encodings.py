@@ -13,6 +13,7 @@ from hashwfa.training.checkpoint import check_resumable
 from hashwfa.training.penalty import MapPenalty, PenaltyWeights
 from hashwfa.training.settings import FieldEncodingConfig, FieldRegularization, RegularizationConfig
 from hashwfa.wfa.loss import WFALoss
+from hashwfa.wfa.noise import given_noise
 from hashwfa.wfa.physics import wfa_coefficients
 from hashwfa.wfa.regularized import regularized_wfa
 
@@ -186,3 +187,16 @@ def test_series_fit_with_per_field_encodings_and_regularisation(small_solver_con
     for phase in ("blos", "bqbu"):
         with torch.no_grad():
             assert torch.equal(fields[phase](x), solver.fields[phase](x))
+
+
+def test_discrepancy_weights_use_the_given_noise(small_observation, small_solver_config):
+    # data.noise given: the weights follow the regularised WFA with that noise, not the estimate.
+    obs = small_observation
+    reg = RegularizationConfig(bqbu=FieldRegularization(squared_gradient=1.0, total_variation=1.0))
+    noise = given_noise([1e-3, 8e-3, 8e-3, 8e-3], obs.nw)
+    solver = TwoPhaseSolver(obs, _with(small_solver_config(), regularization=reg), progress=False, noise=noise)
+    with_given = regularized_wfa(obs, noise=noise)
+    estimated = regularized_wfa(obs)
+    assert with_given.noise_qu == pytest.approx(8e-3) and with_given.alpha_qu != pytest.approx(estimated.alpha_qu)
+    assert solver.penalty_weights["bqbu"].alpha == pytest.approx(with_given.alpha_qu)
+    assert solver.penalty_weights["bqbu"].sigma == pytest.approx(8e-3)
