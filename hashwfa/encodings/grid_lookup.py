@@ -53,6 +53,7 @@ was no faster than a loop over levels):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -228,24 +229,16 @@ def cubic_weights(t: torch.Tensor, interpolation: str) -> torch.Tensor:
 
 def _cubic_rows(vertices: torch.Tensor, tables: LevelTables) -> torch.Tensor:
     """Rows ``[N, L, 4^D]`` of the clamped vertices ``[N, L, D, 4]`` of every level."""
-    n_points, n_levels = vertices.shape[:2]
-    rows = None
-    for levels, hashed in ((tables.dense_levels, False), (tables.hashed_levels, True)):  # two groups
-        if not levels.numel():
-            continue
-        group = vertices if levels.numel() == n_levels else vertices.index_select(1, levels)
-        if hashed:
-            index = combine_vertices(group * tables.primes[:, None], "xor")
-            index = (index & tables.hashed_masks) + tables.hashed_offsets
-        else:
-            # Clamped vertices index inside the level: no wrap-around.
-            index = combine_vertices(group * tables.dense_strides[:, :, None], "add") + tables.dense_offsets
-        if levels.numel() == n_levels:
-            return index
-        if rows is None:
-            rows = torch.empty(n_points, n_levels, index.shape[-1], dtype=index.dtype, device=vertices.device)
-        rows[:, levels] = index
-    return rows
+
+    def dense(group: torch.Tensor, t: LevelTables) -> torch.Tensor:
+        # Clamped vertices index inside the level: no wrap-around.
+        return combine_vertices(group * t.dense_strides[:, :, None], "add") + t.dense_offsets
+
+    def hashed(group: torch.Tensor, t: LevelTables) -> torch.Tensor:
+        index = combine_vertices(group * t.primes[:, None], "xor")
+        return (index & t.hashed_masks) + t.hashed_offsets
+
+    return _rows_by_level_group(vertices, tables, dense, hashed)
 
 
 def grid_lookup(
@@ -304,21 +297,34 @@ def grid_lookup(
 
 def _rows(cell: torch.Tensor, tables: LevelTables, nearest: bool) -> torch.Tensor:
     """Table rows ``[N, L, C]`` for cells ``[N, L, D]``, both level groups."""
-    n_points, n_levels, dims = cell.shape
-    groups = []
-    if tables.dense_levels.numel():
-        groups.append((tables.dense_levels, _dense_rows))
-    if tables.hashed_levels.numel():
-        groups.append((tables.hashed_levels, _hashed_rows))
+    if nearest:  # corner 0 is the cell's own vertex
+        return _rows_by_level_group(cell, tables, lambda g, t: _dense_rows(g, t)[..., :1],
+                                    lambda g, t: _hashed_rows(g, t)[..., :1])
+    return _rows_by_level_group(cell, tables, _dense_rows, _hashed_rows)
+
+
+def _rows_by_level_group(
+    points: torch.Tensor,
+    tables: LevelTables,
+    dense_rows_of: Callable[[torch.Tensor, LevelTables], torch.Tensor],
+    hashed_rows_of: Callable[[torch.Tensor, LevelTables], torch.Tensor],
+) -> torch.Tensor:
+    """Rows ``[N, L, C]`` assembled from the dense and the hashed levels' row functions.
+
+    ``points`` is ``[N, L, ...]`` (cells or vertices per level); each function
+    gets the points of its level group and returns their rows ``[N, L_group, C]``.
+    With one group only (the usual case) its result is returned as it is.
+    """
+    n_points, n_levels = points.shape[:2]
     rows = None
-    for levels, rows_of in groups:  # at most two groups: dense and hashed
-        group = cell if levels.numel() == n_levels else cell.index_select(1, levels)
+    for levels, rows_of in ((tables.dense_levels, dense_rows_of), (tables.hashed_levels, hashed_rows_of)):
+        if not levels.numel():
+            continue
+        group = points if levels.numel() == n_levels else points.index_select(1, levels)
         index = rows_of(group, tables)
-        if nearest:
-            index = index[..., :1]  # corner 0 is the cell's own vertex
         if levels.numel() == n_levels:
             return index
         if rows is None:
-            rows = torch.empty(n_points, n_levels, index.shape[-1], dtype=index.dtype, device=cell.device)
+            rows = torch.empty(n_points, n_levels, index.shape[-1], dtype=index.dtype, device=points.device)
         rows[:, levels] = index
     return rows
