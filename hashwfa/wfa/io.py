@@ -32,7 +32,7 @@ import numpy as np
 from astropy.io import fits
 
 from hashwfa.errors import HashwfaError
-from hashwfa.wfa.fitsio import PathLike, provenance_cards, read_image, write_atomic
+from hashwfa.wfa.fitsio import PathLike, map_image, provenance_cards, read_image, write_atomic
 from hashwfa.wfa.lines import LINES, SpectralLine, get_line
 
 if TYPE_CHECKING:  # annotations only: observation.py imports this module
@@ -82,6 +82,8 @@ class StokesFiles(NamedTuple):
             table, or None.
         map_cards: ``(keyword, value, comment)`` cards for maps of this cube
             (FITS axes 1 = x, 2 = y): its spatial WCS and dates; may be empty.
+        notes: what the reader did that a user may want to know (a cube
+            that could not be mapped lazily), one sentence each.
     """
 
     stokes: np.ndarray
@@ -93,6 +95,7 @@ class StokesFiles(NamedTuple):
     wavelengths_path: Path
     times: Optional[np.ndarray] = None
     map_cards: Tuple[Tuple[str, Any, str], ...] = ()
+    notes: Tuple[str, ...] = ()
 
 
 def read_stokes_fits(
@@ -100,6 +103,7 @@ def read_stokes_fits(
     wavelengths_path: PathLike,
     line: Union[None, str, SpectralLine, Dict[str, Any]] = None,
     axis_order: str = "auto",
+    lazy: bool = False,
 ) -> StokesFiles:
     """Read a Stokes-cube FITS file and a wavelengths FITS file.
 
@@ -122,6 +126,12 @@ def read_stokes_fits(
         axis_order: ``"auto"`` (header HWAXES, else the shape decides),
             ``"yxsw"`` for ``(ny, nx, 4, nw)`` or ``"swyx"`` for
             ``(4, nw, ny, nx)`` (each with a leading time axis for a series).
+        lazy: map the cube from the file instead of reading it
+            (:func:`hashwfa.wfa.fitsio.map_image`): ``stokes`` is then a
+            read-only :class:`numpy.memmap` view in the file's dtype, in numpy
+            order (a transposed view for the SSTRED order), whose pages are
+            read when used. A cube that cannot be mapped (integer, scaled,
+            compressed) is read whole, with a note in ``notes``.
 
     Raises:
         HashwfaError: missing or unreadable files, wavelengths that are
@@ -149,7 +159,12 @@ def read_stokes_fits(
         )
     wl = wl * scale[unit]
 
-    data, shdr, file_mask = read_image(spath, "Stokes cube")
+    notes: Tuple[str, ...] = ()
+    if lazy:
+        data, shdr, file_mask, note = map_image(spath, "Stokes cube")
+        notes = (note,) if note else ()
+    else:
+        data, shdr, file_mask = read_image(spath, "Stokes cube")
     if line is None:
         line = get_line(_line_from_header(shdr, spath))
     else:
@@ -167,7 +182,7 @@ def read_stokes_fits(
     times = _read_times(spath, cube.shape[0]) if cube.ndim == 5 else None
     image_axes = (1, 2) if sstred_order else (3, 4)
     cards = _map_cards(shdr, *image_axes)
-    return StokesFiles(cube, wl, line, mask, str(shdr.get("BUNIT", "")), spath, wpath, times, cards)
+    return StokesFiles(cube, wl, line, mask, str(shdr.get("BUNIT", "")), spath, wpath, times, cards, notes)
 
 
 def _is_sstred_order(data: np.ndarray, header: fits.Header, nw: int, axis_order: str) -> bool:

@@ -86,18 +86,32 @@ class WFALoss(torch.nn.Module):
         if not isinstance(observation, Observation):
             raise HashwfaError(f"WFALoss needs an Observation, got {type(observation).__name__}")
         line = observation.line if line is None else line
-        inputs = observation.wfa_inputs(rows)  # only the shard's spectra are copied
-        coef_v, coef_qu = wfa_coefficients(inputs.dI_dlambda, inputs.wavelengths, line, core_cutoff,
-                                           qu_form=qu_form, d2I_dlambda2=inputs.d2I_dlambda2)
-        if qu_form == "wing" and not np.any(np.abs(inputs.wavelengths) > core_cutoff):
+        # Filled frame by frame (Observation.wfa_input_chunks): the float64 inputs and
+        # coefficients exist for one frame at a time, the tensors once, in ``dtype``.
+        index = observation.valid_index if rows is None else observation.valid_index[rows]
+        n, n_active = int(index.shape[0]), len(observation.active_indices)
+        names = ("coef_v", "coef_qu", "target_q", "target_u", "target_v")
+        host = {name: torch.empty((n, n_active), dtype=dtype) for name in names}
+        any_signal = False
+        done = 0
+        for inputs in observation.wfa_input_chunks(rows):
+            coef_v, coef_qu = wfa_coefficients(inputs.dI_dlambda, inputs.wavelengths, line, core_cutoff,
+                                               qu_form=qu_form, d2I_dlambda2=inputs.d2I_dlambda2)
+            any_signal = any_signal or bool(np.any(coef_v))
+            part = slice(done, done + inputs.index.shape[0])
+            for name, values in zip(names, (coef_v, coef_qu, inputs.q, inputs.u, inputs.v)):
+                host[name][part] = torch.as_tensor(np.ascontiguousarray(values), dtype=dtype)
+            done = part.stop
+        active = observation.active_wavelengths
+        if qu_form == "wing" and not np.any(np.abs(active) > core_cutoff):
             warnings.warn(
-                f"{observation.source}: every active wavelength {tuple(inputs.wavelengths)} A is inside "
+                f"{observation.source}: every active wavelength {tuple(active)} A is inside "
                 f"the line core (|dl| <= {core_cutoff} A), where the WFA has no Q/U model: B_Q and "
                 "B_U are unconstrained; add active wavelengths in the wings",
                 stacklevel=2,
             )
 
-        if not np.any(coef_v):
+        if not any_signal:
             # dI/dlambda = 0 everywhere: V, Q and U carry no information on B, and the fit
             # would return its initial output (all-zero maps) without a word.
             raise HashwfaError(
@@ -107,18 +121,11 @@ class WFALoss(torch.nn.Module):
                 "wavelengths (data.active_indices) lie on the line"
             )
 
-        def put(name: str, array: np.ndarray, tensor_dtype: torch.dtype) -> None:
-            self.register_buffer(name, torch.as_tensor(np.ascontiguousarray(array), dtype=tensor_dtype,
-                                                       device=device).contiguous())
-
-        put("valid_index", inputs.index, torch.long)
-        put("coef_v", coef_v, dtype)
-        put("coef_qu", coef_qu, dtype)
-        put("target_q", inputs.q, dtype)
-        put("target_u", inputs.u, dtype)
-        put("target_v", inputs.v, dtype)
-        self.n_valid: int = int(inputs.index.shape[0])
-        self.n_active: int = int(inputs.wavelengths.shape[0])
+        self.register_buffer("valid_index", torch.as_tensor(index, dtype=torch.long, device=device).contiguous())
+        for name in names:
+            self.register_buffer(name, host.pop(name).to(device).contiguous())
+        self.n_valid: int = n
+        self.n_active: int = n_active
         self.weights = tuple(float(w) for w in observation.weights)
         self.shape = tuple(observation.map_shape)
         self.qu_form = qu_form

@@ -28,13 +28,22 @@ out: pixels the user's mask excludes, pixels with a non-finite value
 anywhere in their four-neighbour stencil, and residuals that are exactly 0
 (a constant fill, such as the zero corners of a rotated SST field, would
 otherwise pull the median down; real noise is never exactly flat).
+
+Memory: the medians need every residual of a (Stokes, wavelength) plane at
+once. A cube in memory is filtered in one pass (residuals as large as the
+cube, float64). A lazy cube (:class:`~hashwfa.wfa.observation.Observation`
+mapped from its file) is filtered frame by frame, :data:`PLANES_PER_PASS`
+planes per pass over the file, and then once more per Stokes parameter for
+its pooled wavelengths: at most ``max(PLANES_PER_PASS, ceil(nw / 3)) x 8``
+bytes per pixel at a time. The medians are exact either way, so the result
+is the same.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -49,6 +58,8 @@ MAD_TO_SIGMA = 1.482602218505602
 HIGHPASS_VARIANCE = 1.25
 #: Fraction of the wavelengths (those with the smallest estimates) pooled per Stokes parameter.
 QUIET_FRACTION = 1.0 / 3.0
+#: (Stokes, wavelength) planes whose residuals a lazy cube's estimate keeps per pass over the file.
+PLANES_PER_PASS = 4
 
 
 @dataclass(frozen=True)
@@ -141,11 +152,50 @@ def _mad_sigma(residual: np.ndarray, axis: Any) -> np.ndarray:
     return MAD_TO_SIGMA * mad / math.sqrt(HIGHPASS_VARIANCE)
 
 
+def _plane_residuals(observation: Observation, planes: Sequence[Tuple[int, int]]) -> np.ndarray:
+    """``(n, len(planes))`` high-pass residuals of the (Stokes, wavelength) ``planes`` over all frames.
+
+    Row order: interior pixels of frame 0 row-major, then frame 1...; NaN
+    where a residual is left out (see the module docstring). One pass over
+    the frames, reading only those planes.
+    """
+    ny, nx = observation.ny, observation.nx
+    per_frame = (ny - 2) * (nx - 2)
+    k_index = [k for k, _ in planes]
+    w_index = [w for _, w in planes]
+    out = np.empty((observation.nt * per_frame, len(planes)))
+    for t, view in observation.frame_views():
+        values = np.asarray(view[:, :, k_index, w_index], dtype=np.float64)[..., None]  # (ny, nx, G, 1)
+        with np.errstate(invalid="ignore"):
+            residual = _highpass(values)[..., 0]  # (ny-2, nx-2, G)
+        mask = observation.mask[t] if observation.is_series else observation.mask
+        keep = np.isfinite(residual) & (residual != 0.0) & mask[1:-1, 1:-1, None]
+        out[t * per_frame:(t + 1) * per_frame] = np.where(keep, residual, np.nan).reshape(per_frame, len(planes))
+    return out
+
+
+def _lazy_plane_sigmas(observation: Observation) -> Tuple[np.ndarray, np.ndarray]:
+    """``(per_wavelength, n_finite)``, both ``(4, nw)``, :data:`PLANES_PER_PASS` planes per pass."""
+    nw = observation.nw
+    planes = [(k, w) for k in range(4) for w in range(nw)]
+    per_wavelength = np.empty(4 * nw)
+    n_finite = np.empty(4 * nw, dtype=np.int64)
+    for start in range(0, len(planes), PLANES_PER_PASS):
+        group = planes[start:start + PLANES_PER_PASS]
+        residual = _plane_residuals(observation, group)
+        n_finite[start:start + len(group)] = np.count_nonzero(np.isfinite(residual), axis=0)
+        if n_finite[start:start + len(group)].min() >= 9:
+            per_wavelength[start:start + len(group)] = _mad_sigma(residual, axis=0)
+        del residual
+    return per_wavelength.reshape(4, nw), n_finite.reshape(4, nw)
+
+
 def estimate_noise(observation: Observation) -> StokesNoise:
     """Estimate the noise of each Stokes parameter from the data (see the module docstring).
 
     Args:
-        observation: the :class:`Observation` (its whole cube is used).
+        observation: the :class:`Observation` (its whole cube is used; a
+            lazy cube is read frame by frame, several times).
 
     Returns:
         :class:`StokesNoise` with one sigma per Stokes parameter, repeated over
@@ -156,31 +206,43 @@ def estimate_noise(observation: Observation) -> StokesNoise:
             interior pixels whose stencil is finite (too few to estimate;
             give ``data.noise`` instead).
     """
-    stokes = observation.stokes  # (ny, nx, 4, nw), or (nt, ny, nx, 4, nw) for a series
-    ny, nx, _, nw = stokes.shape[-4:]
+    ny, nx, nw = observation.ny, observation.nx, observation.nw
     if ny < 3 or nx < 3:
         raise HashwfaError(
             f"{observation.source}: {ny} x {nx} pixels are too few to estimate the noise from the data "
             "(needs at least 3 x 3); give it in the config as data.noise (4 sigmas: I, Q, U, V)"
         )
-    with np.errstate(invalid="ignore"):
-        residual = _highpass(stokes)  # (..., ny-2, nx-2, 4, nw); NaN where any stencil value is NaN
-    keep = np.isfinite(residual) & (residual != 0.0) & observation.mask[..., 1:-1, 1:-1, None, None]
-    residual = np.where(keep, residual, np.nan).reshape(-1, 4, nw)
-    n_finite = np.count_nonzero(np.isfinite(residual), axis=0)  # (4, nw)
-    if n_finite.min() < 9:
-        raise HashwfaError(
-            f"{observation.source}: fewer than 9 unmasked pixels with finite, not constant neighbours at some "
-            "Stokes parameter and wavelength; cannot estimate the noise; give it in the config as data.noise"
-        )
-    per_wavelength = _mad_sigma(residual, axis=0)  # (4, nw)
+    too_few = HashwfaError(
+        f"{observation.source}: fewer than 9 unmasked pixels with finite, not constant neighbours at some "
+        "Stokes parameter and wavelength; cannot estimate the noise; give it in the config as data.noise"
+    )
+    residual: Optional[np.ndarray] = None
+    if observation.is_lazy:
+        per_wavelength, n_finite = _lazy_plane_sigmas(observation)
+        if n_finite.min() < 9:
+            raise too_few
+    else:
+        stokes = observation.stokes  # (ny, nx, 4, nw), or (nt, ny, nx, 4, nw) for a series
+        with np.errstate(invalid="ignore"):
+            residual = _highpass(stokes)  # (..., ny-2, nx-2, 4, nw); NaN where any stencil value is NaN
+        keep = np.isfinite(residual) & (residual != 0.0) & observation.mask[..., 1:-1, 1:-1, None, None]
+        residual = np.where(keep, residual, np.nan).reshape(-1, 4, nw)
+        n_finite = np.count_nonzero(np.isfinite(residual), axis=0)  # (4, nw)
+        if n_finite.min() < 9:
+            raise too_few
+        per_wavelength = _mad_sigma(residual, axis=0)  # (4, nw)
     n_quiet = max(1, int(math.ceil(QUIET_FRACTION * nw)))
     sigma = np.empty(4)
     chosen = []
     for k in range(4):  # four Stokes parameters, each a vectorised pooled MAD
         quiet = np.sort(np.argsort(per_wavelength[k], kind="stable")[:n_quiet])
         chosen.append(quiet)
-        sigma[k] = float(_mad_sigma(residual[:, k, quiet].reshape(-1), axis=0))
+        if residual is not None:
+            pooled = residual[:, k, quiet].reshape(-1)
+        else:  # the same values, read again (median: order does not matter)
+            pooled = _plane_residuals(observation, [(k, int(w)) for w in quiet]).reshape(-1)
+        sigma[k] = float(_mad_sigma(pooled, axis=0))
+        del pooled
     detail = (
         f"per Stokes parameter: MAD of the image minus its 4-neighbour mean over "
         f"{int(n_finite.min())}+ interior pixels, pooled over the {n_quiet} of {nw} wavelengths with the "

@@ -12,21 +12,34 @@ uses there is finite and sane: I at the active wavelengths and their
 neighbours (for the derivatives; the interior neighbour's three points at
 either end), Q, U and V at the active wavelengths. Sane means finite in
 float32 (the loss's precision) and within :data:`ABSURD_FACTOR` times the
-median |I| of those values. Invalid pixels are left out of every loss and
+median |I| of those values (the median over the I values the WFA reads at
+the finite pixels: a few wavelengths per pixel, kept while the cube is
+scanned frame by frame). Invalid pixels are left out of every loss and
 estimate; their count is reported once, when the observation is built.
+
+**Lazy cubes.** A cube given as a :class:`numpy.memmap` (what
+:meth:`Observation.from_fits` and :meth:`Observation.from_sst` give by
+default: the file mapped, not read) is kept as it is, in the file's dtype;
+nothing converts the whole cube to float64. Whatever reads spectra (the
+valid-pixel scan, :meth:`Observation.wfa_inputs`, the pixel-wise and
+regularised WFA, the noise estimate, the loss) reads it one frame at a time
+(:meth:`Observation.frame_views`; a single frame is one chunk) and converts
+that frame to float64, so the results are the same as for the cube in
+memory as float64, and the host memory is one frame plus what is computed.
 """
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from pathlib import Path
-from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from hashwfa.errors import HashwfaError
 from hashwfa.memory import check_fits_in_memory
-from hashwfa.wfa.fitsio import PathLike
+from hashwfa.wfa.fitsio import PathLike, forget_pages
 from hashwfa.wfa.io import read_stokes_fits, write_stokes_fits
 from hashwfa.wfa.lines import SpectralLine, get_line
 from hashwfa.wfa.physics import intensity_derivative, intensity_second_derivative
@@ -111,22 +124,17 @@ def relative_wavelengths(
     return rel, f"converted from {how}"
 
 
-def _sane_pixels(intensity: np.ndarray, quv: np.ndarray, finite: np.ndarray) -> np.ndarray:
-    """``map_shape`` True where the WFA's values are neither beyond float32 nor absurdly large.
+def _median_in_place(values: np.ndarray) -> float:
+    """The median of a 1-D array without NaN, as :func:`numpy.median` gives it in float64.
 
-    ``intensity`` ``(*map_shape, k)`` and ``quv`` ``(*map_shape, 3, A)`` are the values
-    the WFA reads, ``finite`` where they are all finite. "Absurdly large" is
-    relative to the median |I| over the finite pixels (see
-    :data:`ABSURD_FACTOR`); a cube whose median |I| is 0 has no scale and
-    is only checked against float32.
+    ``values`` may be float32 (exactly converted values): the median is an
+    order statistic, or the float64 mean of two, so it is the same as for the
+    values in float64. The array is partitioned in place.
     """
-    limit = float(np.finfo(np.float32).max)
-    if finite.any():
-        scale = float(np.median(np.abs(intensity[finite])))
-        if scale > 0:
-            limit = min(limit, ABSURD_FACTOR * scale)
-    with np.errstate(invalid="ignore"):
-        return (np.abs(intensity) <= limit).all(axis=-1) & (np.abs(quv) <= limit).all(axis=(-2, -1))
+    n = values.size
+    kth = sorted({(n - 1) // 2, n // 2})
+    values.partition(kth)
+    return float(np.mean(values[kth].astype(np.float64)))
 
 
 def _check_weights(weights: Tuple[float, ...], source: str) -> None:
@@ -169,7 +177,10 @@ class Observation:
         stokes: ``(ny, nx, 4, nw)`` array, Stokes I, Q, U, V along axis 2, or
             a series ``(nt, ny, nx, 4, nw)`` (Stokes along axis 3), in any
             intensity unit (usually the continuum intensity). Stored as
-            float64 (not copied when it already is; do not modify it after).
+            float64 (not copied when it already is; do not modify it after),
+            except a :class:`numpy.memmap` (a cube mapped from its file, see
+            the module docstring), which is kept as it is and read frame
+            by frame.
         wavelengths: ``(nw,)`` strictly increasing, Angstrom relative to the
             line centre. Absolute Angstrom or nm are accepted and converted
             (with a warning saying so).
@@ -190,6 +201,11 @@ class Observation:
         map_cards: ``(keyword, value, comment)`` FITS cards to carry into
             maps made from this observation (spatial WCS of FITS axes 1 = x
             and 2 = y, DATEREF and other dates); kept as :attr:`map_cards`.
+        valid: the valid pixels, ``map_shape`` bool, as another process
+            found them from the same data and mask (rank 0 of a data-parallel
+            fit, which scanned the cube): the spectra are then not scanned
+            here, nothing is warned, and :attr:`n_nonfinite` and
+            :attr:`n_absurd` are None. None: scan the spectra.
 
     Raises:
         HashwfaError: wrong number of dimensions, a Stokes axis that is not 4,
@@ -217,13 +233,14 @@ class Observation:
         unit: str = "",
         times: Optional[Sequence[float]] = None,
         map_cards: Sequence[Tuple[str, Any, str]] = (),
+        valid: Optional[np.ndarray] = None,
     ) -> None:
         self.source = str(source) if source is not None else "observation"
         src = self.source
         self.line = get_line(line)
         self.unit = str(unit)
 
-        cube = np.asarray(stokes)
+        cube = stokes if isinstance(stokes, np.memmap) else np.asarray(stokes)
         if cube.ndim not in (4, 5):
             raise HashwfaError(
                 f"{src}: Stokes cube has shape {cube.shape} ({cube.ndim} dimensions); expected 4 "
@@ -244,10 +261,17 @@ class Observation:
             )
         if not np.issubdtype(cube.dtype, np.number):
             raise HashwfaError(f"{src}: Stokes cube has dtype {cube.dtype}; expected a float array")
-        if cube.dtype != np.float64:  # the float64 copy is the largest allocation of a FITS cube
-            check_fits_in_memory(cube.size * 8, f"{src}: the float64 copy of the cube {cube.shape}",
-                                 "crop the cube to the region of interest")
-        self.stokes = np.asarray(cube, dtype=np.float64)
+        #: True when :attr:`stokes` is the cube mapped from its file (read frame by frame).
+        self.is_lazy = isinstance(cube, np.memmap)
+        if self.is_lazy:
+            self.stokes = cube
+        else:
+            if cube.dtype != np.float64:  # the float64 copy is the largest allocation of a FITS cube
+                check_fits_in_memory(cube.size * 8, f"{src}: the float64 copy of the cube {cube.shape}",
+                                     "crop the cube to the region of interest")
+            self.stokes = np.asarray(cube, dtype=np.float64)
+        self._dI: Optional[np.ndarray] = None
+        self._released = False
         ny, nx, _, nw = self.stokes.shape[lead:]
         map_shape = self.stokes.shape[:-2]
         if min(map_shape) < 1:
@@ -330,20 +354,22 @@ class Observation:
             user_mask = np.broadcast_to(user_mask.astype(bool), map_shape)
         self.mask = user_mask
 
-        # Finite check only over the values the WFA reads (see module docstring), so a
-        # NaN at an unused wavelength does not throw a pixel away.
-        needed_i = sorted({j for i in self.active_indices for j in self._stencil(i, nw)})
-        act = list(self.active_indices)
-        used_i, used_quv = self.stokes[..., 0, needed_i], self.stokes[..., 1:, act]
-        finite = np.all(np.isfinite(used_i), axis=-1)
-        finite &= np.all(np.isfinite(used_quv), axis=(-2, -1))
-        self.n_nonfinite = int(np.count_nonzero(~finite))
-        sane = finite & _sane_pixels(used_i, used_quv, finite)
-        self.n_absurd = int(np.count_nonzero(finite & ~sane))
-        self.valid = (sane & user_mask).reshape(-1)
+        if valid is not None:
+            given = np.asarray(valid)
+            if given.dtype != bool or given.size != int(np.prod(map_shape)):
+                raise HashwfaError(f"{src}: valid has shape {given.shape} and dtype {given.dtype}; expected a "
+                                   f"bool array of {map_shape} (the valid pixels)")
+            self.valid = given.reshape(-1) & user_mask.reshape(-1)
+            self.n_nonfinite: Optional[int] = None
+            self.n_absurd: Optional[int] = None
+        else:
+            finite, sane = self._scan_values()
+            self.n_nonfinite = int(np.count_nonzero(~finite))
+            self.n_absurd = int(np.count_nonzero(finite & ~sane))
+            self.valid = (sane & user_mask).reshape(-1)
         if self.n_nonfinite:
             warnings.warn(
-                f"{src}: {self.n_nonfinite} of {finite.size} pixels have NaN or infinite values at the "
+                f"{src}: {self.n_nonfinite} of {self.valid.size} pixels have NaN or infinite values at the "
                 "wavelengths the WFA uses; they are left out of every fit (the pixel-wise WFA "
                 "reports NaN there)",
                 stacklevel=2,
@@ -351,18 +377,75 @@ class Observation:
         if self.n_absurd:
             first = ", ".join(f"{axis}={i}" for axis, i in zip("tyx"[-finite.ndim:], np.argwhere(finite & ~sane)[0]))
             warnings.warn(
-                f"{src}: {self.n_absurd} of {finite.size} pixels have absurd values at the wavelengths "
+                f"{src}: {self.n_absurd} of {self.valid.size} pixels have absurd values at the wavelengths "
                 f"the WFA uses (beyond float32, or over {ABSURD_FACTOR:g} x the median |I|; the first "
                 f"at {first}); they are left out of every fit like NaN pixels",
                 stacklevel=2,
             )
         if not self.valid.any():
             raise HashwfaError(
-                f"{src}: no valid pixel: all {finite.size} pixels are masked out or have NaN/inf or absurd values; "
+                f"{src}: no valid pixel: all {self.valid.size} pixels are masked out or have NaN/inf or absurd values; "
                 "check the mask and the data"
             )
-        self._dI: Optional[np.ndarray] = None
-        self._released = False
+
+    def _scan_values(self) -> Tuple[np.ndarray, np.ndarray]:
+        """``(finite, sane)``, ``map_shape`` bool: where the values the WFA reads are finite, and sane.
+
+        One pass over the frames (see the module docstring). Kept meanwhile:
+        per pixel the largest |I| and |Q, U, V| read, and the |I| values of
+        the finite pixels for the median (in float32 when the cube is float32
+        or narrower: exact, half the memory).
+        """
+        nw = self.nw
+        needed_i = sorted({j for i in self.active_indices for j in self._stencil(i, nw)})
+        act = list(self.active_indices)
+        exact32 = np.issubdtype(self.stokes.dtype, np.floating) and self.stokes.dtype.itemsize <= 4
+        store = np.float32 if exact32 else np.float64
+        shape = self.map_shape
+        frame_shape = shape[-2:]
+        finite = np.empty(shape, dtype=bool)
+        peak_i = np.empty(shape, dtype=store)
+        peak_quv = np.empty(shape, dtype=store)
+        magnitudes = np.empty(self.n_pixels * len(needed_i), dtype=store)
+        n_values = 0
+        for t, view in self.frame_views():
+            used_i = np.asarray(view[..., 0, needed_i], dtype=np.float64)
+            used_quv = np.asarray(view[..., 1:, act], dtype=np.float64)
+            fin = np.all(np.isfinite(used_i), axis=-1) & np.all(np.isfinite(used_quv), axis=(-2, -1))
+            where = (t,) if self.is_series else ()
+            finite[where] = fin
+            with np.errstate(invalid="ignore", over="ignore"):
+                peak_i[where] = np.max(np.abs(used_i), axis=-1)
+                peak_quv[where] = np.max(np.abs(used_quv), axis=(-2, -1))
+            values = np.abs(used_i[fin]).reshape(-1)
+            magnitudes[n_values:n_values + values.size] = values
+            n_values += values.size
+            del used_i, used_quv
+        assert finite.shape == shape and frame_shape == (self.ny, self.nx)
+        limit = float(np.finfo(np.float32).max)
+        if n_values:
+            scale = _median_in_place(magnitudes[:n_values])
+            if scale > 0:
+                limit = min(limit, ABSURD_FACTOR * scale)
+        del magnitudes
+        with np.errstate(invalid="ignore"):
+            sane = finite & (peak_i <= limit) & (peak_quv <= limit)
+        return finite, sane
+
+    def frame_views(self) -> Iterator[Tuple[int, np.ndarray]]:
+        """The cube frame by frame, as stored: ``(t, (ny, nx, 4, nw) view)``; one item for a single frame.
+
+        For a lazy cube (a :class:`numpy.memmap`) each view is in the file's
+        dtype and is read when used; once the caller moves on to the next
+        frame its pages are let go (:func:`hashwfa.wfa.fitsio.forget_pages`),
+        so a pass over the series holds one frame at a time.
+        """
+        self._check_spectra("frame_views()")
+        for t in range(self.nt):
+            view = self.stokes[t] if self.is_series else self.stokes
+            yield t, view
+            if self.is_lazy:
+                forget_pages(view)
 
     @staticmethod
     def _stencil(i: int, nw: int) -> Tuple[int, ...]:
@@ -445,9 +528,10 @@ class Observation:
                                unit=self.unit, map_cards=self.map_cards)
 
     # ------------------------------------------------------------------ views
-    def coordinates(self) -> np.ndarray:
+    def coordinates(self, index: Optional[np.ndarray] = None) -> np.ndarray:
         """Pixel-centre coordinates, ``np.float32 (n_pixels, D)``: columns (y, x),
-        or (t, y, x) for a series.
+        or (t, y, x) for a series; with ``index`` (flat pixel indices), only
+        those rows ``(len(index), D)``, made without the whole grid.
 
         Pixel centres are spread evenly over [-1, 1] along each spatial axis
         (first pixel at -1, last at +1; 0 for an axis of length 1), rows in
@@ -464,6 +548,9 @@ class Observation:
             if self.times is not None and self.nt > 1:
                 t = 2.0 * (self.times - self.times[0]) / (self.times[-1] - self.times[0]) - 1.0
             axes.insert(0, t)
+        if index is not None:
+            where = np.unravel_index(np.asarray(index, dtype=np.int64), self.map_shape)
+            return np.stack([a[i] for a, i in zip(axes, where)], axis=1).astype(np.float32)
         grids = np.meshgrid(*axes, indexing="ij")
         return np.stack([g.reshape(-1) for g in grids], axis=1).astype(np.float32)
 
@@ -493,16 +580,22 @@ class Observation:
 
     @property
     def flat_stokes(self) -> np.ndarray:
-        """``(n_pixels, 4, nw)`` view of the cube, pixels in row-major order over :attr:`map_shape`."""
+        """``(n_pixels, 4, nw)`` view of the cube, pixels in row-major order over :attr:`map_shape`
+        (for a lazy cube: in the file's dtype, a copy when the file's order is not this one)."""
         self._check_spectra("flat_stokes")
         return self.stokes.reshape(self.n_pixels, 4, self.nw)
 
     def intensity_derivative(self) -> np.ndarray:
-        """dI/dlambda ``map_shape + (nw,)`` [intensity/A] (NaN/inf only where I is not finite)."""
+        """dI/dlambda ``map_shape + (nw,)`` [intensity/A] (NaN/inf only where I is not finite).
+
+        Of the whole cube, kept (float64, ``n_pixels x nw x 8`` bytes, also
+        for a lazy cube); the fit reads :meth:`wfa_inputs` instead.
+        """
         self._check_spectra("intensity_derivative")
         if self._dI is None:
             with np.errstate(invalid="ignore", over="ignore"):
-                self._dI = intensity_derivative(self.stokes[..., 0, :], self.wavelengths)
+                self._dI = intensity_derivative(np.asarray(self.stokes[..., 0, :], dtype=np.float64),
+                                                self.wavelengths)
         return self._dI
 
     def wfa_inputs(self, rows: Optional[slice] = None) -> WFAInputs:
@@ -510,17 +603,69 @@ class Observation:
 
         Computed from the valid pixels only, with non-finite values at
         wavelengths the WFA does not read zeroed first, so no NaN or inf
-        reaches the result.
+        reaches the result. The chunks of :meth:`wfa_input_chunks`, joined.
 
         Args:
             rows: keep only these rows (``start:stop``) of the valid pixels
                 (a rank's shard, :func:`hashwfa.training.distributed.shard_rows`);
-                only their spectra are copied, so the float64 copies are
-                ``rows``-sized, not ``n_valid``-sized. None: all valid pixels.
+                only their spectra are read and copied, so the float64 copies
+                are ``rows``-sized, not ``n_valid``-sized. None: all valid pixels.
         """
+        chunks = self.wfa_input_chunks(rows)
+        first = next(chunks)
+        n = self.n_valid if rows is None else len(self.valid_index[rows])
+        if first.index.shape[0] == n:  # one chunk: a single frame, or rows within one frame
+            return first
+        out = WFAInputs(
+            index=np.empty(n, dtype=np.int64),
+            dI_dlambda=np.empty((n,) + first.dI_dlambda.shape[1:]),
+            d2I_dlambda2=None if first.d2I_dlambda2 is None else np.empty((n,) + first.d2I_dlambda2.shape[1:]),
+            q=np.empty((n,) + first.q.shape[1:]),
+            u=np.empty((n,) + first.u.shape[1:]),
+            v=np.empty((n,) + first.v.shape[1:]),
+            wavelengths=first.wavelengths,
+        )
+        done = 0
+        for chunk in itertools.chain([first], chunks):
+            part = slice(done, done + chunk.index.shape[0])
+            done = part.stop
+            for name in ("index", "dI_dlambda", "d2I_dlambda2", "q", "u", "v"):
+                target = getattr(out, name)
+                if target is not None:
+                    target[part] = getattr(chunk, name)
+        return out
+
+    def wfa_input_chunks(self, rows: Optional[slice] = None) -> Iterator[WFAInputs]:
+        """:meth:`wfa_inputs` frame by frame: one :class:`WFAInputs` per frame that has rows (in order).
+
+        Only the spectra of those rows are read (for a lazy cube, from the
+        frames they lie in), so a caller that consumes one chunk at a time
+        holds one frame's spectra in float64. A single frame is one chunk;
+        a series with no row in a frame gives nothing for it, and no row at
+        all gives one empty chunk.
+        """
+        self._check_spectra("wfa_inputs")
         index = self.valid_index if rows is None else self.valid_index[rows]
+        per_frame = self.ny * self.nx
+        frames = index // per_frame
+        bounds = np.flatnonzero(np.diff(frames)) + 1
+        starts = np.concatenate([[0], bounds]).astype(np.int64)
+        stops = np.concatenate([bounds, [index.size]]).astype(np.int64)
+        if index.size == 0:
+            starts, stops = np.zeros(1, np.int64), np.zeros(1, np.int64)
+        for start, stop in zip(starts, stops):
+            part = index[start:stop]
+            t = int(frames[start]) if part.size else 0
+            view = self.stokes[t] if self.is_series else self.stokes
+            ys, xs = np.divmod(part - t * per_frame, self.nx)
+            spectra = np.asarray(view[ys, xs], dtype=np.float64)  # (p, 4, nw): only these pixels
+            if self.is_lazy:
+                forget_pages(view)
+            yield self._inputs_from(part, spectra)
+
+    def _inputs_from(self, index: np.ndarray, spectra: np.ndarray) -> WFAInputs:
+        """:class:`WFAInputs` of the pixels ``index`` from their float64 spectra ``(P, 4, nw)``."""
         act = list(self.active_indices)
-        spectra = self.flat_stokes[index]  # (P, 4, nw) copy
         intensity = spectra[:, 0, :]
         intensity = np.where(np.isfinite(intensity), intensity, 0.0)
         dI = intensity_derivative(intensity, self.wavelengths)[:, act]
@@ -568,29 +713,37 @@ class Observation:
         weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
         mask: Optional[np.ndarray] = None,
         axis_order: str = "auto",
+        lazy: bool = True,
+        valid: Optional[np.ndarray] = None,
     ) -> "Observation":
         """Read an observation from a Stokes-cube FITS file and a wavelengths FITS file.
 
         The files, ``line`` and ``axis_order`` are read as
         :func:`hashwfa.wfa.io.read_stokes_fits` says; ``active_indices``,
         ``weights`` and ``mask`` are as for :class:`Observation` (``mask``
-        overrides a MASK extension).
+        overrides a MASK extension). ``lazy`` (the default) maps the cube
+        from the file instead of reading it (see the module docstring; a
+        cube that cannot be mapped is read, with a note in :attr:`notes`);
+        False reads it into memory as float64. ``valid``: as for
+        :class:`Observation`.
 
         Raises:
             HashwfaError: what :func:`~hashwfa.wfa.io.read_stokes_fits` and
                 :class:`Observation` check (messages name the file).
         """
-        files = read_stokes_fits(stokes_path, wavelengths_path, line=line, axis_order=axis_order)
+        files = read_stokes_fits(stokes_path, wavelengths_path, line=line, axis_order=axis_order, lazy=lazy)
         try:
-            return cls(files.stokes, files.wavelengths, line=files.line, active_indices=active_indices,
-                       weights=weights, mask=files.mask if mask is None else mask,
-                       source=str(files.stokes_path), unit=files.unit, times=files.times,
-                       map_cards=files.map_cards)
+            obs = cls(files.stokes, files.wavelengths, line=files.line, active_indices=active_indices,
+                      weights=weights, mask=files.mask if mask is None else mask,
+                      source=str(files.stokes_path), unit=files.unit, times=files.times,
+                      map_cards=files.map_cards, valid=valid)
         except HashwfaError as exc:
             if "wavelength" in str(exc):
                 # Name both files: the fix may be in either.
                 raise HashwfaError(f"{exc} (wavelengths read from {files.wavelengths_path})") from None
             raise
+        obs.notes = list(files.notes)
+        return obs
 
     @classmethod
     def from_sst(
@@ -600,6 +753,8 @@ class Observation:
         active_indices: Sequence[int] = (5, 6, 7),
         weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
         mask: Optional[np.ndarray] = None,
+        lazy: bool = True,
+        valid: Optional[np.ndarray] = None,
     ) -> "Observation":
         """Read a reduced CRISP/CHROMIS cube of the SST pipeline (:func:`hashwfa.wfa.sst.read_sst_cube`):
         wavelengths and frame times from its ``WCS-TAB`` table, no wavelengths file.
@@ -607,19 +762,27 @@ class Observation:
         A cube of one scan gives a single-frame observation, more scans a
         series with the scan times. The cube's spatial WCS and dates are kept
         as :attr:`map_cards`; what the reader assumed or left out (cavity
-        maps) is in :attr:`notes`.
+        maps, a cube read whole) is in :attr:`notes`. ``lazy`` (the default)
+        maps the cube from the file (:meth:`hashwfa.wfa.sst.SSTCube.mapped`);
+        False reads it (float32, then float64). ``valid``: as for
+        :class:`Observation`.
 
         Raises:
             HashwfaError: what :func:`~hashwfa.wfa.sst.read_sst_cube` and
                 :class:`Observation` check.
         """
         cube = read_sst_cube(path, line=line)
-        stokes = cube.read()
+        notes = list(cube.notes)
+        if lazy:
+            stokes, note = cube.mapped()
+            notes += [note] if note else []
+        else:
+            stokes = cube.read()
         cards = tuple((key, cube.spatial_header[key], cube.spatial_header.comments[key])
                       for key in cube.spatial_header if key not in ("COMMENT", "HISTORY", ""))
         series = cube.nt > 1
         obs = cls(stokes if series else stokes[0], cube.wavelengths, line=cube.line, active_indices=active_indices,
                   weights=weights, mask=mask, source=str(cube.path), unit=cube.unit,
-                  times=cube.times if series else None, map_cards=cards)
-        obs.notes = list(cube.notes)
+                  times=cube.times if series else None, map_cards=cards, valid=valid)
+        obs.notes = notes
         return obs

@@ -15,7 +15,8 @@ seed's far-wing formula ``k_a = 0.75 C^2 Gg dI/dlambda_a / dl_a`` (0 where
 azimuths 90 deg off (see :mod:`hashwfa.wfa.physics`). A pixel whose
 denominator is 0 (flat intensity, or with the wing form every active
 wavelength inside the line core) gets the minimum-norm solution 0. Computed
-for all valid pixels at once with numpy; invalid pixels are NaN.
+with numpy for all valid pixels of a frame at once, frame by frame (a
+series read lazily holds one frame's spectra at a time); invalid pixels are NaN.
 """
 
 from __future__ import annotations
@@ -65,17 +66,13 @@ def pixel_wfa(
             fewer than 3 wavelengths.
     """
     line = observation.line if line is None else line
-    inputs = observation.wfa_inputs()
-    coef_v, coef_qu = wfa_coefficients(inputs.dI_dlambda, inputs.wavelengths, line, core_cutoff,
-                                       qu_form=qu_form, d2I_dlambda2=inputs.d2I_dlambda2)
-
-    def to_map(values: np.ndarray) -> np.ndarray:
-        out = np.full(observation.n_pixels, np.nan)
-        out[inputs.index] = values
-        return out.reshape(observation.map_shape)
-
-    return FieldMaps.from_bqbu(
-        blos=to_map(_solve(inputs.v, coef_v)),
-        bq=to_map(_solve(inputs.q, coef_qu)),
-        bu=to_map(_solve(inputs.u, coef_qu)),
-    )
+    maps = {key: np.full(observation.n_pixels, np.nan) for key in ("blos", "bq", "bu")}
+    for inputs in observation.wfa_input_chunks():  # frame by frame: one frame's spectra at a time
+        coef_v, coef_qu = wfa_coefficients(inputs.dI_dlambda, inputs.wavelengths, line, core_cutoff,
+                                           qu_form=qu_form, d2I_dlambda2=inputs.d2I_dlambda2)
+        maps["blos"][inputs.index] = _solve(inputs.v, coef_v)
+        maps["bq"][inputs.index] = _solve(inputs.q, coef_qu)
+        maps["bu"][inputs.index] = _solve(inputs.u, coef_qu)
+    shape = observation.map_shape
+    return FieldMaps.from_bqbu(blos=maps["blos"].reshape(shape), bq=maps["bq"].reshape(shape),
+                               bu=maps["bu"].reshape(shape))

@@ -107,41 +107,33 @@ def pixel_wfa_sigmas(
             f"noise sigma has shape {sigma.shape}; expected (4, {observation.nw}) for {observation.source}"
         )
     line = get_line(observation.line if line is None else line)
-    inputs = observation.wfa_inputs()
-    coef_v, coef_qu = wfa_coefficients(inputs.dI_dlambda, inputs.wavelengths, line, core_cutoff,
-                                       qu_form=qu_form, d2I_dlambda2=inputs.d2I_dlambda2)
     g_v, g_qu = _coefficient_operators(observation, line, core_cutoff, qu_form)
     act = list(observation.active_indices)
     var_i = sigma[0] ** 2  # (nw,)
     var_q, var_u, var_v = (sigma[k, act] ** 2 for k in (1, 2, 3))
+    out = {key: np.full(observation.n_pixels, np.nan) for key in ("blos", "bq", "bu", "bt", "azimuth")}
+    for inputs in observation.wfa_input_chunks():  # frame by frame: one frame's spectra at a time
+        coef_v, coef_qu = wfa_coefficients(inputs.dI_dlambda, inputs.wavelengths, line, core_cutoff,
+                                           qu_form=qu_form, d2I_dlambda2=inputs.d2I_dlambda2)
+        blos, dv, di_v, has_v = _solve_with_gradients(inputs.v, coef_v, g_v)
+        bq, dq, di_q, has_qu = _solve_with_gradients(inputs.q, coef_qu, g_qu)
+        bu, du, di_u, _ = _solve_with_gradients(inputs.u, coef_qu, g_qu)
+        var_blos = dv * dv @ var_v + di_v * di_v @ var_i
+        var_bq = dq * dq @ var_q + di_q * di_q @ var_i
+        var_bu = du * du @ var_u + di_u * di_u @ var_i
+        cov_qu = di_q * di_u @ var_i
 
-    blos, dv, di_v, has_v = _solve_with_gradients(inputs.v, coef_v, g_v)
-    bq, dq, di_q, has_qu = _solve_with_gradients(inputs.q, coef_qu, g_qu)
-    bu, du, di_u, _ = _solve_with_gradients(inputs.u, coef_qu, g_qu)
-    var_blos = dv * dv @ var_v + di_v * di_v @ var_i
-    var_bq = dq * dq @ var_q + di_q * di_q @ var_i
-    var_bu = du * du @ var_u + di_u * di_u @ var_i
-    cov_qu = di_q * di_u @ var_i
-
-    p = bq * bq + bu * bu
-    with np.errstate(divide="ignore", invalid="ignore"):
-        bt = p ** 0.25
-        gq, gu = bq / (2.0 * bt ** 3), bu / (2.0 * bt ** 3)
-        var_bt = gq * gq * var_bq + 2.0 * gq * gu * cov_qu + gu * gu * var_bu
-        hq, hu = -bu / (2.0 * p), bq / (2.0 * p)
-        var_az = hq * hq * var_bq + 2.0 * hq * hu * cov_qu + hu * hu * var_bu
-    sig_bt = np.where(p > 0, np.sqrt(np.maximum(var_bt, 0.0)), np.inf)
-    sig_az = np.where(p > 0, np.minimum(np.sqrt(np.maximum(var_az, 0.0)), AZIMUTH_SIGMA_CAP), AZIMUTH_SIGMA_CAP)
-
-    def to_map(values: np.ndarray, informed: np.ndarray) -> np.ndarray:
-        out = np.full(observation.n_pixels, np.nan)
-        out[inputs.index] = np.where(informed, values, np.inf)
-        return out.reshape(observation.map_shape)
-
-    return FieldSigmas(
-        blos=to_map(np.sqrt(var_blos), has_v),
-        bq=to_map(np.sqrt(var_bq), has_qu),
-        bu=to_map(np.sqrt(var_bu), has_qu),
-        bt=to_map(sig_bt, has_qu),
-        azimuth=to_map(sig_az, np.ones_like(has_qu)),
-    )
+        p = bq * bq + bu * bu
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bt = p ** 0.25
+            gq, gu = bq / (2.0 * bt ** 3), bu / (2.0 * bt ** 3)
+            var_bt = gq * gq * var_bq + 2.0 * gq * gu * cov_qu + gu * gu * var_bu
+            hq, hu = -bu / (2.0 * p), bq / (2.0 * p)
+            var_az = hq * hq * var_bq + 2.0 * hq * hu * cov_qu + hu * hu * var_bu
+        sig_bt = np.where(p > 0, np.sqrt(np.maximum(var_bt, 0.0)), np.inf)
+        sig_az = np.where(p > 0, np.minimum(np.sqrt(np.maximum(var_az, 0.0)), AZIMUTH_SIGMA_CAP), AZIMUTH_SIGMA_CAP)
+        for key, values, informed in (("blos", np.sqrt(var_blos), has_v), ("bq", np.sqrt(var_bq), has_qu),
+                                      ("bu", np.sqrt(var_bu), has_qu), ("bt", sig_bt, has_qu),
+                                      ("azimuth", sig_az, np.ones_like(has_qu))):
+            out[key][inputs.index] = np.where(informed, values, np.inf)
+    return FieldSigmas(**{key: values.reshape(observation.map_shape) for key, values in out.items()})

@@ -64,15 +64,24 @@ built-in synthetic plage and was confirmed on a second case (BENCHMARKS.md,
 (:func:`scipy.sparse.linalg.splu`; fill-in grows slightly faster than the
 number of pixels), ``"cg"`` runs conjugate gradients with a Jacobi
 preconditioner (memory linear in the number of pixels, a few vectors), and
-``"auto"`` takes the direct solver up to :data:`DIRECT_MAX_PIXELS` pixels and
-CG above. Everything is float64 numpy/scipy on the CPU.
+``"auto"`` takes the direct solver up to :data:`DIRECT_MAX_PIXELS` pixels per
+frame and CG above. Everything is float64 numpy/scipy on the CPU.
+
+**Series** are smoothed in space, frame by frame, with one ``alpha`` for the
+whole series (chosen by the rule over all frames): the system is
+block-diagonal and each frame's block is solved on its own, one at a time.
+The per-pixel sums ``w_p``, ``b_p`` are made from one frame's spectra at a
+time (:meth:`~hashwfa.wfa.observation.Observation.wfa_input_chunks`), so a
+lazily read series is never held whole; what is held is a few float64
+numbers per pixel (``w``, ``b``, the pixel-wise and regularised solutions)
+and one frame's matrix and factors.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import scipy.sparse as sp
@@ -92,7 +101,7 @@ RULES = ("discrepancy", "gcv")
 DEFAULT_RULE = "discrepancy"
 #: Solvers of the sparse system.
 METHODS = ("auto", "direct", "cg")
-#: Largest image (pixels) that ``method="auto"`` solves with the direct factorisation.
+#: Largest frame (pixels) that ``method="auto"`` solves with the direct factorisation.
 DIRECT_MAX_PIXELS = 300_000
 #: Range of log10(alpha) the rules search.
 LOG10_ALPHA_RANGE = (-4.0, 4.0)
@@ -191,13 +200,19 @@ def _jacobi_cg(matrix: sp.csr_matrix, rhs: np.ndarray, x0: Optional[np.ndarray] 
 
 
 class RegularizedSystem:
-    """The normal equations ``(diag(w) + alpha L) x = b`` of one quantity on an image.
+    """The normal equations ``(diag(w) + alpha L) x = b`` of one quantity on an image or a series.
+
+    A series of F frames is smoothed in space only, so its system is
+    block-diagonal, one block per frame: each frame's block is factorised
+    (or solved by CG) on its own, one at a time, and only one block's
+    matrix and factors exist at once.
 
     Args:
         weight: ``(n,)`` data weights ``w_p >= 0`` (0 = no data), already
-            divided by the reference weight ``m`` so that ``alpha`` is relative.
+            divided by the reference weight ``m`` so that ``alpha`` is relative;
+            ``n = F x ny x nx``, frames one after the other.
         rhs: ``(n, k)`` right-hand sides ``b_p / m`` (k quantities sharing ``w``).
-        laplacian: the ``(n, n)`` grid Laplacian (:func:`grid_laplacian`).
+        laplacian: the ``(ny nx, ny nx)`` Laplacian of one frame's grid (:func:`grid_laplacian`).
         method: ``"direct"`` or ``"cg"``.
     """
 
@@ -206,29 +221,40 @@ class RegularizedSystem:
         self.rhs = rhs
         self.laplacian = laplacian
         self.method = method
+        self.block = laplacian.shape[0]
+        self.frames = weight.size // self.block
         self.solves = 0
         self._last: Optional[np.ndarray] = None
 
-    def solver(self, alpha: float) -> Callable[[np.ndarray], np.ndarray]:
-        """A function solving ``(diag(w) + alpha L) x = y`` for ``(n, k)`` arrays ``y``."""
-        matrix = (sp.diags(self.weight) + alpha * self.laplacian).tocsc()
+    def solve_many(self, alpha: float, ys: Sequence[np.ndarray], x0: Optional[np.ndarray] = None) -> List[np.ndarray]:
+        """Solve ``(diag(w) + alpha L) x = y`` for each ``(n, k)`` array of ``ys``, frame by frame.
+
+        ``x0``: CG's starting point for the first of ``ys`` (ignored by the direct solver).
+        """
+        outs = [np.empty_like(y) for y in ys]
         self.solves += 1
-        if self.method == "direct":
-            # Minimum-degree ordering on A^T + A: half the fill-in of the default COLAMD on a grid.
-            lu = spla.splu(matrix, permc_spec="MMD_AT_PLUS_A")
-            return lambda y: lu.solve(np.ascontiguousarray(y))
-        csr = matrix.tocsr()
-        return lambda y: _jacobi_cg(csr, y)
+        for f in range(self.frames):
+            rows = slice(f * self.block, (f + 1) * self.block)
+            matrix = sp.diags(self.weight[rows]) + alpha * self.laplacian
+            if self.method == "direct":
+                # Minimum-degree ordering on A^T + A: half the fill-in of the default COLAMD on a grid.
+                lu = spla.splu(matrix.tocsc(), permc_spec="MMD_AT_PLUS_A")
+                for y, out in zip(ys, outs):
+                    out[rows] = lu.solve(np.ascontiguousarray(y[rows]))
+            else:
+                csr = matrix.tocsr()
+                for j, (y, out) in enumerate(zip(ys, outs)):
+                    out[rows] = _jacobi_cg(csr, y[rows], x0[rows] if x0 is not None and j == 0 else None)
+        return outs
+
+    def solver(self, alpha: float) -> Callable[[np.ndarray], np.ndarray]:
+        """A function solving ``(diag(w) + alpha L) x = y`` for ``(n, k)`` arrays ``y`` (one solve per call)."""
+        return lambda y: self.solve_many(alpha, [y])[0]
 
     def solve(self, alpha: float) -> np.ndarray:
         """``(n, k)`` solution at the relative weight ``alpha > 0``."""
-        if self.method == "cg":
-            # Warm start from the previous alpha: the rules' searches move alpha gradually.
-            matrix = (sp.diags(self.weight) + alpha * self.laplacian).tocsr()
-            self.solves += 1
-            x = _jacobi_cg(matrix, self.rhs, self._last)
-        else:
-            x = self.solver(alpha)(self.rhs)
+        # CG starts from the previous alpha's solution: the rules' searches move alpha gradually.
+        x = self.solve_many(alpha, [self.rhs], self._last if self.method == "cg" else None)[0]
         self._last = x
         return x
 
@@ -279,9 +305,8 @@ def _gcv_alpha(system: RegularizedSystem, xhat: np.ndarray, has_data: np.ndarray
 
     def gcv(log_alpha: float) -> float:
         alpha = 10.0 ** log_alpha
-        solve = system.solver(alpha)
-        x = solve(system.rhs)
-        trace = float(np.mean(np.sum(probes * solve(probes), axis=0)))
+        x, solved_probes = system.solve_many(alpha, [system.rhs, probes])
+        trace = float(np.mean(np.sum(probes * solved_probes, axis=0)))
         # The normalised weights scale RSS by 1/m; GCV's minimiser does not depend on it.
         rss = rss0 + float(np.sum(w[has_data, None] * (x[has_data] - xhat[has_data]) ** 2))
         return n_data * rss / (n_data - k * trace) ** 2
@@ -298,6 +323,37 @@ def _gcv_alpha(system: RegularizedSystem, xhat: np.ndarray, has_data: np.ndarray
 
 
 # ---------------------------------------------------------------------- public API
+def _data_sums(observation: Observation, line: Union[None, str, SpectralLine], core_cutoff: float, qu_form: str,
+               gcv: Sequence[bool]) -> Dict[str, Tuple[np.ndarray, np.ndarray, list]]:
+    """Per valid pixel, the data weight ``w_p = sum_a c_pa^2`` and ``b_p = sum_a d_pa c_pa``, for V and Q/U.
+
+    Made frame by frame (:meth:`Observation.wfa_input_chunks`), so a lazy
+    series holds one frame's spectra at a time. Returns ``{"v": (w (P,),
+    b (P, 1), squares), "qu": (w, b (P, 2), squares)}``; ``squares`` (only
+    where ``gcv`` asks, V then Q/U) are the ``(P, A)`` squared residuals of
+    the pixel-wise fit per Stokes parameter (for GCV's RSS(0)), else empty.
+    """
+    n, n_active = observation.n_valid, len(observation.active_indices)
+    out: Dict[str, Tuple[np.ndarray, np.ndarray, list]] = {}
+    for name, k, want in (("v", 1, gcv[0]), ("qu", 2, gcv[1])):
+        out[name] = (np.empty(n), np.empty((n, k)), [np.empty((n, n_active)) for _ in range(k)] if want else [])
+    done = 0
+    for inputs in observation.wfa_input_chunks():
+        coef_v, coef_qu = wfa_coefficients(inputs.dI_dlambda, inputs.wavelengths, line, core_cutoff,
+                                           qu_form=qu_form, d2I_dlambda2=inputs.d2I_dlambda2)
+        part = slice(done, done + inputs.index.shape[0])
+        done = part.stop
+        for name, coef, data in (("v", coef_v, (inputs.v,)), ("qu", coef_qu, (inputs.q, inputs.u))):
+            w, b, squares = out[name]
+            w[part] = np.sum(coef * coef, axis=-1)
+            for j, d in enumerate(data):
+                b[part, j] = np.sum(d * coef, axis=-1)
+                if squares:
+                    fit = b[part, j] / np.where(w[part] > 0, w[part], 1.0)
+                    squares[j][part] = (d - coef * fit[:, None]) ** 2
+    return out
+
+
 def _active_sigmas(noise: StokesNoise, observation: Observation) -> Tuple[float, float]:
     """``(sigma_v, sigma_qu)``: root mean square of the noise of V, and of Q and U, over the active wavelengths."""
     sigma = noise.at(observation.active_indices)  # (4, A): I, Q, U, V
@@ -380,35 +436,29 @@ def regularized_wfa(
         noises = tuple(e if m else s for e, m, s in zip(estimated, missing, noises))
 
     line = observation.line if line is None else line
-    inputs = observation.wfa_inputs()
-    coef_v, coef_qu = wfa_coefficients(inputs.dI_dlambda, inputs.wavelengths, line, core_cutoff,
-                                       qu_form=qu_form, d2I_dlambda2=inputs.d2I_dlambda2)
+    sums = _data_sums(observation, line, core_cutoff, qu_form, gcv=[rule == "gcv" and a is None for a in alphas])
+    index = observation.valid_index
     ny, nx = observation.ny, observation.nx
     n = observation.n_pixels
     if method == "auto":
-        method = "direct" if n <= DIRECT_MAX_PIXELS else "cg"
-    # A series is smoothed in space, frame by frame (no term along time yet),
-    # with one weight for the whole series: a block-diagonal Laplacian.
+        method = "direct" if ny * nx <= DIRECT_MAX_PIXELS else "cg"
+    # A series is smoothed in space, frame by frame (no term along time yet), with one
+    # weight for the whole series: a block-diagonal system, solved one frame at a time.
     laplacian = grid_laplacian(ny, nx)
-    if n != ny * nx:
-        laplacian = sp.kron(sp.identity(n // (ny * nx), format="csr"), laplacian, format="csr")
 
     result_fields: Dict[str, np.ndarray] = {}
     chosen: Dict[str, Tuple[float, str, Optional[float]]] = {}
     details: Dict[str, float] = {}
     solves = 0
-    for name, coef, data, given_alpha, given_noise in (
-        ("v", coef_v, (inputs.v,), alphas[0], noises[0]),
-        ("qu", coef_qu, (inputs.q, inputs.u), alphas[1], noises[1]),
-    ):
-        w_valid = np.sum(coef * coef, axis=-1)
+    for name, given_alpha, given_noise in (("v", alphas[0], noises[0]), ("qu", alphas[1], noises[1])):
+        w_valid, b_valid, squares = sums[name]
         positive = w_valid > 0
         scale = float(np.median(w_valid[positive])) if positive.any() else 1.0
         weight = np.zeros(n)
-        weight[inputs.index] = w_valid / scale
-        rhs = np.zeros((n, len(data)))
-        for j, d in enumerate(data):
-            rhs[inputs.index, j] = np.sum(d * coef, axis=-1) / scale
+        weight[index] = w_valid / scale
+        rhs = np.zeros((n, b_valid.shape[1]))
+        for j in range(b_valid.shape[1]):
+            rhs[index, j] = b_valid[:, j] / scale
         has_data = weight > 0
         xhat = np.zeros_like(rhs)
         xhat[has_data] = rhs[has_data] / weight[has_data, None]
@@ -423,10 +473,8 @@ def regularized_wfa(
             sigma = given_noise
             alpha_used, how = _discrepancy_alpha(system, xhat, has_data, sigma * sigma / scale), rule
         else:
-            rss0 = sum(float(np.sum((d - coef * (np.sum(d * coef, axis=-1) /
-                                                 np.where(w_valid > 0, w_valid, 1.0))[:, None]) ** 2))
-                       for d in data) / scale
-            alpha_used, value = _gcv_alpha(system, xhat, has_data, rss0, len(data) * data[0].size)
+            rss0 = sum(float(np.sum(sq)) for sq in squares) / scale
+            alpha_used, value = _gcv_alpha(system, xhat, has_data, rss0, len(squares) * squares[0].size)
             how = rule
             details[f"gcv_{name}"] = value
         # Without any data the system is singular (the Laplacian alone); the minimum-norm map is 0.

@@ -52,7 +52,7 @@ import numpy as np
 from astropy.io import fits
 
 from hashwfa.errors import HashwfaError
-from hashwfa.wfa.fitsio import PathLike
+from hashwfa.wfa.fitsio import PathLike, map_image
 from hashwfa.wfa.io import WAVELENGTH_UNITS
 from hashwfa.wfa.lines import LINES, SpectralLine, get_line
 
@@ -144,6 +144,27 @@ class SSTCube:
             raise HashwfaError(f"{self.path}: cannot read scan {t} ({exc}); is the file complete?") from None
         block = block[list(self.stokes_index)]
         return np.ascontiguousarray(np.transpose(block, (2, 3, 0, 1)))
+
+    def mapped(self) -> Tuple[np.ndarray, Optional[str]]:
+        """The cube ``(nt, ny, nx, 4, nw)`` as a view of the file mapped in memory, nothing read yet.
+
+        Returns ``(cube, note)``: a read-only :class:`numpy.memmap` view in
+        the file's dtype (a transpose of the file's ``(nscan, 4, ntun, ny,
+        nx)``), whose pages are read when used, and None; or, when the file
+        cannot be mapped (see :func:`hashwfa.wfa.fitsio.map_image`) or its
+        Stokes axis is not in the order I, Q, U, V, the cube read whole
+        (float32, :meth:`read`) and one sentence saying why.
+
+        Raises:
+            HashwfaError: an unreadable file.
+        """
+        data, _, _, note = map_image(self.path, "SST cube")
+        if note is None and tuple(self.stokes_index) != (0, 1, 2, 3):
+            note = (f"{self.path.name}: read whole into memory, not mapped lazily: its Stokes axis holds "
+                    f"I, Q, U, V at positions {tuple(self.stokes_index)}")
+        if note is not None:
+            return self.read(), note
+        return np.transpose(data, (0, 3, 4, 1, 2)), None
 
     def read(self, frames: Optional[Sequence[int]] = None) -> np.ndarray:
         """The scans ``frames`` (default all) as float32 ``(n, ny, nx, 4, nw)``, read one by one."""

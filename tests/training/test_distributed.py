@@ -151,7 +151,10 @@ def test_a_shard_copies_only_its_rows_of_the_spectra() -> None:
         tracemalloc.stop()
         return top
 
-    assert peak(rows) < 0.6 * peak(None)
+    # The float64 results are rows-sized (the spectra are read one frame at a time): leaving
+    # out n - len(rows) rows saves at least their five (P, A) float64 arrays.
+    saved = (n - (rows.stop - rows.start)) * 5 * len(act) * 8
+    assert peak(None) - peak(rows) >= 0.9 * saved
 
 
 class _QuietRank1(DistributedContext):
