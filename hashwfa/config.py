@@ -468,13 +468,19 @@ def _has_line_keyword(path: str) -> bool:
     return "LINE" in fits.getheader(path)
 
 
-def load_data(config: RunConfig) -> LoadedData:
-    """Build the observation of ``config.data`` (FITS files, an SST cube, or the synthetic plage or series)."""
+def load_data(config: RunConfig, valid: Optional[Any] = None) -> LoadedData:
+    """Build the observation of ``config.data`` (FITS files, an SST cube, or the synthetic plage or series).
+
+    A FITS or SST cube is mapped from its file, not read (a lazy
+    :class:`~hashwfa.wfa.observation.Observation`). ``valid``: the valid
+    pixels as rank 0 of a data-parallel fit found them (the cube is then not
+    scanned here); ignored for synthetic data.
+    """
     data = config.data
     if data.path is not None and data.wavelengths is None:
         try:
             obs = Observation.from_sst(data.path, line=config.line, active_indices=data.active_indices,
-                                       weights=data.weights)
+                                       weights=data.weights, valid=valid)
         except HashwfaError as exc:
             raise HashwfaError(f"{exc} (data.wavelengths is null, so data.path was read as an SST pipeline "
                                "cube; for any other FITS cube give data.wavelengths)") from None
@@ -488,6 +494,7 @@ def load_data(config: RunConfig) -> LoadedData:
             line=config.line,
             active_indices=data.active_indices,
             weights=data.weights,
+            valid=valid,
         )
         truth = None
         description = f"FITS {data.path} (wavelengths {data.wavelengths}), line {obs.line.name}"

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
+import numpy as np
+
 from hashwfa import results
 from hashwfa.config import config_to_dict, describe_keys, load_config, load_data, validate_config
 from hashwfa.cli.allocator import keep_freed_memory
@@ -215,7 +217,7 @@ def _run_ranked(
     # the model. Only then is the directory locked and (for --overwrite) cleared.
     if dist.is_primary:
         _check_out_dir(args, out_dir, config_dict)
-    data = load_data(cfg)
+    data = _load_data_ranked(cfg, dist)
     obs = data.observation
     frame = cfg.output.frame
     if frame is not None and obs.is_series and frame >= obs.nt:
@@ -235,6 +237,35 @@ def _run_ranked(
     finally:
         if lock is not None:
             lock.release()
+
+
+def _load_data_ranked(cfg: Any, dist: DistributedContext) -> Any:
+    """The run's data; under torchrun, rank 0 scans the cube and the others read only their shard.
+
+    Rank 0 builds the observation (for a cube on disk: maps the file and
+    scans it frame by frame for the valid pixels) and sends the valid-pixel
+    mask (packed bits) to the other ranks, which map the same file without
+    scanning it: from then on they read only the frames and pixels of their
+    shard (:class:`~hashwfa.wfa.loss.WFALoss` with ``rows``). Rank 0's error
+    (bad data) reaches the others as one message instead of a timeout.
+    """
+    if not dist.enabled:
+        return load_data(cfg)
+    data, sent = None, None
+    if dist.is_primary:
+        try:
+            data = load_data(cfg)
+            sent = ("valid", np.packbits(data.observation.valid), int(data.observation.valid.size))
+        except HashwfaError as exc:
+            sent = ("error", str(exc), 0)
+            dist.broadcast_object(sent)
+            raise
+    kind, payload, size = dist.broadcast_object(sent)
+    if dist.is_primary:
+        return data
+    if kind == "error":
+        raise HashwfaError(f"rank 0 could not load the data: {payload}")
+    return load_data(cfg, valid=np.unpackbits(payload, count=size).astype(bool))
 
 
 def _run_locked(

@@ -31,20 +31,25 @@ What is sharded and what is not (memory per rank):
 - sharded: the loss tensors (targets Q, U, V and the WFA coefficients, 5 x
   ``n_rank x A`` float32) and the training coordinates (``n_rank x D``
   float32), on the device: this is what grows with the data;
-- read whole, then released: every rank reads the whole cube into host
-  memory as float64 (the valid mask, hence the global point count and the
-  shard boundaries, depends on all of it); a rank copies and differentiates
-  only its shard's spectra (``Observation.wfa_inputs(rows)``), and the ranks
-  other than 0 let the cube go once their loss is built
-  (``Observation.release_spectra``, after the warm start's baseline), so
-  their steady-state host memory drops by the cube; rank 0 keeps it for the
-  pixel-wise WFA and the outputs. The peak of every rank still includes the
-  whole cube;
-- not sharded: the model and optimiser state (small,
-  replicated), the evaluation at the end (every rank predicts the maps over
-  all pixels, host memory ``3 x ny x nx`` float64, and the final loss is
-  summed over shards); the pixel-wise WFA and the output files are done by
-  rank 0 alone (in :mod:`hashwfa.cli.train`).
+- read by rank 0 only, then sent: for a cube on disk (FITS or SST, mapped
+  from the file, :mod:`hashwfa.wfa.observation`'s lazy cubes) rank 0 scans
+  it frame by frame for the valid mask and sends the mask to the others
+  (packed bits, ``n_pixels / 8`` bytes; ``hashwfa-train``'s data loading);
+  the other ranks map the same file without scanning it and read only the
+  frames and pixels of their shard, one frame at a time, while filling their
+  loss (``Observation.wfa_input_chunks(rows)``); then they let the mapping
+  go (``Observation.release_spectra``). Nothing else global is needed by
+  them: the noise, the regularisation weights (refused in a data-parallel
+  fit) and the warm start's baseline are rank 0's; with ``training.init_from``
+  rank 0 fits the baseline and the others take its parameters and loss;
+- synthetic data (made in memory) are still made whole by every rank, which
+  let them go once their loss is built;
+- not sharded: the model and optimiser state (small, replicated); rank 0
+  alone predicts the maps over all pixels at the end (host memory about 5 x
+  ``n_pixels`` float64 for the maps), makes the pixel-wise and regularised
+  WFA and the sigma maps (frame by frame from the file) and writes the
+  outputs (in :mod:`hashwfa.cli.train`); the other ranks predict only their
+  shard for their part of the final loss, summed over the ranks.
 
 A rank that dies makes the others' next collective fail (gloo: at once, the
 connection closes; NCCL: at the timeout) or ``torchrun`` ends them; every

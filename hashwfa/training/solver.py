@@ -94,7 +94,8 @@ class TwoPhaseSolver:
         self.observation = observation
         self.progress = progress
         self.device = resolve_device(config.training.device)
-        check_training_memory(observation, self.device)  # one message, not a MemoryError midway
+        shard_size = dist.shard(int(observation.n_valid)).stop - dist.shard(int(observation.n_valid)).start
+        check_training_memory(observation, self.device, shard_size)  # one message, not a MemoryError midway
         train = config.training
         self.log_every = train.log_every or (1 if self.device.type == "cpu" else 25)
 
@@ -111,7 +112,7 @@ class TwoPhaseSolver:
         # Created once and passed as the same tensor object every full-batch
         # step: the grid caches what depends only on the coordinates.
         self.coords = torch.from_numpy(
-            np.ascontiguousarray(observation.coordinates()[valid_index], dtype=np.float32)
+            np.ascontiguousarray(observation.coordinates(valid_index), dtype=np.float32)
         ).to(self.device)
         self.full_batch = train.batch_size >= self.n_valid
         self.valid_index = valid_index
@@ -156,11 +157,8 @@ class TwoPhaseSolver:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(train.seed)
         if dist.enabled and not dist.is_primary:
-            # Rank 0 keeps the cube (pixel-wise WFA, outputs); the others hold their shard in
-            # self.loss from here on and let the float64 cube go, after making the warm start's
-            # baseline (of the whole map), the one other use of the spectra.
-            if train.init_from != "none":
-                self._baseline = baseline_maps(observation, train.init_from, physics, noise)
+            # Rank 0 keeps the cube (warm start's baseline, pixel-wise WFA, outputs); the others
+            # hold their shard in self.loss from here on and let the cube go.
             observation.release_spectra()
 
         # Where training stands: the next epoch of PHASES[phase_index];
@@ -306,23 +304,26 @@ class TwoPhaseSolver:
     def _warm_start(self, phase: str) -> None:
         """Fit the phase's field to the baseline map (:mod:`hashwfa.training.warm_start`)."""
         train = self.config.training
-        if self._baseline is None:
-            self._baseline = baseline_maps(self.observation, train.init_from, self.config.physics, self.noise)
         net = self.fields[phase]
         if net.encoding.progressive:
             net.encoding.set_active_levels(self._active_levels(0, phase))
-        if self.dist.enabled:
-            # Every rank fits the whole map (not its shard), then takes rank 0's result,
-            # so that all ranks start the WFA phase from the same parameters.
-            index = self.observation.valid_index
-            coords = torch.from_numpy(
-                np.ascontiguousarray(self.observation.coordinates()[index], dtype=np.float32)).to(self.device)
-        else:
-            index, coords = self.valid_index, self.coords
-        target = phase_target(self._baseline, phase, index) / self.scales[phase]
-        target_t = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)).to(self.device)
-        loss = fit_to_map(net, coords, target_t, train.init_epochs, train.lr, train.batch_size)
+        loss = None
+        if self.dist.is_primary:
+            # Data parallel: rank 0 alone makes the baseline (it holds the spectra) and fits the
+            # whole map; the others take its parameters and its loss.
+            if self._baseline is None:
+                self._baseline = baseline_maps(self.observation, train.init_from, self.config.physics, self.noise)
+            if self.dist.enabled:
+                index = self.observation.valid_index
+                coords = torch.from_numpy(np.ascontiguousarray(
+                    self.observation.coordinates(index), dtype=np.float32)).to(self.device)
+            else:
+                index, coords = self.valid_index, self.coords
+            target = phase_target(self._baseline, phase, index) / self.scales[phase]
+            target_t = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)).to(self.device)
+            loss = fit_to_map(net, coords, target_t, train.init_epochs, train.lr, train.batch_size)
         self.dist.broadcast_parameters([net])
+        loss = self.dist.broadcast_object(loss)
         # A one-element list, so that the history (and checkpoints) keep it like the per-epoch lists.
         self.history[phase]["init_loss"] = [loss]
 
@@ -413,26 +414,40 @@ class TwoPhaseSolver:
         Progressive encodings are evaluated with the levels active at the end
         of a phase.
         """
-        if coordinates is None:
-            coordinates = self.observation.coordinates()
-        coords = torch.from_numpy(np.ascontiguousarray(coordinates, dtype=np.float32)).to(self.device)
-        out = {}
+        n = self.observation.n_pixels if coordinates is None else coordinates.shape[0]
+        out = {"blos": np.empty(n), "bqbu": np.empty((n, 2))}
         for phase in PHASES:
             net = self.fields[phase]
             if net.encoding.progressive:
                 net.encoding.set_active_levels(self._active_levels(self.config.training.epochs_per_phase, phase))
-            chunks = [net(c) * self.scales[phase] for c in coords.split(EVAL_CHUNK)]
-            out[phase] = torch.cat(chunks).double().cpu().numpy()
-        out["blos"] = out["blos"][:, 0]
+        for start in range(0, n, EVAL_CHUNK):
+            # Coordinates made chunk by chunk: the pixel grid of a series is never held whole.
+            chunk = (self.observation.coordinates(np.arange(start, min(start + EVAL_CHUNK, n)))
+                     if coordinates is None else coordinates[start:start + EVAL_CHUNK])
+            coords = torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32)).to(self.device)
+            for phase in PHASES:
+                values = (self.fields[phase](coords) * self.scales[phase]).double().cpu().numpy()
+                out[phase][start:start + values.shape[0]] = values if phase == "bqbu" else values[:, 0]
         return out
 
     @torch.no_grad()
     def evaluate(self) -> SolverResult:
-        """Maps of the current fields on the full grid and the seed protocol's final loss."""
+        """Maps of the current fields on the full grid and the seed protocol's final loss.
+
+        Data parallel: the final loss is summed over the ranks; rank 0 alone
+        predicts the whole grid, and the other ranks' results have no maps (None).
+        """
         t0 = time.perf_counter()
         obs = self.observation
-        pred = self.predict()
-        final_loss = self.loss.map_loss(pred["blos"], pred["bqbu"][:, 0], pred["bqbu"][:, 1])
+        if self.dist.is_primary:
+            pred = self.predict()
+            final_loss = self.loss.map_loss(pred["blos"], pred["bqbu"][:, 0], pred["bqbu"][:, 1])
+        else:
+            # Another rank adds only its shard's part of the final loss; rank 0 makes the maps.
+            pred = self.predict(self.observation.coordinates(self.valid_index))
+            with torch.no_grad():
+                as_tensor = lambda a: torch.as_tensor(a, dtype=self.loss.coef_v.dtype, device=self.device)  # noqa: E731
+                final_loss = float(self.loss(blos=as_tensor(pred["blos"]), bqbu=as_tensor(pred["bqbu"]), phase="all"))
         if self.dist.enabled:  # the mean over this rank's shard -> the global mean
             final_loss = self.dist.sum(final_loss * self.loss.n_valid / self.n_valid)
         if not np.isfinite(final_loss):  # finite weights whose output overflows float32
@@ -440,7 +455,7 @@ class TwoPhaseSolver:
                 f"the final loss is {final_loss}", "the evaluation after both phases", self.config.training.epochs_per_phase,
                 self.config.training.epochs_per_phase, self.optimizers[PHASES[-1]].param_groups[0]["lr"]))
         shape = obs.map_shape
-        maps = FieldMaps.from_bqbu(
+        maps = None if not self.dist.is_primary else FieldMaps.from_bqbu(
             pred["blos"].reshape(shape), pred["bqbu"][:, 0].reshape(shape), pred["bqbu"][:, 1].reshape(shape)
         )
         self.timings["evaluate"] += time.perf_counter() - t0

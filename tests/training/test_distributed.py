@@ -182,8 +182,8 @@ def test_a_rank_other_than_0_keeps_its_shard_and_lets_the_cube_go(small_solver_c
     assert obs.map_shape == shape and np.array_equal(obs.valid_index, index) and obs.n_valid == n
     with pytest.raises(HashwfaError, match="released"):
         obs.wfa_inputs()
-    baseline = pixel_wfa(reference)  # the warm start's baseline was made before the release
-    assert np.array_equal(solver._baseline.blos, baseline.blos, equal_nan=True)
+    assert solver._baseline is None  # rank 0 alone makes the warm start's baseline and fits it
+    assert pixel_wfa(reference).blos.shape == shape
     assert solver.predict()["blos"].shape == (obs.n_pixels,)
 
 
