@@ -88,7 +88,8 @@ class WFALoss(torch.nn.Module):
         line = observation.line if line is None else line
         # Filled frame by frame (Observation.wfa_input_chunks): the float64 inputs and
         # coefficients exist for one frame at a time, the tensors once, in ``dtype``.
-        index = observation.valid_index if rows is None else observation.valid_index[rows]
+        # A copy of the rows: a view would keep the whole valid index (8 B per pixel) alive.
+        index = observation.valid_index if rows is None else observation.valid_index[rows].copy()
         n, n_active = int(index.shape[0]), len(observation.active_indices)
         names = ("coef_v", "coef_qu", "target_q", "target_u", "target_v")
         host = {name: torch.empty((n, n_active), dtype=dtype) for name in names}
