@@ -317,6 +317,8 @@ def _run_locked(
         # whose failure would make torchrun end rank 0 in the middle of it.
         return TrainRun(out_dir=out_dir, result=result, metrics={}, rank=dist.rank)
 
+    # The maps are made: the loss tensors (5 x A float32 per point) are not needed for the outputs.
+    getattr(solver, "release_training_data", lambda: None)()
     wfa = pixel_wfa(obs, core_cutoff=cfg.physics.core_cutoff, qu_form=cfg.physics.qu_form)
     uncertainty = run_uncertainty(obs, result.maps, cfg.solver, noise=data.noise, field_sigmas_too=cfg.output.sigmas,
                                   settings=cfg.uncertainty, progress=not args.quiet,

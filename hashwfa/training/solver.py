@@ -403,13 +403,26 @@ class TwoPhaseSolver:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
+    def release_training_data(self) -> None:
+        """Let the loss tensors and the training coordinates go, once :meth:`run` has made the maps.
+
+        For what follows a finished fit (the baselines and outputs of
+        ``hashwfa-train``), which needs the memory. The fields, their state and
+        the history remain (:meth:`model_bundle`, :meth:`state_dict`,
+        :meth:`predict` still work); training or :meth:`evaluate` again do not.
+        """
+        self.loss = None  # type: ignore[assignment]
+        self.coords = None  # type: ignore[assignment]
+        self.penalties = {}
+
     # ------------------------------------------------------------- evaluation
 
     @torch.no_grad()
-    def predict(self, coordinates: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
-        """Scaled field outputs at ``coordinates`` ((N, D) in [-1, 1], columns y, x or, for a series, t, y, x).
+    def predict(self, coordinates: Optional[Any] = None) -> Dict[str, np.ndarray]:
+        """Scaled field outputs at ``coordinates`` ((N, D) in [-1, 1], columns y, x or, for a series, t, y, x;
+        a numpy array or a float32 tensor).
 
-        Default: every pixel centre of the observation, row-major. Returns
+        Default: every pixel centre of the observation, row-major, made chunk by chunk. Returns
         ``{"blos": (N,) gauss, "bqbu": (N, 2) gauss^2}`` as float64 arrays.
         Progressive encodings are evaluated with the levels active at the end
         of a phase.
@@ -424,7 +437,8 @@ class TwoPhaseSolver:
             # Coordinates made chunk by chunk: the pixel grid of a series is never held whole.
             chunk = (self.observation.coordinates(np.arange(start, min(start + EVAL_CHUNK, n)))
                      if coordinates is None else coordinates[start:start + EVAL_CHUNK])
-            coords = torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32)).to(self.device)
+            coords = (chunk.to(self.device) if isinstance(chunk, torch.Tensor)
+                      else torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32)).to(self.device))
             for phase in PHASES:
                 values = (self.fields[phase](coords) * self.scales[phase]).double().cpu().numpy()
                 out[phase][start:start + values.shape[0]] = values if phase == "bqbu" else values[:, 0]
@@ -444,7 +458,7 @@ class TwoPhaseSolver:
             final_loss = self.loss.map_loss(pred["blos"], pred["bqbu"][:, 0], pred["bqbu"][:, 1])
         else:
             # Another rank adds only its shard's part of the final loss; rank 0 makes the maps.
-            pred = self.predict(self.observation.coordinates(self.valid_index))
+            pred = self.predict(self.coords)  # its training points' coordinates
             with torch.no_grad():
                 as_tensor = lambda a: torch.as_tensor(a, dtype=self.loss.coef_v.dtype, device=self.device)  # noqa: E731
                 final_loss = float(self.loss(blos=as_tensor(pred["blos"]), bqbu=as_tensor(pred["bqbu"]), phase="all"))

@@ -549,8 +549,14 @@ class Observation:
                 t = 2.0 * (self.times - self.times[0]) / (self.times[-1] - self.times[0]) - 1.0
             axes.insert(0, t)
         if index is not None:
-            where = np.unravel_index(np.asarray(index, dtype=np.int64), self.map_shape)
-            return np.stack([a[i] for a, i in zip(axes, where)], axis=1).astype(np.float32)
+            index = np.asarray(index, dtype=np.int64).reshape(-1)
+            out = np.empty((index.size, len(axes)), dtype=np.float32)
+            step = 1 << 20  # the integer and float64 temporaries stay this many rows long
+            for start in range(0, index.size, step):
+                where = np.unravel_index(index[start:start + step], self.map_shape)
+                for k, (a, i) in enumerate(zip(axes, where)):
+                    out[start:start + i.size, k] = a[i]
+            return out
         grids = np.meshgrid(*axes, indexing="ij")
         return np.stack([g.reshape(-1) for g in grids], axis=1).astype(np.float32)
 
