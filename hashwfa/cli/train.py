@@ -35,7 +35,7 @@ import numpy as np
 
 from hashwfa import results
 from hashwfa.config import config_to_dict, describe_keys, load_config, load_data, validate_config
-from hashwfa.cli.allocator import keep_freed_memory
+from hashwfa.cli.allocator import keep_freed_memory, return_freed_memory
 from hashwfa.atomic import make_directory, remove_stale_temporaries
 from hashwfa.errors import HashwfaError, OutputWriteError
 from hashwfa.lock import LOCK_NAME, DirectoryLock
@@ -319,6 +319,7 @@ def _run_locked(
 
     # The maps are made: the loss tensors (5 x A float32 per point) are not needed for the outputs.
     getattr(solver, "release_training_data", lambda: None)()
+    return_freed_memory()
     wfa = pixel_wfa(obs, core_cutoff=cfg.physics.core_cutoff, qu_form=cfg.physics.qu_form)
     uncertainty = run_uncertainty(obs, result.maps, cfg.solver, noise=data.noise, field_sigmas_too=cfg.output.sigmas,
                                   settings=cfg.uncertainty, progress=not args.quiet,
