@@ -566,11 +566,11 @@ class Observation:
         return not self._released
 
     def release_spectra(self) -> None:
-        """Let the float64 cube (and the cached dI/dlambda) go, keeping the shapes, mask and valid pixels.
+        """Let the cube (and the cached dI/dlambda) go, keeping the shapes, mask and valid pixels.
 
         For a data-parallel rank other than 0, once its loss holds its shard
-        of the points: its steady-state host memory then drops by the cube,
-        ``n_pixels x 4 x nw x 8`` bytes. :attr:`stokes` becomes a read-only
+        of the points: a cube in memory frees ``n_pixels x 4 x nw x 8`` bytes;
+        a lazy cube lets its file mapping go. :attr:`stokes` becomes a read-only
         NaN array of the same shape that occupies one element (zero strides),
         so :attr:`map_shape`, :meth:`coordinates` and :attr:`valid_index`
         still work; what needs the spectra raises :class:`HashwfaError`.
