@@ -30,8 +30,10 @@ from hashwfa.errors import HashwfaError
 from hashwfa.schema import setting
 from hashwfa.training.settings import SolverConfig
 from hashwfa.training.divergence import DivergenceError
+from hashwfa.training.frames import IndependentFrames
 from hashwfa.training.solver import TwoPhaseSolver
-from hashwfa.wfa.field_uncertainty import DEFAULT_MEMBERS, DEFAULT_SMOOTHING_PX, DEFAULT_SMOOTHING_QU_PX, field_sigmas
+from hashwfa.wfa.field_uncertainty import (DEFAULT_MEMBERS, DEFAULT_SMOOTHING_FRAMES, DEFAULT_SMOOTHING_PX,
+                                           DEFAULT_SMOOTHING_QU_PX, field_sigmas)
 from hashwfa.wfa.fields import FieldMaps, FieldSigmas
 from hashwfa.wfa.noise import StokesNoise, resolve_noise
 from hashwfa.wfa.observation import Observation
@@ -66,6 +68,19 @@ class UncertaintyConfig:
         "The same for B_Q, B_U (and so B_t, azimuth); wider, as their pixel-wise noise is large against the risk.",
         min=0.0,
     )
+    window_frames: float = setting(
+        DEFAULT_SMOOTHING_FRAMES,
+        "Time series: Gaussian sigma [frames] of the risk windows along time (0: each frame's risk from "
+        "that frame alone).",
+        min=0.0,
+    )
+
+
+def _member_solver(data: Observation, config: SolverConfig, progress: bool) -> Any:
+    """The solver of a bootstrap member: the main fit's kind (a series: joint, or one field per frame)."""
+    if data.is_series and config.training.frames == "independent":
+        return IndependentFrames(data, config, progress=progress)
+    return TwoPhaseSolver(data, config, progress=progress)
 
 
 def member_seed(seed: int, k: int) -> int:
@@ -153,22 +168,18 @@ def run_uncertainty(
         )
         say(f"sigma maps: training bootstrap member {k}/{settings.members} (seed {config.training.seed}) "
             "on the data plus a fresh noise draw")
-        result = TwoPhaseSolver(data, config, progress=progress).run()
+        result = _member_solver(data, config, progress).run()
         members.append({"seed": config.training.seed, "final_loss": result.final_loss, "timings_s": result.timings})
         return result.maps
 
     sigmas, wfa_sigmas, skipped = None, None, None
-    if field_sigmas_too and observation.is_series:
-        # The local-risk windows of wfa.field_uncertainty are 2-D; the members
-        # would also cost a whole series fit each. Per-frame WFA sigmas still come.
-        skipped = "no SIGMA_* maps: the field's sigma maps are not available for time series yet"
-        field_sigmas_too = False
     if field_sigmas_too:
         try:
             found = field_sigmas(
                 observation, field_maps, fit, noise, members=settings.members, seed=seed,
                 smoothing_px=settings.window_blos_px, smoothing_qu_px=settings.window_bqbu_px,
                 qu_form=physics.qu_form, core_cutoff=physics.core_cutoff,
+                smoothing_frames=settings.window_frames,
             )
             sigmas, wfa_sigmas = found.sigmas, found.wfa_sigmas
         except DivergenceError as exc:
