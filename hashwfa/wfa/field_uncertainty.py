@@ -66,7 +66,7 @@ DEFAULT_SMOOTHING_PX = 3.0
 DEFAULT_SMOOTHING_QU_PX = 6.0
 #: Gaussian sigma [frames] of the risk windows along time for a series (BENCHMARKS.md section 6,
 #: "Time series").
-DEFAULT_SMOOTHING_FRAMES = 0.0
+DEFAULT_SMOOTHING_FRAMES = 1.0
 #: Bootstrap members trained by :func:`field_sigmas` (one: 2x the training time; BENCHMARKS.md).
 DEFAULT_MEMBERS = 1
 _AZIMUTH_CAP = math.pi / math.sqrt(12.0)
