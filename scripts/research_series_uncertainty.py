@@ -13,6 +13,7 @@ only place the truth is read).
 
     OMP_NUM_THREADS=1 python scripts/research_series_uncertainty.py train --case A --out /tmp/sunc
     OMP_NUM_THREADS=1 python scripts/research_series_uncertainty.py analyse --out /tmp/sunc
+    python scripts/research_series_uncertainty.py fits RUN/field.fits     # coverage of a hashwfa-train run
 """
 
 from __future__ import annotations
@@ -145,6 +146,28 @@ def analyse(args) -> None:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 
 
+def from_fits(args) -> None:
+    """Coverage of the SIGMA_* maps a hashwfa-train run wrote, against TRUE_* of the same field.fits."""
+    from astropy.io import fits
+    from scipy.special import erfinv
+
+    levels = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.683, 0.7, 0.8, 0.9, 0.954, 0.99)
+    for path in args.files:
+        field, truth = FieldMaps.from_fits(path), FieldMaps.from_fits(path, "TRUE_")
+        with fits.open(path) as hdul:
+            sig = FieldSigmas(**{q: np.array(hdul[f"SIGMA_{e}"].data, dtype=np.float64) for q, e in
+                                 (("blos", "BLOS"), ("bq", "BQ"), ("bu", "BU"), ("bt", "BTRANS"),
+                                  ("azimuth", "AZIMUTH"))})
+        cov = coverage(field, truth, sig)
+        print(path, "  ".join(f"{q} {c[0]:.3f}/{c[1]:.3f}" for q, c in cov.items()))
+        d_az = np.abs((field.azimuth - truth.azimuth + math.pi / 2) % math.pi - math.pi / 2)
+        for q, e in (("blos", np.abs(field.blos - truth.blos)), ("bt", np.abs(field.bt - truth.bt)),
+                     ("azimuth", d_az)):
+            s = getattr(sig, q)
+            curve = [float(np.mean(e <= math.sqrt(2.0) * erfinv(p) * s)) for p in levels]
+            print(f"  curve {q}: " + " | ".join(f"{c:.3f}" for c in curve))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -166,8 +189,10 @@ def main() -> None:
     a.add_argument("--windows", default="3/6,2/4,4/8")
     a.add_argument("--frames-windows", default="0,0.5,1,2")
     a.add_argument("--json", default=None)
+    f = sub.add_parser("fits")
+    f.add_argument("files", nargs="+")
     args = parser.parse_args()
-    train(args) if args.command == "train" else analyse(args)
+    {"train": train, "analyse": analyse, "fits": from_fits}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,12 @@ initialised with ``seed + 1``, see :mod:`hashwfa.training.model`) on the
 data plus a fresh draw of the noise. The redraws use a numpy generator seeded with ``training.seed``,
 so a run's sigma maps are reproducible.
 
+For a time series a member is a fit of the whole redrawn series, the same
+kind as the run's (``training.frames``: one joint (t, y, x) field, or one
+field per frame with :class:`~hashwfa.training.frames.IndependentFrames`),
+and the risk windows also extend ``uncertainty.window_frames`` frames along
+time (docs/UNCERTAINTIES.md, "Time series").
+
 Members keep no checkpoint: they train after the main fit, and a run
 interrupted while they train is resumed (``--resume``) from the main fit's
 last checkpoint, after which the members are trained again from scratch,
@@ -95,8 +101,9 @@ class RunUncertainty:
     Attributes:
         noise: the Stokes noise every sigma assumes, or None when it could not
             be estimated (too few pixels) and no sigma maps were asked for.
-        wfa_sigmas: the pixel-wise WFA's sigmas, ``(ny, nx)`` (``WFA_SIGMA_*``), or None with ``noise``.
-        sigmas: the field's sigmas (``SIGMA_*``), or None when not asked for.
+        wfa_sigmas: the pixel-wise WFA's sigmas, ``(ny, nx)`` or ``(nt, ny, nx)`` (``WFA_SIGMA_*``), or None
+            with ``noise``.
+        sigmas: the field's sigmas (``SIGMA_*``), of the same shape, or None when not asked for.
         members: per bootstrap member: ``seed``, ``final_loss``, ``timings_s``.
         seconds: wall-clock seconds of the whole step (members included).
         skipped: why sigma maps that were asked for are missing (the noise could
