@@ -142,10 +142,11 @@ def test_series_run_writes_per_frame_baselines_and_field_sigmas(tmp_path, capsys
         "encoding": {"version": 1, "n_levels": 4, "max_resolution": 8},
         "network": {"n_neurons": 16},
         "training": {"epochs_per_phase": 2, "device": "cpu", "frames": frames},
-        "output": {"quicklook": False, "sigmas": True},
+        "output": {"quicklook": frames == "joint", "dpi": 30, "sigmas": True},
     }))
     out = tmp_path / "out"
     assert main([str(config), "--out", str(out), "--quiet"]) == 0
+    assert (out / "quicklook.png").is_file() == (frames == "joint")
     err = capsys.readouterr().err
     assert "not available for time series" not in err and "SIGMA" not in err
     with fits.open(out / "field.fits") as hdul:
