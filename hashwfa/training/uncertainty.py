@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Union
 
 from hashwfa.errors import HashwfaError
 from hashwfa.schema import setting
@@ -45,7 +45,8 @@ from hashwfa.wfa.noise import StokesNoise, resolve_noise
 from hashwfa.wfa.observation import Observation
 from hashwfa.wfa.pixelwise_uncertainty import pixel_wfa_sigmas
 
-__all__ = ["UncertaintyConfig", "RunUncertainty", "member_seed", "run_uncertainty", "MEMBER_SEED_STRIDE"]
+__all__ = ["UncertaintyConfig", "RunUncertainty", "member_seed", "member_solver", "run_uncertainty",
+           "MEMBER_SEED_STRIDE"]
 
 #: Member k trains with seed ``training.seed + MEMBER_SEED_STRIDE * k``.
 MEMBER_SEED_STRIDE = 1000
@@ -76,14 +77,25 @@ class UncertaintyConfig:
     )
     window_frames: float = setting(
         DEFAULT_SMOOTHING_FRAMES,
-        "Time series: Gaussian sigma [frames] of the risk windows along time (0: each frame's risk from "
-        "that frame alone).",
+        "Time series: Gaussian sigma [frames, counted by index whatever the frame times] of the risk "
+        "windows along time (0: each frame's risk from that frame alone).",
         min=0.0,
     )
 
 
-def _member_solver(data: Observation, config: SolverConfig, progress: bool) -> Any:
-    """The solver of a bootstrap member: the main fit's kind (a series: joint, or one field per frame)."""
+def member_solver(data: Observation, config: SolverConfig, progress: bool) -> Union[TwoPhaseSolver, IndependentFrames]:
+    """The solver of a bootstrap member, of the main fit's kind.
+
+    Args:
+        data: the member's data (the observation plus a noise redraw).
+        config: the run's solver config with the member's seed.
+        progress: show the progress bars.
+
+    Returns:
+        :class:`IndependentFrames` (one field per frame) for a series with
+        ``training.frames = "independent"``, else :class:`TwoPhaseSolver`
+        (one frame, or one joint (t, y, x) field of a series).
+    """
     if data.is_series and config.training.frames == "independent":
         return IndependentFrames(data, config, progress=progress)
     return TwoPhaseSolver(data, config, progress=progress)
@@ -175,7 +187,7 @@ def run_uncertainty(
         )
         say(f"sigma maps: training bootstrap member {k}/{settings.members} (seed {config.training.seed}) "
             "on the data plus a fresh noise draw")
-        result = _member_solver(data, config, progress).run()
+        result = member_solver(data, config, progress).run()
         members.append({"seed": config.training.seed, "final_loss": result.final_loss, "timings_s": result.timings})
         return result.maps
 

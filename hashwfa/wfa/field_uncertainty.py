@@ -35,6 +35,14 @@ of the field; the B_t cap is the size of a B_t made of noise alone
 (where linear propagation through ``P^(1/4)`` fails), the azimuth cap the
 spread of an azimuth without information.
 
+For a time series every map is ``(nt, ny, nx)``: the risk of each point is
+estimated against its own frame's pixel-wise WFA, the members are fits of
+the whole redrawn series, and the window ``G`` also extends
+``smoothing_frames`` frames (a Gaussian sigma, by frame index) along time:
+the pixel-wise noise is independent between frames while the field's error
+changes slowly, so this averages the estimate's noise without mixing in
+unrelated errors.
+
 What it does not cover: the WFA's own model error (the pixel-wise WFA is the
 reference, so a field that agrees with a biased WFA looks right), the
 180-degree ambiguity, and structure smaller than the window (a local risk

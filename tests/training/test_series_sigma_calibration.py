@@ -2,14 +2,13 @@
 (loose band): a joint (t, y, x) fit and one bootstrap member, a whole-series fit on redrawn noise,
 through run_uncertainty; coverage against the series' known truth."""
 
-import dataclasses
 import math
 
 import numpy as np
 import pytest
 
 from hashwfa.training import EncodingConfig, IndependentFrames, SolverConfig, TrainingConfig, TwoPhaseSolver
-from hashwfa.training.uncertainty import _member_solver, run_uncertainty
+from hashwfa.training.uncertainty import member_solver, run_uncertainty
 from hashwfa.wfa.synthetic_series import synthetic_series
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -44,7 +43,7 @@ def test_series_field_sigmas_cover_the_truth():
 
 def test_members_fit_the_series_the_way_the_run_did(small_observation):
     series = synthetic_series(nt=2, ny=8, nx=8, seed=0, model="wfa").observation()
-    assert isinstance(_member_solver(series, _config("joint"), False), TwoPhaseSolver)
-    assert isinstance(_member_solver(series, _config("independent"), False), IndependentFrames)
+    assert isinstance(member_solver(series, _config("joint"), False), TwoPhaseSolver)
+    assert isinstance(member_solver(series, _config("independent"), False), IndependentFrames)
     # A single frame is fitted by one solver whatever training.frames says.
-    assert isinstance(_member_solver(small_observation, _config("independent"), False), TwoPhaseSolver)
+    assert isinstance(member_solver(small_observation, _config("independent"), False), TwoPhaseSolver)
