@@ -123,7 +123,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         frames = IndependentFrames(obs, base, progress=False)
         result = frames.run()
         record(INDEPENDENT, result.maps, time.perf_counter() - t0,
-               penalty=[penalty_summary(s) for s in frames.solvers])
+               penalty=[penalty_summary(s) for s in frames.solvers], timings=dict(result.timings))
     fpcs: List[float] = [float(v) for v in args.frames_per_cell.split(",") if v.strip()]
     for fpc in fpcs:
         training = dataclasses.replace(base.training, frames_per_cell=fpc,
