@@ -13,16 +13,16 @@ from hashwfa.config import load_config
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
-def test_series_config_is_the_recommended_one_with_quarter_factors_and_a_series_batch():
+def test_series_config_is_the_recommended_one_with_quarter_bqbu_factors_and_a_series_batch():
     series = load_config(CONFIGS / "recommended_series.json")
     single = load_config(CONFIGS / "recommended.json")
     # Same encodings, network, physics, output as the single-frame recommendation.
     for key in ("encoding", "encoding_blos", "encoding_bqbu", "network", "physics", "output", "line"):
         assert getattr(series, key) == getattr(single, key), key
-    # The smoothness factors: recommended.json's (1; 0.5 and 0.1) divided by 4, the rest as there.
+    # The smoothness factors: B_los's as in recommended.json (1), the (B_Q, B_U) ones (0.5, 0.1) divided by 4.
     reg = series.regularization
     assert reg.weights == single.regularization.weights == "discrepancy"
-    assert (reg.blos.squared_gradient, reg.blos.total_variation) == (0.25, 0.0)
+    assert reg.blos == single.regularization.blos and (reg.blos.squared_gradient, reg.blos.total_variation) == (1.0, 0.0)
     assert (reg.bqbu.squared_gradient, reg.bqbu.total_variation) == (0.125, 0.025)
     assert reg.bqbu.tv_eps == single.regularization.bqbu.tv_eps
     # The data: the synthetic series of 8 frames at the seed size; the batch covers all its points.
