@@ -10,6 +10,7 @@ def test_defaults_keep_the_seed_protocol_without_field_sigmas():
     cfg = validate_config({})
     assert cfg.output.sigmas is False and cfg.data.noise is None
     assert (cfg.uncertainty.members, cfg.uncertainty.window_blos_px, cfg.uncertainty.window_bqbu_px) == (1, 3.0, 6.0)
+    assert cfg.uncertainty.window_frames == 1.0  # time series only (BENCHMARKS.md section 6, "Time series")
 
 
 @pytest.mark.parametrize("version", range(7))
@@ -37,7 +38,7 @@ def test_noise_of_a_wrong_shape_names_the_key(noise):
 
 
 @pytest.mark.parametrize("key, value", [("uncertainty.members", 0), ("uncertainty.window_blos_px", -1.0),
-                                        ("uncertainty.window_bqbu_px", "wide")])
+                                        ("uncertainty.window_bqbu_px", "wide"), ("uncertainty.window_frames", -0.5)])
 def test_uncertainty_settings_are_checked(key, value):
     section, name = key.split(".")
     with pytest.raises(HashwfaError, match=f"key '{key}'"):

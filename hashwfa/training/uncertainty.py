@@ -12,6 +12,12 @@ initialised with ``seed + 1``, see :mod:`hashwfa.training.model`) on the
 data plus a fresh draw of the noise. The redraws use a numpy generator seeded with ``training.seed``,
 so a run's sigma maps are reproducible.
 
+For a time series a member is a fit of the whole redrawn series, the same
+kind as the run's (``training.frames``: one joint (t, y, x) field, or one
+field per frame with :class:`~hashwfa.training.frames.IndependentFrames`),
+and the risk windows also extend ``uncertainty.window_frames`` frames along
+time (docs/UNCERTAINTIES.md, "Time series").
+
 Members keep no checkpoint: they train after the main fit, and a run
 interrupted while they train is resumed (``--resume``) from the main fit's
 last checkpoint, after which the members are trained again from scratch,
@@ -24,20 +30,23 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Union
 
 from hashwfa.errors import HashwfaError
 from hashwfa.schema import setting
 from hashwfa.training.settings import SolverConfig
 from hashwfa.training.divergence import DivergenceError
+from hashwfa.training.frames import IndependentFrames
 from hashwfa.training.solver import TwoPhaseSolver
-from hashwfa.wfa.field_uncertainty import DEFAULT_MEMBERS, DEFAULT_SMOOTHING_PX, DEFAULT_SMOOTHING_QU_PX, field_sigmas
+from hashwfa.wfa.field_uncertainty import (DEFAULT_MEMBERS, DEFAULT_SMOOTHING_FRAMES, DEFAULT_SMOOTHING_PX,
+                                           DEFAULT_SMOOTHING_QU_PX, field_sigmas)
 from hashwfa.wfa.fields import FieldMaps, FieldSigmas
 from hashwfa.wfa.noise import StokesNoise, resolve_noise
 from hashwfa.wfa.observation import Observation
 from hashwfa.wfa.pixelwise_uncertainty import pixel_wfa_sigmas
 
-__all__ = ["UncertaintyConfig", "RunUncertainty", "member_seed", "run_uncertainty", "MEMBER_SEED_STRIDE"]
+__all__ = ["UncertaintyConfig", "RunUncertainty", "member_seed", "member_solver", "run_uncertainty",
+           "MEMBER_SEED_STRIDE"]
 
 #: Member k trains with seed ``training.seed + MEMBER_SEED_STRIDE * k``.
 MEMBER_SEED_STRIDE = 1000
@@ -66,6 +75,30 @@ class UncertaintyConfig:
         "The same for B_Q, B_U (and so B_t, azimuth); wider, as their pixel-wise noise is large against the risk.",
         min=0.0,
     )
+    window_frames: float = setting(
+        DEFAULT_SMOOTHING_FRAMES,
+        "Time series: Gaussian sigma [frames, counted by index whatever the frame times] of the risk "
+        "windows along time (0: each frame's risk from that frame alone).",
+        min=0.0,
+    )
+
+
+def member_solver(data: Observation, config: SolverConfig, progress: bool) -> Union[TwoPhaseSolver, IndependentFrames]:
+    """The solver of a bootstrap member, of the main fit's kind.
+
+    Args:
+        data: the member's data (the observation plus a noise redraw).
+        config: the run's solver config with the member's seed.
+        progress: show the progress bars.
+
+    Returns:
+        :class:`IndependentFrames` (one field per frame) for a series with
+        ``training.frames = "independent"``, else :class:`TwoPhaseSolver`
+        (one frame, or one joint (t, y, x) field of a series).
+    """
+    if data.is_series and config.training.frames == "independent":
+        return IndependentFrames(data, config, progress=progress)
+    return TwoPhaseSolver(data, config, progress=progress)
 
 
 def member_seed(seed: int, k: int) -> int:
@@ -80,8 +113,9 @@ class RunUncertainty:
     Attributes:
         noise: the Stokes noise every sigma assumes, or None when it could not
             be estimated (too few pixels) and no sigma maps were asked for.
-        wfa_sigmas: the pixel-wise WFA's sigmas, ``(ny, nx)`` (``WFA_SIGMA_*``), or None with ``noise``.
-        sigmas: the field's sigmas (``SIGMA_*``), or None when not asked for.
+        wfa_sigmas: the pixel-wise WFA's sigmas, ``(ny, nx)`` or ``(nt, ny, nx)`` (``WFA_SIGMA_*``), or None
+            with ``noise``.
+        sigmas: the field's sigmas (``SIGMA_*``), of the same shape, or None when not asked for.
         members: per bootstrap member: ``seed``, ``final_loss``, ``timings_s``.
         seconds: wall-clock seconds of the whole step (members included).
         skipped: why sigma maps that were asked for are missing (the noise could
@@ -153,22 +187,18 @@ def run_uncertainty(
         )
         say(f"sigma maps: training bootstrap member {k}/{settings.members} (seed {config.training.seed}) "
             "on the data plus a fresh noise draw")
-        result = TwoPhaseSolver(data, config, progress=progress).run()
+        result = member_solver(data, config, progress).run()
         members.append({"seed": config.training.seed, "final_loss": result.final_loss, "timings_s": result.timings})
         return result.maps
 
     sigmas, wfa_sigmas, skipped = None, None, None
-    if field_sigmas_too and observation.is_series:
-        # The local-risk windows of wfa.field_uncertainty are 2-D; the members
-        # would also cost a whole series fit each. Per-frame WFA sigmas still come.
-        skipped = "no SIGMA_* maps: the field's sigma maps are not available for time series yet"
-        field_sigmas_too = False
     if field_sigmas_too:
         try:
             found = field_sigmas(
                 observation, field_maps, fit, noise, members=settings.members, seed=seed,
                 smoothing_px=settings.window_blos_px, smoothing_qu_px=settings.window_bqbu_px,
                 qu_form=physics.qu_form, core_cutoff=physics.core_cutoff,
+                smoothing_frames=settings.window_frames,
             )
             sigmas, wfa_sigmas = found.sigmas, found.wfa_sigmas
         except DivergenceError as exc:

@@ -35,6 +35,14 @@ of the field; the B_t cap is the size of a B_t made of noise alone
 (where linear propagation through ``P^(1/4)`` fails), the azimuth cap the
 spread of an azimuth without information.
 
+For a time series every map is ``(nt, ny, nx)``: the risk of each point is
+estimated against its own frame's pixel-wise WFA, the members are fits of
+the whole redrawn series, and the window ``G`` also extends
+``smoothing_frames`` frames (a Gaussian sigma, by frame index) along time:
+the pixel-wise noise is independent between frames while the field's error
+changes slowly, so this averages the estimate's noise without mixing in
+unrelated errors.
+
 What it does not cover: the WFA's own model error (the pixel-wise WFA is the
 reference, so a field that agrees with a biased WFA looks right), the
 180-degree ambiguity, and structure smaller than the window (a local risk
@@ -57,13 +65,16 @@ from hashwfa.wfa.pixelwise import pixel_wfa
 from hashwfa.wfa.pixelwise_uncertainty import pixel_wfa_sigmas
 
 __all__ = ["redraw_noise", "gaussian_smooth", "local_risk_sigmas", "field_sigmas", "FieldUncertainty",
-           "DEFAULT_SMOOTHING_PX", "DEFAULT_SMOOTHING_QU_PX", "DEFAULT_MEMBERS"]
+           "DEFAULT_SMOOTHING_PX", "DEFAULT_SMOOTHING_QU_PX", "DEFAULT_SMOOTHING_FRAMES", "DEFAULT_MEMBERS"]
 
 #: Gaussian sigma [px] of the window over which the B_los risk is averaged, and the same for
 #: B_Q, B_U (chosen on exact-WFA synthetics of the plage and the Fe I 6302 case, V1 at
 #: 200 x 178; checked blind on two more; BENCHMARKS.md "Uncertainties").
 DEFAULT_SMOOTHING_PX = 3.0
 DEFAULT_SMOOTHING_QU_PX = 6.0
+#: Gaussian sigma [frames] of the risk windows along time for a series (BENCHMARKS.md section 6,
+#: "Time series").
+DEFAULT_SMOOTHING_FRAMES = 1.0
 #: Bootstrap members trained by :func:`field_sigmas` (one: 2x the training time; BENCHMARKS.md).
 DEFAULT_MEMBERS = 1
 _AZIMUTH_CAP = math.pi / math.sqrt(12.0)
@@ -79,10 +90,12 @@ def redraw_noise(observation: Observation, noise: StokesNoise, rng: np.random.Ge
     sigma = np.asarray(noise.sigma, dtype=np.float64)
     if sigma.shape != (4, observation.nw):
         raise HashwfaError(f"noise sigma has shape {sigma.shape}; expected (4, {observation.nw})")
-    cube = observation.stokes + sigma[None, None] * rng.standard_normal(observation.stokes.shape)
+    # (4, nw) broadcasts over the leading (ny, nx) or (nt, ny, nx) axes.
+    cube = observation.stokes + sigma * rng.standard_normal(observation.stokes.shape)
     return Observation(cube, observation.wavelengths, line=observation.line,
                        active_indices=observation.active_indices, weights=observation.weights,
-                       mask=observation.mask, source=f"{observation.source} + noise redraw", unit=observation.unit)
+                       mask=observation.mask, source=f"{observation.source} + noise redraw", unit=observation.unit,
+                       times=observation.times, map_cards=observation.map_cards)
 
 
 def _kernel(sigma_px: float) -> np.ndarray:
@@ -105,22 +118,33 @@ def _convolve_axis(img: np.ndarray, kernel: np.ndarray, axis: int) -> np.ndarray
     return np.moveaxis(out, -1, axis)
 
 
-def gaussian_smooth(image: np.ndarray, sigma_px: float) -> np.ndarray:
-    """Gaussian mean of a ``(ny, nx)`` map over its finite pixels (normalised convolution).
+def gaussian_smooth(image: np.ndarray, sigma_px: float, sigma_frames: float = 0.0) -> np.ndarray:
+    """Gaussian mean of a ``(ny, nx)`` map, or of a series ``(nt, ny, nx)``, over its finite pixels
+    (normalised convolution).
 
     Non-finite pixels take no part and get the mean of their finite
-    neighbours; near the borders the window is renormalised. ``sigma_px = 0``
-    returns a copy. A pixel with no finite neighbour within ``4 sigma_px`` is NaN.
+    neighbours; near the borders the window is renormalised. ``sigma_px``
+    [px] is the window along y and x (the last two axes); ``sigma_frames``
+    [frames] along the time axis of a series (0: each frame on its own).
+    Zero widths return a copy. A pixel with no finite neighbour within
+    4 sigma is NaN.
     """
     img = np.asarray(image, dtype=np.float64)
-    if sigma_px <= 0:
+    if img.ndim not in (2, 3):
+        raise HashwfaError(f"gaussian_smooth takes a (ny, nx) map or an (nt, ny, nx) series, not shape {img.shape}")
+    if sigma_frames < 0 or (sigma_frames > 0 and img.ndim != 3):
+        raise HashwfaError(f"sigma_frames = {sigma_frames}: a window over frames needs an (nt, ny, nx) series "
+                           "and a width >= 0")
+    if sigma_px <= 0 and sigma_frames <= 0:
         return img.copy()
     finite = np.isfinite(img)
-    values = np.where(finite, img, 0.0)
-    weights = finite.astype(np.float64)
-    k = _kernel(sigma_px)
-    num = _convolve_axis(_convolve_axis(values, k, 0), k, 1)
-    den = _convolve_axis(_convolve_axis(weights, k, 0), k, 1)
+    num = np.where(finite, img, 0.0)
+    den = finite.astype(np.float64)
+    axes = [(sigma_px, -2), (sigma_px, -1), (sigma_frames, 0)]
+    for width, axis in axes:
+        if width > 0:
+            k = _kernel(width)
+            num, den = _convolve_axis(num, k, axis), _convolve_axis(den, k, axis)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 1e-12, num / np.where(den > 1e-12, den, 1.0), np.nan)
 
@@ -133,11 +157,13 @@ def local_risk_sigmas(
     member_pixelwise: Sequence[FieldMaps],
     smoothing_px: float = DEFAULT_SMOOTHING_PX,
     smoothing_qu_px: float = DEFAULT_SMOOTHING_QU_PX,
+    smoothing_frames: float = 0.0,
 ) -> FieldSigmas:
     """One-sigma maps of ``field`` from its local risk against the pixel-wise WFA (module docstring).
 
     Args:
-        field: the field's maps ``(ny, nx)`` (B_los [G], B_Q, B_U [G^2]...).
+        field: the field's maps ``(ny, nx)``, or ``(nt, ny, nx)`` for a series
+            (B_los [G], B_Q, B_U [G^2]...).
         pixelwise: the pixel-wise WFA of the same observation.
         pixel_sigmas: its sigmas (:func:`hashwfa.wfa.pixelwise_uncertainty.pixel_wfa_sigmas`).
         members: at least one bootstrap member: maps of a field trained the
@@ -146,9 +172,11 @@ def local_risk_sigmas(
         smoothing_px: Gaussian sigma [px] of the window of the B_los risk.
         smoothing_qu_px: the same for B_Q and B_U (their per-pixel estimate
             is noisier: the pixel-wise noise is large against the risk).
+        smoothing_frames: for a series, the width [frames] of the windows
+            along time (0: each frame's risk from that frame alone).
 
     Returns:
-        :class:`FieldSigmas` ``(ny, nx)`` everywhere the window reaches a
+        :class:`FieldSigmas` of the maps' shape everywhere the window reaches a
         pixel where the pixel-wise WFA and its sigma are finite: ``blos``
         [G], ``bq``, ``bu`` [G^2], ``bt`` [G], ``azimuth`` [rad].
 
@@ -176,7 +204,8 @@ def local_risk_sigmas(
         with np.errstate(invalid="ignore"):
             raw = np.where(np.isfinite(w) & np.isfinite(sw), (f - w) ** 2 - sw ** 2 + 2.0 * cov_fw, np.nan)
         window = smoothing_px if q == "blos" else smoothing_qu_px
-        risk[q] = np.fmax(gaussian_smooth(raw, window), gaussian_smooth(var_f, window))
+        risk[q] = np.fmax(gaussian_smooth(raw, window, smoothing_frames),
+                          gaussian_smooth(var_f, window, smoothing_frames))
     bq, bu = field.bq, field.bu
     p = bq * bq + bu * bu
     risk_qu = 0.5 * (risk["bq"] + risk["bu"])
@@ -191,7 +220,7 @@ def local_risk_sigmas(
 
 
 class FieldUncertainty(NamedTuple):
-    """What :func:`field_sigmas` returns (all maps ``(ny, nx)``).
+    """What :func:`field_sigmas` returns (all maps ``(ny, nx)``, or ``(nt, ny, nx)`` for a series).
 
     Attributes:
         sigmas: the field's sigma maps (written as ``SIGMA_*``).
@@ -217,6 +246,7 @@ def field_sigmas(
     smoothing_qu_px: float = DEFAULT_SMOOTHING_QU_PX,
     qu_form: str = DEFAULT_QU_FORM,
     core_cutoff: float = CORE_CUTOFF,
+    smoothing_frames: float = DEFAULT_SMOOTHING_FRAMES,
 ) -> FieldUncertainty:
     """The whole recipe: bootstrap members, pixel-wise sigmas and the local risk.
 
@@ -232,6 +262,11 @@ def field_sigmas(
         seed: seed of the noise redraws.
         smoothing_px, smoothing_qu_px: the risk windows [px] (:func:`local_risk_sigmas`).
         qu_form, core_cutoff: the Q/U model the field was fitted with.
+        smoothing_frames: the risk windows' width along time [frames]; used for a series only.
+
+    For a series ``(nt, ny, nx, 4, nw)`` a member is a fit of the whole
+    redrawn series (``fit`` decides how: one joint field, or one per frame)
+    and every map is ``(nt, ny, nx)``.
 
     Raises:
         HashwfaError: ``members < 1``; and what the parts raise.
@@ -247,5 +282,6 @@ def field_sigmas(
         member_maps.append(fit(data, k))
         member_pix.append(pixel_wfa(data, core_cutoff=core_cutoff, qu_form=qu_form))
     sig = local_risk_sigmas(field, pixelwise, wfa_sig, member_maps, member_pix,
-                            smoothing_px=smoothing_px, smoothing_qu_px=smoothing_qu_px)
+                            smoothing_px=smoothing_px, smoothing_qu_px=smoothing_qu_px,
+                            smoothing_frames=smoothing_frames if observation.is_series else 0.0)
     return FieldUncertainty(sigmas=sig, wfa_sigmas=wfa_sig, noise=noise, members=member_maps)

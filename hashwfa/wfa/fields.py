@@ -100,7 +100,7 @@ SIGMA_UNITS: Tuple[Tuple[str, str, str], ...] = tuple((attr, "SIGMA_" + ext, uni
 
 @dataclass
 class FieldSigmas:
-    """One-sigma uncertainties of :class:`FieldMaps`, shape ``(ny, nx)``, float64.
+    """One-sigma uncertainties of :class:`FieldMaps`, shape ``(ny, nx)`` or ``(nt, ny, nx)``, float64.
 
     Attributes:
         blos: sigma of B_los [G].

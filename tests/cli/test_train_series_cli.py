@@ -134,25 +134,31 @@ def test_quicklook_frame_out_of_range_fails_before_training(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_series_run_writes_per_frame_baselines_and_says_why_no_field_sigmas(tmp_path, capsys):
-    import json as _json
-
-    from astropy.io import fits as _fits
-
-    from hashwfa.cli.train import main as _main
-
+@pytest.mark.parametrize("frames", ["joint", "independent"])
+def test_series_run_writes_per_frame_baselines_and_field_sigmas(tmp_path, capsys, frames):
     config = tmp_path / "series.json"
-    config.write_text(_json.dumps({
+    config.write_text(json.dumps({
         "data": {"synthetic": {"ny": 12, "nx": 10, "nt": 3, "seed": 0}},
         "encoding": {"version": 1, "n_levels": 4, "max_resolution": 8},
         "network": {"n_neurons": 16},
-        "training": {"epochs_per_phase": 2, "device": "cpu"},
-        "output": {"quicklook": False, "sigmas": True},
+        "training": {"epochs_per_phase": 2, "device": "cpu", "frames": frames},
+        "output": {"quicklook": frames == "joint", "dpi": 30, "sigmas": True},
     }))
     out = tmp_path / "out"
-    assert _main([str(config), "--out", str(out), "--quiet"]) == 0
-    assert "not available for time series" in capsys.readouterr().err
-    with _fits.open(out / "field.fits") as hdul:
+    assert main([str(config), "--out", str(out), "--quiet"]) == 0
+    assert (out / "quicklook.png").is_file() == (frames == "joint")
+    err = capsys.readouterr().err
+    assert "not available for time series" not in err and "SIGMA" not in err
+    with fits.open(out / "field.fits") as hdul:
         assert hdul["REG_BLOS"].data.shape == (3, 12, 10)
-        assert hdul["WFA_SIGMA_BLOS"].data.shape == (3, 12, 10)
-        assert "SIGMA_BLOS" not in [h.name for h in hdul]
+        valid = hdul["VALID"].data.astype(bool)
+        assert valid.any()
+        for name in ("SIGMA_BLOS", "SIGMA_BTRANS", "SIGMA_AZIMUTH", "WFA_SIGMA_BLOS"):
+            data = hdul[name].data
+            assert data.shape == (3, 12, 10), name
+            assert np.all(np.isfinite(data[valid])) and np.all(data[valid] > 0), name
+        # The azimuth's sigma never exceeds that of an azimuth without information.
+        assert np.all(hdul["SIGMA_AZIMUTH"].data[valid] <= np.pi / np.sqrt(12) + 1e-6)
+    history = json.loads((out / "history.json").read_text())["uncertainty"]
+    # One bootstrap member: one more fit of the whole series (seed 0 + 1000).
+    assert history["field_sigmas"] is True and [m["seed"] for m in history["members"]] == [1000]
