@@ -167,6 +167,11 @@ def test_scaled_cube_falls_back_to_reading_with_a_note(tmp_path):
     assert not scaled.is_lazy and "BSCALE" in scaled.notes[0]
     lazy_true = Observation.from_fits(sp, wp, active_indices=series.active_indices)
     assert lazy_true.is_lazy and lazy_true.notes == []
+    with fits.open(sp) as hdul:  # a gzip-compressed file: astropy decompresses it, nothing to map
+        hdul.writeto(tmp_path / "s.fits.gz")
+    packed = Observation.from_fits(tmp_path / "s.fits.gz", wp, active_indices=series.active_indices)
+    assert not packed.is_lazy and "compressed" in packed.notes[0]
+    np.testing.assert_array_equal(pixel_wfa(packed).blos, pixel_wfa(lazy_true).blos)
 
 
 def test_lazy_series_does_not_allocate_the_float64_cube(tmp_path):
