@@ -16,10 +16,21 @@ from typing import Iterator, List, Union
 
 from hashwfa.errors import OutputWriteError
 
-__all__ = ["atomic_path", "remove_stale_temporaries", "make_directory"]
+__all__ = ["atomic_path", "temporary_path", "remove_stale_temporaries", "make_directory"]
 
-# ".<name>.<pid>.<8 hex>.tmp": the temporaries atomic_path creates.
+# ".<name>.<pid>.<8 hex>.tmp": the temporaries atomic_path (and temporary_path's callers) create.
 _TEMPORARY = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+def temporary_path(directory: Union[str, Path], name: str) -> Path:
+    """A fresh path ``directory/.<name>.<pid>.<8 hex>.tmp`` for a temporary file of this process.
+
+    The caller creates and removes the file; one a killed process leaves
+    behind is removed by the next holder of ``directory``
+    (:func:`remove_stale_temporaries`). Used by :func:`atomic_path` and for
+    scratch files (a bootstrap member's redrawn cube).
+    """
+    return Path(directory) / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
 
 
 def make_directory(path: Union[str, Path]) -> Path:
@@ -43,7 +54,7 @@ def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
     make_directory(path.parent)
     # A fresh name that the writer creates itself, so the file gets the
     # usual permissions (mkstemp would make it private to the owner).
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    tmp = temporary_path(path.parent, path.name)
     try:
         yield tmp
         os.replace(tmp, path)

@@ -323,7 +323,8 @@ def _run_locked(
     wfa = pixel_wfa(obs, core_cutoff=cfg.physics.core_cutoff, qu_form=cfg.physics.qu_form)
     uncertainty = run_uncertainty(obs, result.maps, cfg.solver, noise=data.noise, field_sigmas_too=cfg.output.sigmas,
                                   settings=cfg.uncertainty, progress=not args.quiet,
-                                  say=lambda message: _say(args, f"{PROG}: {message}"))
+                                  say=lambda message: _say(args, f"{PROG}: {message}"),
+                                  scratch_dir=out_dir)  # locked: a killed run's scratch cube is removed as stale
     if uncertainty.skipped:  # asked for and missing: said even with --quiet
         print(f"{PROG}: warning: {uncertainty.skipped}", file=sys.stderr)
     # The two classic baselines every run reports next to the field. The regularised

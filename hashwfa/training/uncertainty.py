@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
 
 from hashwfa.errors import HashwfaError
@@ -151,6 +152,7 @@ def run_uncertainty(
     settings: UncertaintyConfig = UncertaintyConfig(),
     progress: bool = True,
     say: Callable[[str], None] = lambda message: None,
+    scratch_dir: Optional[Union[str, Path]] = None,
 ) -> RunUncertainty:
     """The sigma maps of a finished fit (module docstring).
 
@@ -163,9 +165,14 @@ def run_uncertainty(
         settings: members and windows.
         progress: show the members' progress bars.
         say: prints a progress message (e.g. to stderr; a no-op when quiet).
+        scratch_dir: where the members' redrawn cubes of a lazy (memory-mapped) observation are
+            written, one at a time, and removed after each member
+            (:func:`hashwfa.wfa.field_uncertainty.redraw_noise_on_disk`; hashwfa-train: the
+            run's locked output directory); None: in memory.
 
     Sigma maps that cannot be made (the noise cannot be estimated from too
-    few pixels; a bootstrap member diverges) are left out with the reason in
+    few pixels; a bootstrap member diverges; its data do not fit in memory
+    or on the scratch disk; its setup fails) are left out with the reason in
     :attr:`RunUncertainty.skipped`: this step runs after the fit, and the
     fit's maps must still be written.
     """
@@ -198,11 +205,20 @@ def run_uncertainty(
                 observation, field_maps, fit, noise, members=settings.members, seed=seed,
                 smoothing_px=settings.window_blos_px, smoothing_qu_px=settings.window_bqbu_px,
                 qu_form=physics.qu_form, core_cutoff=physics.core_cutoff,
-                smoothing_frames=settings.window_frames,
+                smoothing_frames=settings.window_frames, scratch_dir=scratch_dir,
             )
             sigmas, wfa_sigmas = found.sigmas, found.wfa_sigmas
         except DivergenceError as exc:
             skipped = f"no SIGMA_* maps: the bootstrap member diverged ({exc})"
+        # The fit is done and its maps must still be written: what the members' data or setup
+        # cannot get (memory, scratch disk, a refused config) costs the SIGMA_* maps only.
+        except MemoryError as exc:
+            skipped = (f"no SIGMA_* maps: the bootstrap member's data or training ran out of memory ({exc or 'MemoryError'}). "
+                       "Fix: more memory, a smaller cube, or output.sigmas = false")
+        except HashwfaError as exc:  # OutputWriteError (scratch disk) included
+            skipped = f"no SIGMA_* maps: the bootstrap member could not be made ({exc})"
+        except OSError as exc:
+            skipped = f"no SIGMA_* maps: the bootstrap member's scratch data could not be written ({exc})"
     if wfa_sigmas is None:
         wfa_sigmas = pixel_wfa_sigmas(observation, noise, core_cutoff=physics.core_cutoff, qu_form=physics.qu_form)
     return RunUncertainty(noise=noise, wfa_sigmas=wfa_sigmas, sigmas=sigmas, members=members,

@@ -51,12 +51,17 @@ is a neighbourhood's root mean square, not each pixel's own error).
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Callable, NamedTuple, Sequence
+import shutil
+from pathlib import Path
+from typing import Callable, Iterator, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
-from hashwfa.errors import HashwfaError
+from hashwfa.atomic import temporary_path
+from hashwfa.errors import HashwfaError, OutputWriteError
+from hashwfa.memory import format_bytes
 from hashwfa.wfa.fields import FieldMaps, FieldSigmas
 from hashwfa.wfa.noise import StokesNoise
 from hashwfa.wfa.observation import Observation
@@ -64,7 +69,7 @@ from hashwfa.wfa.physics import CORE_CUTOFF, DEFAULT_QU_FORM
 from hashwfa.wfa.pixelwise import pixel_wfa
 from hashwfa.wfa.pixelwise_uncertainty import pixel_wfa_sigmas
 
-__all__ = ["redraw_noise", "gaussian_smooth", "local_risk_sigmas", "field_sigmas", "FieldUncertainty",
+__all__ = ["redraw_noise", "redraw_noise_on_disk", "member_data", "gaussian_smooth", "local_risk_sigmas", "field_sigmas", "FieldUncertainty",
            "DEFAULT_SMOOTHING_PX", "DEFAULT_SMOOTHING_QU_PX", "DEFAULT_SMOOTHING_FRAMES", "DEFAULT_MEMBERS"]
 
 #: Gaussian sigma [px] of the window over which the B_los risk is averaged, and the same for
@@ -96,6 +101,93 @@ def redraw_noise(observation: Observation, noise: StokesNoise, rng: np.random.Ge
                        active_indices=observation.active_indices, weights=observation.weights,
                        mask=observation.mask, source=f"{observation.source} + noise redraw", unit=observation.unit,
                        times=observation.times, map_cards=observation.map_cards)
+
+
+# ---- bootstrap members' data of a lazy (memory-mapped) series: the redraw on disk ----------------------
+
+#: Name stem of the scratch file of :func:`redraw_noise_on_disk` (``.member-stokes.<pid>.<hex>.tmp``: the
+#: pattern :func:`hashwfa.atomic.remove_stale_temporaries` removes when a killed run left one behind).
+SCRATCH_NAME = "member-stokes"
+
+
+@contextlib.contextmanager
+def redraw_noise_on_disk(observation: Observation, noise: StokesNoise, rng: np.random.Generator,
+                         scratch_dir: Union[str, Path]) -> Iterator[Observation]:
+    """:func:`redraw_noise` of a lazy observation, its cube written frame by frame to a scratch file.
+
+    A context manager: yields the member's data, an :class:`Observation`
+    whose cube is a read-only float64 :class:`numpy.memmap` of the scratch
+    file ``scratch_dir/.member-stokes.<pid>.<hex>.tmp`` (8 B x n_pixels x 4 x
+    nw of disk), and removes the file on leaving, also on an error. Host
+    memory is about one float64 frame. The values are those of
+    :func:`redraw_noise` bit for bit: each frame is the frame in float64 plus
+    ``sigma`` times the next ``ny * nx * 4 * nw`` numbers of ``rng``, and
+    :meth:`numpy.random.Generator.standard_normal` drawn frame by frame in C
+    order gives the same stream as one call over the whole shape.
+
+    Raises:
+        OutputWriteError: less free disk in ``scratch_dir`` than the cube
+            needs (checked before writing), or the file cannot be written.
+        HashwfaError: a noise sigma that is not ``(4, nw)``.
+    """
+    sigma = np.asarray(noise.sigma, dtype=np.float64)
+    if sigma.shape != (4, observation.nw):
+        raise HashwfaError(f"noise sigma has shape {sigma.shape}; expected (4, {observation.nw})")
+    shape = observation.stokes.shape
+    needed = 8 * int(np.prod(shape))
+    scratch_dir = Path(scratch_dir)
+    try:
+        free = shutil.disk_usage(scratch_dir).free
+    except OSError as exc:
+        raise OutputWriteError(f"cannot use '{scratch_dir}' for the bootstrap member's redrawn cube: "
+                               f"{exc.strerror or exc}") from exc
+    if needed > free:
+        raise OutputWriteError(
+            f"the bootstrap member's redrawn cube {shape} needs {format_bytes(needed)} of scratch disk (float64) "
+            f"in '{scratch_dir}', but only {format_bytes(free)} is free. Fix: free disk space there, or set "
+            "output.sigmas = false")
+    path = temporary_path(scratch_dir, SCRATCH_NAME)
+    try:
+        try:
+            # Plain writes, not a writable mapping: a full disk is then an OSError here,
+            # not a SIGBUS when the kernel writes a page of a mapped sparse file back.
+            with open(path, "xb") as out:
+                for _, view in observation.frame_views():
+                    frame = rng.standard_normal(view.shape)
+                    frame *= sigma  # (4, nw) broadcasts over (ny, nx)
+                    frame += view   # the frame converted to float64, as redraw_noise adds it
+                    out.write(memoryview(frame).cast("B"))
+                    del frame
+        except OSError as exc:
+            raise OutputWriteError(f"cannot write the bootstrap member's redrawn cube to '{path}': "
+                                   f"{exc.strerror or exc}") from exc
+        cube = np.memmap(path, dtype=np.float64, mode="r", shape=shape)
+        data = Observation(cube, observation.wavelengths, line=observation.line,
+                           active_indices=observation.active_indices, weights=observation.weights,
+                           mask=observation.mask, source=f"{observation.source} + noise redraw",
+                           unit=observation.unit, times=observation.times, map_cards=observation.map_cards)
+        try:
+            yield data
+        finally:
+            data.release_spectra()  # lets the mapping go (the caller may keep the Observation)
+            del cube
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+@contextlib.contextmanager
+def member_data(observation: Observation, noise: StokesNoise, rng: np.random.Generator,
+                scratch_dir: Optional[Union[str, Path]] = None) -> Iterator[Observation]:
+    """A bootstrap member's data (a context manager): :func:`redraw_noise_on_disk` for a lazy
+    observation when ``scratch_dir`` is given, else :func:`redraw_noise` (in memory)."""
+    if observation.is_lazy and scratch_dir is not None:
+        with redraw_noise_on_disk(observation, noise, rng, scratch_dir) as data:
+            yield data
+    else:
+        yield redraw_noise(observation, noise, rng)
+
+# ---- end of the bootstrap members' data -------------------------------------------------------------------
 
 
 def _kernel(sigma_px: float) -> np.ndarray:
@@ -247,6 +339,7 @@ def field_sigmas(
     qu_form: str = DEFAULT_QU_FORM,
     core_cutoff: float = CORE_CUTOFF,
     smoothing_frames: float = DEFAULT_SMOOTHING_FRAMES,
+    scratch_dir: Optional[Union[str, Path]] = None,
 ) -> FieldUncertainty:
     """The whole recipe: bootstrap members, pixel-wise sigmas and the local risk.
 
@@ -263,13 +356,17 @@ def field_sigmas(
         smoothing_px, smoothing_qu_px: the risk windows [px] (:func:`local_risk_sigmas`).
         qu_form, core_cutoff: the Q/U model the field was fitted with.
         smoothing_frames: the risk windows' width along time [frames]; used for a series only.
+        scratch_dir: for a lazy observation (a memory-mapped cube), the directory where each
+            member's redrawn cube is written (:func:`redraw_noise_on_disk`; removed after the
+            member); None: the members' data are made in memory (:func:`redraw_noise`).
 
     For a series ``(nt, ny, nx, 4, nw)`` a member is a fit of the whole
     redrawn series (``fit`` decides how: one joint field, or one per frame)
     and every map is ``(nt, ny, nx)``.
 
     Raises:
-        HashwfaError: ``members < 1``; and what the parts raise.
+        HashwfaError: ``members < 1``; and what the parts raise (an
+            :class:`~hashwfa.errors.OutputWriteError` when a scratch cube cannot be written).
     """
     if members < 1:
         raise HashwfaError(f"members = {members}; the sigma maps need at least one bootstrap member")
@@ -278,9 +375,9 @@ def field_sigmas(
     rng = np.random.default_rng(seed)
     member_maps, member_pix = [], []
     for k in range(1, members + 1):  # one training per member
-        data = redraw_noise(observation, noise, rng)
-        member_maps.append(fit(data, k))
-        member_pix.append(pixel_wfa(data, core_cutoff=core_cutoff, qu_form=qu_form))
+        with member_data(observation, noise, rng, scratch_dir) as data:
+            member_maps.append(fit(data, k))
+            member_pix.append(pixel_wfa(data, core_cutoff=core_cutoff, qu_form=qu_form))
     sig = local_risk_sigmas(field, pixelwise, wfa_sig, member_maps, member_pix,
                             smoothing_px=smoothing_px, smoothing_qu_px=smoothing_qu_px,
                             smoothing_frames=smoothing_frames if observation.is_series else 0.0)
