@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+from typing import Any, Optional
 
 # mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -24,17 +25,23 @@ _MMAP_THRESHOLD = 32 * 1024 * 1024
 _TRIM_THRESHOLD = 1024 * 1024 * 1024
 
 
-def keep_freed_memory() -> bool:
-    """Ask glibc to keep freed memory for reuse; True if it accepted (Linux/glibc only)."""
+def _libc_function(symbol: str) -> Optional[Any]:
+    """The C library's function ``symbol`` on Linux, or None (another system, or a libc without it)."""
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     name = ctypes.util.find_library("c")
     if name is None:
-        return False
+        return None
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and others have no mallopt
+        return getattr(ctypes.CDLL(name), symbol)
+    except (OSError, AttributeError):  # musl and others have no mallopt / malloc_trim
+        return None
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory for reuse; True if it accepted (Linux/glibc only)."""
+    mallopt = _libc_function("mallopt")
+    if mallopt is None:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
@@ -49,14 +56,8 @@ def return_freed_memory() -> bool:
     data-parallel rank's steps (whose batches vary in size) leave it
     fragmented; without this, the outputs' memory comes on top of it.
     """
-    if not sys.platform.startswith("linux"):
-        return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):
+    trim = _libc_function("malloc_trim")
+    if trim is None:
         return False
     trim.argtypes = (ctypes.c_size_t,)
     trim.restype = ctypes.c_int
