@@ -46,6 +46,8 @@ CASES = {
     "C": dict(seed=1, noise=3e-3, flow=(0.5, -0.3), azimuth_rate=3.0),
     # Run after the window along time was fixed: Fe I 6302, seed 2, noise 3e-3.
     "D": dict(seed=2, noise=3e-3, flow=(0.25, 0.5), azimuth_rate=2.0, line="6302"),
+    # Fresh, for a blind check of the variants (branch sigcal): seed 3, noise 2e-3, another flow.
+    "E": dict(seed=3, noise=2e-3, flow=(0.4, 0.2), azimuth_rate=2.5),
 }
 QUANTITIES = ("blos", "bq", "bu")
 
@@ -138,7 +140,8 @@ def _gaussian_propagation(field: FieldMaps, risk_q: np.ndarray, risk_u: np.ndarr
     return np.sqrt(np.sum(weight * d_bt ** 2, -1)), np.sqrt(np.sum(weight * d_az ** 2, -1))
 
 
-def _variant_sigmas(field, pix, sigw, members, members_pix, risk, propagation, wv, wq, frames) -> FieldSigmas:
+def _variant_sigmas(field, pix, sigw, members, members_pix, risk, propagation, wv, wq, frames,
+                    bt_bias: str = "none") -> FieldSigmas:
     """Research variants of the B_Q, B_U risk and its propagation (BENCHMARKS.md section 6,
     "Time series", branch ``sigcal``); measured, not adopted by the package.
 
@@ -148,11 +151,15 @@ def _variant_sigmas(field, pix, sigw, members, members_pix, risk, propagation, w
     ``max(G*SURE - G*var_f / 2, 0)`` spread over the window in proportion to the field's
     own ``P = B_Q^2 + B_U^2`` (``bias^2(x) = P(x) * that / G*P``: a smoother's bias
     follows the structure's amplitude). ``propagation``: "linear" is the package's
-    (linearisation with caps), "gaussian" :func:`_gaussian_propagation`. B_los is the package's.
+    (linearisation with caps), "gaussian" :func:`_gaussian_propagation`. ``bt_bias``:
+    "simex" adds in quadrature to the B_t sigma the window mean of ``B_t(member) - B_t(f)``
+    (simulation-extrapolation: the member's data carry twice the noise variance, so its
+    excess B_t estimates the field's own noise-induced B_t bias, the rectification of
+    ``|B_QU|``). B_los is the package's.
     """
     base = local_risk_sigmas(field, pix, sigw, members, members_pix, smoothing_px=wv, smoothing_qu_px=wq,
                              smoothing_frames=frames)
-    if risk == "max" and propagation == "linear":
+    if risk == "max" and propagation == "linear" and bt_bias == "none":
         return base
     p = field.bq ** 2 + field.bu ** 2
     r = {"bq": base.bq ** 2, "bu": base.bu ** 2}
@@ -176,6 +183,9 @@ def _variant_sigmas(field, pix, sigw, members, members_pix, risk, propagation, w
         sig_bt = np.fmin(np.where(p > 0, lin_bt, np.inf), risk_qu ** 0.25)
         sig_az = np.where(np.isnan(risk_qu), np.nan,
                           np.fmin(np.where(p > 0, lin_az, np.inf), math.pi / math.sqrt(12.0)))
+    if bt_bias == "simex":
+        excess = gaussian_smooth(np.mean([m.bt for m in members], axis=0) - field.bt, wq, frames)
+        sig_bt = np.sqrt(sig_bt ** 2 + excess ** 2)
     return FieldSigmas(blos=base.blos, bq=np.sqrt(r["bq"]), bu=np.sqrt(r["bu"]), bt=sig_bt, azimuth=sig_az)
 
 
@@ -197,11 +207,12 @@ def analyse(args) -> None:
         for frames in [float(v) for v in args.frames_windows.split(",")]:
             for wv, wq in [tuple(float(x) for x in w.split("/")) for w in args.windows.split(",")]:
                 sig = _variant_sigmas(field, pix, sigw, members, members_pix, args.risk, args.propagation,
-                                      wv, wq, frames)
+                                      wv, wq, frames, args.bt_bias)
                 cov = coverage(field, truth, sig)
                 rows.append({"run": path.stem, "frames": frames, "window": [wv, wq], "risk": args.risk,
-                             "propagation": args.propagation, **cov})
-                label = f"  risk {args.risk}, {args.propagation}, window {wv:g}/{wq:g} px, {frames:g} frames: "
+                             "propagation": args.propagation, "bt_bias": args.bt_bias, **cov})
+                label = (f"  risk {args.risk}, {args.propagation}, bt bias {args.bt_bias}, "
+                         f"window {wv:g}/{wq:g} px, {frames:g} frames: ")
                 print(label + "  ".join(
                     f"{q} {c[0]:.3f}/{c[1]:.3f}" for q, c in cov.items()), flush=True)
     if args.json:
@@ -255,6 +266,8 @@ def main() -> None:
                    help="the B_Q, B_U risk: the package's (max) or a research variant (_variant_sigmas)")
     a.add_argument("--propagation", choices=("linear", "gaussian"), default="linear",
                    help="B_Q, B_U risk to B_t, azimuth: the package's (linear) or _gaussian_propagation")
+    a.add_argument("--bt-bias", choices=("none", "simex"), default="none",
+                   help="add the members' excess B_t (simulation-extrapolation) to the B_t sigma")
     f = sub.add_parser("fits")
     f.add_argument("files", nargs="+")
     args = parser.parse_args()
