@@ -31,7 +31,7 @@ import torch
 from hashwfa.config import load_config
 from hashwfa.training import IndependentFrames, TwoPhaseSolver
 from hashwfa.training.uncertainty import member_seed
-from hashwfa.wfa.field_uncertainty import local_risk_sigmas, redraw_noise
+from hashwfa.wfa.field_uncertainty import gaussian_smooth, local_risk_sigmas, redraw_noise
 from hashwfa.wfa.fields import FieldMaps, FieldSigmas
 from hashwfa.wfa.noise import estimate_noise
 from hashwfa.wfa.pixelwise import pixel_wfa
@@ -46,6 +46,8 @@ CASES = {
     "C": dict(seed=1, noise=3e-3, flow=(0.5, -0.3), azimuth_rate=3.0),
     # Run after the window along time was fixed: Fe I 6302, seed 2, noise 3e-3.
     "D": dict(seed=2, noise=3e-3, flow=(0.25, 0.5), azimuth_rate=2.0, line="6302"),
+    # Fresh, for a blind check of the variants (branch sigcal): seed 3, noise 2e-3, another flow.
+    "E": dict(seed=3, noise=2e-3, flow=(0.4, 0.2), azimuth_rate=2.5),
 }
 QUANTITIES = ("blos", "bq", "bu")
 
@@ -119,6 +121,74 @@ def coverage(field: FieldMaps, truth: FieldMaps, sig: FieldSigmas):
     return out
 
 
+def _gaussian_propagation(field: FieldMaps, risk_q: np.ndarray, risk_u: np.ndarray, nodes: int = 12):
+    """B_t and azimuth sigmas by exact (non-linear) propagation of Gaussian B_Q, B_U errors.
+
+    The root mean square over ``e ~ N(0, diag(risk_q, risk_u))`` of
+    ``B_t(f) - B_t(f - e)`` and of the azimuth difference (modulo pi), by a
+    ``nodes x nodes`` Gauss-Hermite rule per point, instead of the package's
+    linearisation and caps (which it reduces to at high and low signal).
+    """
+    x, w = np.polynomial.hermite_e.hermegauss(nodes)
+    w = w / w.sum()
+    gx, gy = (g.ravel() for g in np.meshgrid(x, x, indexing="ij"))
+    weight = np.outer(w, w).ravel()
+    bq = field.bq[..., None] - np.sqrt(risk_q)[..., None] * gx
+    bu = field.bu[..., None] - np.sqrt(risk_u)[..., None] * gy
+    d_bt = field.bt[..., None] - (bq * bq + bu * bu) ** 0.25
+    d_az = (field.azimuth[..., None] - 0.5 * np.arctan2(bu, bq) + math.pi / 2) % math.pi - math.pi / 2
+    return np.sqrt(np.sum(weight * d_bt ** 2, -1)), np.sqrt(np.sum(weight * d_az ** 2, -1))
+
+
+def _variant_sigmas(field, pix, sigw, members, members_pix, risk, propagation, wv, wq, frames,
+                    bt_bias: str = "none") -> FieldSigmas:
+    """Research variants of the B_Q, B_U risk and its propagation (BENCHMARKS.md section 6,
+    "Time series", branch ``sigcal``); measured, not adopted by the package.
+
+    ``risk``: "max" is the package's ``max(G*SURE, G*var_f)``; "half" floors at half
+    the member spread, ``max(G*SURE, G*var_f / 2)`` (``E[(f_1 - f)^2] = 2 var f``);
+    "proportional" splits the risk into the fit's variance ``G*var_f / 2`` and a bias^2
+    ``max(G*SURE - G*var_f / 2, 0)`` spread over the window in proportion to the field's
+    own ``P = B_Q^2 + B_U^2`` (``bias^2(x) = P(x) * that / G*P``: a smoother's bias
+    follows the structure's amplitude). ``propagation``: "linear" is the package's
+    (linearisation with caps), "gaussian" :func:`_gaussian_propagation`. ``bt_bias``:
+    "simex" adds in quadrature to the B_t sigma the window mean of ``B_t(member) - B_t(f)``
+    (simulation-extrapolation: the member's data carry twice the noise variance, so its
+    excess B_t estimates the field's own noise-induced B_t bias, the rectification of
+    ``|B_QU|``). B_los is the package's.
+    """
+    base = local_risk_sigmas(field, pix, sigw, members, members_pix, smoothing_px=wv, smoothing_qu_px=wq,
+                             smoothing_frames=frames)
+    if risk == "max" and propagation == "linear" and bt_bias == "none":
+        return base
+    p = field.bq ** 2 + field.bu ** 2
+    r = {"bq": base.bq ** 2, "bu": base.bu ** 2}
+    if risk != "max":
+        for q in ("bq", "bu"):
+            f, w, sw = getattr(field, q), getattr(pix, q), getattr(sigw, q)
+            var_f = np.mean([(getattr(m, q) - f) ** 2 for m in members], axis=0)
+            cov_fw = np.mean([(getattr(m, q) - f) * (getattr(mw, q) - w) for m, mw in zip(members, members_pix)],
+                             axis=0)
+            raw = np.where(np.isfinite(w) & np.isfinite(sw), (f - w) ** 2 - sw ** 2 + 2.0 * cov_fw, np.nan)
+            s, v = gaussian_smooth(raw, wq, frames), 0.5 * gaussian_smooth(var_f, wq, frames)
+            r[q] = np.fmax(s, v) if risk == "half" else v + np.fmax(s - v, 0.0) * p / gaussian_smooth(p, wq, frames)
+    if propagation == "gaussian":
+        sig_bt, sig_az = _gaussian_propagation(field, r["bq"], r["bu"])
+    else:
+        bq, bu = field.bq, field.bu
+        risk_qu = 0.5 * (r["bq"] + r["bu"])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lin_bt = np.sqrt(bq * bq * r["bq"] + bu * bu * r["bu"]) / (2.0 * p ** 0.75)
+            lin_az = np.sqrt(bu * bu * r["bq"] + bq * bq * r["bu"]) / (2.0 * p)
+        sig_bt = np.fmin(np.where(p > 0, lin_bt, np.inf), risk_qu ** 0.25)
+        sig_az = np.where(np.isnan(risk_qu), np.nan,
+                          np.fmin(np.where(p > 0, lin_az, np.inf), math.pi / math.sqrt(12.0)))
+    if bt_bias == "simex":
+        excess = gaussian_smooth(np.mean([m.bt for m in members], axis=0) - field.bt, wq, frames)
+        sig_bt = np.sqrt(sig_bt ** 2 + excess ** 2)
+    return FieldSigmas(blos=base.blos, bq=np.sqrt(r["bq"]), bu=np.sqrt(r["bu"]), bt=sig_bt, azimuth=sig_az)
+
+
 def analyse(args) -> None:
     rows = []
     for path in sorted(Path(args.out).glob("*.npz")):
@@ -136,11 +206,14 @@ def analyse(args) -> None:
         print(f"{path.stem}: field rms B_los {rms['blos']:.1f} G, B_t {rms['bt']:.1f} G; {len(members)} member(s)")
         for frames in [float(v) for v in args.frames_windows.split(",")]:
             for wv, wq in [tuple(float(x) for x in w.split("/")) for w in args.windows.split(",")]:
-                sig = local_risk_sigmas(field, pix, sigw, members, members_pix, smoothing_px=wv,
-                                        smoothing_qu_px=wq, smoothing_frames=frames)
+                sig = _variant_sigmas(field, pix, sigw, members, members_pix, args.risk, args.propagation,
+                                      wv, wq, frames, args.bt_bias)
                 cov = coverage(field, truth, sig)
-                rows.append({"run": path.stem, "frames": frames, "window": [wv, wq], **cov})
-                print(f"  window {wv:g}/{wq:g} px, {frames:g} frames: " + "  ".join(
+                rows.append({"run": path.stem, "frames": frames, "window": [wv, wq], "risk": args.risk,
+                             "propagation": args.propagation, "bt_bias": args.bt_bias, **cov})
+                label = (f"  risk {args.risk}, {args.propagation}, bt bias {args.bt_bias}, "
+                         f"window {wv:g}/{wq:g} px, {frames:g} frames: ")
+                print(label + "  ".join(
                     f"{q} {c[0]:.3f}/{c[1]:.3f}" for q, c in cov.items()), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
@@ -189,6 +262,12 @@ def main() -> None:
     a.add_argument("--windows", default="3/6,2/4,4/8")
     a.add_argument("--frames-windows", default="0,0.5,1,2")
     a.add_argument("--json", default=None)
+    a.add_argument("--risk", choices=("max", "half", "proportional"), default="max",
+                   help="the B_Q, B_U risk: the package's (max) or a research variant (_variant_sigmas)")
+    a.add_argument("--propagation", choices=("linear", "gaussian"), default="linear",
+                   help="B_Q, B_U risk to B_t, azimuth: the package's (linear) or _gaussian_propagation")
+    a.add_argument("--bt-bias", choices=("none", "simex"), default="none",
+                   help="add the members' excess B_t (simulation-extrapolation) to the B_t sigma")
     f = sub.add_parser("fits")
     f.add_argument("files", nargs="+")
     args = parser.parse_args()
