@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -58,6 +59,10 @@ DRIVER = textwrap.dedent(
         with open(log, "a") as f:
             f.write(json.dumps({"file": name, "rows": solver.loss.n_valid, "n_valid": solver.n_valid,
                                 "world": solver.dist.world_size}) + "\\n")
+        if fault == "die" and fault_rank == rank:  # this rank dies as the member starts training
+            def die(**kwargs):
+                os._exit(3)
+            solver.run = die
         if fault == "diverge":  # every rank: the loss is global, so a member diverges everywhere
             def diverged(**kwargs):
                 raise DivergenceError("the loss is nan (test)")
@@ -203,3 +208,39 @@ def test_rank_0s_skip_reaches_every_rank_and_the_fit_is_written(tmp_path: Path, 
     if fault == "1:unreadable":  # rank 1 says why
         assert "rank 1: cannot read the bootstrap member's data" in done.stderr
     assert _scratch_files(out) == []
+
+
+@needs_gloo
+def test_a_rank_that_dies_in_the_member_ends_the_run_with_a_message_and_the_fit_resumable(tmp_path: Path) -> None:
+    # Launched as torchrun would, without its agent (which would end rank 0 itself).
+    config = _write_config(tmp_path, TINY_SERIES)
+    out = tmp_path / "two"
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for rank in range(2):
+        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", LOG_DIR=str(tmp_path), MEMBER_FAULT="1:die",
+                   RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                   MASTER_PORT=str(port))
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")])
+        argv = [sys.executable, str(driver), str(config), "--out", str(out), "--quiet", "--dist-timeout", "1"]
+        procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    rank0_err = procs[0].communicate(timeout=120)[1]
+    procs[1].communicate(timeout=60)
+    assert procs[1].returncode == 3
+    assert procs[0].returncode == 2, rank0_err[-3000:]
+    assert "rank 0 of 2: lost the other ranks" in rank0_err and "--resume" in rank0_err
+    assert not (out / "field.fits").exists() and _scratch_files(out) == []
+    # The main fit's last checkpoint (both phases done) stays: --resume trains only the member again.
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["phase_index"] == 1 and state["epoch"] == TINY_SERIES["training"]["epochs_per_phase"]
+    torch.set_num_threads(1)
+    epochs: List[tuple] = []  # the main fit's epochs trained on resuming (the member's are not reported)
+    run(build_parser().parse_args([str(config), "--out", str(out), "--quiet", "--resume"]),
+        on_epoch_end=lambda phase, epoch: epochs.append((phase, epoch)))
+    assert epochs == []
+    with fits.open(out / "field.fits") as hdul:
+        assert {hdu.name for hdu in hdul} >= set(SIGMA_NAMES)
