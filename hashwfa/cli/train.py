@@ -18,7 +18,9 @@ Launched by ``torchrun``, every rank fits its shard of the valid points
 (:mod:`hashwfa.training.distributed`); rank 0 alone checks and locks the
 output directory, reads the checkpoint (and sends it to the others), writes
 checkpoints and results; the other ranks are quiet and end after the
-evaluation (the last collective), while torchrun waits for rank 0.
+evaluation (the last collective), or with ``output.sigmas`` after the
+bootstrap members, which they train with rank 0 on their shards
+(:func:`hashwfa.training.uncertainty.follow_members`), while torchrun waits for rank 0.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from hashwfa.training import IndependentFrames, TwoPhaseSolver
 from hashwfa.training.checkpoint import RESUMABLE_CHANGES
 from hashwfa.training.device import DEVICES, resolve_device
 from hashwfa.training.distributed import DEFAULT_TIMEOUT_MINUTES, SINGLE_PROCESS, DistributedContext, init_distributed
-from hashwfa.training.uncertainty import run_uncertainty
+from hashwfa.training.uncertainty import follow_members, run_uncertainty
 from hashwfa.wfa.pixelwise import pixel_wfa
 from hashwfa.wfa.regularized import RegularizedResult, regularized_wfa
 
@@ -312,6 +314,13 @@ def _run_locked(
         on_epoch_end=on_epoch_end,
     )
     if not dist.is_primary:
+        # ---- data-parallel bootstrap members (output.sigmas): this rank trains its shard of each
+        # member rank 0 announces (hashwfa.training.uncertainty, "Data parallel"), then leaves.
+        if cfg.output.sigmas:
+            getattr(solver, "release_training_data", lambda: None)()
+            follow_members(obs, cfg.solver, dist, say=lambda message: print(f"{PROG}: warning: {message}",
+                                                                             file=sys.stderr))
+        # ---- end of the data-parallel members
         # Rank 0 writes the results; torchrun waits for it. No barrier here: a
         # long write (large maps, pixel-wise WFA) must not time out the others,
         # whose failure would make torchrun end rank 0 in the middle of it.
@@ -324,7 +333,8 @@ def _run_locked(
     uncertainty = run_uncertainty(obs, result.maps, cfg.solver, noise=data.noise, field_sigmas_too=cfg.output.sigmas,
                                   settings=cfg.uncertainty, progress=not args.quiet,
                                   say=lambda message: _say(args, f"{PROG}: {message}"),
-                                  scratch_dir=out_dir)  # locked: a killed run's scratch cube is removed as stale
+                                  scratch_dir=out_dir,  # locked: a killed run's scratch cube is removed as stale
+                                  dist=dist)  # the members train on every rank
     if uncertainty.skipped:  # asked for and missing: said even with --quiet
         print(f"{PROG}: warning: {uncertainty.skipped}", file=sys.stderr)
     # The two classic baselines every run reports next to the field. The regularised

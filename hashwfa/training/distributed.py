@@ -49,7 +49,13 @@ What is sharded and what is not (memory per rank):
   ``n_pixels`` float64 for the maps), makes the pixel-wise and regularised
   WFA and the sigma maps (frame by frame from the file) and writes the
   outputs (in :mod:`hashwfa.cli.train`); the other ranks predict only their
-  shard for their part of the final loss, summed over the ranks.
+  shard for their part of the final loss, summed over the ranks;
+- the sigma maps' bootstrap members (``output.sigmas``) are data-parallel
+  fits like the main one: rank 0 writes each member's redrawn cube to a
+  scratch file in the output directory and sends its path and valid mask;
+  every rank trains on its shard of it (:mod:`hashwfa.training.uncertainty`,
+  "Data parallel"; the file must be visible to every rank: one node, or a
+  shared file system).
 
 A rank that dies makes the others' next collective fail (gloo: at once, the
 connection closes; NCCL: at the timeout) or ``torchrun`` ends them; every
@@ -237,8 +243,8 @@ class DistributedContext:
         """Leave the process group (a no-op for one process).
 
         Only rank 0 tears the group down. The other ranks finish while rank 0
-        is still writing (no final barrier: rank 0's writes, or the sigma
-        maps' member training, may outlast the collective timeout); tearing
+        is still writing (no final barrier: rank 0's writes, or its risk maps
+        after the last bootstrap member, may outlast the collective timeout); tearing
         gloo down under a peer that is still connected aborts the process
         ("terminate called without an active exception"), so they leave the
         group to the end of their process instead (see ``hashwfa-train``'s

@@ -18,6 +18,25 @@ field per frame with :class:`~hashwfa.training.frames.IndependentFrames`),
 and the risk windows also extend ``uncertainty.window_frames`` frames along
 time (docs/UNCERTAINTIES.md, "Time series").
 
+Data parallel (``torchrun``): the members train on every rank, like the
+main fit, each rank on its shard of the member's data (:func:`run_uncertainty`
+with ``dist`` on rank 0, :func:`follow_members` on the others). Rank 0
+writes each member's redrawn cube to a scratch file in ``scratch_dir`` (the
+run's locked output directory; also for data made in memory) and sends,
+before each member, one message: the file's path, the member's seed and its
+valid-pixel mask (packed bits); the other ranks map that file and read only
+their shard of it, frame by frame, as for the data of the main fit. The
+file must therefore be visible to every rank under the same path: always on
+one node; with several nodes, ``--out`` must be on a file system every node
+mounts (else every rank says so, the step ends with ``skipped`` and the
+fit's results are written without ``SIGMA_*``). Rank 0's decision to train
+a member or to end the step (noise not estimable, scratch disk full, a
+failed redraw or setup) is that message, so the other ranks never wait in a
+collective rank 0 does not enter; a diverging member diverges on every rank
+at the same epoch (the loss is global) and ends the step everywhere. A rank
+that dies during a member ends the run with :class:`RankFailure` (the main
+fit's last checkpoint stays, and ``--resume`` trains only the members again).
+
 Members keep no checkpoint: they train after the main fit, and a run
 interrupted while they train is resumed (``--resume``) from the main fit's
 last checkpoint, after which the members are trained again from scratch,
@@ -33,10 +52,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
 
+import numpy as np
+
 from hashwfa.errors import HashwfaError
 from hashwfa.schema import setting
 from hashwfa.training.settings import SolverConfig
 from hashwfa.training.divergence import DivergenceError
+from hashwfa.training.distributed import SINGLE_PROCESS, DistributedContext, RankFailure
 from hashwfa.training.frames import IndependentFrames
 from hashwfa.training.solver import TwoPhaseSolver
 from hashwfa.wfa.field_uncertainty import (DEFAULT_MEMBERS, DEFAULT_SMOOTHING_FRAMES, DEFAULT_SMOOTHING_PX,
@@ -47,7 +69,7 @@ from hashwfa.wfa.observation import Observation
 from hashwfa.wfa.pixelwise_uncertainty import pixel_wfa_sigmas
 
 __all__ = ["UncertaintyConfig", "RunUncertainty", "member_seed", "member_solver", "run_uncertainty",
-           "MEMBER_SEED_STRIDE"]
+           "follow_members", "MEMBER_SEED_STRIDE"]
 
 #: Member k trains with seed ``training.seed + MEMBER_SEED_STRIDE * k``.
 MEMBER_SEED_STRIDE = 1000
@@ -84,13 +106,15 @@ class UncertaintyConfig:
     )
 
 
-def member_solver(data: Observation, config: SolverConfig, progress: bool) -> Union[TwoPhaseSolver, IndependentFrames]:
+def member_solver(data: Observation, config: SolverConfig, progress: bool,
+                  dist: DistributedContext = SINGLE_PROCESS) -> Union[TwoPhaseSolver, IndependentFrames]:
     """The solver of a bootstrap member, of the main fit's kind.
 
     Args:
         data: the member's data (the observation plus a noise redraw).
         config: the run's solver config with the member's seed.
         progress: show the progress bars.
+        dist: this process's place in a data-parallel run (the member trains on this rank's shard).
 
     Returns:
         :class:`IndependentFrames` (one field per frame) for a series with
@@ -99,7 +123,7 @@ def member_solver(data: Observation, config: SolverConfig, progress: bool) -> Un
     """
     if data.is_series and config.training.frames == "independent":
         return IndependentFrames(data, config, progress=progress)
-    return TwoPhaseSolver(data, config, progress=progress)
+    return TwoPhaseSolver(data, config, progress=progress, dist=dist)
 
 
 def member_seed(seed: int, k: int) -> int:
@@ -153,6 +177,7 @@ def run_uncertainty(
     progress: bool = True,
     say: Callable[[str], None] = lambda message: None,
     scratch_dir: Optional[Union[str, Path]] = None,
+    dist: DistributedContext = SINGLE_PROCESS,
 ) -> RunUncertainty:
     """The sigma maps of a finished fit (module docstring).
 
@@ -169,13 +194,39 @@ def run_uncertainty(
             written, one at a time, and removed after each member
             (:func:`hashwfa.wfa.field_uncertainty.redraw_noise_on_disk`; hashwfa-train: the
             run's locked output directory); None: in memory.
+        dist: rank 0's place in a data-parallel run: the members train on every rank (module
+            docstring; the other ranks call :func:`follow_members`); needs ``scratch_dir``.
 
     Sigma maps that cannot be made (the noise cannot be estimated from too
     few pixels; a bootstrap member diverges; its data do not fit in memory
     or on the scratch disk; its setup fails) are left out with the reason in
     :attr:`RunUncertainty.skipped`: this step runs after the fit, and the
     fit's maps must still be written.
+
+    Raises:
+        RankFailure: data parallel, another rank died or did not answer during a member.
     """
+    channel = _MemberChannel(dist if field_sigmas_too else SINGLE_PROCESS)
+    found = _run_uncertainty(observation, field_maps, solver_config, noise, field_sigmas_too, settings, progress,
+                             say, scratch_dir, channel)
+    channel.end()  # not after a RankFailure: no rank is left to hear it
+    return found
+
+
+def _run_uncertainty(
+    observation: Observation,
+    field_maps: FieldMaps,
+    solver_config: SolverConfig,
+    noise: Optional[StokesNoise],
+    field_sigmas_too: bool,
+    settings: UncertaintyConfig,
+    progress: bool,
+    say: Callable[[str], None],
+    scratch_dir: Optional[Union[str, Path]],
+    channel: "_MemberChannel",
+) -> RunUncertainty:
+    """:func:`run_uncertainty`, with the data-parallel members' messages going through ``channel``."""
+    dist = channel.dist
     t0 = time.perf_counter()
     physics = solver_config.physics
     if noise is None:
@@ -194,8 +245,15 @@ def run_uncertainty(
         )
         say(f"sigma maps: training bootstrap member {k}/{settings.members} (seed {config.training.seed}) "
             "on the data plus a fresh noise draw")
-        result = member_solver(data, config, progress).run()
-        members.append({"seed": config.training.seed, "final_loss": result.final_loss, "timings_s": result.timings})
+        if dist.enabled:
+            channel.start_member(data, config.training.seed)
+            result = member_solver(data, config, progress, dist).run()
+            if k == settings.members:  # the last one: the other ranks may leave now
+                channel.end()
+        else:
+            result = member_solver(data, config, progress).run()
+        members.append({"seed": config.training.seed, "final_loss": result.final_loss, "timings_s": result.timings,
+                        "world_size": dist.world_size})
         return result.maps
 
     sigmas, wfa_sigmas, skipped = None, None, None
@@ -205,9 +263,12 @@ def run_uncertainty(
                 observation, field_maps, fit, noise, members=settings.members, seed=seed,
                 smoothing_px=settings.window_blos_px, smoothing_qu_px=settings.window_bqbu_px,
                 qu_form=physics.qu_form, core_cutoff=physics.core_cutoff,
-                smoothing_frames=settings.window_frames, scratch_dir=scratch_dir,
+                smoothing_frames=settings.window_frames, scratch_dir=scratch_dir, always_on_disk=dist.enabled,
             )
             sigmas, wfa_sigmas = found.sigmas, found.wfa_sigmas
+        except RankFailure:  # a rank died: the run ends (the checkpoint keeps the fit), not only the sigma maps
+            channel.ended = True
+            raise
         except DivergenceError as exc:
             skipped = f"no SIGMA_* maps: the bootstrap member diverged ({exc})"
         # The fit is done and its maps must still be written: what the members' data or setup
@@ -223,3 +284,97 @@ def run_uncertainty(
         wfa_sigmas = pixel_wfa_sigmas(observation, noise, core_cutoff=physics.core_cutoff, qu_form=physics.qu_form)
     return RunUncertainty(noise=noise, wfa_sigmas=wfa_sigmas, sigmas=sigmas, members=members,
                           seconds=time.perf_counter() - t0, skipped=skipped)
+
+
+# ---- data-parallel members: rank 0's messages and the other ranks' side --------------------------------
+
+_MEMBER, _END = "member", "end"
+
+
+class _MemberChannel:
+    """Rank 0's messages to the other ranks during the sigma step (module docstring, "Data parallel").
+
+    One ``broadcast_object`` per message: ``("member", {path, seed, valid, size})`` before each
+    member, ``("end", None)`` once when the step ends; then an agreement (a sum over the
+    ranks) that every rank could map the member's data. With one process nothing is sent.
+    """
+
+    def __init__(self, dist: DistributedContext) -> None:
+        self.dist = dist
+        self.ended = not dist.enabled
+
+    def start_member(self, data: Observation, seed: int) -> None:
+        """Send the member's data (a scratch file) and seed; raises when a rank cannot map the file."""
+        cube = data.stokes
+        if not isinstance(cube, np.memmap) or cube.filename is None:
+            raise HashwfaError("a data-parallel bootstrap member needs its data in a scratch file "
+                               "(run_uncertainty's scratch_dir)")
+        valid = np.asarray(data.valid, dtype=bool)
+        self.dist.broadcast_object((_MEMBER, {"path": str(cube.filename), "seed": int(seed),
+                                              "valid": np.packbits(valid), "size": int(valid.size)}))
+        missing = self.dist.sum(0.0)
+        if missing > 0:
+            raise HashwfaError(
+                f"{int(missing)} of the other ranks could not read the member's data '{cube.filename}'. "
+                "Fix: with several nodes, give --out on a file system every node mounts")
+
+    def end(self) -> None:
+        """Tell the other ranks that no member follows (once)."""
+        if not self.ended:
+            self.ended = True
+            self.dist.broadcast_object((_END, None))
+
+
+def follow_members(observation: Observation, solver_config: SolverConfig, dist: DistributedContext,
+                   say: Callable[[str], None] = lambda message: None) -> int:
+    """The sigma step on a rank other than 0: train each bootstrap member rank 0 announces, on this rank's shard.
+
+    Called by every rank but 0 after the main fit when ``output.sigmas`` is on,
+    while rank 0 runs :func:`run_uncertainty` with ``dist``. Each member's
+    data is rank 0's scratch file, mapped read-only (float64, the shape of
+    ``observation``'s cube) with rank 0's valid mask, and read only for this
+    rank's shard; the mapping is let go after the member. A rank that cannot
+    map the file says so (``say``) and the member is left out on every rank;
+    a member that diverges diverges on every rank, and rank 0 ends the step.
+
+    Args:
+        observation: this rank's observation of the main fit (its cube may be released: only
+            its shape and metadata are used).
+        solver_config: the run's solver config (each member's seed comes from rank 0).
+        dist: this rank (not 0).
+        say: prints a warning (this rank's reason for leaving a member out).
+
+    Returns:
+        The number of members this rank trained to the end.
+
+    Raises:
+        RankFailure: rank 0 or another rank died or did not answer.
+    """
+    trained = 0
+    while True:
+        kind, message = dist.broadcast_object(None)
+        if kind == _END:
+            return trained
+        data: Optional[Observation] = None
+        try:
+            cube = np.memmap(message["path"], dtype=np.float64, mode="r", shape=observation.stokes.shape)
+            valid = np.unpackbits(message["valid"], count=message["size"]).astype(bool)
+            data = Observation(cube, observation.wavelengths, line=observation.line,
+                               active_indices=observation.active_indices, weights=observation.weights,
+                               mask=observation.mask, source=f"{observation.source} + noise redraw",
+                               unit=observation.unit, times=observation.times, map_cards=observation.map_cards,
+                               valid=valid.reshape(observation.map_shape))
+        except (OSError, ValueError, HashwfaError) as exc:
+            say(f"rank {dist.rank}: cannot read the bootstrap member's data '{message['path']}' ({exc}); "
+                "the sigma maps are left out")
+        if dist.sum(0.0 if data is not None else 1.0) > 0:
+            continue  # rank 0 leaves the member out and ends the step
+        config = dataclasses.replace(
+            solver_config, training=dataclasses.replace(solver_config.training, seed=message["seed"]))
+        try:
+            member_solver(data, config, False, dist).run()
+            trained += 1
+        except DivergenceError:
+            pass  # the same epoch on every rank (the loss is global): rank 0 ends the step
+        finally:
+            data.release_spectra()  # lets the mapping of the scratch file go

@@ -178,10 +178,11 @@ def redraw_noise_on_disk(observation: Observation, noise: StokesNoise, rng: np.r
 
 @contextlib.contextmanager
 def member_data(observation: Observation, noise: StokesNoise, rng: np.random.Generator,
-                scratch_dir: Optional[Union[str, Path]] = None) -> Iterator[Observation]:
+                scratch_dir: Optional[Union[str, Path]] = None, always_on_disk: bool = False) -> Iterator[Observation]:
     """A bootstrap member's data (a context manager): :func:`redraw_noise_on_disk` for a lazy
-    observation when ``scratch_dir`` is given, else :func:`redraw_noise` (in memory)."""
-    if observation.is_lazy and scratch_dir is not None:
+    observation when ``scratch_dir`` is given (for any observation with ``always_on_disk``: a
+    data-parallel member, whose other ranks map the file), else :func:`redraw_noise` (in memory)."""
+    if scratch_dir is not None and (observation.is_lazy or always_on_disk):
         with redraw_noise_on_disk(observation, noise, rng, scratch_dir) as data:
             yield data
     else:
@@ -340,6 +341,7 @@ def field_sigmas(
     core_cutoff: float = CORE_CUTOFF,
     smoothing_frames: float = DEFAULT_SMOOTHING_FRAMES,
     scratch_dir: Optional[Union[str, Path]] = None,
+    always_on_disk: bool = False,
 ) -> FieldUncertainty:
     """The whole recipe: bootstrap members, pixel-wise sigmas and the local risk.
 
@@ -359,6 +361,8 @@ def field_sigmas(
         scratch_dir: for a lazy observation (a memory-mapped cube), the directory where each
             member's redrawn cube is written (:func:`redraw_noise_on_disk`; removed after the
             member); None: the members' data are made in memory (:func:`redraw_noise`).
+        always_on_disk: write every member's data to ``scratch_dir``, also for an observation in
+            memory (a data-parallel member: the other ranks map the file and read their shard).
 
     For a series ``(nt, ny, nx, 4, nw)`` a member is a fit of the whole
     redrawn series (``fit`` decides how: one joint field, or one per frame)
@@ -375,7 +379,7 @@ def field_sigmas(
     rng = np.random.default_rng(seed)
     member_maps, member_pix = [], []
     for k in range(1, members + 1):  # one training per member
-        with member_data(observation, noise, rng, scratch_dir) as data:
+        with member_data(observation, noise, rng, scratch_dir, always_on_disk) as data:
             member_maps.append(fit(data, k))
             member_pix.append(pixel_wfa(data, core_cutoff=core_cutoff, qu_form=qu_form))
     sig = local_risk_sigmas(field, pixelwise, wfa_sig, member_maps, member_pix,
