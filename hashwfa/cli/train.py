@@ -241,6 +241,10 @@ def _run_ranked(
             lock.release()
 
 
+#: Rank 0's serial work before the first message of a data-parallel run.
+SCAN_WORK = "rank 0's reading and scan of the data"
+
+
 def _load_data_ranked(cfg: Any, dist: DistributedContext) -> Any:
     """The run's data; under torchrun, rank 0 scans the cube and the others read only their shard.
 
@@ -249,7 +253,9 @@ def _load_data_ranked(cfg: Any, dist: DistributedContext) -> Any:
     mask (packed bits) to the other ranks, which map the same file without
     scanning it: from then on they read only the frames and pixels of their
     shard (:class:`~hashwfa.wfa.loss.WFALoss` with ``rows``). Rank 0's error
-    (bad data) reaches the others as one message instead of a timeout.
+    (bad data) reaches the others as one message instead of a timeout. The
+    others wait for the scan as long as rank 0 lives, whatever its length
+    (:meth:`~hashwfa.training.distributed.DistributedContext.broadcast_after_primary_work`).
     """
     if not dist.enabled:
         return load_data(cfg)
@@ -260,9 +266,10 @@ def _load_data_ranked(cfg: Any, dist: DistributedContext) -> Any:
             sent = ("valid", np.packbits(data.observation.valid), int(data.observation.valid.size))
         except HashwfaError as exc:
             sent = ("error", str(exc), 0)
-            dist.broadcast_object(sent)
+            dist.broadcast_after_primary_work(sent, SCAN_WORK)
             raise
-    kind, payload, size = dist.broadcast_object(sent)
+    # The others wait for rank 0's scan without the collective timeout (rank 0's heartbeat).
+    kind, payload, size = dist.broadcast_after_primary_work(sent, SCAN_WORK)
     if dist.is_primary:
         return data
     if kind == "error":

@@ -60,14 +60,38 @@ What is sharded and what is not (memory per rank):
 A rank that dies makes the others' next collective fail (gloo: at once, the
 connection closes; NCCL: at the timeout) or ``torchrun`` ends them; every
 collective here turns that failure into :class:`RankFailure`, one message.
+
+Waiting for rank 0's serial work (rank 0's heartbeat). Every collective
+waits at most ``--dist-timeout``, but rank 0 alone does long serial work
+while the others wait: the scan of a lazy cube for its valid mask before
+the first broadcast, and before each bootstrap member its pixel-wise WFA,
+the noise estimate, the redraw written to the scratch file. On a large
+series that outlasts any sensible timeout. So the messages rank 0 sends
+after such work (:meth:`DistributedContext.broadcast_after_primary_work`)
+are not awaited in the collective: rank 0 marks each one *ready* in the
+rendezvous store (the ``TCPStore`` of ``torchrun``'s ``env://`` rendezvous,
+the one the process group itself starts from) just before it enters the
+broadcast, and the other ranks poll the store for that mark, then
+broadcast. While they poll they watch rank 0's *heartbeat*, a counter in
+the store that a daemon thread of rank 0 increments ten times per timeout
+for as long as rank 0's process lives: they wait as long as it advances,
+and stop with :class:`RankFailure` when it has not advanced for
+``--dist-timeout`` (rank 0 frozen, or its machine gone) or when the store
+cannot be reached (rank 0 hosted it and died). What the heartbeat cannot
+tell is a rank 0 whose process lives but whose main thread is stuck (a
+deadlocked read): its thread still beats, and the others wait as long as
+``torchrun`` lets that process live. A rank 0 that dies under ``torchrun``
+is seen by its agent, which ends the others at once.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
-from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Optional
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, List, Mapping, Optional
 
 import torch
 
@@ -86,6 +110,14 @@ __all__ = [
 #: How long a rank waits for the others in a collective (or at the start)
 #: before giving up, in minutes (``hashwfa-train --dist-timeout``).
 DEFAULT_TIMEOUT_MINUTES = 10.0
+
+#: Rank 0's heartbeat beats this many times per timeout (module docstring).
+BEATS_PER_TIMEOUT = 10
+
+#: The store keys: rank 0's heartbeat counter, and the prefix of the "ready" marks.
+_STORE_PREFIX = "hashwfa"
+_HEARTBEAT_KEY = "rank0-heartbeat"
+_READY_KEY = "ready/"
 
 
 class RankFailure(HashwfaError):
@@ -126,12 +158,22 @@ class DistributedContext:
         world_size: the number of processes.
         local_rank: the index on this machine (the GPU it uses).
         backend: ``"nccl"``, ``"gloo"``, or None for a single process.
+        timeout_s: ``--dist-timeout`` in seconds: how long a collective waits, and how long a
+            rank waits for rank 0's heartbeat to advance.
+        store: the rendezvous store's ``hashwfa`` part (rank 0's heartbeat and ready marks),
+            or None (then :meth:`broadcast_after_primary_work` is a plain broadcast).
+        heartbeat: rank 0's heartbeat thread, or None.
     """
 
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
     backend: Optional[str] = None
+    timeout_s: float = DEFAULT_TIMEOUT_MINUTES * 60.0
+    store: Any = field(default=None, repr=False, compare=False)
+    heartbeat: Optional["_Heartbeat"] = field(default=None, repr=False, compare=False)
+    # How many messages after rank 0's serial work have been sent: the number of the next one's mark.
+    _sent: List[int] = field(default_factory=lambda: [0], repr=False, compare=False)
 
     @property
     def enabled(self) -> bool:
@@ -164,16 +206,58 @@ class DistributedContext:
 
     # ------------------------------------------------------------ collectives
 
+    def _failure(self, what: str, why: str) -> RankFailure:
+        return RankFailure(
+            f"rank {self.rank} of {self.world_size}: lost the other ranks during {what} ({why}). A rank died or "
+            "did not answer within --dist-timeout; files written so far are complete. "
+            "Fix: see the other ranks' messages; --resume continues from the last checkpoint."
+        )
+
     def _collective(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return call(*args, **kwargs)
-        except RuntimeError as exc:  # gloo/NCCL errors (DistBackendError, timeouts) are RuntimeErrors
-            raise RankFailure(
-                f"rank {self.rank} of {self.world_size}: lost the other ranks during {what} "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else exc!r}). A rank died or "
-                "did not answer within --dist-timeout; files written so far are complete. "
-                "Fix: see the other ranks' messages; --resume continues from the last checkpoint."
-            ) from None
+        except RuntimeError as exc:  # gloo/NCCL/store errors (DistBackendError, timeouts) are RuntimeErrors
+            raise self._failure(what, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else exc!r}") \
+                from None
+
+    def broadcast_after_primary_work(self, obj: Any, what: str) -> Any:
+        """Rank 0's ``obj`` on every rank, sent when rank 0's serial work is done; no timeout while rank 0 lives.
+
+        Every rank calls it, in the same order as its other collectives:
+        rank 0 after its serial work (``what``, e.g. the scan of the cube),
+        the others as soon as they need the message. Rank 0 marks the
+        message ready in the store, then broadcasts; the others wait for the
+        mark as long as rank 0's heartbeat advances (module docstring), then
+        broadcast. Without a store (or for one process) a plain
+        :meth:`broadcast_object`.
+
+        Raises:
+            RankFailure: rank 0's heartbeat did not advance for ``timeout_s``, the store is
+                gone, or the broadcast failed.
+        """
+        if not self.enabled:
+            return obj
+        if self.store is not None:
+            key = f"{_READY_KEY}{self._sent[0]}"
+            self._sent[0] += 1
+            if self.is_primary:
+                self._collective(what, self.store.set, key, "1")
+            else:
+                self._wait_for_primary(key, what)
+        return self.broadcast_object(obj, what=f"the broadcast after {what}")
+
+    def _wait_for_primary(self, key: str, what: str) -> None:
+        """Poll the store until ``key`` is set; RankFailure when rank 0's heartbeat stalls for the timeout."""
+        poll_s = min(1.0, self.timeout_s / (2 * BEATS_PER_TIMEOUT))
+        last_beat, since = None, time.monotonic()
+        while not self._collective(what, self.store.check, [key]):
+            beat = self._collective(what, self.store.add, _HEARTBEAT_KEY, 0)
+            now = time.monotonic()
+            if beat != last_beat:
+                last_beat, since = beat, now
+            elif now - since > self.timeout_s:
+                raise self._failure(what, f"rank 0's heartbeat has not advanced for {now - since:.0f} s")
+            time.sleep(poll_s)
 
     def all_reduce_gradients(self, parameters: Iterable[torch.nn.Parameter], loss: torch.Tensor) -> torch.Tensor:
         """Sum the gradients of ``parameters`` and ``loss`` over the ranks, in place; return the summed loss.
@@ -231,12 +315,12 @@ class DistributedContext:
                 with torch.no_grad():
                     self._collective("the parameter broadcast", torch.distributed.broadcast, tensor.data, 0)
 
-    def broadcast_object(self, obj: Any) -> Any:
+    def broadcast_object(self, obj: Any, what: str = "the broadcast from rank 0") -> Any:
         """Rank 0's ``obj`` (picklable, e.g. a checkpoint on the CPU) on every rank."""
         if not self.enabled:
             return obj
         box = [obj if self.is_primary else None]
-        self._collective("the broadcast from rank 0", torch.distributed.broadcast_object_list, box, 0)
+        self._collective(what, torch.distributed.broadcast_object_list, box, 0)
         return box[0]
 
     def close(self) -> None:
@@ -250,8 +334,41 @@ class DistributedContext:
         group to the end of their process instead (see ``hashwfa-train``'s
         ``main``, which ends them without the interpreter's teardown).
         """
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
         if self.enabled and self.is_primary and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+class _Heartbeat:
+    """Rank 0's heartbeat: a daemon thread that adds 1 to the store's counter every ``interval_s`` seconds.
+
+    It uses its own connection to the store (``clone``), so it never waits
+    behind the main thread's store calls; it stops quietly at the first
+    failed beat (the store is gone: the run is ending).
+    """
+
+    def __init__(self, store: Any, interval_s: float) -> None:
+        self._store = store.clone()
+        self._interval_s = interval_s
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hashwfa-rank0-heartbeat", daemon=True)
+        self._thread.start()
+
+    def beat(self) -> None:
+        """One beat."""
+        self._store.add(_HEARTBEAT_KEY, 1)
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._interval_s):
+            try:
+                self.beat()
+            except Exception:  # the store is gone (the run is ending): nothing left to tell
+                return
+
+    def stop(self) -> None:
+        """Stop beating (the thread ends within one interval)."""
+        self._stopped.set()
 
 
 #: The context of a plain, single-process fit.
@@ -309,8 +426,19 @@ def init_distributed(device: torch.device, timeout_minutes: float = DEFAULT_TIME
         if not torch.distributed.is_gloo_available():
             raise HashwfaError("this torch build has no gloo backend, which a CPU multi-process fit needs.")
         backend = "gloo"
-    context = DistributedContext(rank=rank, world_size=world, local_rank=local, backend=backend)
     timeout = datetime.timedelta(minutes=timeout_minutes)
-    context._collective("the start (init_process_group)", torch.distributed.init_process_group,
-                        backend=backend, timeout=timeout)
-    return context
+    joining = DistributedContext(rank=rank, world_size=world, local_rank=local, backend=backend)
+
+    def join() -> Any:
+        # What init_process_group does with init_method "env://", done here to keep the store
+        # (public API: rendezvous, PrefixStore, init_process_group(store=...)).
+        store, _, _ = next(torch.distributed.rendezvous("env://", rank=rank, world_size=world, timeout=timeout))
+        store.set_timeout(timeout)
+        torch.distributed.init_process_group(backend=backend, store=torch.distributed.PrefixStore("default_pg", store),
+                                             rank=rank, world_size=world, timeout=timeout)
+        return torch.distributed.PrefixStore(_STORE_PREFIX, store)
+
+    store = joining._collective("the start (init_process_group)", join)
+    heartbeat = _Heartbeat(store, timeout_minutes * 60.0 / BEATS_PER_TIMEOUT) if rank == 0 else None
+    return DistributedContext(rank=rank, world_size=world, local_rank=local, backend=backend,
+                              timeout_s=timeout_minutes * 60.0, store=store, heartbeat=heartbeat)

@@ -289,12 +289,15 @@ def _run_uncertainty(
 # ---- data-parallel members: rank 0's messages and the other ranks' side --------------------------------
 
 _MEMBER, _END = "member", "end"
+#: Rank 0's serial work before each member's message (the others wait by its heartbeat, not the timeout).
+MEMBER_WORK = "rank 0's preparation of a bootstrap member (pixel-wise WFA, noise, redraw)"
 
 
 class _MemberChannel:
     """Rank 0's messages to the other ranks during the sigma step (module docstring, "Data parallel").
 
-    One ``broadcast_object`` per message: ``("member", {path, seed, valid, size})`` before each
+    One :meth:`~DistributedContext.broadcast_after_primary_work` per message (no timeout while
+    rank 0 prepares the member and lives): ``("member", {path, seed, valid, size})`` before each
     member, ``("end", None)`` once when the step ends; then an agreement (a sum over the
     ranks) that every rank could map the member's data. With one process nothing is sent.
     """
@@ -310,8 +313,9 @@ class _MemberChannel:
             raise HashwfaError("a data-parallel bootstrap member needs its data in a scratch file "
                                "(run_uncertainty's scratch_dir)")
         valid = np.asarray(data.valid, dtype=bool)
-        self.dist.broadcast_object((_MEMBER, {"path": str(cube.filename), "seed": int(seed),
-                                              "valid": np.packbits(valid), "size": int(valid.size)}))
+        self.dist.broadcast_after_primary_work((_MEMBER, {"path": str(cube.filename), "seed": int(seed),
+                                                          "valid": np.packbits(valid), "size": int(valid.size)}),
+                                               MEMBER_WORK)
         missing = self.dist.sum(0.0)
         if missing > 0:
             raise HashwfaError(
@@ -322,7 +326,7 @@ class _MemberChannel:
         """Tell the other ranks that no member follows (once)."""
         if not self.ended:
             self.ended = True
-            self.dist.broadcast_object((_END, None))
+            self.dist.broadcast_after_primary_work((_END, None), MEMBER_WORK)
 
 
 def follow_members(observation: Observation, solver_config: SolverConfig, dist: DistributedContext,
@@ -352,7 +356,8 @@ def follow_members(observation: Observation, solver_config: SolverConfig, dist: 
     """
     trained = 0
     while True:
-        kind, message = dist.broadcast_object(None)
+        # Rank 0's work between members may outlast the timeout: waited for by its heartbeat.
+        kind, message = dist.broadcast_after_primary_work(None, MEMBER_WORK)
         if kind == _END:
             return trained
         data: Optional[Observation] = None
