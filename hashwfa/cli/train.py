@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars or progress messages")
     p.add_argument("--keys", action="store_true", help="list every config key with default and meaning, then exit")
     p.add_argument("--dist-timeout", type=float, default=DEFAULT_TIMEOUT_MINUTES, metavar="MINUTES",
-                   help="under torchrun: how long a rank waits for the others before it stops "
+                   help="under torchrun: how long a rank waits for the others in a collective, or for rank 0's "
+                   "heartbeat to advance while rank 0 works alone (scan, member preparation), before it stops "
                    f"(default {DEFAULT_TIMEOUT_MINUTES:g})")
     return p
 

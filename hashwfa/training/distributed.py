@@ -391,7 +391,10 @@ def init_distributed(device: torch.device, timeout_minutes: float = DEFAULT_TIME
     made the current device, so ``"cuda"`` means that GPU from here on),
     gloo on the CPU. ``timeout_minutes`` bounds the start and every
     collective: a rank that waits longer for the others stops with
-    :class:`RankFailure`.
+    :class:`RankFailure`. Joins through the ``env://`` rendezvous store, as
+    ``init_process_group`` would, and keeps it: on rank 0 a daemon thread
+    beats the heartbeat in it (module docstring, "Waiting for rank 0's
+    serial work") until :meth:`DistributedContext.close`.
 
     Raises:
         HashwfaError: a timeout that is not positive, torch.distributed or
