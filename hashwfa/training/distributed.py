@@ -91,7 +91,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, List, Mapping, Optional
+from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 import torch
 
@@ -247,17 +247,42 @@ class DistributedContext:
         return self.broadcast_object(obj, what=f"the broadcast after {what}")
 
     def _wait_for_primary(self, key: str, what: str) -> None:
-        """Poll the store until ``key`` is set; RankFailure when rank 0's heartbeat stalls for the timeout."""
+        """Wait until ``key`` is set in the store; RankFailure when rank 0's heartbeat stalls for the timeout.
+
+        The store is polled by a daemon thread on its own connection, and
+        this thread only watches the time since the heartbeat last advanced:
+        a store that stops answering (its host frozen) blocks the poller, not
+        this rank, which stops after the timeout as for a silent heartbeat.
+        """
         poll_s = min(1.0, self.timeout_s / (2 * BEATS_PER_TIMEOUT))
-        last_beat, since = None, time.monotonic()
-        while not self._collective(what, self.store.check, [key]):
-            beat = self._collective(what, self.store.add, _HEARTBEAT_KEY, 0)
-            now = time.monotonic()
-            if beat != last_beat:
-                last_beat, since = beat, now
-            elif now - since > self.timeout_s:
-                raise self._failure(what, f"rank 0's heartbeat has not advanced for {now - since:.0f} s")
-            time.sleep(poll_s)
+        seen: Dict[str, Any] = {"advanced": time.monotonic(), "error": None}
+        stop, done = threading.Event(), threading.Event()
+
+        def poll() -> None:
+            last_beat = None
+            try:
+                store = self.store.clone()
+                while not stop.is_set():
+                    if store.check([key]):
+                        return
+                    beat = store.add(_HEARTBEAT_KEY, 0)
+                    if beat != last_beat:
+                        last_beat, seen["advanced"] = beat, time.monotonic()
+                    stop.wait(poll_s)
+            except RuntimeError as exc:  # the store is gone (rank 0 hosted it and died)
+                seen["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=poll, name="hashwfa-wait-for-rank0", daemon=True).start()
+        while not done.wait(poll_s):
+            stalled = time.monotonic() - seen["advanced"]
+            if stalled > self.timeout_s:
+                stop.set()
+                raise self._failure(what, f"rank 0's heartbeat has not advanced for {stalled:.0f} s")
+        if seen["error"] is not None:
+            exc = seen["error"]
+            raise self._failure(what, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else exc!r}")
 
     def all_reduce_gradients(self, parameters: Iterable[torch.nn.Parameter], loss: torch.Tensor) -> torch.Tensor:
         """Sum the gradients of ``parameters`` and ``loss`` over the ranks, in place; return the summed loss.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -41,8 +42,8 @@ SHORT_TIMEOUT = "0.05"
 DELAY_S = 5.0
 
 # Every rank: hashwfa-train's main; on rank 0, RANK0_WORK=<kind> makes its serial work
-# slow (the scan and the member's redraw each DELAY_S longer), silent (a long scan while
-# the heartbeat does not beat) or deadly (rank 0 dies during the scan).
+# slow (the scan and the member's redraw each DELAY_S longer), long (a 60 s scan), silent
+# (a 60 s scan while the heartbeat does not beat) or deadly (rank 0 dies during the scan).
 DRIVER = textwrap.dedent(
     """
     import os, sys, time
@@ -59,7 +60,9 @@ DRIVER = textwrap.dedent(
             if work == "die":
                 time.sleep(1.0)
                 os._exit(3)
-            time.sleep(delay if work == "slow" else 60.0)
+            if work == "long":  # tells the test that rank 0 is in its serial work
+                open(os.path.join(os.environ["LOG_DIR"], "rank0-scanning"), "w").close()
+            time.sleep(delay if work == "slow" else 60.0)  # "silent", "long": longer than any test
             return data
 
         def redraw(*args, **kwargs):
@@ -85,7 +88,7 @@ TINY_SERIES = {
 
 def _env(tmp_path: Path, work: str, **extra: str) -> Dict[str, str]:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", DELAY_S=str(DELAY_S), RANK0_WORK=work,
-               **extra)
+               LOG_DIR=str(tmp_path), **extra)
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")])
     return env
 
@@ -179,20 +182,48 @@ def test_a_silent_rank_0_stops_the_others_within_the_timeout(tmp_path: Path) -> 
     assert not (tmp_path / "two" / "field.fits").exists()
 
 
-@needs_gloo
-def test_rank_0_dying_during_its_scan_stops_the_others_with_a_message(tmp_path: Path) -> None:
-    # Launched as torchrun would, without its agent (which would end rank 1 itself): rank 0
-    # hosts the store, so rank 1 sees it go at once.
+def _without_agent(tmp_path: Path, work: str) -> List[subprocess.Popen]:
+    """The two ranks, launched as torchrun would but without its agent: rank 0 hosts the store."""
     argv = _setup(tmp_path)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     procs = []
     for rank in range(2):
-        env = _env(tmp_path, "die", RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
+        env = _env(tmp_path, work, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
                    MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         procs.append(subprocess.Popen([sys.executable, str(tmp_path / "driver.py"), *argv], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+@needs_gloo
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs SIGSTOP (POSIX) to freeze a process")
+def test_a_frozen_rank_0_hosting_the_store_stops_the_others_within_the_timeout(tmp_path: Path) -> None:
+    # Rank 0 is frozen (SIGSTOP) during its scan: its heartbeat thread and the store it hosts
+    # stop answering; rank 1 must not block in a store call but stop after the 3 s timeout.
+    procs = _without_agent(tmp_path, "long")
+    try:
+        deadline = time.monotonic() + 90
+        while not (tmp_path / "rank0-scanning").exists():
+            assert procs[0].poll() is None and time.monotonic() < deadline, procs[0].communicate()[1][-3000:]
+            time.sleep(0.1)
+        os.kill(procs[0].pid, signal.SIGSTOP)
+        rank1_err = procs[1].communicate(timeout=60)[1]
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.communicate()
+    assert procs[1].returncode == 2, rank1_err[-3000:]
+    assert ("rank 1 of 2: lost the other ranks during rank 0's reading and scan of the data "
+            "(rank 0's heartbeat has not advanced for") in rank1_err
+
+
+@needs_gloo
+def test_rank_0_dying_during_its_scan_stops_the_others_with_a_message(tmp_path: Path) -> None:
+    # Without torchrun's agent (which would end rank 1 itself): rank 0 hosts the store, so
+    # rank 1 sees it go at once.
+    procs = _without_agent(tmp_path, "die")
     procs[0].communicate(timeout=60)
     rank1_err = procs[1].communicate(timeout=60)[1]
     assert procs[0].returncode == 3
