@@ -77,7 +77,10 @@ the store that a daemon thread of rank 0 increments ten times per timeout
 for as long as rank 0's process lives: they wait as long as it advances,
 and stop with :class:`RankFailure` when it has not advanced for
 ``--dist-timeout`` (rank 0 frozen, or its machine gone) or when the store
-cannot be reached (rank 0 hosted it and died). What the heartbeat cannot
+cannot be reached (rank 0 hosted it and died: at once). They poll from a
+daemon thread on a connection of its own, so a store that stops answering
+(hosted by a frozen rank 0, when launched without ``torchrun``'s agent)
+blocks that thread only and counts as a silent heartbeat. What the heartbeat cannot
 tell is a rank 0 whose process lives but whose main thread is stuck (a
 deadlocked read): its thread still beats, and the others wait as long as
 ``torchrun`` lets that process live. A rank 0 that dies under ``torchrun``
