@@ -322,8 +322,10 @@ class TwoPhaseSolver:
             target = phase_target(self._baseline, phase, index) / self.scales[phase]
             target_t = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)).to(self.device)
             loss = fit_to_map(net, coords, target_t, train.init_epochs, train.lr, train.batch_size)
+        # The others wait for rank 0's baseline and fit by its heartbeat (no timeout while it lives); then
+        # the parameters follow at once.
+        loss = self.dist.broadcast_after_primary_work(loss, "rank 0's warm start (baseline map and its fit)")
         self.dist.broadcast_parameters([net])
-        loss = self.dist.broadcast_object(loss)
         # A one-element list, so that the history (and checkpoints) keep it like the per-epoch lists.
         self.history[phase]["init_loss"] = [loss]
 

@@ -42,18 +42,19 @@ SHORT_TIMEOUT = "0.05"
 DELAY_S = 5.0
 
 # Every rank: hashwfa-train's main; on rank 0, RANK0_WORK=<kind> makes its serial work
-# slow (the scan and the member's redraw each DELAY_S longer), long (a 60 s scan), silent
+# slow (the scan, the warm start's baseline and the member's redraw each DELAY_S longer), long (a 60 s scan), silent
 # (a 60 s scan while the heartbeat does not beat) or deadly (rank 0 dies during the scan).
 DRIVER = textwrap.dedent(
     """
     import os, sys, time
     from hashwfa.cli import train
-    from hashwfa.training import distributed
+    from hashwfa.training import distributed, solver
     from hashwfa.wfa import field_uncertainty
 
     delay, work = float(os.environ["DELAY_S"]), os.environ.get("RANK0_WORK", "")
     if os.environ["RANK"] == "0" and work:
         real_load, real_redraw = train.load_data, field_uncertainty.redraw_noise_on_disk
+        real_baseline = solver.baseline_maps
 
         def load_data(*args, **kwargs):
             data = real_load(*args, **kwargs)
@@ -69,7 +70,12 @@ DRIVER = textwrap.dedent(
             time.sleep(delay)
             return real_redraw(*args, **kwargs)
 
+        def baseline_maps(*args, **kwargs):
+            time.sleep(delay)
+            return real_baseline(*args, **kwargs)
+
         train.load_data = load_data
+        solver.baseline_maps = baseline_maps
         field_uncertainty.redraw_noise_on_disk = redraw
         if work == "silent":
             distributed._Heartbeat.beat = lambda self: None
@@ -81,7 +87,8 @@ TINY_SERIES = {
     "data": {"synthetic": {"nt": 2, "ny": 10, "nx": 9, "seed": 3, "noise": 5e-3}},
     "encoding": {"version": 1, "n_levels": 4, "max_resolution": 8, "log2_hashmap_size": 8},
     "network": {"n_neurons": 8},
-    "training": {"epochs_per_phase": 4, "lr": 0.05, "device": "cpu", "seed": 0},
+    "training": {"epochs_per_phase": 4, "lr": 0.05, "device": "cpu", "seed": 0, "init_from": "pixelwise",
+                 "init_epochs": 2},
     "output": {"quicklook": False, "sigmas": True},
 }
 
@@ -153,7 +160,8 @@ def test_one_process_sends_nothing() -> None:
 
 @needs_gloo
 def test_rank_0s_serial_work_longer_than_the_timeout_completes_like_one_process(tmp_path: Path) -> None:
-    # Rank 0's scan and its member's redraw each take 5 s, the collective timeout is 3 s.
+    # Rank 0's scan, its warm start's baseline and its member's redraw each take 5 s, the
+    # collective timeout is 3 s.
     done = _torchrun(tmp_path, "slow")
     assert done.returncode == 0, done.stderr[-3000:]
     config = tmp_path / "config.json"
@@ -169,6 +177,8 @@ def test_rank_0s_serial_work_longer_than_the_timeout_completes_like_one_process(
     ub = json.loads((tmp_path / "two" / "history.json").read_text())
     assert ub["uncertainty"]["skipped"] is None and len(ub["uncertainty"]["members"]) == 1
     assert ub["final_loss"] == pytest.approx(ua["final_loss"], rel=1e-4)
+    for phase in ("blos", "bqbu"):  # the warm start's fit, rank 0's, reached rank 1
+        assert ub["phases"][phase]["init_loss"] == pytest.approx(ua["phases"][phase]["init_loss"], rel=1e-5)
 
 
 @needs_gloo
