@@ -64,7 +64,8 @@ collective here turns that failure into :class:`RankFailure`, one message.
 Waiting for rank 0's serial work (rank 0's heartbeat). Every collective
 waits at most ``--dist-timeout``, but rank 0 alone does long serial work
 while the others wait: the scan of a lazy cube for its valid mask before
-the first broadcast, and before each bootstrap member its pixel-wise WFA,
+the first broadcast, the warm start's baseline map and its fit over all
+pixels (``training.init_from``), and before each bootstrap member its pixel-wise WFA,
 the noise estimate, the redraw written to the scratch file. On a large
 series that outlasts any sensible timeout. So the messages rank 0 sends
 after such work (:meth:`DistributedContext.broadcast_after_primary_work`)
