@@ -254,8 +254,9 @@ class RegularizedSystem:
     def solve(self, alpha: float) -> np.ndarray:
         """``(n, k)`` solution at the relative weight ``alpha > 0``."""
         # CG starts from the previous alpha's solution: the rules' searches move alpha gradually.
+        # (Kept for CG only: the direct solver does not use it, and it is a whole (n, k) array.)
         x = self.solve_many(alpha, [self.rhs], self._last if self.method == "cg" else None)[0]
-        self._last = x
+        self._last = x if self.method == "cg" else None
         return x
 
 
@@ -451,7 +452,8 @@ def regularized_wfa(
     details: Dict[str, float] = {}
     solves = 0
     for name, given_alpha, given_noise in (("v", alphas[0], noises[0]), ("qu", alphas[1], noises[1])):
-        w_valid, b_valid, squares = sums[name]
+        # Taken out of ``sums``: freed once the system is built (a series: 8 (1 + k) bytes per pixel).
+        w_valid, b_valid, squares = sums.pop(name)
         positive = w_valid > 0
         scale = float(np.median(w_valid[positive])) if positive.any() else 1.0
         weight = np.zeros(n)
@@ -459,6 +461,7 @@ def regularized_wfa(
         rhs = np.zeros((n, b_valid.shape[1]))
         for j in range(b_valid.shape[1]):
             rhs[index, j] = b_valid[:, j] / scale
+        del w_valid, b_valid
         has_data = weight > 0
         xhat = np.zeros_like(rhs)
         xhat[has_data] = rhs[has_data] / weight[has_data, None]
