@@ -221,7 +221,14 @@ def write_field_fits(
     map_cards: Sequence[Tuple[str, Any, str]] = (),
     notes: Sequence[str] = (),
 ) -> None:
-    """Write ``field.fits`` atomically.
+    """Write ``field.fits`` atomically, one map and one frame at a time.
+
+    The extensions are written first with their headers and zero data (no
+    memory), then each map is converted to float32 (VALID to uint8) one
+    frame (ny, nx) at a time and written into its place: the file is the
+    same, byte for byte, as one ``HDUList.writeto`` of float32 copies, while
+    this holds one frame's copy instead of every map's. The maps may be any
+    arrays indexable by frame (in memory, or memory maps of scratch files).
 
     Args:
         maps: the neural field's maps, (ny, nx), or (nt, ny, nx) for a time
