@@ -125,3 +125,23 @@ def test_writing_a_series_makes_no_float32_copy_of_it(tmp_path):
     assert peak < one_map_float32, f"writing allocated {peak} B, a whole float32 map is {one_map_float32} B"
     with fits.open(tmp_path / "field.fits") as hdul:
         np.testing.assert_array_equal(hdul["TRUE_AZIMUTH"].data, np.float32(truth.azimuth))
+
+
+def test_a_failure_while_filling_the_maps_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    import errno
+
+    import hashwfa.results as results_module
+    from hashwfa.errors import OutputWriteError
+
+    path = tmp_path / "field.fits"
+    path.write_bytes(b"the previous run's file")
+
+    def disk_full(*_args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(results_module, "_fill_images", disk_full)
+    maps = _maps(np.random.default_rng(1), (3, 4, 5))
+    with pytest.raises(OutputWriteError, match="No space left"):
+        write_field_fits(path, maps, maps, provenance={}, config={})
+    assert path.read_bytes() == b"the previous run's file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["field.fits"]
