@@ -495,6 +495,9 @@ def regularized_wfa(
             if not fill_invalid:
                 out[~observation.valid] = np.nan
             result_fields[key] = out.reshape(observation.map_shape)
+        # This quantity's whole-series arrays, freed now rather than when the next
+        # quantity's replace them (they would be held through its weight search).
+        del weight, rhs, has_data, xhat, system, x, out, positive
 
     return RegularizedResult(
         maps=FieldMaps.from_bqbu(**result_fields),
