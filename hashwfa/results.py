@@ -38,7 +38,7 @@ from hashwfa.atomic import atomic_path
 from hashwfa.errors import HashwfaError, OutputWriteError
 from hashwfa.schema import flatten
 from hashwfa.training.model import fields_from_bundle
-from hashwfa.wfa.fields import FieldMaps, FieldSigmas
+from hashwfa.wfa.fields import FieldMaps, FieldSigmas, empty_image
 from hashwfa.wfa.fitsio import provenance_cards
 from hashwfa.wfa.io import DATE_KEYS, times_table
 from hashwfa.wfa.noise import StokesNoise
@@ -221,7 +221,14 @@ def write_field_fits(
     map_cards: Sequence[Tuple[str, Any, str]] = (),
     notes: Sequence[str] = (),
 ) -> None:
-    """Write ``field.fits`` atomically.
+    """Write ``field.fits`` atomically, one map and one frame at a time.
+
+    The extensions are written first with their headers and zero data (no
+    memory), then each map is converted to float32 (VALID to uint8) one
+    frame (ny, nx) at a time and written into its place: the file is the
+    same, byte for byte, as one ``HDUList.writeto`` of float32 copies, while
+    this holds one frame's copy instead of every map's. The maps may be any
+    arrays indexable by frame (in memory, or memory maps of scratch files).
 
     Args:
         maps: the neural field's maps, (ny, nx), or (nt, ny, nx) for a time
@@ -277,18 +284,24 @@ def write_field_fits(
     for key, value in flatten(config).items():
         header.add_history(f"{key} = {json.dumps(value)}")
 
-    hdus = [primary, *maps.to_hdus(), *wfa.to_hdus("WFA_")]
-    if sigmas is not None:
-        hdus += sigmas.to_hdus()
-    if wfa_sigmas is not None:
-        hdus += wfa_sigmas.to_hdus("WFA_")
-    if regularized is not None:
-        hdus += regularized.maps.to_hdus("REG_")
-    if truth is not None:
-        hdus += truth.to_hdus("TRUE_")
+    # Every extension is written with its header and zeros (a view that takes no
+    # memory), then its data are filled in frame by frame from the float64 maps:
+    # no float32 copy of the whole series is ever made. The zeros reserve the
+    # file's blocks, so a full disk fails the first write (OutputWriteError) and
+    # not the filling.
+    hdus: list = [primary]
+    sources: list = []  # (extension index, the map: an array (ny, nx) or (nt, ny, nx))
+    for group, prefix in ((maps, ""), (wfa, "WFA_"), (sigmas, ""), (wfa_sigmas, "WFA_"),
+                          (None if regularized is None else regularized.maps, "REG_"), (truth, "TRUE_")):
+        if group is None:
+            continue
+        for hdu, array in zip(group.to_hdus(prefix, empty=True), group.as_dict().values()):
+            sources.append((len(hdus), array))
+            hdus.append(hdu)
     if valid is not None:
-        hdu = fits.ImageHDU(np.asarray(valid, dtype=np.uint8), name="VALID")
+        hdu = fits.ImageHDU(empty_image(np.shape(valid), np.uint8), name="VALID")
         hdu.header["BUNIT"] = ("", "1 = pixel used in the fit (mask and finite)")
+        sources.append((len(hdus), valid))
         hdus.append(hdu)
     for hdu in hdus[1:]:
         for key, value, comment in map_cards:
@@ -297,3 +310,23 @@ def write_field_fits(
         hdus.append(times_table(times))
     with atomic_path(path) as tmp:
         fits.HDUList(hdus).writeto(tmp)
+        _fill_images(tmp, sources)
+
+
+def _fill_images(path: Path, sources: Sequence[Tuple[int, np.ndarray]]) -> None:
+    """Write each map into the data of its extension (written as zeros) of the FITS file ``path``, frame by frame.
+
+    ``sources``: (extension index, map) pairs; each map is converted to its
+    extension's type (float32 or uint8, big-endian) one frame (ny, nx) at a
+    time and written in place (plain writes, not a memory map, so that the
+    file's pages do not count in this process's memory).
+    """
+    with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+        places = [(hdul.fileinfo(index)["datLoc"], hdul[index].header["BITPIX"]) for index, _ in sources]
+    with open(path, "r+b") as f:
+        for (offset, bitpix), (_, array) in zip(places, sources):
+            dtype = np.dtype({-32: ">f4", 8: "u1"}[bitpix])
+            frames = array if np.ndim(array) == 3 else [array]
+            f.seek(offset)
+            for frame in frames:
+                f.write(np.asarray(frame).astype(dtype).tobytes())

@@ -12,6 +12,22 @@ from astropy.io import fits
 from hashwfa.errors import HashwfaError
 from hashwfa.wfa.physics import bqbu_to_bt_azimuth
 
+def empty_image(shape: Tuple[int, ...], dtype: Union[str, np.dtype]) -> np.ndarray:
+    """A read-only array of zeros of ``shape`` in big-endian ``dtype`` that takes no memory.
+
+    A broadcast view of one zero: astropy writes it as an image extension
+    whose header (BITPIX, NAXISn) is the one the real data would get, without
+    a byte-swapped copy (FITS is big-endian), so that a writer can fill the
+    data into the file afterwards, frame by frame.
+    """
+    return np.broadcast_to(np.zeros((), dtype=np.dtype(dtype).newbyteorder(">")), tuple(shape))
+
+
+def _image_data(array: np.ndarray, empty: bool) -> np.ndarray:
+    """The float32 data of a map's extension: a copy, or (``empty``) :func:`empty_image` of its shape."""
+    return empty_image(np.shape(array), np.float32) if empty else np.asarray(array).astype(np.float32)
+
+
 #: FITS extension name and BUNIT of every map, in the order they are written.
 MAP_UNITS: Tuple[Tuple[str, str, str], ...] = (
     ("blos", "BLOS", "G"),
@@ -61,14 +77,19 @@ class FieldMaps:
         """The maps by attribute name (``blos``, ``bq``, ``bu``, ``bt``, ``azimuth``)."""
         return {name: getattr(self, name) for name, _, _ in MAP_UNITS}
 
-    def to_hdus(self, prefix: str = "") -> List[fits.ImageHDU]:
+    def to_hdus(self, prefix: str = "", *, empty: bool = False) -> List[fits.ImageHDU]:
         """One float32 image extension per map, named ``prefix + BLOS, BQ, BU,
-        BTRANS, AZIMUTH`` with BUNIT ``G``, ``G2``, ``G2``, ``G``, ``rad``."""
+        BTRANS, AZIMUTH`` with BUNIT ``G``, ``G2``, ``G2``, ``G``, ``rad``.
+
+        ``empty``: each extension's data is a zero view of the map's shape
+        (:func:`empty_image`, no memory), for a writer that fills the data in
+        afterwards, frame by frame (:func:`hashwfa.results.write_field_fits`).
+        """
         hdus = []
         for attr, ext, unit in MAP_UNITS:
             hdr = fits.Header()
             hdr["BUNIT"] = (unit, {"G": "gauss", "G2": "gauss^2", "rad": "radians, 0..pi from +x to +y"}[unit])
-            hdus.append(fits.ImageHDU(getattr(self, attr).astype(np.float32), header=hdr, name=prefix + ext))
+            hdus.append(fits.ImageHDU(_image_data(getattr(self, attr), empty), header=hdr, name=prefix + ext))
         return hdus
 
     @classmethod
@@ -122,12 +143,13 @@ class FieldSigmas:
         """The maps by attribute name (``blos``, ``bq``, ``bu``, ``bt``, ``azimuth``)."""
         return {name: getattr(self, name) for name, _, _ in SIGMA_UNITS}
 
-    def to_hdus(self, prefix: str = "") -> List[fits.ImageHDU]:
+    def to_hdus(self, prefix: str = "", *, empty: bool = False) -> List[fits.ImageHDU]:
         """One float32 image extension per map, named ``prefix + SIGMA_BLOS, SIGMA_BQ,
-        SIGMA_BU, SIGMA_BTRANS, SIGMA_AZIMUTH`` with BUNIT ``G``, ``G2``, ``G2``, ``G``, ``rad``."""
+        SIGMA_BU, SIGMA_BTRANS, SIGMA_AZIMUTH`` with BUNIT ``G``, ``G2``, ``G2``, ``G``, ``rad``;
+        ``empty`` as in :meth:`FieldMaps.to_hdus`."""
         hdus = []
         for attr, ext, unit in SIGMA_UNITS:
             hdr = fits.Header()
             hdr["BUNIT"] = (unit, "one-sigma uncertainty, " + {"G": "gauss", "G2": "gauss^2", "rad": "radians"}[unit])
-            hdus.append(fits.ImageHDU(getattr(self, attr).astype(np.float32), header=hdr, name=prefix + ext))
+            hdus.append(fits.ImageHDU(_image_data(getattr(self, attr), empty), header=hdr, name=prefix + ext))
         return hdus

@@ -254,8 +254,9 @@ class RegularizedSystem:
     def solve(self, alpha: float) -> np.ndarray:
         """``(n, k)`` solution at the relative weight ``alpha > 0``."""
         # CG starts from the previous alpha's solution: the rules' searches move alpha gradually.
+        # (Kept for CG only: the direct solver does not use it, and it is a whole (n, k) array.)
         x = self.solve_many(alpha, [self.rhs], self._last if self.method == "cg" else None)[0]
-        self._last = x
+        self._last = x if self.method == "cg" else None
         return x
 
 
@@ -274,12 +275,18 @@ def _check_positive(value: float, what: str, meaning: str) -> float:
 
 def _discrepancy_alpha(system: RegularizedSystem, xhat: np.ndarray, has_data: np.ndarray, sigma2: float) -> float:
     """alpha with ``sum_p w_p |x_p - xhat_p|^2 = k P sigma^2`` (in the normalised weights)."""
-    w = system.weight[has_data]
+    w = system.weight[has_data][:, None]
+    xhat_data = xhat[has_data]
     target = xhat.shape[1] * np.count_nonzero(has_data) * sigma2
 
     def excess(log_alpha: float) -> float:
-        x = system.solve(10.0 ** log_alpha)
-        return float(np.sum(w[:, None] * (x[has_data] - xhat[has_data]) ** 2)) / target - 1.0
+        # w (x - xhat)^2 in place in one (m, k) array: the same numbers, summed in the
+        # same order, as the plain expression, with one temporary instead of five.
+        d = system.solve(10.0 ** log_alpha)[has_data]
+        d -= xhat_data
+        np.square(d, out=d)
+        d *= w
+        return float(np.sum(d)) / target - 1.0
 
     # The excess grows with alpha: bracket the root one decade at a time from alpha = 1
     # (few solves, and no solve at an extreme alpha, where CG is slow), then refine.
@@ -451,7 +458,8 @@ def regularized_wfa(
     details: Dict[str, float] = {}
     solves = 0
     for name, given_alpha, given_noise in (("v", alphas[0], noises[0]), ("qu", alphas[1], noises[1])):
-        w_valid, b_valid, squares = sums[name]
+        # Taken out of ``sums``: freed once the system is built (a series: 8 (1 + k) bytes per pixel).
+        w_valid, b_valid, squares = sums.pop(name)
         positive = w_valid > 0
         scale = float(np.median(w_valid[positive])) if positive.any() else 1.0
         weight = np.zeros(n)
@@ -459,6 +467,7 @@ def regularized_wfa(
         rhs = np.zeros((n, b_valid.shape[1]))
         for j in range(b_valid.shape[1]):
             rhs[index, j] = b_valid[:, j] / scale
+        del w_valid, b_valid
         has_data = weight > 0
         xhat = np.zeros_like(rhs)
         xhat[has_data] = rhs[has_data] / weight[has_data, None]
@@ -486,6 +495,9 @@ def regularized_wfa(
             if not fill_invalid:
                 out[~observation.valid] = np.nan
             result_fields[key] = out.reshape(observation.map_shape)
+        # This quantity's whole-series arrays, freed now rather than when the next
+        # quantity's replace them (they would be held through its weight search).
+        del weight, rhs, has_data, xhat, system, x, out, positive
 
     return RegularizedResult(
         maps=FieldMaps.from_bqbu(**result_fields),
