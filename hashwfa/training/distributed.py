@@ -48,8 +48,10 @@ What is sharded and what is not (memory per rank):
   alone predicts the maps over all pixels at the end (host memory about 5 x
   ``n_pixels`` float64 for the maps), makes the pixel-wise and regularised
   WFA and the sigma maps (frame by frame from the file) and writes the
-  outputs (in :mod:`hashwfa.cli.train`); the other ranks predict only their
-  shard for their part of the final loss, summed over the ranks;
+  outputs (in :mod:`hashwfa.cli.train`); every rank first predicts its
+  shard for its part of the final loss, summed over the ranks, and only
+  then does rank 0 predict the whole grid, so no rank waits in a
+  collective while it does;
 - the sigma maps' bootstrap members (``output.sigmas``) are data-parallel
   fits like the main one: rank 0 writes each member's redrawn cube to a
   scratch file in the output directory and sends its path and valid mask;

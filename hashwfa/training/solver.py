@@ -450,22 +450,25 @@ class TwoPhaseSolver:
     def evaluate(self) -> SolverResult:
         """Maps of the current fields on the full grid and the seed protocol's final loss.
 
-        Data parallel: the final loss is summed over the ranks; rank 0 alone
-        predicts the whole grid, and the other ranks' results have no maps (None).
+        Data parallel: every rank adds its shard's part of the final loss (one
+        sum over the ranks), then rank 0 alone predicts the whole grid, so no
+        rank waits in a collective while it does; the other ranks' results
+        have no maps (None).
         """
         t0 = time.perf_counter()
         obs = self.observation
-        if self.dist.is_primary:
-            pred = self.predict()
-            final_loss = self.loss.map_loss(pred["blos"], pred["bqbu"][:, 0], pred["bqbu"][:, 1])
-        else:
-            # Another rank adds only its shard's part of the final loss; rank 0 makes the maps.
-            pred = self.predict(self.coords)  # its training points' coordinates
+        if self.dist.enabled:
+            shard = self.predict(self.coords)  # this rank's training points' coordinates
             with torch.no_grad():
                 as_tensor = lambda a: torch.as_tensor(a, dtype=self.loss.coef_v.dtype, device=self.device)  # noqa: E731
-                final_loss = float(self.loss(blos=as_tensor(pred["blos"]), bqbu=as_tensor(pred["bqbu"]), phase="all"))
-        if self.dist.enabled:  # the mean over this rank's shard -> the global mean
+                final_loss = float(self.loss(blos=as_tensor(shard["blos"]), bqbu=as_tensor(shard["bqbu"]), phase="all"))
+            del shard
+            # The mean over this rank's shard -> the global mean.
             final_loss = self.dist.sum(final_loss * self.loss.n_valid / self.n_valid)
+            pred = self.predict() if self.dist.is_primary else None
+        else:
+            pred = self.predict()
+            final_loss = self.loss.map_loss(pred["blos"], pred["bqbu"][:, 0], pred["bqbu"][:, 1])
         if not np.isfinite(final_loss):  # finite weights whose output overflows float32
             raise DivergenceError(divergence_message(
                 f"the final loss is {final_loss}", "the evaluation after both phases", self.config.training.epochs_per_phase,

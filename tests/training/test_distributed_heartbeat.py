@@ -42,7 +42,7 @@ SHORT_TIMEOUT = "0.1"
 DELAY_S = 8.0
 
 # Every rank: hashwfa-train's main; on rank 0, RANK0_WORK=<kind> makes its serial work
-# slow (the scan, the warm start's baseline and the member's redraw each DELAY_S longer), long (a 60 s scan), silent
+# slow (the scan, the warm start's baseline, the member's redraw and the whole grid's prediction each DELAY_S longer), long (a 60 s scan), silent
 # (a 60 s scan while the heartbeat does not beat) or deadly (rank 0 dies during the scan).
 DRIVER = textwrap.dedent(
     """
@@ -74,8 +74,17 @@ DRIVER = textwrap.dedent(
             time.sleep(delay)
             return real_baseline(*args, **kwargs)
 
+        real_predict = solver.TwoPhaseSolver.predict
+
+        def predict(self, coordinates=None):
+            if coordinates is None:  # the maps over the whole grid, after the final loss's sum
+                time.sleep(delay)
+            return real_predict(self, coordinates)
+
         train.load_data = load_data
         solver.baseline_maps = baseline_maps
+        if work == "slow":
+            solver.TwoPhaseSolver.predict = predict
         field_uncertainty.redraw_noise_on_disk = redraw
         if work == "silent":
             distributed._Heartbeat.beat = lambda self: None
@@ -160,8 +169,8 @@ def test_one_process_sends_nothing() -> None:
 
 @needs_gloo
 def test_rank_0s_serial_work_longer_than_the_timeout_completes_like_one_process(tmp_path: Path) -> None:
-    # Rank 0's scan, its warm start's baseline and its member's redraw each take 8 s, the
-    # collective timeout is 6 s.
+    # Rank 0's scan, its warm start's baseline, its member's redraw and its predictions of the
+    # whole grid each take 8 s, the collective timeout is 6 s.
     done = _torchrun(tmp_path, "slow")
     assert done.returncode == 0, done.stderr[-3000:]
     config = tmp_path / "config.json"
