@@ -6,8 +6,11 @@ reduced seed protocol (6 levels, max resolution 16, 12 epochs per phase).
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Dict, List, Sequence
 
 import pytest
 import torch
@@ -89,3 +92,26 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def _start_ranks_without_agent(script: Path, argv: Sequence[str], env: Dict[str, str],
+                               world_size: int = 2) -> List[subprocess.Popen]:
+    """``world_size`` processes of ``python script *argv``, launched as ``torchrun`` would but without its
+    agent (which would end the other ranks itself when one dies): rank 0 hosts the store on a free port.
+    ``env`` is every rank's environment; RANK, LOCAL_RANK, WORLD_SIZE and MASTER_* are added."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for rank in range(world_size):
+        rank_env = dict(env, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
+                        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        procs.append(subprocess.Popen([sys.executable, str(script), *argv], env=rank_env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+@pytest.fixture
+def start_ranks_without_agent() -> Callable[..., List[subprocess.Popen]]:
+    """Starts data-parallel ranks without torchrun's agent (see :func:`_start_ranks_without_agent`)."""
+    return _start_ranks_without_agent

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -310,21 +309,14 @@ def test_resume_with_another_number_of_ranks_continues_the_minibatch_trajectory(
 
 
 @needs_gloo
-def test_a_rank_that_dies_stops_the_others_with_a_message_and_no_result(tmp_path: Path) -> None:
+def test_a_rank_that_dies_stops_the_others_with_a_message_and_no_result(tmp_path: Path,
+                                                                        start_ranks_without_agent) -> None:
     # Launched as torchrun would, without its agent (which would end rank 0 itself).
     config = _config(tmp_path)
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    procs = []
-    for rank in range(2):
-        env = _env(tmp_path, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
-                   MASTER_PORT=str(port), DIE_AT="1:blos:4")
-        argv = [sys.executable, str(driver), str(config), "--out", str(tmp_path / "out"), "--quiet",
-                "--dist-timeout", "1"]
-        procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    argv = [str(config), "--out", str(tmp_path / "out"), "--quiet", "--dist-timeout", "1"]
+    procs = start_ranks_without_agent(driver, argv, _env(tmp_path, DIE_AT="1:blos:4"))
     rank0_err = procs[0].communicate(timeout=120)[1]
     procs[1].communicate(timeout=60)
     assert procs[1].returncode == 3

@@ -15,14 +15,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Callable, Dict, List
 
 import numpy as np
 import pytest
@@ -201,27 +200,20 @@ def test_a_silent_rank_0_stops_the_others_within_the_timeout(tmp_path: Path) -> 
     assert not (tmp_path / "two" / "field.fits").exists()
 
 
-def _without_agent(tmp_path: Path, work: str) -> List[subprocess.Popen]:
+def _without_agent(tmp_path: Path, work: str, start_ranks: Callable[..., List[subprocess.Popen]]
+                   ) -> List[subprocess.Popen]:
     """The two ranks, launched as torchrun would but without its agent: rank 0 hosts the store."""
     argv = _setup(tmp_path)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    procs = []
-    for rank in range(2):
-        env = _env(tmp_path, work, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        procs.append(subprocess.Popen([sys.executable, str(tmp_path / "driver.py"), *argv], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    return procs
+    return start_ranks(tmp_path / "driver.py", argv, _env(tmp_path, work))
 
 
 @needs_gloo
 @pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs SIGSTOP (POSIX) to freeze a process")
-def test_a_frozen_rank_0_hosting_the_store_stops_the_others_within_the_timeout(tmp_path: Path) -> None:
+def test_a_frozen_rank_0_hosting_the_store_stops_the_others_within_the_timeout(tmp_path: Path,
+                                                                              start_ranks_without_agent) -> None:
     # Rank 0 is frozen (SIGSTOP) during its scan: its heartbeat thread and the store it hosts
     # stop answering; rank 1 must not block in a store call but stop after the 6 s timeout.
-    procs = _without_agent(tmp_path, "long")
+    procs = _without_agent(tmp_path, "long", start_ranks_without_agent)
     try:
         deadline = time.monotonic() + 90
         while not (tmp_path / "rank0-scanning").exists():
@@ -239,10 +231,11 @@ def test_a_frozen_rank_0_hosting_the_store_stops_the_others_within_the_timeout(t
 
 
 @needs_gloo
-def test_rank_0_dying_during_its_scan_stops_the_others_with_a_message(tmp_path: Path) -> None:
+def test_rank_0_dying_during_its_scan_stops_the_others_with_a_message(tmp_path: Path,
+                                                                     start_ranks_without_agent) -> None:
     # Without torchrun's agent (which would end rank 1 itself): rank 0 hosts the store, so
     # rank 1 sees it go at once.
-    procs = _without_agent(tmp_path, "die")
+    procs = _without_agent(tmp_path, "die", start_ranks_without_agent)
     procs[0].communicate(timeout=60)
     rank1_err = procs[1].communicate(timeout=60)[1]
     assert procs[0].returncode == 3

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -197,7 +196,7 @@ def test_rank_0s_skip_reaches_every_rank_and_the_fit_is_written(tmp_path: Path, 
     out = tmp_path / "two"
     done = _torchrun(tmp_path, [str(config), "--out", str(out), "--quiet"], fault=fault)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"warning: no SIGMA_* maps" in done.stderr and reason in done.stderr
+    assert "warning: no SIGMA_* maps" in done.stderr and reason in done.stderr
     with fits.open(out / "field.fits") as hdul:
         names = {hdu.name for hdu in hdul}
         assert hdul[0].header["WORLDSZ"] == 2
@@ -211,23 +210,17 @@ def test_rank_0s_skip_reaches_every_rank_and_the_fit_is_written(tmp_path: Path, 
 
 
 @needs_gloo
-def test_a_rank_that_dies_in_the_member_ends_the_run_with_a_message_and_the_fit_resumable(tmp_path: Path) -> None:
+def test_a_rank_that_dies_in_the_member_ends_the_run_with_a_message_and_the_fit_resumable(
+        tmp_path: Path, start_ranks_without_agent) -> None:
     # Launched as torchrun would, without its agent (which would end rank 0 itself).
     config = _write_config(tmp_path, TINY_SERIES)
     out = tmp_path / "two"
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    procs = []
-    for rank in range(2):
-        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", LOG_DIR=str(tmp_path), MEMBER_FAULT="1:die",
-                   RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
-                   MASTER_PORT=str(port))
-        env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")])
-        argv = [sys.executable, str(driver), str(config), "--out", str(out), "--quiet", "--dist-timeout", "1"]
-        procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", LOG_DIR=str(tmp_path), MEMBER_FAULT="1:die")
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")])
+    argv = [str(config), "--out", str(out), "--quiet", "--dist-timeout", "1"]
+    procs = start_ranks_without_agent(driver, argv, env)
     rank0_err = procs[0].communicate(timeout=120)[1]
     procs[1].communicate(timeout=60)
     assert procs[1].returncode == 3
