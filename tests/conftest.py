@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence
 
+import numpy as np
 import pytest
 import torch
 
@@ -115,3 +116,29 @@ def _start_ranks_without_agent(script: Path, argv: Sequence[str], env: Dict[str,
 def start_ranks_without_agent() -> Callable[..., List[subprocess.Popen]]:
     """Starts data-parallel ranks without torchrun's agent (see :func:`_start_ranks_without_agent`)."""
     return _start_ranks_without_agent
+
+
+def assert_sigmas_cover_the_truth(field, truth, sigmas) -> None:
+    """Loose calibration bands of sigma maps against a known truth (a few thousand correlated points).
+
+    ``field``, ``truth``, ``sigmas``: objects with ``blos``, ``bt`` [G] and
+    ``azimuth`` [rad] arrays of one shape. The fraction of points with
+    |error| <= sigma must lie in 0.5-0.9 (nominal 0.683) and with
+    |error| <= 2 sigma in 0.8-1.0 (nominal 0.954); the azimuth error is taken
+    modulo pi (the 180-degree ambiguity).
+    """
+    d_az = np.abs((field.azimuth - truth.azimuth + np.pi / 2) % np.pi - np.pi / 2)
+    ratios = {
+        "blos": np.abs(field.blos - truth.blos) / sigmas.blos,
+        "bt": np.abs(field.bt - truth.bt) / sigmas.bt,
+        "azimuth": d_az / sigmas.azimuth,
+    }
+    for name, r in ratios.items():
+        assert 0.5 <= np.mean(r <= 1) <= 0.9, (name, np.mean(r <= 1))
+        assert 0.8 <= np.mean(r <= 2) <= 1.0, (name, np.mean(r <= 2))
+
+
+@pytest.fixture
+def sigmas_cover_the_truth() -> Callable[..., None]:
+    """:func:`assert_sigmas_cover_the_truth`, for tests of sigma maps."""
+    return assert_sigmas_cover_the_truth
