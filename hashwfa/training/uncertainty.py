@@ -364,11 +364,8 @@ def follow_members(observation: Observation, solver_config: SolverConfig, dist: 
         try:
             cube = np.memmap(message["path"], dtype=np.float64, mode="r", shape=observation.stokes.shape)
             valid = np.unpackbits(message["valid"], count=message["size"]).astype(bool)
-            data = Observation(cube, observation.wavelengths, line=observation.line,
-                               active_indices=observation.active_indices, weights=observation.weights,
-                               mask=observation.mask, source=f"{observation.source} + noise redraw",
-                               unit=observation.unit, times=observation.times, map_cards=observation.map_cards,
-                               valid=valid.reshape(observation.map_shape))
+            data = observation.with_stokes(cube, source=f"{observation.source} + noise redraw",
+                                           valid=valid.reshape(observation.map_shape))
         except (OSError, ValueError, HashwfaError) as exc:
             say(f"rank {dist.rank}: cannot read the bootstrap member's data '{message['path']}' ({exc}); "
                 "the sigma maps are left out")

@@ -97,10 +97,7 @@ def redraw_noise(observation: Observation, noise: StokesNoise, rng: np.random.Ge
         raise HashwfaError(f"noise sigma has shape {sigma.shape}; expected (4, {observation.nw})")
     # (4, nw) broadcasts over the leading (ny, nx) or (nt, ny, nx) axes.
     cube = observation.stokes + sigma * rng.standard_normal(observation.stokes.shape)
-    return Observation(cube, observation.wavelengths, line=observation.line,
-                       active_indices=observation.active_indices, weights=observation.weights,
-                       mask=observation.mask, source=f"{observation.source} + noise redraw", unit=observation.unit,
-                       times=observation.times, map_cards=observation.map_cards)
+    return observation.with_stokes(cube, source=f"{observation.source} + noise redraw")
 
 
 # ---- bootstrap members' data of a lazy (memory-mapped) series: the redraw on disk ----------------------
@@ -162,10 +159,7 @@ def redraw_noise_on_disk(observation: Observation, noise: StokesNoise, rng: np.r
             raise OutputWriteError(f"cannot write the bootstrap member's redrawn cube to '{path}': "
                                    f"{exc.strerror or exc}") from exc
         cube = np.memmap(path, dtype=np.float64, mode="r", shape=shape)
-        data = Observation(cube, observation.wavelengths, line=observation.line,
-                           active_indices=observation.active_indices, weights=observation.weights,
-                           mask=observation.mask, source=f"{observation.source} + noise redraw",
-                           unit=observation.unit, times=observation.times, map_cards=observation.map_cards)
+        data = observation.with_stokes(cube, source=f"{observation.source} + noise redraw")
         try:
             yield data
         finally:

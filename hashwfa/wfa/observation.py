@@ -33,7 +33,7 @@ from __future__ import annotations
 import itertools
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -526,6 +526,23 @@ class Observation:
             return Observation(self.stokes[t], self.wavelengths, line=self.line, active_indices=self.active_indices,
                                weights=self.weights, mask=self.mask[t], source=f"{self.source} [frame {t}{when}]",
                                unit=self.unit, map_cards=self.map_cards)
+
+    def with_stokes(self, stokes: np.ndarray, source: str, valid: Optional[np.ndarray] = None) -> "Observation":
+        """The same observation with another cube of the same shape (e.g. a bootstrap member's noise redraw).
+
+        Wavelengths, line, active indices, weights, mask, unit, frame times
+        and map cards are this observation's; ``stokes`` (an array or a
+        :class:`numpy.memmap`) and ``valid`` are as for :class:`Observation`.
+
+        Raises:
+            HashwfaError: ``stokes`` has another shape; and what :class:`Observation` checks.
+        """
+        if tuple(np.shape(stokes)) != tuple(self.stokes.shape):
+            raise HashwfaError(f"{source}: cube of shape {np.shape(stokes)}; expected {self.stokes.shape} "
+                               f"like {self.source}")
+        return Observation(stokes, self.wavelengths, line=self.line, active_indices=self.active_indices,
+                           weights=self.weights, mask=self.mask, source=source, unit=self.unit, times=self.times,
+                           map_cards=self.map_cards, valid=valid)
 
     # ------------------------------------------------------------------ views
     def coordinates(self, index: Optional[np.ndarray] = None) -> np.ndarray:

@@ -92,3 +92,22 @@ def test_frame_of_a_series(series):
         obs.frame(3)
     with pytest.raises(HashwfaError, match="not a series"):
         one.frame(0)
+
+
+def test_with_stokes_keeps_everything_but_the_cube():
+    rng = np.random.default_rng(0)
+    cube = 1.0 + 0.01 * rng.standard_normal((2, 4, 3, 4, 5))
+    wl = np.linspace(-0.2, 0.2, 5)
+    mask = np.ones((4, 3), dtype=bool)
+    mask[0, 0] = False
+    obs = Observation(cube, wl, active_indices=(1, 2, 3), weights=(1.0, 2.0, 3.0, 4.0), mask=mask,
+                      source="a", unit="Ic", times=(0.0, 15.0), map_cards=(("DATEREF", "2026-01-01", "ref"),))
+    other = 2.0 * cube
+    copy = obs.with_stokes(other, source="b")
+    assert copy.source == "b" and np.array_equal(copy.stokes, other)
+    assert np.array_equal(copy.wavelengths, obs.wavelengths) and copy.line.name == obs.line.name
+    assert copy.active_indices == (1, 2, 3) and copy.weights == (1.0, 2.0, 3.0, 4.0) and copy.unit == "Ic"
+    assert np.array_equal(copy.times, [0.0, 15.0]) and copy.map_cards == obs.map_cards
+    assert np.array_equal(copy.valid, obs.valid) and not copy.valid[0]  # the mask came along
+    with pytest.raises(HashwfaError, match="expected"):
+        obs.with_stokes(cube[:1], source="c")
