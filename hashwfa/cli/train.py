@@ -325,7 +325,7 @@ def _run_locked(
         # ---- data-parallel bootstrap members (output.sigmas): this rank trains its shard of each
         # member rank 0 announces (hashwfa.training.uncertainty, "Data parallel"), then leaves.
         if cfg.output.sigmas:
-            getattr(solver, "release_training_data", lambda: None)()
+            solver.release_training_data()
             follow_members(obs, cfg.solver, dist, say=lambda message: print(f"{PROG}: warning: {message}",
                                                                              file=sys.stderr))
         # ---- end of the data-parallel members
@@ -335,14 +335,15 @@ def _run_locked(
         return TrainRun(out_dir=out_dir, result=result, metrics={}, rank=dist.rank)
 
     # The maps are made: the loss tensors (5 x A float32 per point) are not needed for the outputs.
-    getattr(solver, "release_training_data", lambda: None)()
+    solver.release_training_data()
     return_freed_memory()
     wfa = pixel_wfa(obs, core_cutoff=cfg.physics.core_cutoff, qu_form=cfg.physics.qu_form)
     uncertainty = run_uncertainty(obs, result.maps, cfg.solver, noise=data.noise, field_sigmas_too=cfg.output.sigmas,
                                   settings=cfg.uncertainty, progress=not args.quiet,
                                   say=lambda message: _say(args, f"{PROG}: {message}"),
                                   scratch_dir=out_dir,  # locked: a killed run's scratch cube is removed as stale
-                                  dist=dist)  # the members train on every rank
+                                  dist=dist,  # the members train on every rank
+                                  pixelwise=wfa)  # made above: one pass over a lazy cube less
     if uncertainty.skipped:  # asked for and missing: said even with --quiet
         print(f"{PROG}: warning: {uncertainty.skipped}", file=sys.stderr)
     # The two classic baselines every run reports next to the field. The regularised

@@ -95,6 +95,12 @@ class IndependentFrames:
         return SolverResult(maps=maps, history=history, final_loss=loss.map_loss(maps.blos, maps.bq, maps.bu),
                             timings=timings, device=results[0].device, backend=results[0].backend)
 
+    def release_training_data(self) -> None:
+        """Let every frame's loss tensors and coordinates go once :meth:`run` has made the maps
+        (:meth:`TwoPhaseSolver.release_training_data`; :meth:`model_bundle` still works)."""
+        for solver in self.solvers:
+            solver.release_training_data()
+
     def model_bundle(self) -> Dict[str, Any]:
         """``{"format", "frames": [one model bundle per frame]}`` (see
         :func:`hashwfa.training.model.fields_from_bundle` for each)."""

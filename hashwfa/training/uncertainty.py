@@ -178,6 +178,7 @@ def run_uncertainty(
     say: Callable[[str], None] = lambda message: None,
     scratch_dir: Optional[Union[str, Path]] = None,
     dist: DistributedContext = SINGLE_PROCESS,
+    pixelwise: Optional[FieldMaps] = None,
 ) -> RunUncertainty:
     """The sigma maps of a finished fit (module docstring).
 
@@ -196,6 +197,8 @@ def run_uncertainty(
             run's locked output directory); None: in memory.
         dist: rank 0's place in a data-parallel run: the members train on every rank (module
             docstring; the other ranks call :func:`follow_members`); needs ``scratch_dir``.
+        pixelwise: the pixel-wise WFA of ``observation`` with the run's physics, when the caller
+            has it already; None: made here if the field's sigmas need it.
 
     Sigma maps that cannot be made (the noise cannot be estimated from too
     few pixels; a bootstrap member diverges; its data do not fit in memory
@@ -208,7 +211,7 @@ def run_uncertainty(
     """
     channel = _MemberChannel(dist if field_sigmas_too else SINGLE_PROCESS)
     found = _run_uncertainty(observation, field_maps, solver_config, noise, field_sigmas_too, settings, progress,
-                             say, scratch_dir, channel)
+                             say, scratch_dir, channel, pixelwise)
     channel.end()  # not after a RankFailure: no rank is left to hear it
     return found
 
@@ -224,6 +227,7 @@ def _run_uncertainty(
     say: Callable[[str], None],
     scratch_dir: Optional[Union[str, Path]],
     channel: "_MemberChannel",
+    pixelwise: Optional[FieldMaps],
 ) -> RunUncertainty:
     """:func:`run_uncertainty`, with the data-parallel members' messages going through ``channel``."""
     dist = channel.dist
@@ -264,6 +268,7 @@ def _run_uncertainty(
                 smoothing_px=settings.window_blos_px, smoothing_qu_px=settings.window_bqbu_px,
                 qu_form=physics.qu_form, core_cutoff=physics.core_cutoff,
                 smoothing_frames=settings.window_frames, scratch_dir=scratch_dir, always_on_disk=dist.enabled,
+                pixelwise=pixelwise,
             )
             sigmas, wfa_sigmas = found.sigmas, found.wfa_sigmas
         except RankFailure:  # a rank died: the run ends (the checkpoint keeps the fit), not only the sigma maps

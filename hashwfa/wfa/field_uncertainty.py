@@ -336,6 +336,7 @@ def field_sigmas(
     smoothing_frames: float = DEFAULT_SMOOTHING_FRAMES,
     scratch_dir: Optional[Union[str, Path]] = None,
     always_on_disk: bool = False,
+    pixelwise: Optional[FieldMaps] = None,
 ) -> FieldUncertainty:
     """The whole recipe: bootstrap members, pixel-wise sigmas and the local risk.
 
@@ -357,6 +358,8 @@ def field_sigmas(
             member); None: the members' data are made in memory (:func:`redraw_noise`).
         always_on_disk: write every member's data to ``scratch_dir``, also for an observation in
             memory (a data-parallel member: the other ranks map the file and read their shard).
+        pixelwise: the pixel-wise WFA of ``observation`` with ``qu_form`` and ``core_cutoff``, when
+            the caller has it already (one pass over a lazy cube less); None: made here.
 
     For a series ``(nt, ny, nx, 4, nw)`` a member is a fit of the whole
     redrawn series (``fit`` decides how: one joint field, or one per frame)
@@ -368,7 +371,8 @@ def field_sigmas(
     """
     if members < 1:
         raise HashwfaError(f"members = {members}; the sigma maps need at least one bootstrap member")
-    pixelwise = pixel_wfa(observation, core_cutoff=core_cutoff, qu_form=qu_form)
+    if pixelwise is None:
+        pixelwise = pixel_wfa(observation, core_cutoff=core_cutoff, qu_form=qu_form)
     wfa_sig = pixel_wfa_sigmas(observation, noise, core_cutoff=core_cutoff, qu_form=qu_form)
     rng = np.random.default_rng(seed)
     member_maps, member_pix = [], []

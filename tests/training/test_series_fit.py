@@ -81,3 +81,12 @@ def test_every_version_and_interpolation_fits_a_series_in_3d(series, small_solve
     assert all(field.encoding.n_input_dims == 3 for field in solver.fields.values())
     result = solver.run()
     assert result.maps.shape == (3, 12, 10) and np.all(np.isfinite(result.maps.bq))
+
+
+def test_independent_frames_let_every_frames_training_data_go(series, small_solver_config):
+    frames = IndependentFrames(series, small_solver_config(epochs_per_phase=2), progress=False)
+    frames.run()
+    assert len(frames.solvers) == 3 and all(s.loss is not None for s in frames.solvers)
+    frames.release_training_data()
+    assert all(s.loss is None and s.coords is None for s in frames.solvers)
+    assert len(frames.model_bundle()["frames"]) == 3  # the fields remain
