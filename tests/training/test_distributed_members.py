@@ -76,7 +76,7 @@ DRIVER = textwrap.dedent(
     if fault_rank == rank and fault == "unreadable":
         def unreadable(*args, **kwargs):
             raise OSError("no such file (test)")
-        uncertainty.Observation = unreadable
+        uncertainty.Observation.with_stokes = unreadable  # how follow_members builds the member's data
     sys.exit(train.main(sys.argv[1:]))
     """
 )
