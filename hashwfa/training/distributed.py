@@ -223,8 +223,7 @@ class DistributedContext:
         try:
             return call(*args, **kwargs)
         except RuntimeError as exc:  # gloo/NCCL/store errors (DistBackendError, timeouts) are RuntimeErrors
-            raise self._failure(what, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else exc!r}") \
-                from None
+            raise self._failure(what, _first_line(exc)) from None
 
     def broadcast_after_primary_work(self, obj: Any, what: str) -> Any:
         """Rank 0's ``obj`` on every rank, sent when rank 0's serial work is done; no timeout while rank 0 lives.
@@ -288,7 +287,7 @@ class DistributedContext:
                 raise self._failure(what, f"rank 0's heartbeat has not advanced for {stalled:.0f} s")
         if seen["error"] is not None:
             exc = seen["error"]
-            raise self._failure(what, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else exc!r}")
+            raise self._failure(what, _first_line(exc))
 
     def all_reduce_gradients(self, parameters: Iterable[torch.nn.Parameter], loss: torch.Tensor) -> torch.Tensor:
         """Sum the gradients of ``parameters`` and ``loss`` over the ranks, in place; return the summed loss.
@@ -369,6 +368,11 @@ class DistributedContext:
             self.heartbeat.stop()
         if self.enabled and self.is_primary and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+def _first_line(exc: BaseException) -> str:
+    """``"Type: first line of the message"`` of a backend or store error (their messages run to many lines)."""
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else exc!r}"
 
 
 class _Heartbeat:
