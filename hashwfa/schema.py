@@ -8,7 +8,7 @@ any tree: :func:`key_paths` and :func:`describe_keys` list it, :func:`build`
 validates a parsed JSON object against it (collecting every problem in
 :class:`Problems`, each with the key path and the fix), :func:`to_plain`
 and :func:`flatten` turn it into plain JSON, :func:`apply_overrides` applies
-``--set key.path=value`` items. :mod:`hashwfa.config` is the tree of a run.
+``--set key.path=value`` items. :mod:`hashwfa.config.run_config` is the tree of a run.
 Leaf types: ``bool``, ``int``, ``float``, ``str``, ``Tuple[X, ...]`` or
 ``Tuple[X, X]`` of those, each possibly ``Optional``; the elements of a
 ``Tuple[E, ...]`` may themselves be lists (``E = Tuple[X, ...]``) or either
@@ -46,7 +46,7 @@ def setting(default: Any, doc: str, **checks: Any) -> Any:
 
     ``checks`` may hold ``min``/``max`` (inclusive), ``gt``/``lt``
     (exclusive), ``choices`` (a tuple of allowed values) and ``length`` (the
-    required length of a list). :mod:`hashwfa.config` reads them to validate
+    required length of a list). :mod:`hashwfa.config.run_config` reads them to validate
     user configs; the dataclasses themselves do not re-check.
     """
     return field(default=default, metadata={"doc": doc, **checks})

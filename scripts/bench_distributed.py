@@ -32,9 +32,9 @@ from hashwfa.encodings import VERSIONS
 from hashwfa.training import SolverConfig, TwoPhaseSolver
 from hashwfa.training.distributed import init_distributed
 from hashwfa.training.model import build_field
-from hashwfa.training.settings import EncodingConfig, TrainingConfig
-from hashwfa.wfa.loss import PHASES
-from hashwfa.wfa.synthetic import synthetic_plage
+from hashwfa.training.solver_config import EncodingConfig, TrainingConfig
+from hashwfa.training.loss import PHASES
+from hashwfa.wfa.synthetic.plage import synthetic_plage
 
 
 def parameter_table(max_resolution: int) -> None:

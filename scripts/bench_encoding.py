@@ -35,7 +35,7 @@ import time
 
 import torch
 
-from hashwfa.cli.allocator import keep_freed_memory
+from hashwfa.host.allocator import keep_freed_memory
 from hashwfa.encodings import HashEncoding, NeuralField, TorchGrid, VERSIONS, static_coordinates, tcnn_status
 
 PRIMES = (1, 2654435761, 805459861, 3674653429)

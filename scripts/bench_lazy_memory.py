@@ -41,7 +41,7 @@ HERE = Path(__file__).resolve().parents[1]
 
 def write(directory: Path, frames: list, ny: int, nx: int) -> None:
     sys.path.insert(0, str(HERE))
-    from hashwfa.wfa.synthetic_series import synthetic_series
+    from hashwfa.wfa.synthetic.series import synthetic_series
 
     for nt in frames:
         out = directory / f"nt{nt}"
@@ -62,7 +62,7 @@ def _status_mb(key: str) -> float:
 
 def _log_stages(report: str) -> None:
     """Wrap the output steps of hashwfa-train so that each logs RSS and peak RSS before and after it."""
-    from hashwfa import results
+    from hashwfa.run import outputs as results
     from hashwfa.cli import train
 
     def wrap(module, name: str) -> None:  # type: ignore[no-untyped-def]

@@ -20,12 +20,12 @@ import time
 
 import numpy as np
 
-from hashwfa.cli.bench import errors_against_truth
-from hashwfa.wfa.fields import FieldMaps
-from hashwfa.wfa.observation import Observation
-from hashwfa.wfa.pixelwise import pixel_wfa
-from hashwfa.wfa.regularized import RULES, regularized_wfa
-from hashwfa.wfa.synthetic import synthetic_plage
+from hashwfa.wfa.physics.maps import map_errors
+from hashwfa.wfa.physics.maps import FieldMaps
+from hashwfa.wfa.observation.observation import Observation
+from hashwfa.wfa.baselines.pixelwise import pixel_wfa
+from hashwfa.wfa.baselines.regularized import RULES, regularized_wfa
+from hashwfa.wfa.synthetic.plage import synthetic_plage
 
 #: An unequal wavelength grid for Fe I 6302 [A from line centre] and its active indices.
 FE_WAVELENGTHS = np.array([-0.32, -0.2, -0.12, -0.07, -0.03, 0.0, 0.035, 0.08, 0.14, 0.22, 0.32])
@@ -65,12 +65,12 @@ def run_case(name: str) -> None:
     print("|---|---|---|---|---|---|---|")
     with Clock() as t:
         pix = pixel_wfa(obs)
-    print(f"| pixel-wise WFA | {fmt(errors_against_truth(pix, truth, valid))} | - | - | {t} |")
+    print(f"| pixel-wise WFA | {fmt(map_errors(pix, truth, valid))} | - | - | {t} |")
     for rule in RULES:
         with Clock() as dt:
             res = regularized_wfa(obs, rule=rule)
         noise = f", sigma V {res.noise_v:.3g}, Q/U {res.noise_qu:.3g}" if res.noise_v else ""
-        print(f"| regularised, {rule}{noise} | {fmt(errors_against_truth(res.maps, truth, valid))} | "
+        print(f"| regularised, {rule}{noise} | {fmt(map_errors(res.maps, truth, valid))} | "
               f"{res.alpha_v:.3g} | {res.alpha_qu:.3g} | {dt} |")
     # Best alpha on the truth: scan per quantity.
     grid = 10.0 ** np.arange(-2.0, 3.01, 0.25)
@@ -80,7 +80,7 @@ def run_case(name: str) -> None:
     scan = []
     for a in grid:
         res = regularized_wfa(obs, alpha=a)
-        scan.append(errors_against_truth(res.maps, truth, valid))
+        scan.append(map_errors(res.maps, truth, valid))
     best_v = int(np.argmin([e["blos_rmse"] for e in scan]))
     best_qu = int(np.argmin([e["bt_rmse"] for e in scan]))
     best_az = int(np.argmin([e["azimuth_mae"] for e in scan]))
@@ -106,11 +106,11 @@ def run_large(n: int) -> None:
     valid = np.ones(truth.shape, bool)
     with Clock() as t:
         pix = pixel_wfa(obs)
-    print(f"pixel-wise WFA: {t}, errors {fmt(errors_against_truth(pix, truth, valid))}")
+    print(f"pixel-wise WFA: {t}, errors {fmt(map_errors(pix, truth, valid))}")
     for kwargs in ({"alpha": (1.0, 10.0)}, {}, {"alpha": (1.0, 10.0), "method": "direct"}):
         with Clock() as dt:
             res = regularized_wfa(obs, **kwargs)
-        e = errors_against_truth(res.maps, truth, valid)
+        e = map_errors(res.maps, truth, valid)
         print(f"regularized_wfa({kwargs}): {dt}, method {res.method}, {res.solves} solves, "
               f"alpha {res.alpha_v:.3g} / {res.alpha_qu:.3g}, errors {fmt(e)}, "
               f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.1f} GB", flush=True)

@@ -3,12 +3,12 @@
 independent per-frame fields and both classic baselines, errors against the truth.
 
 Rows: the pixel-wise WFA per frame; the spatially regularised WFA
-(:func:`hashwfa.wfa.regularized.regularized_wfa`: each frame smoothed in
+(:func:`hashwfa.wfa.baselines.regularized.regularized_wfa`: each frame smoothed in
 space, its weights chosen by the discrepancy rule with the noise estimated
 from the data, as the REG maps of ``hashwfa-train``); one independent fit
 (one (y, x) field per frame); for each ``--frames-per-cell`` value a joint fit
 over (t, y, x). The data is the synthetic series
-(:func:`hashwfa.wfa.synthetic_series.synthetic_series`): frame 0 is the
+(:func:`hashwfa.wfa.synthetic.series.synthetic_series`): frame 0 is the
 synthetic plage, advected by ``--flow`` pixels per frame, azimuths turning at
 ``--azimuth-rate`` degrees per frame rms, fresh noise in every frame.
 
@@ -34,20 +34,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from hashwfa.config import load_config
-from hashwfa.results import error_metrics
+from hashwfa.config.run_config import load_config
+from hashwfa.wfa.physics.maps import map_errors
 from hashwfa.training import IndependentFrames, TwoPhaseSolver
-from hashwfa.training.settings import SolverConfig
-from hashwfa.wfa.pixelwise import pixel_wfa
-from hashwfa.wfa.regularized import regularized_wfa
-from hashwfa.wfa.synthetic_series import synthetic_series
+from hashwfa.training.solver_config import SolverConfig
+from hashwfa.wfa.baselines.pixelwise import pixel_wfa
+from hashwfa.wfa.baselines.regularized import regularized_wfa
+from hashwfa.wfa.synthetic.series import synthetic_series
 
 REPO = Path(__file__).resolve().parents[1]
 #: Names of the rows of the two classic baselines.
@@ -107,9 +106,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     rows: Dict[str, Dict[str, Any]] = {}
 
     def record(name: str, maps, seconds: float, **extra: Any) -> None:
-        m = error_metrics(maps, truth)
+        m = map_errors(maps, truth)
         rows[name] = {"blos_rmse": m["blos_rmse"], "bt_rmse": m["bt_rmse"],
-                      "azimuth_mae_deg": math.degrees(m["azimuth_mae"]), "time_s": seconds, **extra}
+                      "azimuth_mae_deg": m["azimuth_mae"], "time_s": seconds, **extra}
         print(f"{name:28s} B_los {m['blos_rmse']:7.2f} G  B_t {m['bt_rmse']:7.2f} G  "
               f"azimuth {rows[name]['azimuth_mae_deg']:6.2f} deg  {seconds:8.1f} s", flush=True)
 

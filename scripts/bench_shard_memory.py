@@ -9,9 +9,9 @@ and after building the solver, and the peak (ru_maxrss). Linux only.
 import gc, resource, sys, torch
 torch.set_num_threads(1)
 from hashwfa.training.distributed import DistributedContext, SINGLE_PROCESS
-from hashwfa.training.settings import SolverConfig, EncodingConfig, NetworkConfig, TrainingConfig
+from hashwfa.training.solver_config import SolverConfig, EncodingConfig, NetworkConfig, TrainingConfig
 from hashwfa.training.solver import TwoPhaseSolver
-from hashwfa.wfa.synthetic_series import synthetic_series
+from hashwfa.wfa.synthetic.series import synthetic_series
 class Rank1(DistributedContext):
     def broadcast_parameters(self, modules): pass
 def rss(): return int(open("/proc/self/statm").read().split()[1]) * 4096 / 1e6

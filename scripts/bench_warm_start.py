@@ -18,10 +18,11 @@ import time
 
 import torch
 
-from hashwfa.cli.bench import errors_against_truth
-from hashwfa.config import load_data, validate_config
+from hashwfa.wfa.physics.maps import map_errors
+from hashwfa.config.run_config import validate_config
+from hashwfa.run.data import load_data
 from hashwfa.training import TwoPhaseSolver
-from hashwfa.training.settings import INITS
+from hashwfa.training.solver_config import INITS
 
 
 def main() -> None:
@@ -45,7 +46,7 @@ def main() -> None:
             start = time.process_time()
             res = TwoPhaseSolver(obs, cfg.solver, progress=False).run()
             cpu = time.process_time() - start
-            e = errors_against_truth(res.maps, data.truth, obs.valid.reshape(obs.ny, obs.nx))
+            e = map_errors(res.maps, data.truth, obs.valid.reshape(obs.ny, obs.nx))
             h = res.history
             fit = "; ".join(f"{h[p]['init_loss'][0]:.3f}" for p in ("blos", "bqbu")) if init != "none" else "-"
             print(f"| {epochs} | {init} | {e['blos_rmse']:.1f} | {e['bt_rmse']:.1f} | {e['azimuth_mae']:.1f} | "

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one-call GPU check (issue 16; docs/GPU.md says how to call it on the device machine).
+# The one-call GPU check (docs/GPU.md says when and how to run it).
 #
 # Stages, each with its own time limit, each writing into the output folder as
 # it finishes (a timeout keeps what ran):

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from hashwfa.training import EncodingConfig, NetworkConfig, SolverConfig, TrainingConfig
-from hashwfa.wfa.observation import Observation
-from hashwfa.wfa.synthetic import synthetic_plage
+from hashwfa.wfa.observation.observation import Observation
+from hashwfa.wfa.synthetic.plage import synthetic_plage
 
 #: The repository's root (configs/, scripts/ live there).
 REPO_ROOT = Path(__file__).resolve().parents[1]

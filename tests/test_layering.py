@@ -1,12 +1,16 @@
-"""The package's layers, read from the source with ``ast`` (docs/ARCHITECTURE.md).
+"""The package's layers and the absence of import cycles, read from the source with ``ast``
+(docs/ARCHITECTURE.md).
 
 Top down::
 
-    cli -> (config, results, quicklook) -> training -> (wfa, encodings) -> (errors, atomic, schema)
+    cli -> run -> config -> training -> (wfa, encodings) -> (errors, schema, host)
 
-A module may import from its own package and from any lower layer, never from
-a higher one; wfa and encodings, on the same layer, never import each other.
-Every import statement counts, including those inside functions.
+A module may import from its own part and from any lower layer, never from a
+higher one; wfa and encodings, on the same layer, never import each other.
+Every import statement counts, including those inside functions. Separately,
+no module-level import chain anywhere in the package may lead back to where it
+started (a cycle between two modules of the same part is as confusing as one
+across parts).
 """
 
 from __future__ import annotations
@@ -22,20 +26,19 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hashwfa"
 #: Top-level part of hashwfa -> its layer (higher imports lower).
 LAYER: Dict[str, int] = {
     "errors": 0,
-    "atomic": 0,
-    "lock": 0,
     "schema": 0,
-    "memory": 0,
+    "host": 0,
     "wfa": 1,
     "encodings": 1,
     "training": 2,
     "config": 3,
-    "results": 3,
-    "quicklook": 3,
-    "cli": 4,
+    "run": 4,
+    "cli": 5,
 }
 #: Parts of one layer that must not import each other.
 STRANGERS = {frozenset({"wfa", "encodings"})}
+#: Inside wfa, top down: a concept imports only from its own folder and the ones below it.
+WFA_LAYER: Dict[str, int] = {"physics": 0, "observation": 1, "synthetic": 2, "baselines": 2, "uncertainty": 3}
 
 
 def _parts() -> Set[str]:
@@ -68,7 +71,7 @@ def _imported(module: str, path: Path) -> List[str]:
             else:
                 name = node.module or ""
             if name == "hashwfa":
-                # ``from hashwfa import results`` names a submodule; ``__version__`` the root.
+                # ``from hashwfa import schema`` names a submodule; ``__version__`` the root.
                 out += [f"hashwfa.{a.name}" if a.name in _parts() else "hashwfa" for a in node.names]
             else:
                 out.append(name)
@@ -99,6 +102,109 @@ def test_imports_go_down_only(module, path):
             continue
         assert LAYER[theirs] <= LAYER[mine], f"{module} imports {name}: layer {LAYER[mine]} importing layer {LAYER[theirs]}"
         assert frozenset({mine, theirs}) not in STRANGERS, f"{module} imports {name}"
+
+
+def _wfa_concept(name: str) -> str:
+    parts = name.split(".")
+    return parts[2] if len(parts) > 2 and parts[1] == "wfa" else ""
+
+
+def test_every_wfa_concept_has_a_layer():
+    concepts = {p.name for p in (PACKAGE / "wfa").iterdir() if (p / "__init__.py").exists()}
+    loose = sorted(p.stem for p in (PACKAGE / "wfa").glob("*.py") if p.stem != "__init__")
+    assert concepts == set(WFA_LAYER), "give each new wfa folder a place in WFA_LAYER (and ARCHITECTURE.md)"
+    assert loose == [], f"wfa/ holds concept folders only, not loose modules: {loose}"
+
+
+@pytest.mark.parametrize("module,path", [m for m in _modules() if _wfa_concept(m[0])],
+                         ids=lambda v: v if isinstance(v, str) else "")
+def test_wfa_concepts_import_down_only(module, path):
+    mine = _wfa_concept(module)
+    for name in _imported(module, path):
+        theirs = _wfa_concept(name)
+        if theirs and theirs != mine:
+            assert WFA_LAYER[theirs] < WFA_LAYER[mine], f"{module} imports {name}"
+
+
+def _module_graph() -> Dict[str, Set[str]]:
+    """Module -> the package modules it imports (a name imported from a package counts as that
+    package unless it is a submodule; imports under ``if TYPE_CHECKING:`` are annotations only)."""
+    modules = dict(_modules())
+    graph: Dict[str, Set[str]] = {}
+    for module, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", "")) == "TYPE_CHECKING":
+                node.body = []
+        targets = set()
+        for name in _imported_from_tree(module, path, tree):
+            while name not in modules and "." in name:
+                name = name.rsplit(".", 1)[0]
+            if name in modules and name != module:
+                targets.add(name)
+        graph[module] = targets
+    return graph
+
+
+def _imported_from_tree(module: str, path: Path, tree: ast.AST) -> List[str]:
+    is_package = path.name == "__init__.py"
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".")
+                base = base[: len(base) - node.level + (1 if is_package else 0)]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module or ""
+            out += [f"{name}.{a.name}" for a in node.names]
+    return [n for n in out if n.startswith("hashwfa.")]
+
+
+def _cycles(graph: Dict[str, Set[str]]) -> List[List[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: Dict[str, int] = {}
+    low: Dict[str, int] = {}
+    stack: List[str] = []
+    on_stack: Set[str] = set()
+    found: List[List[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycle_anywhere():
+    assert _cycles(_module_graph()) == []
+
+
+def test_the_cycle_finder_sees_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
 
 
 def test_the_checker_sees_a_violation(tmp_path):

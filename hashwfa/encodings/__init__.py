@@ -10,13 +10,13 @@ a training loop reuse the lookup of a coordinate tensor it never modifies.
 
 from hashwfa.encodings.backend import BACKENDS, TcnnGrid, make_grid, resolve_backend, tcnn_status
 from hashwfa.encodings.coordinates import static_coordinates
-from hashwfa.encodings.field import NeuralField
+from hashwfa.encodings.neural_field import NeuralField
 from hashwfa.encodings.grid import TorchGrid
 from hashwfa.encodings.grid_config import INTERPOLATIONS, GridConfig, GridLayout, parse_grid_config
 from hashwfa.encodings.progressive import ProgressiveMask, progressive_schedule
 from hashwfa.encodings.smoothing import LevelSmoother
 from hashwfa.encodings.registry import REGISTRY, VERSIONS, VersionSpec
-from hashwfa.encodings.versions import HashEncoding, encoding_configs, per_level_scale
+from hashwfa.encodings.hash_encoding import HashEncoding, encoding_configs, per_level_scale
 
 __all__ = [
     "BACKENDS",

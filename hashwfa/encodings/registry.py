@@ -1,7 +1,7 @@
 """The registry of encoding versions: one declarative entry per version.
 
 Every place that lists, describes or branches on versions derives from
-:data:`REGISTRY`: the :class:`~hashwfa.encodings.versions.HashEncoding` it
+:data:`REGISTRY`: the :class:`~hashwfa.encodings.hash_encoding.HashEncoding` it
 builds (grid type, plane, smoother, mask), :data:`VERSIONS` and the messages,
 the config's allowed ``encoding.version`` values and their documentation, the
 benchmark's rows and the README's table of versions (a test checks that the

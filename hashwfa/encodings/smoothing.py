@@ -240,9 +240,8 @@ class LevelSmoother(torch.nn.Module):
         ``gate [P]`` (the logit; the gate is ``sigmoid(gate)``).
 
     ``forward(x)``: ``x [N, L * F]`` level-major -> ``[N, L * F]``, through
-    the hand-written fused op (first derivatives only; for double backward,
-    e.g. a gradient penalty built with ``create_graph=True``, use
-    :meth:`forward_reference`, the same function from stock autograd ops).
+    the hand-written fused op (first derivatives only; :func:`smooth_reference`
+    is the same function from stock autograd ops, which also supports double backward).
     """
 
     def __init__(
@@ -314,7 +313,3 @@ class LevelSmoother(torch.nn.Module):
         if x.shape[0] == 0:
             return smooth_reference(x, *self._params(), self.n_levels, self.eps)
         return _SmootherFunction.apply(x.contiguous(), *self._params(), self.n_levels, self.eps)
-
-    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
-        """The same function through stock autograd ops (supports double backward)."""
-        return smooth_reference(x, *self._params(), self.n_levels, self.eps)

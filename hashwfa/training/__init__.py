@@ -13,13 +13,13 @@ result (:mod:`.result`). A time series is fitted as one field over
 
 from hashwfa.training.checkpoint import STATE_FORMAT, check_resumable
 from hashwfa.training.device import DEVICES, grid_backend_for, resolve_device
-from hashwfa.training.frames import IndependentFrames
+from hashwfa.training.independent_frames import IndependentFrames
 from hashwfa.training.geometry import FieldGeometry, field_geometry, time_share
 from hashwfa.training.model import build_field, fields_from_bundle, model_bundle
 from hashwfa.training.result import SolverResult
-from hashwfa.training.settings import EncodingConfig, NetworkConfig, PhysicsConfig, SolverConfig, TrainingConfig
+from hashwfa.training.solver_config import EncodingConfig, NetworkConfig, PhysicsConfig, SolverConfig, TrainingConfig
 from hashwfa.training.solver import TwoPhaseSolver
-from hashwfa.wfa.loss import PHASES
+from hashwfa.training.loss import PHASES
 
 __all__ = [
     "DEVICES",

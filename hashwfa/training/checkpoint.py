@@ -16,7 +16,7 @@ import torch
 
 from hashwfa.errors import HashwfaError
 from hashwfa.schema import differing_keys
-from hashwfa.wfa.loss import PHASES
+from hashwfa.training.loss import PHASES
 
 __all__ = ["STATE_FORMAT", "RESUMABLE_CHANGES", "check_resumable", "check_state_layout", "DAMAGED_FIX"]
 

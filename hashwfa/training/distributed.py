@@ -4,7 +4,7 @@ A fit launched by ``torchrun`` (which sets ``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) runs as ``WORLD_SIZE``
 processes, the *ranks*. Each rank holds the whole model and a contiguous
 shard of the valid points (:func:`shard_rows`: the rows of
-:attr:`hashwfa.wfa.loss.WFALoss.valid_index`, i.e. valid pixels in row-major
+:attr:`hashwfa.training.loss.WFALoss.valid_index`, i.e. valid pixels in row-major
 (y, x) order; for a time series the same rows over (t, y, x), so a shard is
 a block of frames). Per step:
 
@@ -32,7 +32,7 @@ What is sharded and what is not (memory per rank):
   ``n_rank x A`` float32) and the training coordinates (``n_rank x D``
   float32), on the device: this is what grows with the data;
 - read by rank 0 only, then sent: for a cube on disk (FITS or SST, mapped
-  from the file, :mod:`hashwfa.wfa.observation`'s lazy cubes) rank 0 scans
+  from the file, :mod:`hashwfa.wfa.observation.observation`'s lazy cubes) rank 0 scans
   it frame by frame for the valid mask and sends the mask to the others
   (packed bits, ``n_pixels / 8`` bytes; ``hashwfa-train``'s data loading);
   the other ranks map the same file without scanning it and read only the
@@ -55,7 +55,7 @@ What is sharded and what is not (memory per rank):
 - the sigma maps' bootstrap members (``output.sigmas``) are data-parallel
   fits like the main one: rank 0 writes each member's redrawn cube to a
   scratch file in the output directory and sends its path and valid mask;
-  every rank trains on its shard of it (:mod:`hashwfa.training.uncertainty`,
+  every rank trains on its shard of it (:mod:`hashwfa.training.bootstrap`,
   "Data parallel"; the file must be visible to every rank: one node, or a
   shared file system).
 

@@ -1,9 +1,9 @@
 """The host memory a solve certainly needs, checked before anything is allocated.
 
-A lower bound (see :mod:`hashwfa.memory`): the copy of one frame's valid
-pixels' spectra that :meth:`hashwfa.wfa.observation.Observation.wfa_input_chunks`
+A lower bound (see :mod:`hashwfa.host.memory`): the copy of one frame's valid
+pixels' spectra that :meth:`hashwfa.wfa.observation.observation.Observation.wfa_input_chunks`
 makes (float64; the loss is filled frame by frame), plus, on the CPU, the per-pixel arrays of the loss
-(:class:`hashwfa.wfa.loss.WFALoss`: pixel index and five float32 ``(P, A)``
+(:class:`hashwfa.training.loss.WFALoss`: pixel index and five float32 ``(P, A)``
 arrays) and the pixel coordinates. The grids and the network need more on
 top; a solve that passes this check may still run out of memory, one that
 fails it cannot fit.
@@ -15,8 +15,8 @@ import torch
 
 from typing import Optional
 
-from hashwfa.memory import check_fits_in_memory
-from hashwfa.wfa.observation import Observation
+from hashwfa.host.memory import check_fits_in_memory
+from hashwfa.wfa.observation.observation import Observation
 
 __all__ = ["training_bytes", "check_training_memory"]
 

@@ -2,7 +2,7 @@
 dimensions and the box mapped onto the grid's [0, 1]^D.
 
 A single frame has coordinates (y, x) in [-1, 1]^2 (pixel centres, see
-:meth:`hashwfa.wfa.observation.Observation.coordinates`), mapped onto the
+:meth:`hashwfa.wfa.observation.observation.Observation.coordinates`), mapped onto the
 whole grid box. A time series has (t, y, x): space fills the box as for one
 frame, and time only a share of its first axis, chosen so that a cell of the
 finest grid level spans ``training.frames_per_cell`` frames. Time has far

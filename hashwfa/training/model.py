@@ -1,7 +1,7 @@
 """The model: one neural field per training phase, and its saved form.
 
 The model of a solve is two :class:`~hashwfa.encodings.NeuralField` s of the
-pixel coordinates, one per phase (:data:`~hashwfa.wfa.loss.PHASES`):
+pixel coordinates, one per phase (:data:`~hashwfa.training.loss.PHASES`):
 ``"blos"`` with one output and ``"bqbu"`` with two. This module builds them
 from a :class:`SolverConfig` and turns trained fields into a model bundle
 (what ``model.pt`` holds) and back. Where they run is
@@ -17,8 +17,8 @@ import torch
 from hashwfa.encodings import HashEncoding, NeuralField
 from hashwfa.training.checkpoint import STATE_FORMAT
 from hashwfa.training.geometry import FieldGeometry
-from hashwfa.training.settings import SolverConfig
-from hashwfa.wfa.loss import PHASES
+from hashwfa.training.solver_config import SolverConfig
+from hashwfa.training.loss import PHASES
 
 __all__ = [
     "N_OUTPUTS",

@@ -7,20 +7,20 @@ A phase's loss becomes::
 where ``map`` is the field's scaled output scattered over the valid pixels of
 the image (``(ny, nx)`` for B_los in G, ``(ny, nx, 2)`` for (B_Q, B_U) in
 G^2; invalid pixels do not count) and the terms are those of
-:mod:`hashwfa.wfa.regularization`. The weights are fixed at setup
+:mod:`hashwfa.training.smoothness`. The weights are fixed at setup
 (:func:`penalty_weights`):
 
 - ``regularization.weights = "given"``: the config's numbers, as they are.
 - ``"discrepancy"``: the config's numbers are factors ``f`` of the data's own
   scale, chosen without the truth. With ``c_pa`` the WFA coefficients of the
-  phase (those of :class:`~hashwfa.wfa.loss.WFALoss`), ``d = median_p mean_a
+  phase (those of :class:`~hashwfa.training.loss.WFALoss`), ``d = median_p mean_a
   c_pa^2`` and ``sigma_B = sigma / sqrt(median_p sum_a c_pa^2)`` (the
   pixel-wise WFA's noise on the quantity, sigma the Stokes noise of V, or of
   Q and U, estimated from the data):
   ``w_g = f_g * alpha * d * w_s``, ``w_tv = f_tv * alpha * d * sigma_B * w_s``,
   ``eps = tv_eps * sigma_B``, where ``alpha`` is the relative weight the
   discrepancy principle picks for the Laplacian-regularised WFA of the same
-  data (:func:`hashwfa.wfa.regularized.regularized_wfa`, alpha_V for B_los,
+  data (:func:`hashwfa.wfa.baselines.regularized.regularized_wfa`, alpha_V for B_los,
   alpha_QU for (B_Q, B_U)) and ``w_s`` the Stokes weight of the loss (V; Q).
   Because the loss is a mean over pixels and wavelengths and the terms are
   means over pixels, ``f_g = 1`` alone makes the field minimise exactly the
@@ -40,12 +40,10 @@ import numpy as np
 import torch
 
 from hashwfa.errors import HashwfaError
-from hashwfa.training.settings import SolverConfig
-from hashwfa.wfa.loss import WFALoss
-from hashwfa.wfa.noise import StokesNoise
-from hashwfa.wfa.observation import Observation
-from hashwfa.wfa.regularization import squared_gradient, total_variation
-from hashwfa.wfa.regularized import regularized_wfa
+from hashwfa.training.solver_config import SolverConfig
+from hashwfa.training.loss import WFALoss
+from hashwfa.training.smoothness import squared_gradient, total_variation
+from hashwfa.wfa.baselines.products import Baselines
 
 __all__ = ["PenaltyWeights", "penalty_weights", "MapPenalty", "check_full_batch"]
 
@@ -77,13 +75,13 @@ class PenaltyWeights:
         return asdict(self)
 
 
-def penalty_weights(observation: Observation, loss: WFALoss, config: SolverConfig,
-                    noise: Optional[StokesNoise] = None) -> Dict[str, PenaltyWeights]:
+def penalty_weights(loss: WFALoss, config: SolverConfig, baselines: Baselines) -> Dict[str, PenaltyWeights]:
     """The weights of the phases whose regularisation is on (an empty dict when none is).
 
-    Runs the regularised WFA once (a few sparse solves) with ``weights =
-    "discrepancy"``, with ``noise`` (the run's ``data.noise``) or, when None,
-    the noise estimated from the data; nothing reads a truth.
+    With ``weights = "discrepancy"`` they follow the regularised WFA of the
+    run's :class:`~hashwfa.wfa.baselines.products.Baselines` (its noise is the
+    run's ``data.noise`` or, when not given, the noise estimated from the
+    data); nothing reads a truth.
     """
     reg = config.regularization
     active = {p: getattr(reg, p) for p in ("blos", "bqbu") if getattr(reg, p).active}
@@ -92,8 +90,7 @@ def penalty_weights(observation: Observation, loss: WFALoss, config: SolverConfi
     if reg.weights == "given":
         return {p: PenaltyWeights(r.squared_gradient, r.total_variation, r.tv_eps) for p, r in active.items()}
     try:
-        baseline = regularized_wfa(observation, noise=noise, core_cutoff=config.physics.core_cutoff,
-                                   qu_form=config.physics.qu_form)
+        baseline = baselines.regularized
     except HashwfaError as exc:
         raise HashwfaError(
             f"regularization.weights = 'discrepancy' needs the regularised WFA's weights, which failed: {exc} "

@@ -7,7 +7,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from hashwfa.wfa.fields import FieldMaps
+from hashwfa.wfa.physics.maps import FieldMaps
 
 __all__ = ["SolverResult"]
 
@@ -17,7 +17,7 @@ class SolverResult:
     """What a finished solve returns.
 
     Attributes:
-        maps: the neural field's :class:`~hashwfa.wfa.fields.FieldMaps`,
+        maps: the neural field's :class:`~hashwfa.wfa.physics.maps.FieldMaps`,
             ``(ny, nx)``, or ``(nt, ny, nx)`` for a series, float64 over the whole field of view (masked pixels
             included: the neural field is defined everywhere): ``blos`` [G],
             ``bq``, ``bu`` [G^2], ``bt`` = (B_Q^2 + B_U^2)^(1/4) [G],

@@ -2,7 +2,7 @@
 
 Two neural fields of the pixel coordinates (:mod:`hashwfa.training.model`)
 are fitted through the weak-field forward model
-(:class:`hashwfa.wfa.loss.WFALoss`):
+(:class:`hashwfa.training.loss.WFALoss`):
 
 - phase 1, ``"blos"``: a field with one output, scaled by
   ``training.blos_scale`` (gauss), fitted to Stokes V;
@@ -42,12 +42,13 @@ from hashwfa.training.distributed import SINGLE_PROCESS, DistributedContext
 from hashwfa.training.model import build_field, model_bundle
 from hashwfa.training.penalty import MapPenalty, check_full_batch, penalty_weights
 from hashwfa.training.result import SolverResult
-from hashwfa.training.settings import SolverConfig
+from hashwfa.training.solver_config import SolverConfig
 from hashwfa.training.warm_start import baseline_maps, fit_to_map, phase_target
-from hashwfa.wfa.fields import FieldMaps
-from hashwfa.wfa.loss import PHASES, WFALoss
-from hashwfa.wfa.noise import StokesNoise
-from hashwfa.wfa.observation import Observation
+from hashwfa.wfa.physics.maps import FieldMaps
+from hashwfa.training.loss import PHASES, WFALoss
+from hashwfa.wfa.baselines.products import Baselines
+from hashwfa.wfa.observation.noise import StokesNoise
+from hashwfa.wfa.observation.observation import Observation
 
 __all__ = ["TwoPhaseSolver", "EVAL_CHUNK"]
 
@@ -60,7 +61,7 @@ class TwoPhaseSolver:
     """Fits B_los, then (B_Q, B_U), as neural fields through the WFA loss.
 
     Args:
-        observation: the :class:`~hashwfa.wfa.observation.Observation` to fit.
+        observation: the :class:`~hashwfa.wfa.observation.observation.Observation` to fit.
         config: the solver settings.
         progress: show a tqdm bar per phase (loss and learning rate).
         dist: this process's place in a data-parallel fit
@@ -68,7 +69,12 @@ class TwoPhaseSolver:
             With several ranks the loss holds only this rank's shard of the
             valid points, and losses, gradients and decisions are global.
         noise: the Stokes noise the regularisation weights assume (the run's
-            ``data.noise``); None estimates it from the data.
+            ``data.noise``); None estimates it from the data. Ignored when
+            ``baselines`` is given (it carries its own).
+        baselines: the run's :class:`~hashwfa.wfa.baselines.products.Baselines`
+            of ``observation``, shared with whatever else of the run needs the
+            noise or a baseline (the smoothness weights and the warm start read
+            it here); None makes one for this solver alone.
 
     The training state (models, optimisers, schedulers, minibatch RNG, phase,
     epoch, history) round-trips through :meth:`state_dict` /
@@ -88,6 +94,7 @@ class TwoPhaseSolver:
     def __init__(
         self, observation: Observation, config: SolverConfig, *, progress: bool = True,
         dist: DistributedContext = SINGLE_PROCESS, noise: Optional[StokesNoise] = None,
+        baselines: Optional[Baselines] = None,
     ) -> None:
         t0 = time.perf_counter()
         self.config = config
@@ -120,7 +127,7 @@ class TwoPhaseSolver:
         self._baseline: Optional[FieldMaps] = None
 
         # A series is fitted as one field over (t, y, x) (training.frames "joint"; the
-        # "independent" per-frame fits are hashwfa.training.frames). Each field's own
+        # "independent" per-frame fits are hashwfa.training.independent_frames). Each field's own
         # max_resolution (encoding_blos / encoding_bqbu) sets its time share.
         self.geometries = {
             p: field_geometry(observation.map_shape, train.frames_per_cell, config.field_encoding(p).max_resolution)
@@ -150,8 +157,9 @@ class TwoPhaseSolver:
         }
         # regularization: smoothness terms of each field's map, weights fixed here (hashwfa.training.penalty).
         check_full_batch(config, self.full_batch, dist.enabled)
-        self.noise = noise
-        self.penalty_weights = penalty_weights(observation, self.loss, config, noise)
+        self.baselines = baselines if baselines is not None else Baselines(
+            observation, core_cutoff=physics.core_cutoff, qu_form=physics.qu_form, given_noise=noise)
+        self.penalty_weights = penalty_weights(self.loss, config, self.baselines)
         self.penalties = {p: MapPenalty(w, self.loss.valid_index, self.loss.shape)
                           for p, w in self.penalty_weights.items()}
         self.generator = torch.Generator(device=self.device)
@@ -312,7 +320,7 @@ class TwoPhaseSolver:
             # Data parallel: rank 0 alone makes the baseline (it holds the spectra) and fits the
             # whole map; the others take its parameters and its loss.
             if self._baseline is None:
-                self._baseline = baseline_maps(self.observation, train.init_from, self.config.physics, self.noise)
+                self._baseline = baseline_maps(self.baselines, train.init_from)
             if self.dist.enabled:
                 index = self.observation.valid_index
                 coords = torch.from_numpy(np.ascontiguousarray(

@@ -2,8 +2,8 @@
 
 With ``training.init_from`` = ``"pixelwise"`` or ``"regularized"`` the solver
 first fits each phase's field to that baseline's map
-(:func:`hashwfa.wfa.pixelwise.pixel_wfa` or
-:func:`hashwfa.wfa.regularized.regularized_wfa` with its default weight
+(:func:`hashwfa.wfa.baselines.pixelwise.pixel_wfa` or
+:func:`hashwfa.wfa.baselines.regularized.regularized_wfa` with its default weight
 rule) for ``training.init_epochs`` steps, then trains it on the WFA loss as
 usual. The fit minimises the mean squared difference between the field's
 scaled output and the map over the valid pixels, divided by the map's mean
@@ -22,27 +22,19 @@ import numpy as np
 import torch
 
 from hashwfa.encodings import static_coordinates
-from hashwfa.training.settings import INITS, PhysicsConfig
-from hashwfa.wfa.fields import FieldMaps
-from hashwfa.wfa.noise import StokesNoise
-from hashwfa.wfa.observation import Observation
-from hashwfa.wfa.pixelwise import pixel_wfa
-from hashwfa.wfa.regularized import regularized_wfa
+from hashwfa.training.solver_config import INITS
+from hashwfa.wfa.baselines.products import Baselines
+from hashwfa.wfa.physics.maps import FieldMaps
 
 __all__ = ["INITS", "baseline_maps", "phase_target", "fit_to_map"]
 
 
-def baseline_maps(observation: Observation, init: str, physics: PhysicsConfig,
-                  noise: Optional[StokesNoise] = None) -> Optional[FieldMaps]:
-    """The map a field starts from: the pixel-wise or regularised WFA, or None for ``"none"``.
-
-    ``noise``: what the regularised WFA's weights assume (the run's ``data.noise``); None estimates it.
-    """
+def baseline_maps(baselines: Baselines, init: str) -> Optional[FieldMaps]:
+    """The map a field starts from: the run's pixel-wise or regularised WFA, or None for ``"none"``."""
     if init == "pixelwise":
-        return pixel_wfa(observation, core_cutoff=physics.core_cutoff, qu_form=physics.qu_form)
+        return baselines.pixelwise
     if init == "regularized":
-        return regularized_wfa(observation, noise=noise, core_cutoff=physics.core_cutoff,
-                               qu_form=physics.qu_form).maps
+        return baselines.regularized.maps
     return None
 
 

@@ -7,11 +7,10 @@ This subpackage takes magnetic-field values, not networks: it never imports
 physics and encodings is :mod:`hashwfa.training`).
 """
 
-from hashwfa.wfa.fields import FieldMaps
-from hashwfa.wfa.lines import LINES, SpectralLine, get_line
-from hashwfa.wfa.loss import WFALoss
-from hashwfa.wfa.observation import Observation
-from hashwfa.wfa.physics import (
+from hashwfa.wfa.physics.maps import FieldMaps
+from hashwfa.wfa.physics.lines import LINES, SpectralLine, get_line
+from hashwfa.wfa.observation.observation import Observation
+from hashwfa.wfa.physics.weak_field import (
     azimuth_difference,
     bqbu_to_bt_azimuth,
     bt_azimuth_to_bqbu,
@@ -19,11 +18,11 @@ from hashwfa.wfa.physics import (
     intensity_derivative,
     wfa_coefficients,
 )
-from hashwfa.wfa.pixelwise import pixel_wfa
-from hashwfa.wfa.regularized import RegularizedResult, regularized_wfa
-from hashwfa.wfa.sst import SSTCube, read_sst_cube
-from hashwfa.wfa.synthetic import SyntheticPlage, synthetic_plage
-from hashwfa.wfa.synthetic_series import SyntheticSeries, synthetic_series
+from hashwfa.wfa.baselines.pixelwise import pixel_wfa
+from hashwfa.wfa.baselines.regularized import RegularizedResult, regularized_wfa
+from hashwfa.wfa.observation.sst import SSTCube, read_sst_cube
+from hashwfa.wfa.synthetic.plage import SyntheticPlage, synthetic_plage
+from hashwfa.wfa.synthetic.series import SyntheticSeries, synthetic_series
 
 __all__ = [
     "FieldMaps",
@@ -34,7 +33,6 @@ __all__ = [
     "SpectralLine",
     "SyntheticPlage",
     "SyntheticSeries",
-    "WFALoss",
     "azimuth_difference",
     "bqbu_to_bt_azimuth",
     "bt_azimuth_to_bqbu",

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from hashwfa.cli.bench import BenchRow, format_table, main
+from hashwfa.cli.bench import main
+from hashwfa.run.benchmark import BenchRow, format_table
 
 TINY = ["--set", "data.synthetic.ny=24", "--set", "data.synthetic.nx=20", "--epochs", "3"]
 
@@ -42,7 +43,7 @@ def test_bench_end_to_end(tmp_path, capsys):
         assert reg["errors_vs_truth"][key] < wfa["errors_vs_truth"][key]
     v0 = report["rows"][0]
     assert len(v0["seconds"]) == 2 and v0["median_seconds"] > 0
-    assert set(v0["errors_vs_truth"]) == {"blos_rmse", "bt_rmse", "azimuth_mae"}
+    assert set(v0["errors_vs_truth"]) == {"blos_rmse", "bt_rmse", "azimuth_mae", "azimuth_rmse"}
     assert 0 <= v0["errors_vs_truth"]["azimuth_mae"] <= 90
     assert report["machine"]["torch"] and report["date"] and report["command"].startswith("hashwfa-bench")
 

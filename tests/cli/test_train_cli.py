@@ -10,9 +10,11 @@ import pytest
 import torch
 from astropy.io import fits
 
-from hashwfa.cli.train import build_parser, main, run
-from hashwfa.config import load_config
-from hashwfa.results import load_model
+from hashwfa.cli.train import build_parser, main
+
+from hashwfa.run.train import run
+from hashwfa.config.run_config import load_config
+from hashwfa.run.outputs import load_model
 
 EPOCHS = 60  # epochs per phase of the shared run
 MAPS = ("BLOS", "BTRANS", "AZIMUTH", "BQ", "BU")
@@ -196,23 +198,23 @@ def test_tcnn_backend_without_tiny_cuda_nn_is_our_error(tmp_path, capsys, small_
     assert not (tmp_path / "o").exists()
 
 
-def test_default_out_dir_and_script_wrapper(tmp_path, monkeypatch, capsys, small_config_file, repo_root):
+def test_default_out_dir_and_module_entry_point(tmp_path, monkeypatch, capsys, small_config_file, repo_root):
     config = small_config_file(tmp_path, epochs=1, name="mini.json")
     monkeypatch.chdir(tmp_path)
     assert main([str(config), "--quiet", "--set", "output.quicklook=false"]) == 0
     out = capsys.readouterr().out
     assert (tmp_path / "runs" / "mini" / "field.fits").is_file()
     assert "runs/mini" in out and "final loss" in out
-    # scripts/train.py is the same command.
+    # python -m hashwfa.cli.train (what torchrun launches) is the same command.
     proc = subprocess.run(
-        [sys.executable, str(repo_root / "scripts" / "train.py"), "--keys"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "hashwfa.cli.train", "--keys"], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0 and "training.epochs_per_phase = 200" in proc.stdout
 
 
 def test_fits_data_from_the_config(tmp_path):
-    from hashwfa.config import load_data
-    from hashwfa.wfa.synthetic import synthetic_plage
+    from hashwfa.run.data import load_data
+    from hashwfa.wfa.synthetic.plage import synthetic_plage
 
     synthetic_plage(ny=12, nx=10, seed=2, noise=1e-3).write_fits(tmp_path / "data")
     config = tmp_path / "fits.json"

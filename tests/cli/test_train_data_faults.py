@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from hashwfa.cli.train import main
-from hashwfa.config import load_config, load_data
+from hashwfa.config.run_config import load_config
+from hashwfa.run.data import load_data
 from hashwfa.errors import HashwfaError
-from hashwfa.wfa.pixelwise import pixel_wfa
-from hashwfa.wfa.synthetic import synthetic_plage
+from hashwfa.wfa.baselines.pixelwise import pixel_wfa
+from hashwfa.wfa.synthetic.plage import synthetic_plage
 
 
 def _write_config(tmp_path, raw, name="c.json"):
@@ -156,7 +157,7 @@ def test_nm_wavelengths_without_unit_are_refused_with_the_fix(tmp_path, capsys, 
 
 
 def test_fine_but_real_angstrom_sampling_without_unit_is_accepted(tmp_path):
-    from hashwfa.wfa.io import read_stokes_fits
+    from hashwfa.wfa.observation.stokes_fits import read_stokes_fits
 
     plage = synthetic_plage(ny=3, nx=3, seed=1, line="6302", wavelengths=np.arange(-6, 7) * 0.0215)
     sp, _ = plage.observation.write_fits(tmp_path / "s.fits", tmp_path / "w_unused.fits")
@@ -173,7 +174,7 @@ def test_absolute_nm_without_unit_are_still_recognised_by_their_magnitude(tmp_pa
     paths, _ = cube_8542
     from astropy.io import fits
 
-    from hashwfa.wfa.observation import Observation
+    from hashwfa.wfa.observation.observation import Observation
 
     relative = fits.getdata(paths["wavelengths"]).astype(np.float64)
     wl = _wavelengths_file(tmp_path, (relative + 8542.091) / 10.0)  # absolute nm, no BUNIT

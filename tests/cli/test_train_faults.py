@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from hashwfa import atomic, results
+from hashwfa.host import atomic
+from hashwfa.run import outputs as results
 from hashwfa.cli.train import main
-from hashwfa.lock import LOCK_NAME, DirectoryBusyError, DirectoryLock
+from hashwfa.host.lock import LOCK_NAME, DirectoryBusyError, DirectoryLock
 
 TINY = {
     "data": {"synthetic": {"ny": 12, "nx": 10, "seed": 1}},
@@ -75,7 +76,7 @@ def test_lock_of_a_killed_process_is_stale_and_ignored(tmp_path, tiny_config):
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys, time
-            from hashwfa.lock import DirectoryLock
+            from hashwfa.host.lock import DirectoryLock
             DirectoryLock({str(out)!r}).acquire()
             print("held", flush=True)
             time.sleep(60)

@@ -11,10 +11,10 @@ from astropy.io import fits
 
 from hashwfa.cli.train import main
 from hashwfa.errors import HashwfaError
-from hashwfa.training import uncertainty
-from hashwfa.wfa import field_uncertainty
-from hashwfa.wfa.observation import Observation
-from hashwfa.wfa.synthetic_series import synthetic_series
+from hashwfa.training import bootstrap as uncertainty
+from hashwfa.wfa.uncertainty import local_risk as field_uncertainty
+from hashwfa.wfa.observation.observation import Observation
+from hashwfa.wfa.synthetic.series import synthetic_series
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

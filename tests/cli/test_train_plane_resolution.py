@@ -4,7 +4,7 @@ import pytest
 from astropy.io import fits
 
 from hashwfa.cli.train import main
-from hashwfa.results import load_model
+from hashwfa.run.outputs import load_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -9,11 +9,11 @@ import pytest
 from astropy.io import fits
 
 from hashwfa.cli.train import main
-from hashwfa.results import load_model
-from hashwfa.wfa.synthetic_series import synthetic_series
+from hashwfa.run.outputs import load_model
+from hashwfa.wfa.synthetic.series import synthetic_series
 
 _spec = importlib.util.spec_from_file_location(
-    "sst_files", Path(__file__).resolve().parents[1] / "wfa" / "sst_files.py")
+    "sst_files", Path(__file__).resolve().parents[1] / "wfa" / "observation" / "sst_files.py")
 sst_files = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(sst_files)
 
@@ -102,7 +102,8 @@ def test_a_plain_cube_without_wavelengths_is_a_clear_error(tmp_path, capsys, ser
 
 
 def test_interrupted_joint_series_run_resumes_to_the_same_maps(tmp_path):
-    from hashwfa.cli.train import build_parser, run
+    from hashwfa.cli.train import build_parser
+    from hashwfa.run.train import run
 
     data = {"synthetic": {"nt": NT, "ny": NY, "nx": NX, "model": "wfa"}}
     reference = _run(tmp_path / "ref", data, "training.epochs_per_phase=8", "output.quicklook=false")

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from hashwfa.cli.train import build_parser, main, run
+from hashwfa.cli.train import build_parser, main
+
+from hashwfa.run.train import run
 
 CONFIG = {
     "line": "5173",

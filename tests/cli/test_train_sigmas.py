@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-import hashwfa.training.uncertainty as uncertainty_module
-from hashwfa.cli.train import build_parser, main, run
+import hashwfa.training.bootstrap as uncertainty_module
+from hashwfa.cli.train import build_parser, main
+from hashwfa.run.train import run
 
 EPOCHS = 20  # epochs per phase: the sigma maps only need to exist and be reproducible here
 MAPS = ("BLOS", "BQ", "BU", "BTRANS", "AZIMUTH")
@@ -176,7 +177,7 @@ def test_run_interrupted_while_the_member_trains_retrains_it_on_resume(config, w
 
 
 def test_a_diverging_member_costs_the_sigma_maps_not_the_results(config, tmp_path, monkeypatch, capsys):
-    from hashwfa.training import uncertainty as unc
+    from hashwfa.training import bootstrap as unc
     from hashwfa.training.divergence import DivergenceError
 
     class DivergingSolver:

@@ -1,4 +1,4 @@
-"""Cubic grid interpolation (Catmull-Rom, uniform cubic B-spline) in the torch grid (issue 12, part 1).
+"""Cubic grid interpolation (Catmull-Rom, uniform cubic B-spline) in the torch grid.
 
 The reference below is written point by point, level by level, vertex by
 vertex with Python integers and floats; the cubic weights come from the
@@ -16,10 +16,10 @@ import pytest
 import torch
 
 import hashwfa.encodings.backend as backend_mod
-from hashwfa.config import validate_config
+from hashwfa.config.run_config import validate_config
 from hashwfa.encodings import HashEncoding, TorchGrid, resolve_backend, static_coordinates, tcnn_status
 from hashwfa.errors import HashwfaError
-from hashwfa.training.settings import EncodingConfig
+from hashwfa.training.solver_config import EncodingConfig
 
 PRIMES = [1, 2654435761, 805459861, 3674653429]
 MAX_BASES = {1: 0xFFFFFFFF, 2: 0xFFFF, 3: 0x659, 4: 0xFF}

@@ -1,4 +1,4 @@
-"""TorchGrid / HashEncoding: one backward path, empty batches, non-finite inputs, opt-in reuse (issue 9).
+"""TorchGrid / HashEncoding: one backward path, empty batches, non-finite inputs, opt-in reuse.
 
 The oracles here share no code with ``hashwfa.encodings``: a bilinear
 interpolation of a one-level dense grid written point by point, and the

@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 
-from hashwfa.config import load_config
-from hashwfa.wfa.regularized import regularized_wfa
-from hashwfa.wfa.synthetic_series import synthetic_series
+from hashwfa.config.run_config import load_config
+from hashwfa.wfa.baselines.regularized import regularized_wfa
+from hashwfa.wfa.synthetic.series import synthetic_series
 
 
 def _load(repo_root):

@@ -6,8 +6,9 @@ import json
 import pytest
 import torch
 
-from hashwfa import results
-from hashwfa.cli.train import build_parser, main, run
+from hashwfa.run import outputs as results
+from hashwfa.cli.train import build_parser, main
+from hashwfa.run.train import run
 from hashwfa.errors import HashwfaError
 from hashwfa.training import TwoPhaseSolver
 

@@ -23,11 +23,13 @@ import pytest
 import torch
 from astropy.io import fits
 
-from hashwfa.cli.train import build_parser, run
+from hashwfa.cli.train import build_parser
+
+from hashwfa.run.train import run
 from hashwfa.errors import HashwfaError
 from hashwfa.training.distributed import DistributedContext, launched_by_torchrun, shard_rows
-from hashwfa.wfa.loss import WFALoss
-from hashwfa.wfa.synthetic_series import synthetic_series
+from hashwfa.training.loss import WFALoss
+from hashwfa.wfa.synthetic.series import synthetic_series
 
 TINY_CONFIG = {
     "data": {"synthetic": {"ny": 24, "nx": 20, "seed": 3, "noise": 5e-3}},
@@ -42,7 +44,7 @@ TINY_CONFIG = {
 DRIVER = textwrap.dedent(
     """
     import contextlib, os, sys
-    import hashwfa.results as results
+    import hashwfa.run.outputs as results
     from hashwfa.cli import train
 
     rank = os.environ.get("RANK", "0")
@@ -65,9 +67,11 @@ DRIVER = textwrap.dedent(
         if die_at == "%s:%s:%d" % (rank, phase, epoch):
             os._exit(3)
 
+    from hashwfa.errors import HashwfaError
+    from hashwfa.run.train import run
     try:
-        train.run(train.build_parser().parse_args(sys.argv[1:]), on_epoch_end=on_epoch_end)
-    except train.HashwfaError as exc:
+        run(train.build_parser().parse_args(sys.argv[1:]), on_epoch_end=on_epoch_end)
+    except HashwfaError as exc:
         print("hashwfa-train: error: %s" % exc, file=sys.stderr)
         sys.exit(2)
     """
@@ -167,7 +171,7 @@ def test_a_rank_other_than_0_keeps_its_shard_and_lets_the_cube_go(small_solver_c
     # Oracle: the shard's size from the integers (floor/ceil of n / 2), the pixel-wise WFA
     # of an untouched copy of the series, and the cube's own byte count.
     from hashwfa.training.solver import TwoPhaseSolver
-    from hashwfa.wfa.pixelwise import pixel_wfa
+    from hashwfa.wfa.baselines.pixelwise import pixel_wfa
 
     series = synthetic_series(nt=4, ny=12, nx=10, seed=2, noise=1e-3)
     obs, reference = series.observation(), series.observation()

@@ -28,7 +28,9 @@ import pytest
 import torch
 from astropy.io import fits
 
-from hashwfa.cli.train import build_parser, run
+from hashwfa.cli.train import build_parser
+
+from hashwfa.run.train import run
 from hashwfa.training.distributed import DistributedContext, RankFailure, _Heartbeat
 
 needs_gloo = pytest.mark.skipif(
@@ -47,12 +49,13 @@ DRIVER = textwrap.dedent(
     """
     import os, sys, time
     from hashwfa.cli import train
+    from hashwfa.run import train as job
     from hashwfa.training import distributed, solver
-    from hashwfa.wfa import field_uncertainty
+    from hashwfa.wfa.uncertainty import local_risk as field_uncertainty
 
     delay, work = float(os.environ["DELAY_S"]), os.environ.get("RANK0_WORK", "")
     if os.environ["RANK"] == "0" and work:
-        real_load, real_redraw = train.load_data, field_uncertainty.redraw_noise_on_disk
+        real_load, real_redraw = job.load_data, field_uncertainty.redraw_noise_on_disk
         real_baseline = solver.baseline_maps
 
         def load_data(*args, **kwargs):
@@ -80,7 +83,7 @@ DRIVER = textwrap.dedent(
                 time.sleep(delay)
             return real_predict(self, coordinates)
 
-        train.load_data = load_data
+        job.load_data = load_data
         solver.baseline_maps = baseline_maps
         if work == "slow":
             solver.TwoPhaseSolver.predict = predict

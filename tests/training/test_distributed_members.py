@@ -29,10 +29,12 @@ import pytest
 import torch
 from astropy.io import fits
 
-from hashwfa.cli.train import build_parser, run
+from hashwfa.cli.train import build_parser
+
+from hashwfa.run.train import run
 from hashwfa.training.distributed import shard_rows
-from hashwfa.wfa.observation import Observation
-from hashwfa.wfa.synthetic_series import synthetic_series
+from hashwfa.wfa.observation.observation import Observation
+from hashwfa.wfa.synthetic.series import synthetic_series
 
 SIGMA_NAMES = ("SIGMA_BLOS", "SIGMA_BQ", "SIGMA_BU", "SIGMA_BTRANS", "SIGMA_AZIMUTH")
 
@@ -43,9 +45,9 @@ DRIVER = textwrap.dedent(
     import json, os, sys
     from hashwfa.cli import train
     from hashwfa.errors import OutputWriteError
-    from hashwfa.training import uncertainty
+    from hashwfa.training import bootstrap as uncertainty
     from hashwfa.training.divergence import DivergenceError
-    from hashwfa.wfa import field_uncertainty
+    from hashwfa.wfa.uncertainty import local_risk as field_uncertainty
 
     rank = os.environ.get("RANK", "0")
     log = os.path.join(os.environ["LOG_DIR"], "members-rank%s.txt" % rank)

@@ -22,10 +22,12 @@ import pytest
 import torch
 from astropy.io import fits
 
-from hashwfa.cli.train import build_parser, run
+from hashwfa.cli.train import build_parser
+
+from hashwfa.run.train import run
 from hashwfa.training.distributed import shard_rows
-from hashwfa.wfa.observation import Observation
-from hashwfa.wfa.synthetic_series import synthetic_series
+from hashwfa.wfa.observation.observation import Observation
+from hashwfa.wfa.synthetic.series import synthetic_series
 
 NT, NY, NX = 4, 12, 10
 
@@ -35,7 +37,7 @@ DRIVER = textwrap.dedent(
     """
     import json, os, sys
     import numpy as np
-    import hashwfa.wfa.io as io_module
+    import hashwfa.wfa.observation.stokes_fits as io_module
     from hashwfa.cli import train
 
     log = os.path.join(os.environ["READ_LOG_DIR"], "reads-rank%s.txt" % os.environ.get("RANK", "0"))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hashwfa.cli.train import main
-from hashwfa import results
+from hashwfa.run import outputs as results
 from hashwfa.training import TwoPhaseSolver
 from hashwfa.training.divergence import DivergenceError
 

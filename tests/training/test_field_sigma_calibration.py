@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from hashwfa.wfa.field_uncertainty import field_sigmas
-from hashwfa.wfa.noise import estimate_noise
+from hashwfa.wfa.uncertainty.local_risk import field_sigmas
+from hashwfa.wfa.observation.noise import estimate_noise
 from hashwfa.training import EncodingConfig, SolverConfig, TrainingConfig, TwoPhaseSolver
-from hashwfa.wfa.synthetic import synthetic_plage
+from hashwfa.wfa.synthetic.plage import synthetic_plage
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Per-field encodings and the regularisation terms of the training loss (issue 12)."""
+"""Per-field encodings and the regularisation terms of the training loss."""
 
 import dataclasses
 
@@ -7,15 +7,15 @@ import pytest
 import torch
 
 from hashwfa import HashwfaError
-from hashwfa.config import validate_config
+from hashwfa.config.run_config import validate_config
 from hashwfa.training import TwoPhaseSolver, build_field, fields_from_bundle
 from hashwfa.training.checkpoint import check_resumable
 from hashwfa.training.penalty import MapPenalty, PenaltyWeights
-from hashwfa.training.settings import FieldEncodingConfig, FieldRegularization, RegularizationConfig
-from hashwfa.wfa.loss import WFALoss
-from hashwfa.wfa.noise import given_noise
-from hashwfa.wfa.physics import wfa_coefficients
-from hashwfa.wfa.regularized import regularized_wfa
+from hashwfa.training.solver_config import FieldEncodingConfig, FieldRegularization, RegularizationConfig
+from hashwfa.training.loss import WFALoss
+from hashwfa.wfa.observation.noise import given_noise
+from hashwfa.wfa.physics.weak_field import wfa_coefficients
+from hashwfa.wfa.baselines.regularized import regularized_wfa
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -168,7 +168,7 @@ def test_map_penalty_of_a_series_acts_per_frame():
 
 
 def test_series_fit_with_per_field_encodings_and_regularisation(small_solver_config):
-    from hashwfa.wfa.synthetic_series import synthetic_series
+    from hashwfa.wfa.synthetic.series import synthetic_series
 
     obs = synthetic_series(nt=3, ny=12, nx=10, seed=3, model="wfa", noise=1e-3).observation()
     cfg = _with(small_solver_config(epochs_per_phase=3),

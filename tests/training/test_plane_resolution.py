@@ -1,4 +1,4 @@
-"""V6's plane_resolution (issue 12 item 3): the plane's size, its default, the config, the bundle."""
+"""V6's plane_resolution: the plane's size, its default, the config, the bundle."""
 
 import dataclasses
 
@@ -7,11 +7,11 @@ import torch
 
 from hashwfa import HashwfaError
 from hashwfa.cli.train import main
-from hashwfa.config import validate_config
+from hashwfa.config.run_config import validate_config
 from hashwfa.encodings import HashEncoding
 from hashwfa.training import TwoPhaseSolver, build_field, fields_from_bundle
 from hashwfa.training.checkpoint import check_resumable
-from hashwfa.training.settings import EncodingConfig, FieldEncodingConfig
+from hashwfa.training.solver_config import EncodingConfig, FieldEncodingConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

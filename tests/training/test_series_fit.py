@@ -8,7 +8,7 @@ import torch
 
 from hashwfa.errors import HashwfaError
 from hashwfa.training import IndependentFrames, TwoPhaseSolver, fields_from_bundle, time_share
-from hashwfa.wfa.synthetic_series import synthetic_series
+from hashwfa.wfa.synthetic.series import synthetic_series
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ through run_uncertainty; coverage against the series' known truth."""
 import pytest
 
 from hashwfa.training import EncodingConfig, IndependentFrames, SolverConfig, TrainingConfig, TwoPhaseSolver
-from hashwfa.training.uncertainty import member_solver, run_uncertainty
-from hashwfa.wfa.synthetic_series import synthetic_series
+from hashwfa.training.bootstrap import member_solver, run_uncertainty
+from hashwfa.wfa.synthetic.series import synthetic_series
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

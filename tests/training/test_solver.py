@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hashwfa import HashwfaError
-from hashwfa.wfa.loss import WFALoss
+from hashwfa.training.loss import WFALoss
 from hashwfa.training import (
     PHASES,
     SolverConfig,

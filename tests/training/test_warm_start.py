@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from hashwfa.config import validate_config
+from hashwfa.config.run_config import validate_config
 from hashwfa.errors import HashwfaError
 from hashwfa.training import PHASES, TwoPhaseSolver
 from hashwfa.training.model import build_field
 from hashwfa.training.warm_start import fit_to_map
-from hashwfa.wfa.pixelwise import pixel_wfa
+from hashwfa.wfa.baselines.pixelwise import pixel_wfa
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,0 +1,372 @@
+"""Writing (and reading back) a run's files, atomically.
+
+An output directory holds:
+
+``field.fits``      the maps: primary HDU with the provenance header (and the
+                    resolved config as HISTORY cards), image extensions
+                    BLOS, BQ, BU, BTRANS, AZIMUTH (the neural field; BUNIT
+                    G, G2, G2, G, rad), the same with WFA_ (the pixel-wise
+                    WFA), REG_ (the spatially regularised WFA, its weights
+                    in the primary header: :func:`regularized_cards`) and,
+                    for synthetic data, TRUE_ (the truth), each (ny, nx)
+                    float32; VALID (1 = pixel used in the fit)
+``history.json``    loss and learning rate per epoch and phase, final loss,
+                    timings, errors against the truth when known
+``config.json``     the resolved config (plain JSON; a valid config file)
+``model.pt``        both fields' state_dicts + what rebuilds them
+                    (:func:`load_model`)
+``quicklook.png``   see :mod:`hashwfa.run.quicklook`
+``checkpoint.pt``   only while a run is unfinished: what ``--resume`` reads
+
+Every file is written to a temporary file in the same directory and moved
+into place with :func:`os.replace`, so an interrupt never leaves a
+half-written file under a final name.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from astropy.io import fits
+
+from hashwfa.encodings.registry import REGISTRY
+from hashwfa.host.atomic import atomic_path
+from hashwfa.errors import HashwfaError, OutputWriteError
+from hashwfa.schema import flatten
+from hashwfa.training.model import fields_from_bundle
+from hashwfa.wfa.physics.maps import FieldMaps, FieldSigmas, empty_image
+from hashwfa.wfa.observation.fits_files import provenance_cards
+from hashwfa.wfa.observation.stokes_fits import DATE_KEYS, times_table
+from hashwfa.wfa.observation.noise import StokesNoise
+from hashwfa.wfa.baselines.regularized import RegularizedResult
+
+__all__ = [
+    "FIELD_FITS",
+    "HISTORY_JSON",
+    "CONFIG_JSON",
+    "MODEL_PT",
+    "QUICKLOOK_PNG",
+    "CHECKPOINT_PT",
+    "OUTPUT_FILES",
+    "write_json",
+    "read_json",
+    "save_torch",
+    "load_checkpoint",
+    "load_model",
+    "write_field_fits",
+    "regularized_cards",
+    "fit_cards",
+    "history_record",
+]
+
+FIELD_FITS = "field.fits"
+HISTORY_JSON = "history.json"
+CONFIG_JSON = "config.json"
+MODEL_PT = "model.pt"
+QUICKLOOK_PNG = "quicklook.png"
+CHECKPOINT_PT = "checkpoint.pt"
+#: The files a run writes (the checkpoint only exists while it is unfinished).
+OUTPUT_FILES = (FIELD_FITS, HISTORY_JSON, CONFIG_JSON, MODEL_PT, QUICKLOOK_PNG, CHECKPOINT_PT)
+
+def _strict_json(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by ``None``: strict JSON has no NaN or Infinity."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict_json(v) for v in obj]
+    return obj
+
+
+def write_json(path: Union[str, Path], obj: Any) -> None:
+    """Write ``obj`` as indented, strict JSON, atomically (non-finite floats become ``null``)."""
+    text = json.dumps(_strict_json(obj), indent=2, allow_nan=False) + "\n"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def read_json(path: Union[str, Path]) -> Any:
+    """Read a JSON file written by :func:`write_json`."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def save_torch(path: Union[str, Path], obj: Any) -> None:
+    """:func:`torch.save` ``obj`` atomically (model bundles, checkpoints)."""
+    with atomic_path(path) as tmp:
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as exc:
+            # torch's zip writer reports a full disk or a vanished directory
+            # as a RuntimeError ("PytorchStreamWriter failed writing file").
+            raise OutputWriteError(f"cannot write '{path}': {exc}") from exc
+
+
+def load_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
+    """Load a checkpoint onto the CPU (the solver moves it to its device).
+
+    Raises:
+        HashwfaError: the file is not a readable checkpoint.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise HashwfaError(
+            f"cannot read the checkpoint '{path}' ({type(exc).__name__}: {exc}). "
+            "Fix: start the run again with --overwrite."
+        ) from None
+
+
+def load_model(path: Union[str, Path], backend: str = "torch", device: str = "cpu") -> Dict[str, Any]:
+    """Rebuild the trained fields from ``model.pt``, on either backend.
+
+    Returns:
+        ``{"blos": NeuralField, "bqbu": NeuralField, "scales": {...}, "config": {...}}``;
+        ``fields["blos"](x) * scales["blos"]`` is B_los in gauss at
+        coordinates ``x`` (N, 2) in [-1, 1] (columns y, x), or (N, 3)
+        (columns t, y, x) for a series fitted jointly. A series fitted frame
+        by frame (``training.frames = "independent"``) gives
+        ``{"frames": [one such dict per frame]}``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise HashwfaError(f"no model file '{path}'. Fix: give the model.pt of a finished hashwfa-train run.")
+    try:
+        bundle = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # zip, pickle and EOF errors all mean "not a model file"
+        raise HashwfaError(
+            f"'{path}' is not a readable hashwfa model ({type(exc).__name__}: {exc}). "
+            "Fix: give the model.pt of a finished hashwfa-train run."
+        ) from None
+    if isinstance(bundle, dict) and isinstance(bundle.get("frames"), list):
+        return {"frames": [_fields_of(frame, path, backend, device) for frame in bundle["frames"]]}
+    return _fields_of(bundle, path, backend, device)
+
+
+def _fields_of(bundle: Any, path: Path, backend: str, device: str) -> Dict[str, Any]:
+    """The fields, scales and config of one model bundle (see :func:`load_model`)."""
+    missing = [k for k in ("fields", "scales", "config") if not isinstance(bundle, dict) or k not in bundle]
+    if missing:
+        raise HashwfaError(f"'{path}' is not a hashwfa model: it lacks {', '.join(missing)}.")
+    try:
+        fields = fields_from_bundle(bundle, backend=backend, device=device)
+    except (KeyError, TypeError, RuntimeError, AttributeError) as exc:
+        raise HashwfaError(f"'{path}' holds a damaged hashwfa model ({type(exc).__name__}: {exc}).") from None
+    return {**fields, "scales": dict(bundle["scales"]), "config": bundle["config"]}
+
+
+def fit_cards(cfg: Any, result: Any, line: str, description: str, world_size: int,
+                     penalties: Mapping[str, Any]) -> Dict[str, Any]:
+    """The primary header cards saying how the maps were made: keyword -> (value, comment).
+
+    Args:
+        cfg: the run's :class:`~hashwfa.config.run_config.RunConfig`.
+        result: the solver's :class:`~hashwfa.training.result.SolverResult`.
+        line: the spectral line's name.
+        description: where the data came from (one line; DATASRC).
+        world_size: processes of the fit.
+        penalties: phase -> :class:`~hashwfa.training.penalty.PenaltyWeights` of the fit's smoothness terms.
+    """
+    enc = cfg.encoding
+    return {
+        "ENCVER": (enc.version, "hashwfa encoding version V0..V6"),
+        "BACKEND": (result.backend, "grid backend used"),
+        "DEVICE": (result.device, "torch device used"),
+        "SEED": (cfg.training.seed, "training.seed"),
+        "FINLOSS": (result.final_loss, "final loss, V+Q+U, seed protocol"),
+        "LINE": (line, "spectral line"),
+        "DATASRC": description,  # may be long: no comment
+        "NLEVELS": (enc.n_levels, "encoding.n_levels"),
+        "MAXRES": (enc.max_resolution, "encoding.max_resolution"),
+        "EPOCHS": (cfg.training.epochs_per_phase, "training.epochs_per_phase"),
+        "WORLDSZ": (world_size, "processes (torch.distributed ranks) of the fit"),
+        **{f"MAXRES{k}": (cfg.solver.field_encoding(p).max_resolution, f"max_resolution of the {p} field")
+           for p, k in (("blos", "V"), ("bqbu", "QU"))},
+        **{f"PLNRES{k}": (e.plane_resolution or e.max_resolution, f"V6 plane_resolution of the {p} field")
+           for p, k in (("blos", "V"), ("bqbu", "QU"))
+           for e in (cfg.solver.field_encoding(p),) if REGISTRY[e.version].plane},
+        **{f"PEN{k}{c}": (getattr(penalties[p], a), f"regularization {p}: {a}")
+           for p, k in (("blos", "V"), ("bqbu", "QU")) if p in penalties
+           for c, a in (("G2", "squared_gradient"), ("TV", "total_variation"), ("EPS", "tv_eps"))},
+    }
+
+
+def history_record(result: Any, metrics: Mapping[str, float], reg: Optional[RegularizedResult], description: str,
+                   uncertainty: Mapping[str, Any], penalties: Mapping[str, Any], world_size: int) -> Dict[str, Any]:
+    """The content of ``history.json``: losses and learning rates per phase and epoch, timings,
+    errors against the truth (G, G, deg; None for real data), the regularised WFA's weights, the
+    sigma maps' summary and the smoothness weights."""
+    return {
+        "final_loss": result.final_loss,
+        "phases": result.history,
+        "timings_s": result.timings,
+        "errors_vs_truth": dict(metrics) or None,
+        "regularized_wfa": None if reg is None else {
+            "alpha_v": reg.alpha_v, "alpha_qu": reg.alpha_qu, "rule_v": reg.rule_v, "rule_qu": reg.rule_qu,
+            "noise_v": reg.noise_v, "noise_qu": reg.noise_qu, "noise_estimated": reg.noise_estimated,
+            "method": reg.method},
+        "device": result.device,
+        "backend": result.backend,
+        "data": description,
+        "uncertainty": dict(uncertainty),
+        "regularization": {p: w.as_dict() for p, w in penalties.items()},
+        "world_size": world_size,
+    }
+
+
+def regularized_cards(reg: RegularizedResult) -> Dict[str, Any]:
+    """Header cards describing the regularised WFA: keyword -> (value, comment).
+
+    ``REGALPV``/``REGALPQU``: the relative smoothness weights of B_los and of
+    B_Q, B_U; ``REGRULV``/``REGRULQU``: how each was chosen (discrepancy,
+    gcv, given); ``REGSIGV``/``REGSIGQU``: the noise sigma the discrepancy
+    rule used (only when it did); ``REGSIGES``: whether it was estimated;
+    ``REGMETH``: the sparse solver.
+    """
+    cards: Dict[str, Any] = {
+        "REGALPV": (reg.alpha_v, "reg. WFA weight of B_los (relative)"),
+        "REGALPQU": (reg.alpha_qu, "reg. WFA weight of B_Q, B_U (relative)"),
+        "REGRULV": (reg.rule_v, "how REGALPV was chosen"),
+        "REGRULQU": (reg.rule_qu, "how REGALPQU was chosen"),
+        "REGMETH": (reg.method, "reg. WFA sparse solver"),
+    }
+    if reg.noise_v is not None:
+        cards["REGSIGV"] = (reg.noise_v, "V noise sigma of the rule [intensity]")
+    if reg.noise_qu is not None:
+        cards["REGSIGQU"] = (reg.noise_qu, "Q, U noise sigma of the rule [intensity]")
+    if reg.noise_v is not None or reg.noise_qu is not None:
+        cards["REGSIGES"] = (reg.noise_estimated, "noise sigma estimated from the data")
+    return cards
+
+
+def write_field_fits(
+    path: Union[str, Path],
+    maps: FieldMaps,
+    wfa: FieldMaps,
+    *,
+    provenance: Mapping[str, Any],
+    config: Mapping[str, Any],
+    valid: Optional[np.ndarray] = None,
+    truth: Optional[FieldMaps] = None,
+    sigmas: Optional[FieldSigmas] = None,
+    wfa_sigmas: Optional[FieldSigmas] = None,
+    noise: Optional[StokesNoise] = None,
+    regularized: Optional[RegularizedResult] = None,
+    times: Optional[np.ndarray] = None,
+    map_cards: Sequence[Tuple[str, Any, str]] = (),
+    notes: Sequence[str] = (),
+) -> None:
+    """Write ``field.fits`` atomically, one map and one frame at a time.
+
+    The extensions are written first with their headers and zero data (no
+    memory), then each map is converted to float32 (VALID to uint8) one
+    frame (ny, nx) at a time and written into its place: the file is the
+    same, byte for byte, as one ``HDUList.writeto`` of float32 copies, while
+    this holds one frame's copy instead of every map's. The maps may be any
+    arrays indexable by frame (in memory, or memory maps of scratch files).
+
+    Args:
+        maps: the neural field's maps, (ny, nx), or (nt, ny, nx) for a time
+            series (time along the first numpy axis, FITS axis 3).
+        wfa: the pixel-wise WFA maps (written as ``WFA_*``).
+        regularized: the regularised WFA (maps written as ``REG_*``, its
+            weights as header cards, :func:`regularized_cards`) or None.
+        provenance: header keywords -> value or (value, comment), e.g.
+            ``{"ENCVER": (1, "...")}`` (keys of at most 8 characters).
+        config: the resolved config (plain JSON), written as HISTORY cards
+            ``key.path = value``, one per key.
+        valid: bool like the maps, pixels used in the fit (written as VALID).
+        truth: the true maps (synthetic data, written as ``TRUE_*``) or None.
+        sigmas: one-sigma maps of the neural field (``SIGMA_*``) or None.
+        wfa_sigmas: one-sigma maps of the pixel-wise WFA (``WFA_SIGMA_*``) or None.
+        noise: the Stokes noise the sigmas assume (header ``NOISE_I`` .. ``NOISE_V``,
+            ``NOISEMTH``) or None.
+        times: ``(nt,)`` frame times [s] of a series, written as a ``TIMES``
+            table (column ``TIME``); None when unknown or for one frame.
+        map_cards: ``(keyword, value, comment)`` cards of the input carried
+            over (its spatial WCS for FITS axes 1 = x and 2 = y, DATEREF and
+            other dates): into every map's header, dates also into the
+            primary header.
+        notes: sentences on what the reader assumed or left out (e.g. SST
+            cavity maps), written as COMMENT cards of the primary header.
+    """
+    primary = fits.PrimaryHDU()
+    header = primary.header
+    for key, value, comment in provenance_cards():
+        header[key] = (value, comment)
+    for key, value in provenance.items():
+        header[key] = value
+    if noise is not None:
+        for key, value in noise.header_cards().items():
+            header[key] = value
+    if regularized is not None:
+        for key, value in regularized_cards(regularized).items():
+            header[key] = value
+    header.add_comment("Maps: BLOS, BQ, BU, BTRANS, AZIMUTH = neural field; WFA_* = pixel-wise")
+    header.add_comment("weak-field approximation; REG_* = spatially regularised WFA (weights")
+    header.add_comment("REGALPV, REGALPQU); TRUE_* = the truth (synthetic data only).")
+    series = maps.blos.ndim == 3
+    if series:
+        header["HWAXES"] = ("T,Y,X", "numpy order of the maps (FITS NAXIS3..1)")
+        header.add_comment("Time series: maps (nt, ny, nx), frame along FITS axis 3; frame times [s] in the")
+        header.add_comment("TIMES table (since DATEREF when given).")
+    for key, value, comment in map_cards:
+        if key in DATE_KEYS:
+            header[key] = (value, comment)
+    for note in notes:
+        header.add_comment(note)
+    header.add_history("Resolved config (also in config.json), one key per card:")
+    for key, value in flatten(config).items():
+        header.add_history(f"{key} = {json.dumps(value)}")
+
+    # Every extension is written with its header and zeros (a view that takes no
+    # memory), then its data are filled in frame by frame from the float64 maps:
+    # no float32 copy of the whole series is ever made. The zeros reserve the
+    # file's blocks, so a full disk fails the first write (OutputWriteError) and
+    # not the filling.
+    hdus: list = [primary]
+    sources: list = []  # (extension index, the map: an array (ny, nx) or (nt, ny, nx))
+    for group, prefix in ((maps, ""), (wfa, "WFA_"), (sigmas, ""), (wfa_sigmas, "WFA_"),
+                          (None if regularized is None else regularized.maps, "REG_"), (truth, "TRUE_")):
+        if group is None:
+            continue
+        for hdu, array in zip(group.to_hdus(prefix, empty=True), group.as_dict().values()):
+            sources.append((len(hdus), array))
+            hdus.append(hdu)
+    if valid is not None:
+        hdu = fits.ImageHDU(empty_image(np.shape(valid), np.uint8), name="VALID")
+        hdu.header["BUNIT"] = ("", "1 = pixel used in the fit (mask and finite)")
+        sources.append((len(hdus), valid))
+        hdus.append(hdu)
+    for hdu in hdus[1:]:
+        for key, value, comment in map_cards:
+            hdu.header[key] = (value, comment)
+    if series and times is not None:
+        hdus.append(times_table(times))
+    with atomic_path(path) as tmp:
+        fits.HDUList(hdus).writeto(tmp)
+        _fill_images(tmp, sources)
+
+
+def _fill_images(path: Path, sources: Sequence[Tuple[int, np.ndarray]]) -> None:
+    """Write each map into the data of its extension (written as zeros) of the FITS file ``path``, frame by frame.
+
+    ``sources``: (extension index, map) pairs; each map is converted to its
+    extension's type (float32 or uint8, big-endian) one frame (ny, nx) at a
+    time and written in place (plain writes, not a memory map, so that the
+    file's pages do not count in this process's memory).
+    """
+    with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+        places = [(hdul.fileinfo(index)["datLoc"], hdul[index].header["BITPIX"]) for index, _ in sources]
+    with open(path, "r+b") as f:
+        for (offset, bitpix), (_, array) in zip(places, sources):
+            dtype = np.dtype({-32: ">f4", 8: "u1"}[bitpix])
+            frames = array if np.ndim(array) == 3 else [array]
+            f.seek(offset)
+            for frame in frames:
+                f.write(np.asarray(frame).astype(dtype).tobytes())

@@ -1,0 +1,345 @@
+"""One run of ``hashwfa-train``: a config in, the fit, its baselines and sigma maps, the files out.
+
+:func:`run` takes what the command line asked (:class:`RunRequest`; an
+``argparse.Namespace`` with the same attributes will do) and does the job:
+
+1. read and check the config, join the other ranks under ``torchrun``;
+2. check the output directory against ``--resume`` / ``--overwrite``, load
+   the data (rank 0 scans it; the others get the valid pixels), build the
+   solver; only then lock the directory (and clear it for ``--overwrite``);
+3. fit (checkpoints on the way; a checkpoint is resumed from);
+4. the classic baselines and the noise, each once
+   (:class:`~hashwfa.wfa.baselines.products.Baselines`, shared with the
+   solver's smoothness weights and warm start), the sigma maps
+   (:func:`~hashwfa.training.bootstrap.run_uncertainty`), the errors against
+   a known truth;
+5. write ``field.fits``, ``history.json``, ``model.pt`` and ``quicklook.png``
+   (:mod:`hashwfa.run.outputs`, :mod:`hashwfa.run.quicklook`) and remove the
+   checkpoint.
+
+Launched by ``torchrun``, every rank fits its shard of the valid points
+(:mod:`hashwfa.training.distributed`); rank 0 alone checks and locks the
+output directory, reads the checkpoint (and sends it to the others), writes
+checkpoints and results; the other ranks are quiet and end after the
+evaluation (the last collective), or with ``output.sigmas`` after the
+bootstrap members, which they train with rank 0 on their shards
+(:func:`hashwfa.training.bootstrap.follow_members`), while torchrun waits for rank 0.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Union
+
+import numpy as np
+
+from hashwfa.config.run_config import RunConfig, config_to_dict, load_config
+from hashwfa.errors import HashwfaError
+from hashwfa.host.allocator import return_freed_memory
+from hashwfa.host.atomic import make_directory, remove_stale_temporaries
+from hashwfa.host.lock import DirectoryLock
+from hashwfa.run import outputs
+from hashwfa.run.data import LoadedData, load_data
+from hashwfa.run.output_directory import check_output_directory, clear_previous_results
+from hashwfa.run.quicklook import write_quicklook
+from hashwfa.training import IndependentFrames, TwoPhaseSolver
+from hashwfa.training.bootstrap import follow_members, run_uncertainty
+from hashwfa.training.device import resolve_device
+from hashwfa.training.distributed import DEFAULT_TIMEOUT_MINUTES, SINGLE_PROCESS, DistributedContext, init_distributed
+from hashwfa.wfa.baselines.products import Baselines
+from hashwfa.wfa.baselines.regularized import RegularizedResult
+from hashwfa.wfa.physics.maps import map_errors
+
+__all__ = ["PROG", "RunRequest", "TrainRun", "run"]
+
+PROG = "hashwfa-train"
+#: Rank 0's serial work before the first message of a data-parallel run.
+SCAN_WORK = "rank 0's reading and scan of the data"
+
+
+@dataclass
+class RunRequest:
+    """What a run is asked to do (the command line's options).
+
+    Attributes:
+        config: the commented JSON config file.
+        overrides: ``"key.path=value"`` items applied after it, in order.
+        out: the output directory; None: ``runs/<config stem>``.
+        device, backend: override ``training.device`` / ``encoding.backend`` when set.
+        resume: continue the interrupted run in ``out``.
+        overwrite: replace the results in a non-empty ``out``.
+        quiet: no progress bars or progress messages (warnings are still printed).
+        dist_timeout: under ``torchrun``, minutes a rank waits for the others.
+    """
+
+    config: Optional[str]
+    overrides: List[str] = field(default_factory=list)
+    out: Optional[str] = None
+    device: Optional[str] = None
+    backend: Optional[str] = None
+    resume: bool = False
+    overwrite: bool = False
+    quiet: bool = False
+    dist_timeout: float = DEFAULT_TIMEOUT_MINUTES
+
+
+@dataclass
+class TrainRun:
+    """What :func:`run` did: the output directory, the solver result, errors vs truth."""
+
+    out_dir: Path
+    result: Any
+    metrics: Dict[str, float]
+    rank: int = 0
+
+
+def _say(request: Any, message: str) -> None:
+    if not request.quiet:
+        print(f"{PROG}: {message}", file=sys.stderr)
+
+
+def _warn(message: str) -> None:
+    """A warning, printed even when quiet."""
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+def run(request: Any, *, on_epoch_end: Optional[Callable[[str, int], None]] = None) -> TrainRun:
+    """Do what ``request`` asks (see the module docstring); raises :class:`HashwfaError` on user errors.
+
+    Args:
+        request: a :class:`RunRequest`, or any object with its attributes (an
+            ``argparse.Namespace`` of ``hashwfa-train``'s parser).
+        on_epoch_end: ``(phase, epoch)`` callback passed to the solver (tests
+            use it to interrupt a run).
+    """
+    if request.config is None:
+        raise HashwfaError(f"no CONFIG given. Fix: {PROG} configs/v1.json (or {PROG} --keys to list the keys).")
+    overrides: List[str] = list(request.overrides)
+    if request.device:
+        overrides.append(f"training.device={request.device}")
+    if request.backend:
+        overrides.append(f"encoding.backend={request.backend}")
+    cfg = load_config(request.config, overrides)
+    out_dir = Path(request.out) if request.out else Path("runs") / Path(request.config).stem
+
+    # Under torchrun: join the other ranks; only rank 0 touches out_dir (and speaks).
+    timeout = getattr(request, "dist_timeout", DEFAULT_TIMEOUT_MINUTES)
+    dist = init_distributed(resolve_device(cfg.solver.training.device), timeout)
+    try:
+        return _run_ranked(request, cfg, out_dir, on_epoch_end, dist)
+    finally:
+        dist.close()
+
+
+def _run_ranked(request: Any, cfg: RunConfig, out_dir: Path,
+                on_epoch_end: Optional[Callable[[str, int], None]], dist: DistributedContext) -> TrainRun:
+    """The part of :func:`run` after joining the other ranks (if any)."""
+    if not dist.is_primary:
+        request = _Quiet(request)
+    config_dict = config_to_dict(cfg)
+    # Everything that can fail is checked before anything in out_dir changes:
+    # the flags against its contents, the data, the device, the backend and
+    # the model. Only then is the directory locked and (for --overwrite) cleared.
+    if dist.is_primary:
+        check_output_directory(out_dir, request.resume, request.overwrite, config_dict)
+    data = _load_data_ranked(cfg, dist)
+    obs = data.observation
+    frame = cfg.output.frame
+    if frame is not None and obs.is_series and frame >= obs.nt:
+        raise HashwfaError(f"output.frame = {frame} but the series has frames 0..{obs.nt - 1}. "
+                           f"Fix: --set output.frame=N with N < {obs.nt} (or null for the middle one).")
+    physics = cfg.physics
+    baselines = Baselines(obs, core_cutoff=physics.core_cutoff, qu_form=physics.qu_form, given_noise=data.noise)
+    if obs.is_series and cfg.training.frames == "independent":
+        if dist.enabled:
+            raise HashwfaError("training.frames = 'independent' runs in one process. Fix: run it without "
+                               "torchrun, or fit the series jointly (training.frames = 'joint').")
+        solver: Any = IndependentFrames(obs, cfg.solver, progress=not request.quiet)
+    else:
+        solver = TwoPhaseSolver(obs, cfg.solver, progress=not request.quiet, dist=dist, baselines=baselines)
+
+    lock = DirectoryLock(make_directory(out_dir)).acquire() if dist.is_primary else None
+    try:
+        return _run_locked(request, cfg, config_dict, out_dir, data, baselines, solver, on_epoch_end, dist)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+class _Quiet:
+    """``request`` with ``quiet`` set (the other ranks of a data-parallel run say nothing)."""
+
+    def __init__(self, request: Any) -> None:
+        self._request = request
+        self.quiet = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._request, name)
+
+
+def _load_data_ranked(cfg: RunConfig, dist: DistributedContext) -> LoadedData:
+    """The run's data; under torchrun, rank 0 scans the cube and the others read only their shard.
+
+    Rank 0 builds the observation (for a cube on disk: maps the file and
+    scans it frame by frame for the valid pixels) and sends the valid-pixel
+    mask (packed bits) to the other ranks, which map the same file without
+    scanning it: from then on they read only the frames and pixels of their
+    shard (:class:`~hashwfa.training.loss.WFALoss` with ``rows``). Rank 0's error
+    (bad data) reaches the others as one message instead of a timeout. The
+    others wait for the scan as long as rank 0 lives, whatever its length
+    (:meth:`~hashwfa.training.distributed.DistributedContext.broadcast_after_primary_work`).
+    """
+    if not dist.enabled:
+        return load_data(cfg)
+    data, sent = None, None
+    if dist.is_primary:
+        try:
+            data = load_data(cfg)
+            sent = ("valid", np.packbits(data.observation.valid), int(data.observation.valid.size))
+        except HashwfaError as exc:
+            sent = ("error", str(exc), 0)
+            dist.broadcast_after_primary_work(sent, SCAN_WORK)
+            raise
+    # The others wait for rank 0's scan without the collective timeout (rank 0's heartbeat).
+    kind, payload, size = dist.broadcast_after_primary_work(sent, SCAN_WORK)
+    if dist.is_primary:
+        return data
+    if kind == "error":
+        raise HashwfaError(f"rank 0 could not load the data: {payload}")
+    return load_data(cfg, valid=np.unpackbits(payload, count=size).astype(bool))
+
+
+def _run_locked(
+    request: Any,
+    cfg: RunConfig,
+    config_dict: Dict[str, Any],
+    out_dir: Path,
+    data: LoadedData,
+    baselines: Baselines,
+    solver: Union[TwoPhaseSolver, IndependentFrames],
+    on_epoch_end: Optional[Callable[[str, int], None]],
+    dist: DistributedContext = SINGLE_PROCESS,
+) -> TrainRun:
+    """The part of :func:`run` done while holding ``out_dir`` (rank 0 holds it; the others follow)."""
+    checkpoint = None
+    if dist.is_primary:
+        # Checked again: another run may have written here since the first check.
+        checkpoint_path = check_output_directory(out_dir, request.resume, request.overwrite, config_dict)
+        for stale in remove_stale_temporaries(out_dir):
+            _say(request, f"removed '{stale}', left by an interrupted write")
+        checkpoint = outputs.load_checkpoint(checkpoint_path) if checkpoint_path is not None else None
+        if request.resume and checkpoint is None:
+            _say(request, f"no checkpoint in {out_dir}; starting from the beginning")
+        if checkpoint is not None:  # a damaged checkpoint is refused before anything is written
+            try:
+                solver.load_state_dict(checkpoint)
+            except HashwfaError as exc:
+                raise HashwfaError(f"cannot resume from '{checkpoint_path}': {exc}") from None
+        if request.overwrite:
+            clear_previous_results(out_dir)
+        ranks = f" on {dist.world_size} ranks ({dist.backend})" if dist.enabled else ""
+        _say(request, f"V{cfg.encoding.version} on {data.description}{ranks}; results go to {out_dir}")
+        outputs.write_json(out_dir / outputs.CONFIG_JSON, config_dict)
+    # The checkpoint holds the global state only: any number of ranks resumes from it.
+    checkpoint = dist.broadcast_object(checkpoint)
+
+    if checkpoint is not None:
+        if not dist.is_primary:  # rank 0 loaded (and so checked) it above
+            solver.load_state_dict(checkpoint)
+        _say(request, f"resuming at phase {solver.phase_index + 1}, epoch {solver.epoch}")
+    result = solver.run(
+        on_checkpoint=(lambda state: outputs.save_torch(out_dir / outputs.CHECKPOINT_PT, state))
+        if dist.is_primary else None,
+        on_epoch_end=on_epoch_end,
+    )
+    if not dist.is_primary:
+        # ---- data-parallel bootstrap members (output.sigmas): this rank trains its shard of each
+        # member rank 0 announces (hashwfa.training.bootstrap, "Data parallel"), then leaves.
+        if cfg.output.sigmas:
+            solver.release_training_data()
+            follow_members(data.observation, cfg.solver, dist, say=_warn)
+        # Rank 0 writes the results; torchrun waits for it. No barrier here: a
+        # long write (large maps, pixel-wise WFA) must not time out the others,
+        # whose failure would make torchrun end rank 0 in the middle of it.
+        return TrainRun(out_dir=out_dir, result=result, metrics={}, rank=dist.rank)
+
+    # The maps are made: the loss tensors (5 x A float32 per point) are not needed for the outputs.
+    solver.release_training_data()
+    return_freed_memory()
+    return _finish(request, cfg, config_dict, out_dir, data, baselines, solver, result, dist)
+
+
+def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: Path, data: LoadedData,
+            baselines: Baselines, solver: Union[TwoPhaseSolver, IndependentFrames], result: Any,
+            dist: DistributedContext) -> TrainRun:
+    """Rank 0 after the fit: baselines, sigma maps, errors, the files."""
+    obs = data.observation
+    wfa = baselines.pixelwise
+    uncertainty = run_uncertainty(obs, result.maps, cfg.solver, baselines=baselines,
+                                  field_sigmas_too=cfg.output.sigmas, settings=cfg.uncertainty,
+                                  progress=not request.quiet, say=lambda message: _say(request, message),
+                                  scratch_dir=out_dir,  # locked: a killed run's scratch cube is removed as stale
+                                  dist=dist)  # the members train on every rank
+    if uncertainty.skipped:  # asked for and missing: said even with --quiet
+        _warn(uncertainty.skipped)
+    # The two classic baselines every run reports next to the field. The regularised
+    # one chooses its weights from the noise (the same as the sigma maps'), which some
+    # data cannot give (an image under 3 x 3 pixels, no data.noise): then the run's
+    # other results are still written, without it.
+    try:
+        reg: Optional[RegularizedResult] = baselines.regularized
+    except HashwfaError as exc:
+        reg = None
+        _warn(f"no regularised WFA for these data ({exc})")
+    valid = obs.valid.reshape(obs.map_shape)
+    metrics: Dict[str, float] = {}
+    if data.truth is not None:
+        metrics = {
+            **map_errors(result.maps, data.truth, valid),
+            **{f"wfa_{k}": v for k, v in map_errors(wfa, data.truth, valid).items()},
+        }
+        if reg is not None:
+            metrics.update({f"reg_{k}": v for k, v in map_errors(reg.maps, data.truth, valid).items()})
+    # The smoothness weights (independent frames: each frame has its own; not recorded).
+    penalties = getattr(solver, "penalty_weights", {})
+    outputs.write_field_fits(
+        out_dir / outputs.FIELD_FITS,
+        result.maps,
+        wfa,
+        provenance=outputs.fit_cards(cfg, result, obs.line.name, data.description, dist.world_size, penalties),
+        config=config_dict,
+        valid=valid,
+        truth=data.truth,
+        sigmas=uncertainty.sigmas,
+        wfa_sigmas=uncertainty.wfa_sigmas,
+        noise=uncertainty.noise,
+        regularized=reg,
+        times=obs.times,
+        map_cards=obs.map_cards,
+        notes=obs.notes,
+    )
+    outputs.write_json(out_dir / outputs.HISTORY_JSON,
+                       outputs.history_record(result, metrics, reg, data.description, uncertainty.history(),
+                                              penalties, dist.world_size))
+    outputs.save_torch(out_dir / outputs.MODEL_PT, solver.model_bundle())
+    if cfg.output.quicklook:
+        write_quicklook(
+            out_dir / outputs.QUICKLOOK_PNG,
+            result.maps,
+            wfa,
+            result.history,
+            truth=data.truth,
+            sigmas=uncertainty.sigmas,
+            wfa_sigmas=uncertainty.wfa_sigmas,
+            regularized=None if reg is None else reg.maps,
+            title=f"hashwfa V{cfg.encoding.version} ({result.backend}, {result.device}) on {data.description}; "
+            f"final loss {result.final_loss:.4g}",
+            dpi=cfg.output.dpi,
+            times=obs.times,
+            frame=cfg.output.frame,
+        )
+    # The run is complete: the checkpoint is no longer needed (model.pt holds the fields).
+    (out_dir / outputs.CHECKPOINT_PT).unlink(missing_ok=True)
+    return TrainRun(out_dir=out_dir, result=result, metrics=metrics)

@@ -1,0 +1,176 @@
+"""Small FITS helpers shared by observations and synthetic data: reading one
+image with errors a user can act on (or mapping it from the file without
+reading it, :func:`map_image`), provenance cards, and atomic writes."""
+
+from __future__ import annotations
+
+import datetime
+import mmap
+import os
+import warnings
+from pathlib import Path
+from typing import Iterable, Optional, Tuple, Union
+
+import numpy as np
+from astropy.io import fits
+
+from hashwfa import __version__
+from hashwfa.host.atomic import atomic_path
+from hashwfa.errors import HashwfaError
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def provenance_cards() -> Iterable[Tuple[str, object, str]]:
+    """Header cards saying who wrote a file and when: ORIGIN, HWVERS, DATE (UTC)."""
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return (
+        ("ORIGIN", "hashwfa", "software that wrote this file"),
+        ("HWVERS", __version__, "hashwfa package version"),
+        ("DATE", now, "file creation date (UTC)"),
+    )
+
+
+def read_image(path: PathLike, what: str) -> Tuple[np.ndarray, fits.Header, Optional[np.ndarray]]:
+    """Read the first image with data from a FITS file.
+
+    Args:
+        path: the FITS file.
+        what: what the file should hold, for error messages (e.g. "Stokes cube").
+
+    Returns:
+        ``(data, header, mask)``: the image (primary HDU, or the first image
+        extension when the primary is empty) as a native-endian numpy array,
+        its header, and the ``MASK`` image extension if the file has one.
+
+    Raises:
+        HashwfaError: when the file is missing, is not FITS, or holds no image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise HashwfaError(f"{path}: {what} file not found; check the path")
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            data = header = None
+            mask = None
+            for hdu in hdul:
+                if data is None and isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU)) and hdu.data is not None:
+                    data, header = np.array(hdu.data), hdu.header.copy()
+                elif isinstance(hdu, fits.ImageHDU) and hdu.name == "MASK" and hdu.data is not None:
+                    mask = np.array(hdu.data)
+    except (OSError, ValueError, TypeError) as exc:
+        raise HashwfaError(f"{path}: cannot read as FITS ({exc}); the {what} must be a FITS image") from None
+    if data is None:
+        raise HashwfaError(f"{path}: no image data found; the {what} must be stored as the primary image")
+    # FITS is big-endian; torch and fast numpy paths want native byte order.
+    return data.astype(data.dtype.newbyteorder("="), copy=False), header, mask
+
+
+#: FITS BITPIX -> the dtype of the data on disk (big-endian) of the images :func:`map_image` maps as they are.
+MAPPABLE_BITPIX = {-32: ">f4", -64: ">f8"}
+
+#: Extensions of files that astropy decompresses as it reads (they cannot be mapped).
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zip", ".z", ".xz")
+
+
+def map_image(path: PathLike, what: str) -> Tuple[np.ndarray, fits.Header, Optional[np.ndarray], Optional[str]]:
+    """The first image of a FITS file as a read-only memory map of the file, in its dtype on disk.
+
+    Nothing of the image is read here: pages of the file are read when the
+    array is indexed, so a cube larger than memory can be used frame by
+    frame. Only a float image (BITPIX -32 or -64) stored as it is can be
+    mapped; an integer image, one scaled by BSCALE/BZERO, or a compressed
+    file (``.gz``, ...) is read whole instead, as :func:`read_image` does,
+    and the note says so.
+
+    Args:
+        path: the FITS file.
+        what: what the file should hold, for messages (e.g. "Stokes cube").
+
+    Returns:
+        ``(data, header, mask, note)``: the image (a big-endian
+        :class:`numpy.memmap`, or a native-endian array read whole), its
+        header, the ``MASK`` image extension if the file has one (read), and
+        None or one sentence saying why the image was read rather than mapped.
+
+    Raises:
+        HashwfaError: as :func:`read_image`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise HashwfaError(f"{path}: {what} file not found; check the path")
+    why = None
+    if path.suffix.lower() in COMPRESSED_SUFFIXES:
+        why = f"the file is compressed ({path.suffix})"
+    else:
+        try:
+            with fits.open(path, memmap=False) as hdul:  # headers only: no data is read here
+                found = None
+                mask = None
+                for i, hdu in enumerate(hdul):
+                    naxes = [int(hdu.header.get(f"NAXIS{k}", 0)) for k in range(1, int(hdu.header.get("NAXIS", 0)) + 1)]
+                    image = type(hdu) in (fits.PrimaryHDU, fits.ImageHDU) and naxes and min(naxes) > 0
+                    if found is None and image:
+                        found = (i, hdu.header.copy(), naxes, hdul.fileinfo(i)["datLoc"])
+                    elif image and hdu.name == "MASK":
+                        mask = np.array(hdu.data)
+        except (OSError, ValueError, TypeError) as exc:
+            raise HashwfaError(f"{path}: cannot read as FITS ({exc}); the {what} must be a FITS image") from None
+        if found is None:
+            why = "its first image is not a plain primary or image HDU"
+        else:
+            _, header, naxes, offset = found
+            bitpix = int(header["BITPIX"])
+            if float(header.get("BSCALE", 1.0)) != 1.0 or float(header.get("BZERO", 0.0)) != 0.0:
+                why = "its data are scaled (BSCALE/BZERO)"
+            elif bitpix not in MAPPABLE_BITPIX:
+                why = f"its data are integers (BITPIX = {bitpix})"
+            else:
+                data = np.memmap(path, dtype=MAPPABLE_BITPIX[bitpix], mode="r", offset=offset,
+                                 shape=tuple(reversed(naxes)))
+                return data, header, None if mask is None else mask, None
+    data, header, mask = read_image(path, what)
+    return data, header, mask, f"{path.name}: read whole into memory, not mapped lazily: {why}"
+
+
+def forget_pages(array: np.ndarray) -> None:
+    """Let the pages of a memory-mapped file that ``array`` (a view of a :class:`numpy.memmap`) spans go.
+
+    They stay in the system's file cache; the process no longer counts them
+    in its resident memory and reads them again if they are used again. A
+    no-op for an array in memory (or where the system has no ``madvise``).
+    """
+    handle = getattr(array, "_mmap", None)
+    if handle is None or handle.closed or not hasattr(mmap, "MADV_DONTNEED") or array.size == 0:
+        return
+    map_start = np.frombuffer(handle, dtype=np.uint8).__array_interface__["data"][0]
+    start = array.__array_interface__["data"][0]
+    extent = np.array(array.shape) - 1
+    strides = np.array(array.strides)
+    first = start + int(np.sum(extent * np.minimum(strides, 0)))
+    last = start + int(np.sum(extent * np.maximum(strides, 0))) + array.itemsize
+    lo = max(0, (first - map_start) // mmap.PAGESIZE * mmap.PAGESIZE)
+    hi = min(len(handle), last - map_start)
+    if hi > lo:
+        handle.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+
+def write_atomic(hdul: fits.HDUList, path: PathLike, overwrite: bool = False) -> Path:
+    """Write ``hdul`` to ``path`` through a temporary file and a rename.
+
+    An interrupted write never leaves a half-written file at ``path``.
+
+    Raises:
+        HashwfaError: when ``path`` exists and ``overwrite`` is False, or its
+            directory does not exist.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise HashwfaError(f"{path}: file exists; pass overwrite=True or choose another path")
+    if not path.parent.is_dir():
+        raise HashwfaError(f"{path}: directory {path.parent} does not exist; create it first")
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        # astropy warns about long HIERARCH-less keywords' comments being truncated.
+        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+        hdul.writeto(tmp, output_verify="silentfix")
+    return path

@@ -1,0 +1,2 @@
+"""Synthetic observations with a known field: a plage (:mod:`.plage`) and a time series of it
+(:mod:`.series`)."""

@@ -1,0 +1,48 @@
+"""results.load_model reports missing, foreign and damaged files as HashwfaError."""
+
+import pickle
+
+import pytest
+import torch
+
+from hashwfa.errors import HashwfaError
+from hashwfa.run.outputs import load_model
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(HashwfaError, match="no model file"):
+        load_model(tmp_path / "model.pt")
+
+
+def test_not_a_torch_file(tmp_path):
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"this is text, not a zip archive")
+    with pytest.raises(HashwfaError, match="not a readable hashwfa model"):
+        load_model(path)
+
+
+def test_pickle_payload_is_not_executed(tmp_path):
+    class Boom:
+        def __reduce__(self):
+            return (exec, ("raise SystemExit('executed')",))
+
+    path = tmp_path / "model.pt"
+    with open(path, "wb") as f:
+        pickle.dump(Boom(), f)
+    with pytest.raises(HashwfaError, match="not a readable hashwfa model"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("bundle, message", [({"config": {}}, "lacks fields, scales"), ([1, 2], "lacks fields")])
+def test_foreign_torch_file(tmp_path, bundle, message):
+    path = tmp_path / "model.pt"
+    torch.save(bundle, path)
+    with pytest.raises(HashwfaError, match=message):
+        load_model(path)
+
+
+def test_damaged_bundle(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save({"fields": "oops", "scales": {}, "config": {"encoding": {"version": 1}}}, path)
+    with pytest.raises(HashwfaError, match="damaged"):
+        load_model(path)

@@ -1,0 +1,82 @@
+"""The sigma maps of a run (hashwfa.training.bootstrap): members, seeds, noise, fallbacks."""
+
+import numpy as np
+import pytest
+
+import hashwfa.training.bootstrap as uncertainty_module
+from hashwfa.wfa.baselines.products import Baselines
+from hashwfa.training import TwoPhaseSolver
+from hashwfa.training.bootstrap import UncertaintyConfig, member_seed, run_uncertainty
+from hashwfa.wfa.observation.noise import given_noise
+from hashwfa.wfa.observation.observation import Observation
+from hashwfa.wfa.baselines.pixelwise import pixel_wfa
+from hashwfa.wfa.synthetic.plage import synthetic_plage
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def fitted(small_observation, small_solver_config, one_thread):
+    config = small_solver_config(seed=7)
+    return config, TwoPhaseSolver(small_observation, config, progress=False).run().maps
+
+
+def test_member_seeds_are_the_run_seed_plus_multiples_of_1000():
+    assert [member_seed(7, k) for k in (1, 2, 3)] == [1007, 2007, 3007]
+    assert member_seed(2**63 - 1, 1) == 999  # kept in 63 bits, like the fields' seeds
+
+
+def test_members_train_with_their_seeds_and_the_maps_are_reproducible(small_observation, fitted):
+    config, maps = fitted
+    said = []
+    first = run_uncertainty(small_observation, maps, config, field_sigmas_too=True,
+                            settings=UncertaintyConfig(members=2), progress=False, say=said.append)
+    assert [m["seed"] for m in first.members] == [1007, 2007]
+    assert len(said) == 2 and "member 1/2" in said[0] and "seed 1007" in said[0]
+    assert first.noise.method == "spatial-highpass-MAD"
+    again = run_uncertainty(small_observation, maps, config, field_sigmas_too=True,
+                            settings=UncertaintyConfig(members=2), progress=False)
+    for name in ("blos", "bq", "bu", "bt", "azimuth"):
+        a, b = getattr(first.sigmas, name), getattr(again.sigmas, name)
+        assert np.all(np.isfinite(a)) and np.all(a > 0), name
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    assert first.history()["members"] == first.members and first.history()["field_sigmas"] is True
+
+
+def test_without_field_sigmas_nothing_trains_and_the_given_noise_is_used(small_observation, fitted, monkeypatch):
+    config, maps = fitted
+
+    class NoTraining:
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("no member may train without field_sigmas_too")
+
+    monkeypatch.setattr(uncertainty_module, "TwoPhaseSolver", NoTraining)
+    noise = given_noise([0.0, 1e-3, 1e-3, 2e-3], small_observation.nw)
+    found = run_uncertainty(small_observation, maps, config, baselines=Baselines(small_observation, given_noise=noise), progress=False)
+    assert found.noise is noise and found.sigmas is None and found.members == []
+    # No noise in I: B_los is linear in V, so its sigma is sigma_V times the norm of
+    # d B_los / d V over the active wavelengths, measured here by finite differences.
+    obs = small_observation
+    base = pixel_wfa(obs, core_cutoff=config.physics.core_cutoff, qu_form=config.physics.qu_form).blos
+    squares = np.zeros_like(base)
+    h = 1e-4
+    for a in obs.active_indices:
+        cube = obs.stokes.copy()
+        cube[..., 3, a] += h
+        moved = Observation(cube, obs.wavelengths, line=obs.line, active_indices=obs.active_indices,
+                            weights=obs.weights, mask=obs.mask, unit=obs.unit)
+        squares += ((pixel_wfa(moved, core_cutoff=config.physics.core_cutoff,
+                               qu_form=config.physics.qu_form).blos - base) / h) ** 2
+    np.testing.assert_allclose(found.wfa_sigmas.blos, 2e-3 * np.sqrt(squares), rtol=1e-4)
+
+
+def test_noise_that_cannot_be_estimated(small_solver_config):
+    tiny = synthetic_plage(ny=2, nx=3, seed=0, noise=1e-3).observation
+    maps = synthetic_plage(ny=2, nx=3, seed=0, noise=1e-3).truth
+    found = run_uncertainty(tiny, maps, small_solver_config(), progress=False)
+    assert found.noise is None and found.wfa_sigmas is None and found.history()["noise"] is None
+    assert "WFA_SIGMA" in found.skipped and "data.noise" in found.skipped
+    # Asked for the field's sigmas too: still no error (the fit's maps must be written), both left out.
+    found = run_uncertainty(tiny, maps, small_solver_config(), field_sigmas_too=True, progress=False)
+    assert found.sigmas is None and found.wfa_sigmas is None and not found.members
+    assert "SIGMA_* and WFA_SIGMA_*" in found.skipped and found.history()["skipped"] == found.skipped
