@@ -93,9 +93,14 @@ class SyntheticConfig:
     )
     model: str = setting(
         "zeeman",
-        "Forward model of the synthetic profiles: 'zeeman' (beyond the WFA, realistic) "
-        "or 'wfa' (exactly the WFA).",
+        "Forward model of the synthetic profiles: 'zeeman' (beyond the WFA, realistic), "
+        "'wfa' (exactly the WFA) or 'milne_eddington' (Milne-Eddington profiles of a photospheric line "
+        "through a filtergraph, data.synthetic.instrument_fwhm; use it with a line such as Fe I 6173).",
         choices=SYNTHETIC_MODELS,
+    )
+    instrument_fwhm: float = setting(
+        65.0, "Model 'milne_eddington': FWHM of the Gaussian instrument transmission profile, mA (0 = none).",
+        min=0.0,
     )
     nt: int = setting(
         1,
@@ -506,7 +511,7 @@ def load_data(config: RunConfig, valid: Optional[Any] = None) -> LoadedData:
             series = synthetic_series(
                 nt=s.nt, ny=s.ny, nx=s.nx, seed=s.seed, noise=s.noise, model=s.model, line=config.line or DEFAULT_LINE,
                 active_indices=data.active_indices, flow=tuple(s.flow), azimuth_rate=s.azimuth_rate,
-                cadence=s.cadence,
+                cadence=s.cadence, instrument_fwhm=s.instrument_fwhm,
             )
             description = (f"synthetic series {s.nt}x{s.ny}x{s.nx} (flow {tuple(s.flow)} px/frame, "
                            f"every {s.cadence:g} s), model {s.model!r}, noise {s.noise:g}, seed {s.seed}")
@@ -521,6 +526,7 @@ def load_data(config: RunConfig, valid: Optional[Any] = None) -> LoadedData:
             line=config.line or DEFAULT_LINE,
             active_indices=data.active_indices,
             weights=data.weights,
+            instrument_fwhm=s.instrument_fwhm,
         )
         obs = plage.observation
         truth = plage.truth

@@ -122,3 +122,33 @@ def test_synthetic_plage_milne_eddington():
     slope = np.sum(res.blos * t) / np.sum(t * t)
     assert 0.75 < slope < 1.25
     assert np.corrcoef(res.blos.ravel(), t.ravel())[0, 1] > 0.95
+
+
+def test_synthetic_series_and_config_select_milne_eddington(tmp_path):
+    from astropy.io import fits
+
+    from hashwfa.config import load_config, load_data
+    from hashwfa.wfa.synthetic_series import synthetic_series
+
+    kwargs = dict(ny=12, nx=10, seed=2, noise=1e-3, model="milne_eddington", line="fe6173", wavelengths=FE_GRID,
+                  active_indices=(6, 7, 8), instrument_fwhm=60.0)
+    series = synthetic_series(nt=2, **kwargs)
+    plage = synthetic_plage(**kwargs)
+    np.testing.assert_array_equal(series.stokes[0], plage.observation.stokes)  # frame 0 is the plage
+    assert series.atmosphere["eta0"].shape == (2, 12, 10)
+    assert series.parameters["instrument_fwhm"] == 60.0
+    paths = plage.write_fits(tmp_path / "plage")
+    with fits.open(paths["truth"]) as hdul:
+        assert hdul[0].header["MODEL"] == "milne_eddington" and hdul[0].header["INSTFWHM"] == 60.0
+        np.testing.assert_allclose(hdul["ETA0"].data, plage.atmosphere["eta0"], rtol=1e-6)
+    with pytest.raises(HashwfaError, match="instrument_fwhm"):
+        synthetic_plage(**dict(kwargs, instrument_fwhm=-1.0))
+    # the config key selects it (with the config's line and default grid)
+    path = tmp_path / "c.json"
+    path.write_text('{"line": "fe6173", "data": {"synthetic": {"ny": 8, "nx": 6, "model": "milne_eddington", '
+                    '"instrument_fwhm": 60.0}}}')
+    loaded = load_data(load_config(path))
+    direct = synthetic_plage(ny=8, nx=6, model="milne_eddington", line="fe6173", instrument_fwhm=60.0)
+    np.testing.assert_array_equal(loaded.observation.stokes, direct.observation.stokes)
+    off = synthetic_plage(ny=8, nx=6, model="milne_eddington", line="fe6173", instrument_fwhm=0.0)
+    assert np.abs(off.observation.stokes - direct.observation.stokes).max() > 1e-3  # the filter matters
