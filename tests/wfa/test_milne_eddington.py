@@ -15,6 +15,7 @@ from hashwfa.wfa.milne_eddington import milne_eddington_stokes
 from hashwfa.wfa.observation import Observation
 from hashwfa.wfa.pixelwise import pixel_wfa
 from hashwfa.wfa.synthetic import synthetic_plage
+from hashwfa.wfa.zeeman import zeeman_stokes
 
 C_KMS = 299792.458
 ATM = dict(doppler_width=0.033, eta0=6.0, damping=0.12, velocity=0.4, s0=0.3, s1=0.7)
@@ -63,6 +64,27 @@ def test_weak_field_limit_is_the_package_wfa(name, gamma):
     obs = Observation(np.stack([i, q, u, v], axis=2), wl, line=name, active_indices=range(wl.size))
     blos = pixel_wfa(obs).blos
     np.testing.assert_allclose(blos, b * math.cos(gamma), rtol=0.01)
+
+
+@pytest.mark.parametrize("name", ["6173", "6301"])
+def test_weak_line_limit_is_the_zeeman_weak_line_model(name):
+    """eta0 << 1: to first order in eta0 the solution is the weak-line synthesis of
+    hashwfa.wfa.zeeman with absorption S1 eta0 phi (separate code), at any field
+    strength: a strong field checks the splitting, strengths and signs of the pattern."""
+    wl = np.linspace(-0.3, 0.3, 241)
+    dop, a, eta0, s1, vel = 0.03, 0.15, 1e-4, 0.7, 0.8
+    shift = vel * get_line(name).center / C_KMS
+    b, gamma, chi = np.array([2500.0]), np.array([0.8]), np.array([0.35])
+    me = milne_eddington_stokes(wl, name, b, gamma, chi, dop, eta0, a, vel, 1 - s1, s1)
+
+    def absorption(dl):
+        return s1 * eta0 * voigt_profile((dl - shift) / dop, 1 / math.sqrt(2), a)
+
+    weak = zeeman_stokes(absorption, wl, name, b, gamma, chi)
+    scale = s1 * eta0
+    for x, y in zip(me, weak):
+        np.testing.assert_allclose(x, y, atol=2e-4 * scale)
+    assert np.abs(me[3]).max() > 0.05 * scale and np.abs(me[1]).max() > 0.02 * scale
 
 
 def test_symmetries():
