@@ -44,7 +44,7 @@ profiles around it, so any wavelength axis (unequal spacing) works.
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 from scipy.special import wofz
@@ -65,19 +65,22 @@ _FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 
 def instrument_kernel(wavelengths: np.ndarray, fwhm_ma: float,
-                      fine_step: float = FINE_STEP) -> Tuple[np.ndarray, np.ndarray]:
+                      fine_step: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray]:
     """The fine grid and the matrix that applies a Gaussian transmission profile.
 
     Args:
         wavelengths: ``(nw,)`` observed wavelengths [A from line centre], any order and spacing.
         fwhm_ma: FWHM of the Gaussian transmission profile [mA] (> 0).
-        fine_step: step of the fine grid [A] (at most a third of the profile's sigma).
+        fine_step: step of the fine grid [A] (at most a third of the profile's sigma);
+            None: :data:`FINE_STEP`, or a quarter of the sigma if that is smaller.
 
     Returns:
         ``(fine (nf,), kernel (nw, nf))``: ``observed = fine_profiles @ kernel.T``;
         each row of ``kernel`` sums to 1 (the Gaussian-weighted mean).
     """
     sigma = fwhm_ma * 1e-3 / _FWHM_PER_SIGMA
+    if fine_step is None:
+        fine_step = min(FINE_STEP, sigma / 4.0)
     if not fine_step > 0 or fine_step > sigma / 3.0:
         raise HashwfaError(f"milne_eddington_stokes: fine_step = {fine_step!r} A; expected > 0 and at most a "
                            f"third of the instrument's sigma ({sigma / 3.0:.4g} A); make it smaller")
@@ -148,7 +151,7 @@ def milne_eddington_stokes(
     s0: np.ndarray,
     s1: np.ndarray,
     instrument_fwhm: float = 0.0,
-    fine_step: float = FINE_STEP,
+    fine_step: Optional[float] = None,
     pattern: str = "full",
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Milne-Eddington Stokes profiles (see the module docstring), per pixel.
@@ -171,7 +174,9 @@ def milne_eddington_stokes(
             ``s0 + s1``).
         instrument_fwhm: FWHM [mA] of a Gaussian transmission profile; 0 = none
             (the profiles at the observed wavelengths themselves).
-        fine_step: step [A] of the fine grid used with an instrument profile.
+        fine_step: step [A] of the fine grid used with an instrument profile;
+            None: :data:`FINE_STEP` (0.005 A), or a quarter of the instrument's
+            sigma if that is smaller.
         pattern: ``"full"`` (the levels' anomalous pattern) or ``"triplet"``
             (the effective triplet), see :func:`hashwfa.wfa.zeeman.zeeman_pattern`.
 
