@@ -84,9 +84,14 @@ class SyntheticConfig:
     )
     model: str = setting(
         "zeeman",
-        "Forward model of the synthetic profiles: 'zeeman' (beyond the WFA, realistic) "
-        "or 'wfa' (exactly the WFA).",
+        "Forward model of the synthetic profiles: 'zeeman' (beyond the WFA, realistic), "
+        "'wfa' (exactly the WFA) or 'milne_eddington' (Milne-Eddington profiles of a photospheric line "
+        "through a filtergraph, data.synthetic.instrument_fwhm; use it with a line such as Fe I 6173).",
         choices=SYNTHETIC_MODELS,
+    )
+    instrument_fwhm: float = setting(
+        65.0, "Model 'milne_eddington': FWHM of the Gaussian instrument transmission profile, mA (0 = none).",
+        min=0.0,
     )
     nt: int = setting(
         1,

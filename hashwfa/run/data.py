@@ -84,7 +84,7 @@ def load_data(config: RunConfig, valid: Optional[Any] = None) -> LoadedData:
             series = synthetic_series(
                 nt=s.nt, ny=s.ny, nx=s.nx, seed=s.seed, noise=s.noise, model=s.model, line=config.line or DEFAULT_LINE,
                 active_indices=data.active_indices, flow=tuple(s.flow), azimuth_rate=s.azimuth_rate,
-                cadence=s.cadence,
+                cadence=s.cadence, instrument_fwhm=s.instrument_fwhm,
             )
             description = (f"synthetic series {s.nt}x{s.ny}x{s.nx} (flow {tuple(s.flow)} px/frame, "
                            f"every {s.cadence:g} s), model {s.model!r}, noise {s.noise:g}, seed {s.seed}")
@@ -99,6 +99,7 @@ def load_data(config: RunConfig, valid: Optional[Any] = None) -> LoadedData:
             line=config.line or DEFAULT_LINE,
             active_indices=data.active_indices,
             weights=data.weights,
+            instrument_fwhm=s.instrument_fwhm,
         )
         obs = plage.observation
         truth = plage.truth

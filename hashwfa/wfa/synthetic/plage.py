@@ -49,7 +49,7 @@ azimuth follow from the blurred (B_Q, B_U), so where azimuths mix within the
 PSF the true B_t is the net linear-polarisation field, smaller than the mean
 intrinsic B_t. :attr:`SyntheticPlage.intrinsic` keeps the field before the PSF.
 
-Two forward models:
+Three forward models:
 
 - ``"zeeman"`` (default, realistic): each pixel's profiles are synthesised
   from its intrinsic field with the full anomalous Zeeman pattern of the
@@ -61,6 +61,20 @@ Two forward models:
   within the PSF), but no systematic one in Q and U with the default
   second-derivative form (:mod:`hashwfa.wfa.physics.weak_field`; the seed's ``"wing"``
   form has the wrong sign at +-0.04 A).
+- ``"milne_eddington"`` (a photospheric line through a filtergraph): each
+  pixel's profiles are the Milne-Eddington (Unno-Rachkovsky) solution of its
+  intrinsic field (:mod:`hashwfa.wfa.physics.milne_eddington`: the line's Zeeman
+  pattern, Voigt and Faraday-Voigt profiles, magneto-optical effects) seen
+  through a Gaussian transmission profile of ``instrument_fwhm`` mA (65 mA by
+  default, CRISP-like), then blurred by the PSF. Its line maps follow from the
+  ones above (smooth, broader and weaker in plage): Doppler width
+  ``1.6 km/s * lambda0 / c * width / 0.14 A`` (0.033 A at 6173 A), damping
+  0.06-0.2 (growing with the width), eta0 = 3 + 20 (depth - 0.45) (about 4.6 in
+  plage, 7.6 outside), source-function gradient S1 = depth + 0.1 with S0 = 1 -
+  S1 (continuum 1), and the velocity of the Doppler shift map. The Doppler
+  widths are photospheric: use it with a line such as Fe I 6173 and a grid
+  that samples a ~0.1 A wide line (the default Mg I b2 grid's 0.04 A steps
+  undersample it).
 - ``"wfa"`` (exact, for tests): the PSF blurs the field and line maps, and
   each pixel's profiles are the zero-field profile for I and the exact WFA
   forward model (:func:`hashwfa.wfa.physics.weak_field.forward_stokes` of its
@@ -95,6 +109,7 @@ from hashwfa.host.memory import check_fits_in_memory
 from hashwfa.wfa.physics.maps import FieldMaps
 from hashwfa.wfa.observation.fits_files import provenance_cards, write_atomic
 from hashwfa.wfa.physics.lines import SpectralLine, get_line
+from hashwfa.wfa.physics.milne_eddington import milne_eddington_stokes
 from hashwfa.wfa.observation.observation import Observation
 from hashwfa.wfa.physics.weak_field import (DEFAULT_QU_FORM, QU_FORMS, bt_azimuth_to_bqbu, forward_stokes, intensity_derivative,
                                  intensity_second_derivative)
@@ -104,7 +119,12 @@ from hashwfa.wfa.physics.zeeman import zeeman_stokes
 CRISP_WAVELENGTHS = np.round(np.linspace(-0.24, 0.24, 13), 10)
 #: Its active indices.
 CRISP_ACTIVE = (5, 6, 7)
-MODELS = ("zeeman", "wfa")
+MODELS = ("zeeman", "wfa", "milne_eddington")
+#: FWHM [mA] of the Gaussian transmission profile of model "milne_eddington" (CRISP-like at 6173-6302 A).
+INSTRUMENT_FWHM = 65.0
+#: Doppler width of model "milne_eddington" as a velocity [km/s] (thermal and
+#: microturbulent broadening of a photospheric Fe I line), at the mean width map.
+ME_DOPPLER_VELOCITY = 1.6
 #: Speed of light [km/s], for Doppler shifts.
 C_KMS = 299792.458
 #: CRISP pixel size [arcsec/px] (since 2019; 0.059 before).
@@ -145,9 +165,11 @@ class SyntheticPlage:
             field (see the module docstring).
         atmosphere: line-parameter maps ``(ny, nx)``: ``depth`` (continuum
             units), ``width`` (1/e half-width, A), ``shift`` (Doppler shift,
-            A); PSF-blurred like the truth.
+            A); with model "milne_eddington" also ``doppler_width`` [A],
+            ``eta0``, ``damping``, ``s1`` (S0 = 1 - S1); PSF-blurred like the truth.
         parameters: how it was made (ny, nx, seed, noise, model, line,
-            pattern, qu_form, psf_fwhm [px], pixel_scale [arcsec]).
+            pattern, qu_form, psf_fwhm [px], pixel_scale [arcsec],
+            instrument_fwhm [mA]).
         intrinsic: the field before the PSF, :class:`FieldMaps` ``(ny, nx)``.
     """
 
@@ -165,11 +187,13 @@ class SyntheticPlage:
             "SYNTHET": (True, "synthetic plage made by hashwfa"),
             "SEED": (p["seed"], "random seed of synthetic_plage"),
             "NOISE": (p["noise"], "noise sigma in units of the continuum"),
-            "MODEL": (p["model"], "forward model: zeeman (not the WFA) or wfa"),
+            "MODEL": (p["model"], "forward model: zeeman, wfa or milne_eddington"),
             "PATTERN": (p["pattern"], "Zeeman pattern: full or triplet"),
             "QUFORM": (p["qu_form"], "Q/U form of model wfa: second_derivative or wing"),
             "PSFFWHM": (p["psf_fwhm"], "FWHM of the Gaussian PSF [px]"),
             "PIXSCALE": (p["pixel_scale"], "pixel size [arcsec] the field is modelled at"),
+            **({"INSTFWHM": (p["instrument_fwhm"], "[mA] FWHM of the instrument transmission profile")}
+               if p["model"] == "milne_eddington" else {}),
         }
 
     def write_fits(self, directory: Union[str, Path], overwrite: bool = False) -> Dict[str, Path]:
@@ -177,7 +201,8 @@ class SyntheticPlage:
 
         ``truth.fits`` holds image extensions BLOS [G], BQ [G2], BU [G2],
         BTRANS [G], AZIMUTH [rad] (the truth), the line maps DEPTH [Ic],
-        WIDTH [A], SHIFT [A], and the field before the PSF as INTR_BLOS ...
+        WIDTH [A], SHIFT [A] (and DOPPLER_WIDTH [A], ETA0, DAMPING, S1 of
+        model "milne_eddington"), and the field before the PSF as INTR_BLOS ...
         INTR_AZIMUTH. The directory is created if needed; writes are atomic.
 
         Returns:
@@ -201,7 +226,9 @@ class SyntheticPlage:
         hdus = [fits.PrimaryHDU(header=hdr)] + self.truth.to_hdus()
         for name, unit, comment in (("depth", "Ic", "line depth, continuum units"),
                                     ("width", "Angstrom", "1/e half-width of the Gaussian"),
-                                    ("shift", "Angstrom", "Doppler shift, + = red")):
+                                    ("shift", "Angstrom", "Doppler shift, + = red")) + _ME_MAPS:
+            if name not in self.atmosphere:
+                continue
             ext = fits.Header()
             ext["BUNIT"] = (unit, comment)
             hdus.append(fits.ImageHDU(self.atmosphere[name].astype(np.float32), header=ext, name=name.upper()))
@@ -378,11 +405,34 @@ def _make_atmosphere(rng: np.random.Generator, envelope: np.ndarray, conc: np.nd
     return {"depth": np.clip(depth, 0.3, 0.9), "width": width, "shift": v * center / C_KMS}
 
 
+_ME_MAPS = (("doppler_width", "Angstrom", "Milne-Eddington Doppler width"),
+            ("eta0", "", "Milne-Eddington line-to-continuum absorption"),
+            ("damping", "", "Voigt damping [Doppler widths]"),
+            ("s1", "Ic", "source-function gradient (S0 = 1 - S1)"))
+
+
+def _me_atmosphere(atm: Dict[str, np.ndarray], center: float) -> Dict[str, np.ndarray]:
+    """Milne-Eddington maps from the line maps ``depth``, ``width``, ``shift`` (see the
+    module docstring): ``doppler_width`` [A], ``eta0``, ``damping``, ``s1``, ``velocity`` [km/s]."""
+    rel_width = atm["width"] / 0.14
+    return {"doppler_width": ME_DOPPLER_VELOCITY * center / C_KMS * rel_width,
+            "eta0": np.clip(3.0 + 20.0 * (atm["depth"] - 0.45), 1.5, 12.0),
+            "damping": np.clip(0.1 + 0.5 * (rel_width - 1.0), 0.03, 0.3),
+            "s1": np.clip(atm["depth"] + 0.1, 0.4, 0.95),
+            "velocity": atm["shift"] * C_KMS / center}
+
+
 def _checked_settings(caller: str, ny: Any, nx: Any, seed: Any, noise: Any, model: str, pattern: str,
                       qu_form: str, line: Union[str, SpectralLine], psf_fwhm: Optional[float],
-                      wavelengths: Optional[Sequence[float]]) -> Tuple[float, SpectralLine, float, np.ndarray]:
+                      wavelengths: Optional[Sequence[float]],
+                      instrument_fwhm: Any = INSTRUMENT_FWHM) -> Tuple[float, SpectralLine, float, np.ndarray]:
     """Check the arguments shared by :func:`synthetic_plage` and the synthetic series
     (messages start with ``caller``); return ``(noise, line, psf_fwhm [px], wavelengths)``."""
+    fwhm_ok = isinstance(instrument_fwhm, (int, float, np.integer, np.floating)) and not isinstance(
+        instrument_fwhm, bool) and math.isfinite(float(instrument_fwhm)) and float(instrument_fwhm) >= 0
+    if not fwhm_ok:
+        raise HashwfaError(f"{caller}: instrument_fwhm = {instrument_fwhm!r}; expected a finite FWHM >= 0 in mA "
+                           "(0 for no instrument profile)")
     for name, value in (("ny", ny), ("nx", nx)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2:
             raise HashwfaError(f"{caller}: {name} = {value!r}; expected an integer >= 2 (pixels)")
@@ -422,8 +472,8 @@ def _checked_settings(caller: str, ny: Any, nx: Any, seed: Any, noise: Any, mode
 
 
 def _observe(intrinsic: FieldMaps, atm_intrinsic: Dict[str, np.ndarray], wl: np.ndarray, line: SpectralLine,
-             model: str, pattern: str, qu_form: str,
-             psf_fwhm: float) -> Tuple[np.ndarray, FieldMaps, Dict[str, np.ndarray]]:
+             model: str, pattern: str, qu_form: str, psf_fwhm: float,
+             instrument_fwhm: float = INSTRUMENT_FWHM) -> Tuple[np.ndarray, FieldMaps, Dict[str, np.ndarray]]:
     """What the telescope sees of an intrinsic field and line maps, without noise.
 
     Returns ``(stokes (ny, nx, 4, nw), truth, line maps)``: the truth and the
@@ -440,7 +490,18 @@ def _observe(intrinsic: FieldMaps, atm_intrinsic: Dict[str, np.ndarray], wl: np.
         depth, width, shift = (maps[k][..., None] for k in names)
         return lambda dl: depth * np.exp(-(((dl - shift) / width) ** 2))
 
-    if model == "zeeman":
+    if model == "milne_eddington":
+        me = _me_atmosphere(atm_intrinsic, line.center)
+        b = np.hypot(intrinsic.blos, intrinsic.bt)
+        inclination = np.arctan2(intrinsic.bt, intrinsic.blos)
+        sharp = np.stack(milne_eddington_stokes(
+            wl, line, b, inclination, intrinsic.azimuth, me["doppler_width"], me["eta0"], me["damping"],
+            me["velocity"], 1.0 - me["s1"], me["s1"], instrument_fwhm=instrument_fwhm, pattern=pattern), axis=2)
+        stokes = _psf(sharp, psf_fwhm)
+        names_me = [k for k, _, _ in _ME_MAPS]
+        me_blurred = _psf(np.stack([me[k] for k in names_me], axis=-1), psf_fwhm)
+        atm.update({k: me_blurred[..., i] for i, k in enumerate(names_me)})
+    elif model == "zeeman":
         # Per-pixel profiles of the intrinsic atmosphere, then the telescope blurs the images.
         b = np.hypot(intrinsic.blos, intrinsic.bt)
         inclination = np.arctan2(intrinsic.bt, intrinsic.blos)
@@ -498,6 +559,7 @@ def synthetic_plage(
     qu_form: str = DEFAULT_QU_FORM,
     psf_fwhm: Optional[float] = None,
     weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+    instrument_fwhm: float = INSTRUMENT_FWHM,
 ) -> SyntheticPlage:
     """Make a synthetic plage observation and its true field.
 
@@ -506,15 +568,18 @@ def synthetic_plage(
         seed: integer seed; the result is the same for the same arguments.
         noise: Gaussian noise sigma in units of the continuum (>= 0), added to
             I, Q, U, V after the PSF; 1e-3 is a typical CRISP level.
-        model: ``"zeeman"`` (full Zeeman pattern, not the WFA) or ``"wfa"``
-            (the WFA forward model exactly); see the module docstring.
+        model: ``"zeeman"`` (full Zeeman pattern, not the WFA), ``"wfa"``
+            (the WFA forward model exactly) or ``"milne_eddington"`` (the
+            Milne-Eddington solution through a filtergraph); see the module
+            docstring.
         line: the line (name or :class:`SpectralLine`); the intrinsic field
             and line maps do not depend on it, the default PSF does (through
             the diffraction limit).
         wavelengths: ``(nw,)`` Angstrom from line centre; default the CRISP
             grid -0.24..+0.24 A in 0.04 A steps.
         active_indices: default (5, 6, 7).
-        pattern: Zeeman pattern for ``model="zeeman"``: ``"full"`` (the
+        pattern: Zeeman pattern for ``model="zeeman"`` and
+            ``"milne_eddington"``: ``"full"`` (the
             levels' anomalous splitting) or ``"triplet"`` (effective triplet).
         qu_form: Q/U form of ``model="wfa"``: ``"second_derivative"``
             (default) or ``"wing"`` (the seed's formula); see
@@ -524,6 +589,8 @@ def synthetic_plage(
             PSF (truth = intrinsic field).
         weights: loss weights of Stokes I, Q, U, V carried by the observation
             (they do not change the data).
+        instrument_fwhm: FWHM [mA] of the Gaussian transmission profile of
+            ``model="milne_eddington"`` (0: none); not used by the others.
 
     Returns:
         :class:`SyntheticPlage` (observation in continuum units, truth, line
@@ -531,10 +598,10 @@ def synthetic_plage(
 
     Raises:
         HashwfaError: for a bad size, seed, noise level, model, pattern,
-            qu_form, PSF width or wavelength axis.
+            qu_form, PSF width, instrument FWHM or wavelength axis.
     """
     noise, line, psf_fwhm, wl = _checked_settings("synthetic_plage", ny, nx, seed, noise, model, pattern,
-                                                 qu_form, line, psf_fwhm, wavelengths)
+                                                 qu_form, line, psf_fwhm, wavelengths, instrument_fwhm)
     check_fits_in_memory(
         synthetic_plage_bytes(int(ny), int(nx), wl.shape[0]),
         f"synthetic_plage: the cube {ny} x {nx} x 4 x {wl.shape[0]}",
@@ -543,13 +610,14 @@ def synthetic_plage(
     rng_field, rng_atm, rng_noise = (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(3))
     intrinsic, envelope, conc = _make_field(rng_field, int(ny), int(nx))
     atm_intrinsic = _make_atmosphere(rng_atm, envelope, conc, line.center)
-    stokes, truth, atm = _observe(intrinsic, atm_intrinsic, wl, line, model, pattern, qu_form, psf_fwhm)
+    stokes, truth, atm = _observe(intrinsic, atm_intrinsic, wl, line, model, pattern, qu_form, psf_fwhm,
+                                  float(instrument_fwhm))
     if noise > 0:
         stokes = stokes + noise * rng_noise.standard_normal(stokes.shape)
 
     params = {"ny": int(ny), "nx": int(nx), "seed": int(seed), "noise": noise, "model": model,
               "line": line.name, "pattern": pattern, "qu_form": qu_form, "psf_fwhm": psf_fwhm,
-              "pixel_scale": PIXEL_SCALE}
+              "pixel_scale": PIXEL_SCALE, "instrument_fwhm": float(instrument_fwhm)}
     obs = Observation(stokes, wl, line=line, active_indices=active_indices, weights=weights,
                       source=f"synthetic plage (seed={int(seed)}, model={model}, noise={noise:g})", unit="Ic")
     return SyntheticPlage(observation=obs, truth=truth, atmosphere=atm, parameters=params, intrinsic=intrinsic)

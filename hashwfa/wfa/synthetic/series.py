@@ -41,7 +41,7 @@ from hashwfa.wfa.observation.stokes_fits import times_table
 from hashwfa.wfa.physics.lines import SpectralLine
 from hashwfa.wfa.observation.observation import Observation
 from hashwfa.wfa.physics.weak_field import DEFAULT_QU_FORM
-from hashwfa.wfa.synthetic.plage import (CRISP_ACTIVE, PIXEL_SCALE, _checked_settings, synthetic_plage_bytes, _make_atmosphere, _make_field, output_paths,
+from hashwfa.wfa.synthetic.plage import (CRISP_ACTIVE, INSTRUMENT_FWHM, PIXEL_SCALE, _checked_settings, synthetic_plage_bytes, _make_atmosphere, _make_field, output_paths,
                                    _observe, _smooth_noise)
 
 #: Extra mirror padding [px] beyond the shift when translating a map (keeps the
@@ -64,12 +64,13 @@ class SyntheticSeries:
         times: ``(nt,)`` frame times [s], ``k * cadence``.
         truth: :class:`FieldMaps` of ``(nt, ny, nx)`` arrays (PSF-weighted field).
         intrinsic: :class:`FieldMaps` ``(nt, ny, nx)``, the field before the PSF.
-        atmosphere: line maps ``depth``, ``width``, ``shift`` ``(nt, ny, nx)`` (PSF-blurred).
+        atmosphere: line maps ``depth``, ``width``, ``shift`` ``(nt, ny, nx)`` (PSF-blurred), and with
+            model "milne_eddington" its maps (see :class:`hashwfa.wfa.synthetic.plage.SyntheticPlage`).
         azimuth_rate: ``(ny, nx)`` rotation rate of the azimuth [rad/frame] in
             the frame of the flow (frame k turns by ``k * azimuth_rate``
             translated by ``k * flow``).
         parameters: how it was made (nt, ny, nx, seed, noise, model, line,
-            pattern, qu_form, psf_fwhm [px], pixel_scale [arcsec], flow
+            pattern, qu_form, psf_fwhm [px], pixel_scale [arcsec], instrument_fwhm [mA], flow
             [px/frame], azimuth_rate [deg/frame rms], cadence [s]).
     """
 
@@ -121,9 +122,11 @@ class SyntheticSeries:
         p = self.parameters
         cards = {"SYNTHET": (True, "synthetic series made by hashwfa"), "SEED": (p["seed"], "random seed"),
                  "NOISE": (p["noise"], "noise sigma in units of the continuum"),
-                 "MODEL": (p["model"], "forward model: zeeman (not the WFA) or wfa"),
+                 "MODEL": (p["model"], "forward model: zeeman, wfa or milne_eddington"),
                  "FLOWY": (p["flow"][0], "[px/frame] drift along y"), "FLOWX": (p["flow"][1], "[px/frame] drift along x"),
                  "AZRATE": (p["azimuth_rate"], "[deg/frame] rms rotation rate of the azimuths")}
+        if p["model"] == "milne_eddington":
+            cards["INSTFWHM"] = (p["instrument_fwhm"], "[mA] FWHM of the instrument transmission profile")
         self.observation().write_fits(paths["stokes"], paths["wavelengths"], overwrite=overwrite, header=cards)
         hdr = fits.Header()
         for key, value, comment in provenance_cards():
@@ -175,13 +178,14 @@ def synthetic_series(
     pattern: str = "full",
     qu_form: str = DEFAULT_QU_FORM,
     psf_fwhm: Optional[float] = None,
+    instrument_fwhm: float = INSTRUMENT_FWHM,
 ) -> SyntheticSeries:
     """Make a synthetic time series of the plage and its true field.
 
     Args:
         nt: number of frames (>= 1).
         ny, nx, seed, noise, model, line, wavelengths, active_indices,
-            pattern, qu_form, psf_fwhm: as for
+            pattern, qu_form, psf_fwhm, instrument_fwhm: as for
             :func:`hashwfa.wfa.synthetic.plage.synthetic_plage` (frame 0 is that plage).
         flow: ``(vy, vx)`` drift [px per frame] of the whole field.
         azimuth_rate: rms rotation rate of the azimuth [deg per frame] (>= 0).
@@ -196,7 +200,7 @@ def synthetic_series(
     """
     caller = "synthetic_series"
     noise, line, psf_fwhm, wl = _checked_settings(caller, ny, nx, seed, noise, model, pattern, qu_form, line,
-                                                  psf_fwhm, wavelengths)
+                                                  psf_fwhm, wavelengths, instrument_fwhm)
     if isinstance(nt, bool) or not isinstance(nt, (int, np.integer)) or nt < 1:
         raise HashwfaError(f"{caller}: nt = {nt!r}; expected an integer >= 1 (frames)")
     # The nt frames held at once, plus the working copy of the frame being made.
@@ -239,7 +243,8 @@ def synthetic_series(
             bu = moved[..., 1] * np.sin(turn) + moved[..., 2] * np.cos(turn)
             intrinsic = FieldMaps.from_bqbu(blos=moved[..., 0], bq=bq, bu=bu)
             atm_k = {name: moved[..., 3 + i] for i, name in enumerate(_ATMOSPHERE)}
-        frame, truth, atm_blurred = _observe(intrinsic, atm_k, wl, line, model, pattern, qu_form, psf_fwhm)
+        frame, truth, atm_blurred = _observe(intrinsic, atm_k, wl, line, model, pattern, qu_form, psf_fwhm,
+                                             float(instrument_fwhm))
         if noise > 0:
             frame = frame + noise * frame_noise[k].standard_normal(frame.shape)
         stokes[k] = frame
@@ -252,12 +257,12 @@ def synthetic_series(
 
     params = {"nt": int(nt), "ny": int(ny), "nx": int(nx), "seed": int(seed), "noise": noise, "model": model,
               "line": line.name, "pattern": pattern, "qu_form": qu_form, "psf_fwhm": psf_fwhm,
-              "pixel_scale": PIXEL_SCALE, "flow": (vy, vx), "azimuth_rate": float(azimuth_rate),
+              "pixel_scale": PIXEL_SCALE, "instrument_fwhm": float(instrument_fwhm), "flow": (vy, vx), "azimuth_rate": float(azimuth_rate),
               "cadence": float(cadence)}
     series = SyntheticSeries(
         stokes=stokes, wavelengths=wl, line=line, active_indices=tuple(sorted(int(i) for i in active_indices)),
         times=float(cadence) * np.arange(nt, dtype=np.float64), truth=stacked(truths), intrinsic=stacked(intrinsics),
-        atmosphere={name: np.stack([a[name] for a in atms]) for name in _ATMOSPHERE}, azimuth_rate=rate,
+        atmosphere={name: np.stack([a[name] for a in atms]) for name in atms[0]}, azimuth_rate=rate,
         parameters=params)
     series.frame_observation(0)  # refuses bad active indices like synthetic_plage does
     return series
