@@ -251,7 +251,7 @@ def _load_data_ranked(cfg: Any, dist: DistributedContext) -> Any:
 
     Rank 0 builds the observation (for a cube on disk: maps the file and
     scans it frame by frame for the valid pixels) and sends the valid-pixel
-    mask (packed bits) to the other ranks, which map the same file without
+    mask (packed bits) and the intensity scale to the other ranks, which map the same file without
     scanning it: from then on they read only the frames and pixels of their
     shard (:class:`~hashwfa.wfa.loss.WFALoss` with ``rows``). Rank 0's error
     (bad data) reaches the others as one message instead of a timeout. The
@@ -264,18 +264,19 @@ def _load_data_ranked(cfg: Any, dist: DistributedContext) -> Any:
     if dist.is_primary:
         try:
             data = load_data(cfg)
-            sent = ("valid", np.packbits(data.observation.valid), int(data.observation.valid.size))
+            sent = ("valid", np.packbits(data.observation.valid), int(data.observation.valid.size),
+                    data.observation.intensity_scale)
         except HashwfaError as exc:
-            sent = ("error", str(exc), 0)
+            sent = ("error", str(exc), 0, None)
             dist.broadcast_after_primary_work(sent, SCAN_WORK)
             raise
     # The others wait for rank 0's scan without the collective timeout (rank 0's heartbeat).
-    kind, payload, size = dist.broadcast_after_primary_work(sent, SCAN_WORK)
+    kind, payload, size, scale = dist.broadcast_after_primary_work(sent, SCAN_WORK)
     if dist.is_primary:
         return data
     if kind == "error":
         raise HashwfaError(f"rank 0 could not load the data: {payload}")
-    return load_data(cfg, valid=np.unpackbits(payload, count=size).astype(bool))
+    return load_data(cfg, valid=np.unpackbits(payload, count=size).astype(bool), intensity_scale=scale)
 
 
 def _run_locked(
