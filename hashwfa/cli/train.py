@@ -50,6 +50,7 @@ from hashwfa.training.checkpoint import RESUMABLE_CHANGES
 from hashwfa.training.device import DEVICES, resolve_device
 from hashwfa.training.distributed import DEFAULT_TIMEOUT_MINUTES, SINGLE_PROCESS, DistributedContext, init_distributed
 from hashwfa.training.uncertainty import follow_members, run_uncertainty
+from hashwfa.training.untrained import describe_settings, untrained_message
 from hashwfa.wfa.pixelwise import pixel_wfa
 from hashwfa.wfa.regularized import RegularizedResult, regularized_wfa
 
@@ -309,6 +310,9 @@ def _run_locked(
             _clear_previous_results(out_dir)
         ranks = f" on {dist.world_size} ranks ({dist.backend})" if dist.enabled else ""
         _say(args, f"{PROG}: V{cfg.encoding.version} on {data.description}{ranks}; results go to {out_dir}")
+        unit = f" {obs.unit}" if obs.unit else ""
+        _say(args, f"{PROG}: intensity scale {obs.intensity_scale:.6g}{unit} (the power of two nearest the median "
+             "continuum intensity): the fit reads the Stokes cube divided by it; maps are in gauss")
         results.write_json(out_dir / results.CONFIG_JSON, config_dict)
     # The checkpoint holds the global state only: any number of ranks resumes from it.
     checkpoint = dist.broadcast_object(checkpoint)
@@ -339,6 +343,13 @@ def _run_locked(
     solver.release_training_data()
     return_freed_memory()
     wfa = pixel_wfa(obs, core_cutoff=cfg.physics.core_cutoff, qu_form=cfg.physics.qu_form)
+    valid = obs.valid.reshape(obs.map_shape)
+    # A field that never moved from its start gives maps all the same: an error, not a result.
+    untrained = untrained_message(result.history, result.maps.blos, wfa.blos, valid, obs.weights,
+                                  warm_start=cfg.training.init_from != "none",
+                                  settings=describe_settings(cfg.training))
+    if untrained is not None:
+        raise HashwfaError(untrained)
     uncertainty = run_uncertainty(obs, result.maps, cfg.solver, noise=data.noise, field_sigmas_too=cfg.output.sigmas,
                                   settings=cfg.uncertainty, progress=not args.quiet,
                                   say=lambda message: _say(args, f"{PROG}: {message}"),
@@ -347,6 +358,13 @@ def _run_locked(
                                   pixelwise=wfa)  # made above: one pass over a lazy cube less
     if uncertainty.skipped:  # asked for and missing: said even with --quiet
         print(f"{PROG}: warning: {uncertainty.skipped}", file=sys.stderr)
+    # No data, no map: outside the data's footprint (invalid pixels connected to the image
+    # border, e.g. the corners of a derotated field) the field's maps and sigmas are NaN, like
+    # the WFA's; invalid pixels enclosed by data stay filled by the field (Observation.footprint).
+    outside = ~obs.footprint()
+    result.maps = result.maps.blanked(outside)
+    if uncertainty.sigmas is not None:
+        uncertainty.sigmas = uncertainty.sigmas.blanked(outside)
     # The two classic baselines every run reports next to the field. The regularised
     # one chooses its weights from the noise (the same as the sigma maps'), which some
     # data cannot give (an image under 3 x 3 pixels, no data.noise): then the run's
@@ -357,7 +375,6 @@ def _run_locked(
     except HashwfaError as exc:
         reg = None
         print(f"{PROG}: warning: no regularised WFA for these data ({exc})", file=sys.stderr)
-    valid = obs.valid.reshape(obs.map_shape)
     metrics: Dict[str, float] = {}
     if data.truth is not None:
         metrics = {
@@ -376,6 +393,7 @@ def _run_locked(
         "SEED": (cfg.training.seed, "training.seed"),
         "FINLOSS": (result.final_loss, "final loss, V+Q+U, seed protocol"),
         "LINE": (obs.line.name, "spectral line"),
+        "ISCALE": (obs.intensity_scale, "the fit read the Stokes cube divided by this"),
         "DATASRC": data.description,  # may be long: no comment
         "NLEVELS": (enc.n_levels, "encoding.n_levels"),
         "MAXRES": (enc.max_resolution, "encoding.max_resolution"),
@@ -420,6 +438,7 @@ def _run_locked(
             "device": result.device,
             "backend": result.backend,
             "data": data.description,
+            "intensity_scale": obs.intensity_scale,
             "uncertainty": uncertainty.history(),
             "regularization": {p: w.as_dict() for p, w in penalties.items()},
             "world_size": dist.world_size,

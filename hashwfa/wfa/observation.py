@@ -582,6 +582,29 @@ class Observation:
         """``(P,)`` int64 flat indices (row-major over :attr:`map_shape`) of the valid pixels."""
         return np.flatnonzero(self.valid).astype(np.int64)
 
+    def footprint(self) -> np.ndarray:
+        """``map_shape`` bool: the pixels inside the data's footprint, where the maps mean something.
+
+        Outside are the invalid pixels (:attr:`valid`: NaN, absurd or masked
+        out) connected to the image border through invalid pixels, frame by
+        frame (4-neighbours): the corners of a derotated field, a cropped
+        edge. Invalid pixels enclosed by valid ones (an isolated bad pixel, a
+        masked spot) are inside: a neural field fills them from their
+        surroundings. All True when every pixel is valid.
+        """
+        valid = self.valid.reshape(self.map_shape)
+        inside = np.ones(self.map_shape, dtype=bool)
+        if valid.all():
+            return inside
+        from scipy import ndimage
+
+        for t in range(self.nt):  # frames: a few, each labelled in one vectorised pass
+            where = (t,) if self.is_series else ()
+            labels, _ = ndimage.label(~valid[where])  # 4-connected invalid regions
+            edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+            inside[where] = ~np.isin(labels, np.unique(edge[edge > 0]))
+        return inside
+
     @property
     def active_wavelengths(self) -> np.ndarray:
         """``(A,)`` active wavelengths relative to line centre [A]."""
