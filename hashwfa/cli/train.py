@@ -11,8 +11,8 @@
 Writes ``field.fits``, ``history.json``, ``config.json``, ``model.pt`` and
 ``quicklook.png`` into ``--out`` (default ``runs/<config stem>``); see
 :mod:`hashwfa.results`. Exit status 0 on success, 2 on a usage/config/data
-error (the message, no traceback), 130 when interrupted (continue with
-``--resume``).
+error or a fit that did not train (:mod:`hashwfa.training.untrained`; the
+message, no traceback), 130 when interrupted (continue with ``--resume``).
 
 Launched by ``torchrun``, every rank fits its shard of the valid points
 (:mod:`hashwfa.training.distributed`); rank 0 alone checks and locks the
