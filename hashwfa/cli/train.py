@@ -12,8 +12,9 @@ Writes ``field.fits``, ``history.json``, ``config.json``, ``model.pt`` and
 ``quicklook.png`` into ``--out`` (default ``runs/<config stem>``); see
 :mod:`hashwfa.run.outputs`. The job itself is :func:`hashwfa.run.train.run`;
 this module parses the arguments and reports. Exit status 0 on success, 2 on
-a usage/config/data error (the message, no traceback), 130 when interrupted
-(continue with ``--resume``).
+a usage/config/data error or a fit that did not train
+(:mod:`hashwfa.training.untrained`; the message, no traceback), 130 when
+interrupted (continue with ``--resume``).
 """
 
 from __future__ import annotations

@@ -46,19 +46,21 @@ def _has_line_keyword(path: str) -> bool:
     return "LINE" in fits.getheader(path)
 
 
-def load_data(config: RunConfig, valid: Optional[Any] = None) -> LoadedData:
+def load_data(config: RunConfig, valid: Optional[Any] = None, intensity_scale: Optional[float] = None) -> LoadedData:
     """Build the observation of ``config.data`` (FITS files, an SST cube, or the synthetic plage or series).
 
     A FITS or SST cube is mapped from its file, not read (a lazy
     :class:`~hashwfa.wfa.observation.observation.Observation`). ``valid``: the valid
     pixels as rank 0 of a data-parallel fit found them (the cube is then not
-    scanned here); ignored for synthetic data.
+    scanned here), and ``intensity_scale`` the divisor of the cube it found
+    (:attr:`~hashwfa.wfa.observation.observation.Observation.intensity_scale`; None:
+    derived from the data); both ignored for synthetic data.
     """
     data = config.data
     if data.path is not None and data.wavelengths is None:
         try:
             obs = Observation.from_sst(data.path, line=config.line, active_indices=data.active_indices,
-                                       weights=data.weights, valid=valid)
+                                       weights=data.weights, valid=valid, intensity_scale=intensity_scale)
         except HashwfaError as exc:
             raise HashwfaError(f"{exc} (data.wavelengths is null, so data.path was read as an SST pipeline "
                                "cube; for any other FITS cube give data.wavelengths)") from None
@@ -73,6 +75,7 @@ def load_data(config: RunConfig, valid: Optional[Any] = None) -> LoadedData:
             active_indices=data.active_indices,
             weights=data.weights,
             valid=valid,
+            intensity_scale=intensity_scale,
         )
         truth = None
         description = f"FITS {data.path} (wavelengths {data.wavelengths}), line {obs.line.name}"

@@ -160,14 +160,14 @@ def _fields_of(bundle: Any, path: Path, backend: str, device: str) -> Dict[str, 
     return {**fields, "scales": dict(bundle["scales"]), "config": bundle["config"]}
 
 
-def fit_cards(cfg: Any, result: Any, line: str, description: str, world_size: int,
-                     penalties: Mapping[str, Any]) -> Dict[str, Any]:
+def fit_cards(cfg: Any, result: Any, observation: Any, description: str, world_size: int,
+              penalties: Mapping[str, Any]) -> Dict[str, Any]:
     """The primary header cards saying how the maps were made: keyword -> (value, comment).
 
     Args:
         cfg: the run's :class:`~hashwfa.config.run_config.RunConfig`.
         result: the solver's :class:`~hashwfa.training.result.SolverResult`.
-        line: the spectral line's name.
+        observation: the fitted :class:`~hashwfa.wfa.observation.observation.Observation`.
         description: where the data came from (one line; DATASRC).
         world_size: processes of the fit.
         penalties: phase -> :class:`~hashwfa.training.penalty.PenaltyWeights` of the fit's smoothness terms.
@@ -179,7 +179,8 @@ def fit_cards(cfg: Any, result: Any, line: str, description: str, world_size: in
         "DEVICE": (result.device, "torch device used"),
         "SEED": (cfg.training.seed, "training.seed"),
         "FINLOSS": (result.final_loss, "final loss, V+Q+U, seed protocol"),
-        "LINE": (line, "spectral line"),
+        "LINE": (observation.line.name, "spectral line"),
+        "ISCALE": (observation.intensity_scale, "the fit read the Stokes cube divided by this"),
         "DATASRC": description,  # may be long: no comment
         "NLEVELS": (enc.n_levels, "encoding.n_levels"),
         "MAXRES": (enc.max_resolution, "encoding.max_resolution"),
@@ -197,7 +198,8 @@ def fit_cards(cfg: Any, result: Any, line: str, description: str, world_size: in
 
 
 def history_record(result: Any, metrics: Mapping[str, float], reg: Optional[RegularizedResult], description: str,
-                   uncertainty: Mapping[str, Any], penalties: Mapping[str, Any], world_size: int) -> Dict[str, Any]:
+                   intensity_scale: float, uncertainty: Mapping[str, Any], penalties: Mapping[str, Any],
+                   world_size: int) -> Dict[str, Any]:
     """The content of ``history.json``: losses and learning rates per phase and epoch, timings,
     errors against the truth (G, G, deg; None for real data), the regularised WFA's weights, the
     sigma maps' summary and the smoothness weights."""
@@ -213,6 +215,7 @@ def history_record(result: Any, metrics: Mapping[str, float], reg: Optional[Regu
         "device": result.device,
         "backend": result.backend,
         "data": description,
+        "intensity_scale": intensity_scale,
         "uncertainty": dict(uncertainty),
         "regularization": {p: w.as_dict() for p, w in penalties.items()},
         "world_size": world_size,

@@ -48,6 +48,7 @@ from hashwfa.training import IndependentFrames, TwoPhaseSolver
 from hashwfa.training.bootstrap import follow_members, run_uncertainty
 from hashwfa.training.device import resolve_device
 from hashwfa.training.distributed import DEFAULT_TIMEOUT_MINUTES, SINGLE_PROCESS, DistributedContext, init_distributed
+from hashwfa.training.untrained import describe_settings, untrained_message
 from hashwfa.wfa.baselines.products import Baselines
 from hashwfa.wfa.baselines.regularized import RegularizedResult
 from hashwfa.wfa.physics.maps import map_errors
@@ -186,7 +187,8 @@ def _load_data_ranked(cfg: RunConfig, dist: DistributedContext) -> LoadedData:
     scans it frame by frame for the valid pixels) and sends the valid-pixel
     mask (packed bits) to the other ranks, which map the same file without
     scanning it: from then on they read only the frames and pixels of their
-    shard (:class:`~hashwfa.training.loss.WFALoss` with ``rows``). Rank 0's error
+    shard (:class:`~hashwfa.training.loss.WFALoss` with ``rows``); the intensity scale goes with
+    the mask. Rank 0's error
     (bad data) reaches the others as one message instead of a timeout. The
     others wait for the scan as long as rank 0 lives, whatever its length
     (:meth:`~hashwfa.training.distributed.DistributedContext.broadcast_after_primary_work`).
@@ -197,18 +199,19 @@ def _load_data_ranked(cfg: RunConfig, dist: DistributedContext) -> LoadedData:
     if dist.is_primary:
         try:
             data = load_data(cfg)
-            sent = ("valid", np.packbits(data.observation.valid), int(data.observation.valid.size))
+            sent = ("valid", np.packbits(data.observation.valid), int(data.observation.valid.size),
+                    data.observation.intensity_scale)
         except HashwfaError as exc:
-            sent = ("error", str(exc), 0)
+            sent = ("error", str(exc), 0, None)
             dist.broadcast_after_primary_work(sent, SCAN_WORK)
             raise
     # The others wait for rank 0's scan without the collective timeout (rank 0's heartbeat).
-    kind, payload, size = dist.broadcast_after_primary_work(sent, SCAN_WORK)
+    kind, payload, size, scale = dist.broadcast_after_primary_work(sent, SCAN_WORK)
     if dist.is_primary:
         return data
     if kind == "error":
         raise HashwfaError(f"rank 0 could not load the data: {payload}")
-    return load_data(cfg, valid=np.unpackbits(payload, count=size).astype(bool))
+    return load_data(cfg, valid=np.unpackbits(payload, count=size).astype(bool), intensity_scale=scale)
 
 
 def _run_locked(
@@ -241,6 +244,9 @@ def _run_locked(
             clear_previous_results(out_dir)
         ranks = f" on {dist.world_size} ranks ({dist.backend})" if dist.enabled else ""
         _say(request, f"V{cfg.encoding.version} on {data.description}{ranks}; results go to {out_dir}")
+        unit = f" {data.observation.unit}" if data.observation.unit else ""
+        _say(request, f"intensity scale {data.observation.intensity_scale:.6g}{unit} (the power of two nearest the "
+             "median continuum intensity): the fit reads the Stokes cube divided by it; maps are in gauss")
         outputs.write_json(out_dir / outputs.CONFIG_JSON, config_dict)
     # The checkpoint holds the global state only: any number of ranks resumes from it.
     checkpoint = dist.broadcast_object(checkpoint)
@@ -276,7 +282,14 @@ def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: 
             dist: DistributedContext) -> TrainRun:
     """Rank 0 after the fit: baselines, sigma maps, errors, the files."""
     obs = data.observation
-    wfa = baselines.pixelwise
+    pixelwise = baselines.pixelwise
+    valid = obs.valid.reshape(obs.map_shape)
+    # A field that never moved from its start gives maps all the same: an error, not a result.
+    untrained = untrained_message(result.history, result.maps.blos, pixelwise.blos, valid, obs.weights,
+                                  warm_start=cfg.training.init_from != "none",
+                                  settings=describe_settings(cfg.training))
+    if untrained is not None:
+        raise HashwfaError(untrained)
     uncertainty = run_uncertainty(obs, result.maps, cfg.solver, baselines=baselines,
                                   field_sigmas_too=cfg.output.sigmas, settings=cfg.uncertainty,
                                   progress=not request.quiet, say=lambda message: _say(request, message),
@@ -284,6 +297,13 @@ def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: 
                                   dist=dist)  # the members train on every rank
     if uncertainty.skipped:  # asked for and missing: said even with --quiet
         _warn(uncertainty.skipped)
+    # No data, no map: outside the data's footprint (invalid pixels connected to the image
+    # border, e.g. the corners of a derotated field) the field's maps and sigmas are NaN, like
+    # the WFA's; invalid pixels enclosed by data stay filled by the field (Observation.footprint).
+    outside = ~obs.footprint()
+    result.maps = result.maps.blanked(outside)
+    if uncertainty.sigmas is not None:
+        uncertainty.sigmas = uncertainty.sigmas.blanked(outside)
     # The two classic baselines every run reports next to the field. The regularised
     # one chooses its weights from the noise (the same as the sigma maps'), which some
     # data cannot give (an image under 3 x 3 pixels, no data.noise): then the run's
@@ -293,12 +313,11 @@ def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: 
     except HashwfaError as exc:
         reg = None
         _warn(f"no regularised WFA for these data ({exc})")
-    valid = obs.valid.reshape(obs.map_shape)
     metrics: Dict[str, float] = {}
     if data.truth is not None:
         metrics = {
             **map_errors(result.maps, data.truth, valid),
-            **{f"wfa_{k}": v for k, v in map_errors(wfa, data.truth, valid).items()},
+            **{f"wfa_{k}": v for k, v in map_errors(pixelwise, data.truth, valid).items()},
         }
         if reg is not None:
             metrics.update({f"reg_{k}": v for k, v in map_errors(reg.maps, data.truth, valid).items()})
@@ -307,8 +326,8 @@ def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: 
     outputs.write_field_fits(
         out_dir / outputs.FIELD_FITS,
         result.maps,
-        wfa,
-        provenance=outputs.fit_cards(cfg, result, obs.line.name, data.description, dist.world_size, penalties),
+        pixelwise,
+        provenance=outputs.fit_cards(cfg, result, obs, data.description, dist.world_size, penalties),
         config=config_dict,
         valid=valid,
         truth=data.truth,
@@ -321,14 +340,14 @@ def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: 
         notes=obs.notes,
     )
     outputs.write_json(out_dir / outputs.HISTORY_JSON,
-                       outputs.history_record(result, metrics, reg, data.description, uncertainty.history(),
-                                              penalties, dist.world_size))
+                       outputs.history_record(result, metrics, reg, data.description, obs.intensity_scale,
+                                              uncertainty.history(), penalties, dist.world_size))
     outputs.save_torch(out_dir / outputs.MODEL_PT, solver.model_bundle())
     if cfg.output.quicklook:
         write_quicklook(
             out_dir / outputs.QUICKLOOK_PNG,
             result.maps,
-            wfa,
+            pixelwise,
             result.history,
             truth=data.truth,
             sigmas=uncertainty.sigmas,

@@ -58,7 +58,8 @@ class PenaltyWeights:
         tv_eps: the total variation's rounding [map unit: G or G^2].
         alpha: the discrepancy-principle weight of the regularised WFA used
             (None with given weights).
-        sigma: the Stokes noise used [intensity units] (None with given weights).
+        sigma: the Stokes noise used [the cube's unit / the observation's intensity_scale, the
+            unit of the loss's Stokes values] (None with given weights).
         sigma_b: the pixel-wise WFA's noise on the quantity [map unit] (None likewise).
         d: median over pixels of mean_a c_a^2 [loss / (map unit)^2] (None likewise).
     """
@@ -100,7 +101,9 @@ def penalty_weights(loss: WFALoss, config: SolverConfig, baselines: Baselines) -
     for phase, r in active.items():
         coef = (loss.coef_v if phase == "blos" else loss.coef_qu).double()
         alpha = baseline.alpha_v if phase == "blos" else baseline.alpha_qu
-        sigma = baseline.noise_v if phase == "blos" else baseline.noise_qu
+        # The regularised WFA reports the noise in the cube's unit; the loss's coefficients are
+        # in the WFA inputs' (the cube / intensity_scale).
+        sigma = (baseline.noise_v if phase == "blos" else baseline.noise_qu) / baselines.observation.intensity_scale
         stokes_weight = loss.weights[3] if phase == "blos" else loss.weights[1]
         d = float(torch.median(torch.mean(coef * coef, dim=1)))
         sigma_b = float(sigma) / math.sqrt(float(torch.median(torch.sum(coef * coef, dim=1))))

@@ -125,7 +125,7 @@ class RegularizedResult:
         alpha_qu: the one used for B_Q and B_U.
         rule_v, rule_qu: how each was chosen: ``"discrepancy"``, ``"gcv"``
             or ``"given"``.
-        noise_v, noise_qu: sigma of V and of Q/U [intensity units] that the
+        noise_v, noise_qu: sigma of V and of Q/U [the cube's intensity unit] that the
             discrepancy rule used (None when it was not used).
         noise_estimated: True when those sigmas were estimated from the data
             (here, or in the :class:`~hashwfa.wfa.observation.noise.StokesNoise` given).
@@ -480,7 +480,9 @@ def regularized_wfa(
             alpha_used, how = 1.0, "given"  # no data at all: the map is 0 whatever the weight
         elif rule == "discrepancy":
             sigma = given_noise
-            alpha_used, how = _discrepancy_alpha(system, xhat, has_data, sigma * sigma / scale), rule
+            # sigma is in the cube's unit, the sums in the WFA inputs' (the cube / intensity_scale).
+            sigma_fit = sigma / observation.intensity_scale
+            alpha_used, how = _discrepancy_alpha(system, xhat, has_data, sigma_fit * sigma_fit / scale), rule
         else:
             rss0 = sum(float(np.sum(sq)) for sq in squares) / scale
             alpha_used, value = _gcv_alpha(system, xhat, has_data, rss0, len(squares) * squares[0].size)

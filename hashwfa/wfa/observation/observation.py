@@ -17,6 +17,21 @@ the finite pixels: a few wavelengths per pixel, kept while the cube is
 scanned frame by frame). Invalid pixels are left out of every loss and
 estimate; their count is reported once, when the observation is built.
 
+**Intensity scale.** Any intensity unit works (the continuum intensity,
+counts, W m^-2 Hz^-1 sr^-1 ...): the WFA inputs (:meth:`Observation.wfa_inputs`,
+:meth:`Observation.intensity_derivative`) are the cube divided by
+:attr:`Observation.intensity_scale`, the power of two nearest the median
+continuum intensity (:func:`intensity_scale_of`; the continuum of a pixel is
+the larger I of the two outermost wavelengths, the median is over the valid
+pixels). Dividing by a power of two is exact in floating point, and for data
+already in continuum units (continuum between 0.71 and 1.41) the scale is
+exactly 1: nothing changes there. Without it, a cube in physical units
+(I ~ 3e-8) gives the float32 loss gradients of 1e-25, far below the
+optimiser's thresholds, and the fields never move. The maps are in gauss
+whatever the unit (the WFA is scale invariant); the noise
+(:mod:`hashwfa.wfa.observation.noise`) stays in the cube's unit, and whatever combines it
+with the WFA inputs divides it by the same scale.
+
 **Lazy cubes.** A cube given as a :class:`numpy.memmap` (what
 :meth:`Observation.from_fits` and :meth:`Observation.from_sst` give by
 default: the file mapped, not read) is kept as it is, in the file's dtype;
@@ -52,6 +67,25 @@ from hashwfa.wfa.observation.sst import read_sst_cube
 #: it only flags values that would overflow the float32 loss or dominate it.
 ABSURD_FACTOR = 1e6
 
+#: Exponents of the intensity scale are kept within these bounds (a normal float64 and its
+#: inverse); a continuum beyond 2**+-1000 is not data (it still trains, unnormalised that far).
+_SCALE_EXPONENT_LIMIT = 1000
+
+
+def intensity_scale_of(continuum: float) -> float:
+    """The power of two nearest ``continuum`` (nearest in log2), the intensity scale of
+    :class:`Observation`; 1.0 for a continuum that is not a positive finite number.
+
+    ``2 ** round(log2(continuum))``: exactly 1.0 for continua in [2**-0.5, 2**0.5).
+    """
+    c = float(continuum)
+    if not (np.isfinite(c) and c > 0):
+        return 1.0
+    exponent = int(round(np.log2(c)))
+    exponent = min(max(exponent, -_SCALE_EXPONENT_LIMIT), _SCALE_EXPONENT_LIMIT)
+    return float(np.ldexp(1.0, exponent))
+
+
 #: Largest |lambda - lambda0| [A] we accept as an offset from the line centre;
 #: wavelengths within this distance of the centre are taken as absolute.
 MAX_OFFSET = 100.0
@@ -67,6 +101,8 @@ class WFAInputs(NamedTuple):
         dI_dlambda: ``(P, A)`` dI/dlambda at the A active wavelengths [1/A].
         d2I_dlambda2: ``(P, A)`` d^2I/dlambda^2 there [1/A^2] (None if nw < 3).
         q, u, v: ``(P, A)`` observed Stokes Q, U, V at the active wavelengths.
+
+    Intensities are the cube's divided by :attr:`Observation.intensity_scale`.
         wavelengths: ``(A,)`` active wavelengths relative to line centre [A].
     """
 
@@ -206,6 +242,13 @@ class Observation:
             fit, which scanned the cube): the spectra are then not scanned
             here, nothing is warned, and :attr:`n_nonfinite` and
             :attr:`n_absurd` are None. None: scan the spectra.
+        intensity_scale: the divisor of the cube for the WFA inputs
+            (:attr:`intensity_scale`), e.g. the scale of the observation a
+            bootstrap member's redraw or a frame comes from, or the one
+            rank 0 of a data-parallel fit found; a positive finite number
+            (a power of two keeps the division exact). None: the power of
+            two nearest the median continuum intensity of the valid pixels
+            (:func:`intensity_scale_of`; see the module docstring).
 
     Raises:
         HashwfaError: wrong number of dimensions, a Stokes axis that is not 4,
@@ -234,6 +277,7 @@ class Observation:
         times: Optional[Sequence[float]] = None,
         map_cards: Sequence[Tuple[str, Any, str]] = (),
         valid: Optional[np.ndarray] = None,
+        intensity_scale: Optional[float] = None,
     ) -> None:
         self.source = str(source) if source is not None else "observation"
         src = self.source
@@ -354,6 +398,7 @@ class Observation:
             user_mask = np.broadcast_to(user_mask.astype(bool), map_shape)
         self.mask = user_mask
 
+        continuum: Optional[np.ndarray] = None
         if valid is not None:
             given = np.asarray(valid)
             if given.dtype != bool or given.size != int(np.prod(map_shape)):
@@ -363,7 +408,7 @@ class Observation:
             self.n_nonfinite: Optional[int] = None
             self.n_absurd: Optional[int] = None
         else:
-            finite, sane = self._scan_values()
+            finite, sane, continuum = self._scan_values()
             self.n_nonfinite = int(np.count_nonzero(~finite))
             self.n_absurd = int(np.count_nonzero(finite & ~sane))
             self.valid = (sane & user_mask).reshape(-1)
@@ -387,9 +432,22 @@ class Observation:
                 f"{src}: no valid pixel: all {self.valid.size} pixels are masked out or have NaN/inf or absurd values; "
                 "check the mask and the data"
             )
+        if intensity_scale is not None:
+            scale = float(intensity_scale)
+            if not (np.isfinite(scale) and scale > 0):
+                raise HashwfaError(f"{src}: intensity_scale = {intensity_scale!r}; expected a positive finite "
+                                   "number (the divisor of the cube for the fit), or None to derive it from the data")
+        else:
+            if continuum is None:  # the valid pixels were given: read the continuum only
+                continuum = self._continuum()
+            scale = intensity_scale_of(self._median_continuum(continuum))
+        #: The cube divided by this is what the WFA reads (:meth:`wfa_inputs`): a power of two near
+        #: the median continuum intensity, in the cube's unit (1.0 for data in continuum units).
+        self.intensity_scale: float = scale
 
-    def _scan_values(self) -> Tuple[np.ndarray, np.ndarray]:
-        """``(finite, sane)``, ``map_shape`` bool: where the values the WFA reads are finite, and sane.
+    def _scan_values(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(finite, sane, continuum)``: ``map_shape`` bool where the values the WFA reads are finite,
+        and sane, and each pixel's continuum (:meth:`_frame_continuum`).
 
         One pass over the frames (see the module docstring). Kept meanwhile:
         per pixel the largest |I| and |Q, U, V| read, and the |I| values of
@@ -407,8 +465,10 @@ class Observation:
         peak_i = np.empty(shape, dtype=store)
         peak_quv = np.empty(shape, dtype=store)
         magnitudes = np.empty(self.n_pixels * len(needed_i), dtype=store)
+        continuum = np.empty(shape, dtype=store)
         n_values = 0
         for t, view in self.frame_views():
+            continuum[(t,) if self.is_series else ()] = self._frame_continuum(view)
             used_i = np.asarray(view[..., 0, needed_i], dtype=np.float64)
             used_quv = np.asarray(view[..., 1:, act], dtype=np.float64)
             fin = np.all(np.isfinite(used_i), axis=-1) & np.all(np.isfinite(used_quv), axis=(-2, -1))
@@ -430,7 +490,28 @@ class Observation:
         del magnitudes
         with np.errstate(invalid="ignore"):
             sane = finite & (peak_i <= limit) & (peak_quv <= limit)
-        return finite, sane
+        return finite, sane, continuum
+
+    def _frame_continuum(self, view: np.ndarray) -> np.ndarray:
+        """``(ny, nx)`` continuum of one frame: the larger I of the first and last wavelength
+        (NaN where both are not finite); float64."""
+        ends = np.asarray(view[..., 0, [0, self.nw - 1]], dtype=np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: NaN
+            return np.nanmax(ends, axis=-1)
+
+    def _continuum(self) -> np.ndarray:
+        """``map_shape`` continuum of every pixel (:meth:`_frame_continuum`), one pass over the frames."""
+        out = np.empty(self.map_shape)
+        for t, view in self.frame_views():
+            out[(t,) if self.is_series else ()] = self._frame_continuum(view)
+        return out
+
+    def _median_continuum(self, continuum: np.ndarray) -> float:
+        """Median of ``continuum`` over the valid pixels where it is finite and positive (NaN: none)."""
+        values = np.asarray(continuum).reshape(-1)[self.valid]
+        values = values[np.isfinite(values) & (values > 0)]
+        return _median_in_place(values) if values.size else float("nan")
 
     def frame_views(self) -> Iterator[Tuple[int, np.ndarray]]:
         """The cube frame by frame, as stored: ``(t, (ny, nx, 4, nw) view)``; one item for a single frame.
@@ -501,6 +582,29 @@ class Observation:
         """``(P,)`` int64 flat indices (row-major over :attr:`map_shape`) of the valid pixels."""
         return np.flatnonzero(self.valid).astype(np.int64)
 
+    def footprint(self) -> np.ndarray:
+        """``map_shape`` bool: the pixels inside the data's footprint, where the maps mean something.
+
+        Outside are the invalid pixels (:attr:`valid`: NaN, absurd or masked
+        out) connected to the image border through invalid pixels, frame by
+        frame (4-neighbours): the corners of a derotated field, a cropped
+        edge. Invalid pixels enclosed by valid ones (an isolated bad pixel, a
+        masked spot) are inside: a neural field fills them from their
+        surroundings. All True when every pixel is valid.
+        """
+        valid = self.valid.reshape(self.map_shape)
+        inside = np.ones(self.map_shape, dtype=bool)
+        if valid.all():
+            return inside
+        from scipy import ndimage
+
+        for t in range(self.nt):  # frames: a few, each labelled in one vectorised pass
+            where = (t,) if self.is_series else ()
+            labels, _ = ndimage.label(~valid[where])  # 4-connected invalid regions
+            edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+            inside[where] = ~np.isin(labels, np.unique(edge[edge > 0]))
+        return inside
+
     @property
     def active_wavelengths(self) -> np.ndarray:
         """``(A,)`` active wavelengths relative to line centre [A]."""
@@ -508,8 +612,8 @@ class Observation:
 
     def frame(self, t: int) -> "Observation":
         """Frame ``t`` of a series as a single-frame :class:`Observation`
-        (same wavelengths, line, active indices, weights and unit; the
-        frame's mask; a view of the cube, not a copy).
+        (same wavelengths, line, active indices, weights, unit and
+        :attr:`intensity_scale`; the frame's mask; a view of the cube, not a copy).
 
         Raises:
             HashwfaError: for a single frame, or ``t`` outside ``0..nt-1``.
@@ -525,13 +629,14 @@ class Observation:
             warnings.simplefilter("ignore", UserWarning)
             return Observation(self.stokes[t], self.wavelengths, line=self.line, active_indices=self.active_indices,
                                weights=self.weights, mask=self.mask[t], source=f"{self.source} [frame {t}{when}]",
-                               unit=self.unit, map_cards=self.map_cards)
+                               unit=self.unit, map_cards=self.map_cards, intensity_scale=self.intensity_scale)
 
     def with_stokes(self, stokes: np.ndarray, source: str, valid: Optional[np.ndarray] = None) -> "Observation":
         """The same observation with another cube of the same shape (e.g. a bootstrap member's noise redraw).
 
-        Wavelengths, line, active indices, weights, mask, unit, frame times
-        and map cards are this observation's; ``stokes`` (an array or a
+        Wavelengths, line, active indices, weights, mask, unit, frame times,
+        map cards and :attr:`intensity_scale` are this observation's (a
+        noise redraw must not change the scale of the fit); ``stokes`` (an array or a
         :class:`numpy.memmap`) and ``valid`` are as for :class:`Observation`.
 
         Raises:
@@ -542,7 +647,7 @@ class Observation:
                                f"like {self.source}")
         return Observation(stokes, self.wavelengths, line=self.line, active_indices=self.active_indices,
                            weights=self.weights, mask=self.mask, source=source, unit=self.unit, times=self.times,
-                           map_cards=self.map_cards, valid=valid)
+                           map_cards=self.map_cards, valid=valid, intensity_scale=self.intensity_scale)
 
     # ------------------------------------------------------------------ views
     def coordinates(self, index: Optional[np.ndarray] = None) -> np.ndarray:
@@ -609,7 +714,8 @@ class Observation:
         return self.stokes.reshape(self.n_pixels, 4, self.nw)
 
     def intensity_derivative(self) -> np.ndarray:
-        """dI/dlambda ``map_shape + (nw,)`` [intensity/A] (NaN/inf only where I is not finite).
+        """dI/dlambda ``map_shape + (nw,)`` [intensity/A, the cube's unit / :attr:`intensity_scale`]
+        (NaN/inf only where I is not finite).
 
         Of the whole cube, kept (float64, ``n_pixels x nw x 8`` bytes, also
         for a lazy cube); the fit reads :meth:`wfa_inputs` instead.
@@ -617,12 +723,15 @@ class Observation:
         self._check_spectra("intensity_derivative")
         if self._dI is None:
             with np.errstate(invalid="ignore", over="ignore"):
-                self._dI = intensity_derivative(np.asarray(self.stokes[..., 0, :], dtype=np.float64),
-                                                self.wavelengths)
+                intensity = np.asarray(self.stokes[..., 0, :], dtype=np.float64)
+                if self.intensity_scale != 1.0:
+                    intensity = intensity * (1.0 / self.intensity_scale)
+                self._dI = intensity_derivative(intensity, self.wavelengths)
         return self._dI
 
     def wfa_inputs(self, rows: Optional[slice] = None) -> WFAInputs:
-        """The valid pixels' dI/dlambda, d^2I/dlambda^2 and Q, U, V at the active wavelengths (float64).
+        """The valid pixels' dI/dlambda, d^2I/dlambda^2 and Q, U, V at the active wavelengths (float64),
+        of the cube divided by :attr:`intensity_scale`.
 
         Computed from the valid pixels only, with non-finite values at
         wavelengths the WFA does not read zeroed first, so no NaN or inf
@@ -681,7 +790,11 @@ class Observation:
             t = int(frames[start]) if part.size else 0
             view = self.stokes[t] if self.is_series else self.stokes
             ys, xs = np.divmod(part - t * per_frame, self.nx)
-            spectra = np.asarray(view[ys, xs], dtype=np.float64)  # (p, 4, nw): only these pixels
+            spectra = np.asarray(view[ys, xs], dtype=np.float64)  # (p, 4, nw): only these pixels (a copy)
+            if self.intensity_scale != 1.0:  # a power of two: exact
+                if not spectra.flags.writeable:
+                    spectra = spectra.copy()
+                spectra *= 1.0 / self.intensity_scale
             if self.is_lazy:
                 forget_pages(view)
             yield self._inputs_from(part, spectra)
@@ -741,6 +854,7 @@ class Observation:
         axis_order: str = "auto",
         lazy: bool = True,
         valid: Optional[np.ndarray] = None,
+        intensity_scale: Optional[float] = None,
     ) -> "Observation":
         """Read an observation from a Stokes-cube FITS file and a wavelengths FITS file.
 
@@ -750,8 +864,8 @@ class Observation:
         overrides a MASK extension). ``lazy`` (the default) maps the cube
         from the file instead of reading it (see the module docstring; a
         cube that cannot be mapped is read, with a note in :attr:`notes`);
-        False reads it into memory as float64. ``valid``: as for
-        :class:`Observation`.
+        False reads it into memory as float64. ``valid``, ``intensity_scale``:
+        as for :class:`Observation`.
 
         Raises:
             HashwfaError: what :func:`~hashwfa.wfa.observation.stokes_fits.read_stokes_fits` and
@@ -762,7 +876,7 @@ class Observation:
             obs = cls(files.stokes, files.wavelengths, line=files.line, active_indices=active_indices,
                       weights=weights, mask=files.mask if mask is None else mask,
                       source=str(files.stokes_path), unit=files.unit, times=files.times,
-                      map_cards=files.map_cards, valid=valid)
+                      map_cards=files.map_cards, valid=valid, intensity_scale=intensity_scale)
         except HashwfaError as exc:
             if "wavelength" in str(exc):
                 # Name both files: the fix may be in either.
@@ -781,6 +895,7 @@ class Observation:
         mask: Optional[np.ndarray] = None,
         lazy: bool = True,
         valid: Optional[np.ndarray] = None,
+        intensity_scale: Optional[float] = None,
     ) -> "Observation":
         """Read a reduced CRISP/CHROMIS cube of the SST pipeline (:func:`hashwfa.wfa.observation.sst.read_sst_cube`):
         wavelengths and frame times from its ``WCS-TAB`` table, no wavelengths file.
@@ -790,8 +905,10 @@ class Observation:
         as :attr:`map_cards`; what the reader assumed or left out (cavity
         maps, a cube read whole) is in :attr:`notes`. ``lazy`` (the default)
         maps the cube from the file (:meth:`hashwfa.wfa.observation.sst.SSTCube.mapped`);
-        False reads it (float32, then float64). ``valid``: as for
-        :class:`Observation`.
+        False reads it (float32, then float64). ``valid``, ``intensity_scale``:
+        as for :class:`Observation`. The cube may be in any intensity unit
+        (BUNIT, e.g. the pipeline's W m^-2 Hz^-1 sr^-1): the fit divides it
+        by :attr:`Observation.intensity_scale`.
 
         Raises:
             HashwfaError: what :func:`~hashwfa.wfa.observation.sst.read_sst_cube` and
@@ -809,6 +926,7 @@ class Observation:
         series = cube.nt > 1
         obs = cls(stokes if series else stokes[0], cube.wavelengths, line=cube.line, active_indices=active_indices,
                   weights=weights, mask=mask, source=str(cube.path), unit=cube.unit,
-                  times=cube.times if series else None, map_cards=cards, valid=valid)
+                  times=cube.times if series else None, map_cards=cards, valid=valid,
+                  intensity_scale=intensity_scale)
         obs.notes = notes
         return obs

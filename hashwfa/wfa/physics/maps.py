@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 from astropy.io import fits
@@ -37,6 +38,15 @@ MAP_UNITS: Tuple[Tuple[str, str, str], ...] = (
     ("bt", "BTRANS", "G"),
     ("azimuth", "AZIMUTH", "rad"),
 )
+
+
+def _blanked(maps: Any, outside: np.ndarray) -> Any:
+    """``maps`` (a :class:`FieldMaps` or :class:`FieldSigmas`) with NaN where ``outside``."""
+    outside = np.asarray(outside, dtype=bool)
+    if not outside.any():
+        return maps
+    return dataclasses.replace(maps, **{name: np.where(outside, np.nan, values)
+                                        for name, values in maps.as_dict().items()})
 
 
 @dataclass
@@ -73,6 +83,10 @@ class FieldMaps:
     def shape(self) -> Tuple[int, ...]:
         """``(ny, nx)``."""
         return self.blos.shape
+
+    def blanked(self, outside: np.ndarray) -> "FieldMaps":
+        """These maps with NaN where ``outside`` (bool, the maps' shape) is True; ``self`` when it is nowhere."""
+        return _blanked(self, outside)
 
     def as_dict(self) -> Dict[str, np.ndarray]:
         """The maps by attribute name (``blos``, ``bq``, ``bu``, ``bt``, ``azimuth``)."""
@@ -148,6 +162,10 @@ class FieldSigmas:
     def as_dict(self) -> Dict[str, np.ndarray]:
         """The maps by attribute name (``blos``, ``bq``, ``bu``, ``bt``, ``azimuth``)."""
         return {name: getattr(self, name) for name, _, _ in SIGMA_UNITS}
+
+    def blanked(self, outside: np.ndarray) -> "FieldSigmas":
+        """These sigmas with NaN where ``outside`` (bool, the maps' shape) is True; ``self`` when it is nowhere."""
+        return _blanked(self, outside)
 
     def to_hdus(self, prefix: str = "", *, empty: bool = False) -> List[fits.ImageHDU]:
         """One float32 image extension per map, named ``prefix + SIGMA_BLOS, SIGMA_BQ,

@@ -86,7 +86,8 @@ def pixel_wfa_sigmas(
 
     Args:
         observation: the :class:`Observation` (active wavelengths, valid pixels).
-        noise: :class:`StokesNoise` with ``sigma`` of shape ``(4, nw)``.
+        noise: :class:`StokesNoise` with ``sigma`` of shape ``(4, nw)``, in the cube's unit
+            (divided here by the observation's ``intensity_scale``, like the WFA inputs).
         line, core_cutoff, qu_form: as for :func:`hashwfa.wfa.baselines.pixelwise.pixel_wfa`.
 
     Returns:
@@ -103,6 +104,8 @@ def pixel_wfa_sigmas(
         raise HashwfaError(
             f"noise sigma has shape {sigma.shape}; expected (4, {observation.nw}) for {observation.source}"
         )
+    # The noise is in the cube's unit; the WFA inputs are the cube / intensity_scale.
+    sigma = sigma / observation.intensity_scale
     line = get_line(observation.line if line is None else line)
     g_v, g_qu = _coefficient_operators(observation, line, core_cutoff, qu_form)
     act = list(observation.active_indices)
