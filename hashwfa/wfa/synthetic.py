@@ -66,7 +66,8 @@ Two forward models:
   forward model (:func:`hashwfa.wfa.physics.forward_stokes` of its
   three-point derivatives, Q/U in the ``qu_form`` given, by default the
   second-derivative form) for Q, U, V of the true field: the pixel-wise WFA
-  with the same ``qu_form`` recovers the truth exactly without noise.
+  with the same ``qu_form`` and the three-point derivative recovers the
+  truth exactly without noise.
 
 Noise: Gaussian, the same sigma (``noise`` times the continuum, which is 1)
 in I, Q, U and V, added after the PSF (photon noise is white per pixel).
@@ -96,8 +97,8 @@ from hashwfa.wfa.fields import FieldMaps
 from hashwfa.wfa.fitsio import provenance_cards, write_atomic
 from hashwfa.wfa.lines import SpectralLine, get_line
 from hashwfa.wfa.observation import Observation
-from hashwfa.wfa.physics import (DEFAULT_QU_FORM, QU_FORMS, bt_azimuth_to_bqbu, forward_stokes, intensity_derivative,
-                                 intensity_second_derivative)
+from hashwfa.wfa.physics import (DEFAULT_DERIVATIVE, DEFAULT_QU_FORM, QU_FORMS, bt_azimuth_to_bqbu, check_derivative,
+                                 forward_stokes, intensity_derivative, intensity_second_derivative)
 from hashwfa.wfa.zeeman import zeeman_stokes
 
 #: The CRISP Mg I b2 grid of the seed study [A from line centre].
@@ -498,6 +499,7 @@ def synthetic_plage(
     qu_form: str = DEFAULT_QU_FORM,
     psf_fwhm: Optional[float] = None,
     weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+    derivative: str = DEFAULT_DERIVATIVE,
 ) -> SyntheticPlage:
     """Make a synthetic plage observation and its true field.
 
@@ -524,6 +526,9 @@ def synthetic_plage(
             PSF (truth = intrinsic field).
         weights: loss weights of Stokes I, Q, U, V carried by the observation
             (they do not change the data).
+        derivative: the observation's derivative
+            (:data:`hashwfa.wfa.physics.DERIVATIVES`); it does not change the
+            data (``model="wfa"`` always uses the three-point one).
 
     Returns:
         :class:`SyntheticPlage` (observation in continuum units, truth, line
@@ -531,8 +536,9 @@ def synthetic_plage(
 
     Raises:
         HashwfaError: for a bad size, seed, noise level, model, pattern,
-            qu_form, PSF width or wavelength axis.
+            qu_form, derivative, PSF width or wavelength axis.
     """
+    check_derivative(derivative, "synthetic_plage: derivative")
     noise, line, psf_fwhm, wl = _checked_settings("synthetic_plage", ny, nx, seed, noise, model, pattern,
                                                  qu_form, line, psf_fwhm, wavelengths)
     check_fits_in_memory(
@@ -551,5 +557,6 @@ def synthetic_plage(
               "line": line.name, "pattern": pattern, "qu_form": qu_form, "psf_fwhm": psf_fwhm,
               "pixel_scale": PIXEL_SCALE}
     obs = Observation(stokes, wl, line=line, active_indices=active_indices, weights=weights,
-                      source=f"synthetic plage (seed={int(seed)}, model={model}, noise={noise:g})", unit="Ic")
+                      source=f"synthetic plage (seed={int(seed)}, model={model}, noise={noise:g})", unit="Ic",
+                      derivative=derivative)
     return SyntheticPlage(observation=obs, truth=truth, atmosphere=atm, parameters=params, intrinsic=intrinsic)

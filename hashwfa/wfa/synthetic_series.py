@@ -40,7 +40,7 @@ from hashwfa.wfa.fitsio import provenance_cards, write_atomic
 from hashwfa.wfa.io import times_table
 from hashwfa.wfa.lines import SpectralLine
 from hashwfa.wfa.observation import Observation
-from hashwfa.wfa.physics import DEFAULT_QU_FORM
+from hashwfa.wfa.physics import DEFAULT_DERIVATIVE, DEFAULT_QU_FORM, check_derivative
 from hashwfa.wfa.synthetic import (CRISP_ACTIVE, PIXEL_SCALE, _checked_settings, synthetic_plage_bytes, _make_atmosphere, _make_field, output_paths,
                                    _observe, _smooth_noise)
 
@@ -71,6 +71,8 @@ class SyntheticSeries:
         parameters: how it was made (nt, ny, nx, seed, noise, model, line,
             pattern, qu_form, psf_fwhm [px], pixel_scale [arcsec], flow
             [px/frame], azimuth_rate [deg/frame rms], cadence [s]).
+        derivative: the derivative of the observations made from it
+            (:data:`hashwfa.wfa.physics.DERIVATIVES`; the data do not depend on it).
     """
 
     stokes: np.ndarray
@@ -83,6 +85,7 @@ class SyntheticSeries:
     atmosphere: Dict[str, np.ndarray] = field(default_factory=dict)
     azimuth_rate: Optional[np.ndarray] = None
     parameters: Dict[str, Any] = field(default_factory=dict)
+    derivative: str = DEFAULT_DERIVATIVE
 
     @property
     def nt(self) -> int:
@@ -94,6 +97,7 @@ class SyntheticSeries:
         p = self.parameters
         return Observation(self.stokes, self.wavelengths, line=self.line, active_indices=self.active_indices,
                            weights=weights, unit="Ic", times=self.times,
+                           derivative=self.derivative,
                            source=f"synthetic series (nt={self.nt}, seed={p['seed']}, model={p['model']}, "
                                   f"noise={p['noise']:g})")
 
@@ -101,7 +105,7 @@ class SyntheticSeries:
         """Frame ``t`` as a single-frame :class:`Observation` (a view of :attr:`stokes`)."""
         p = self.parameters
         return Observation(self.stokes[t], self.wavelengths, line=self.line, active_indices=self.active_indices,
-                           weights=weights, unit="Ic",
+                           weights=weights, unit="Ic", derivative=self.derivative,
                            source=f"synthetic series frame {t} (seed={p['seed']}, model={p['model']}, "
                                   f"noise={p['noise']:g})")
 
@@ -175,13 +179,14 @@ def synthetic_series(
     pattern: str = "full",
     qu_form: str = DEFAULT_QU_FORM,
     psf_fwhm: Optional[float] = None,
+    derivative: str = DEFAULT_DERIVATIVE,
 ) -> SyntheticSeries:
     """Make a synthetic time series of the plage and its true field.
 
     Args:
         nt: number of frames (>= 1).
         ny, nx, seed, noise, model, line, wavelengths, active_indices,
-            pattern, qu_form, psf_fwhm: as for
+            pattern, qu_form, psf_fwhm, derivative: as for
             :func:`hashwfa.wfa.synthetic.synthetic_plage` (frame 0 is that plage).
         flow: ``(vy, vx)`` drift [px per frame] of the whole field.
         azimuth_rate: rms rotation rate of the azimuth [deg per frame] (>= 0).
@@ -195,6 +200,7 @@ def synthetic_series(
             everything :func:`synthetic_plage` refuses.
     """
     caller = "synthetic_series"
+    check_derivative(derivative, f"{caller}: derivative")
     noise, line, psf_fwhm, wl = _checked_settings(caller, ny, nx, seed, noise, model, pattern, qu_form, line,
                                                   psf_fwhm, wavelengths)
     if isinstance(nt, bool) or not isinstance(nt, (int, np.integer)) or nt < 1:
@@ -258,6 +264,6 @@ def synthetic_series(
         stokes=stokes, wavelengths=wl, line=line, active_indices=tuple(sorted(int(i) for i in active_indices)),
         times=float(cadence) * np.arange(nt, dtype=np.float64), truth=stacked(truths), intrinsic=stacked(intrinsics),
         atmosphere={name: np.stack([a[name] for a in atms]) for name in _ATMOSPHERE}, azimuth_rate=rate,
-        parameters=params)
+        parameters=params, derivative=derivative)
     series.frame_observation(0)  # refuses bad active indices like synthetic_plage does
     return series
