@@ -375,7 +375,8 @@ def _run_locked(
         "SEED": (cfg.training.seed, "training.seed"),
         "FINLOSS": (result.final_loss, "final loss, V+Q+U, seed protocol"),
         "LINE": (obs.line.name, "spectral line"),
-        "DERIV": (obs.derivative, "dI/dlambda, d2I/dlambda2: physics.derivative"),
+        "DERIV": (obs.derivative, "dI/dlambda (V): physics.derivative"),
+        "DERIVQU": (obs.derivative_qu, "d2I/dlambda2 (Q, U): physics.derivative_qu"),
         "DATASRC": data.description,  # may be long: no comment
         "NLEVELS": (enc.n_levels, "encoding.n_levels"),
         "MAXRES": (enc.max_resolution, "encoding.max_resolution"),

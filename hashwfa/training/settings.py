@@ -261,6 +261,13 @@ class PhysicsConfig:
         "wavelength of I must be finite).",
         choices=DERIVATIVES,
     )
+    derivative_qu: Optional[str] = setting(
+        None,
+        "d2I/dlambda2 alone (the Q/U model), where it should differ from physics.derivative: "
+        "'three_point' or 'spline'; null = physics.derivative. The spline's second derivative at the "
+        "wavelengths is no more accurate than the three-point one (both second order).",
+        choices=DERIVATIVES,
+    )
 
 
 @dataclass(frozen=True)

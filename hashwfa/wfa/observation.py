@@ -212,6 +212,8 @@ class Observation:
             default, or ``"spline"`` through all wavelengths); kept as
             :attr:`derivative`, used by :meth:`wfa_inputs` and everything
             that fits or propagates noise through this observation.
+        derivative_qu: the same choice for d^2I/dlambda^2 alone (the Q/U
+            model); None = ``derivative``. Kept as :attr:`derivative_qu`.
 
     Raises:
         HashwfaError: wrong number of dimensions, a Stokes axis that is not 4,
@@ -242,6 +244,7 @@ class Observation:
         map_cards: Sequence[Tuple[str, Any, str]] = (),
         valid: Optional[np.ndarray] = None,
         derivative: str = DEFAULT_DERIVATIVE,
+        derivative_qu: Optional[str] = None,
     ) -> None:
         self.source = str(source) if source is not None else "observation"
         src = self.source
@@ -282,6 +285,9 @@ class Observation:
         self._released = False
         #: How dI/dlambda and d^2I/dlambda^2 are estimated (:data:`hashwfa.wfa.physics.DERIVATIVES`).
         self.derivative: str = check_derivative(derivative, f"{src}: derivative")
+        #: How d^2I/dlambda^2 (the Q/U model) is estimated.
+        self.derivative_qu: str = check_derivative(derivative if derivative_qu is None else derivative_qu,
+                                                   f"{src}: derivative_qu")
         self._operators: Optional[Tuple[np.ndarray, Optional[np.ndarray]]] = None
         ny, nx, _, nw = self.stokes.shape[lead:]
         map_shape = self.stokes.shape[:-2]
@@ -461,14 +467,15 @@ class Observation:
     def derivative_operators(self) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         """``(D1, D2)``, ``(A, nw)`` float64 [1/A, 1/A^2]: dI/dlambda and d^2I/dlambda^2 at the
         active wavelengths as matrices acting on I (:func:`hashwfa.wfa.physics.derivative_operators`
-        for :attr:`derivative`); D2 is None when ``nw < 3``. Built once."""
+        for :attr:`derivative` and :attr:`derivative_qu`); D2 is None when ``nw < 3``. Built once."""
         if self._operators is None:
-            self._operators = derivative_operators(self.wavelengths, self.active_indices, self.derivative)
+            self._operators = derivative_operators(self.wavelengths, self.active_indices, self.derivative,
+                                                   self.derivative_qu)
         return self._operators
 
     def _needed_intensity(self) -> list:
         """Sorted wavelength indices of I that the derivatives at the active wavelengths read."""
-        if self.derivative == "three_point":
+        if self.derivative == self.derivative_qu == "three_point":
             return sorted({j for i in self.active_indices for j in self._stencil(i, self.nw)})
         d1, d2 = self.derivative_operators()
         used = np.any(d1 != 0, axis=0) if d2 is None else np.any((d1 != 0) | (d2 != 0), axis=0)
@@ -552,13 +559,14 @@ class Observation:
             warnings.simplefilter("ignore", UserWarning)
             return Observation(self.stokes[t], self.wavelengths, line=self.line, active_indices=self.active_indices,
                                weights=self.weights, mask=self.mask[t], source=f"{self.source} [frame {t}{when}]",
-                               unit=self.unit, map_cards=self.map_cards, derivative=self.derivative)
+                               unit=self.unit, map_cards=self.map_cards, derivative=self.derivative,
+                               derivative_qu=self.derivative_qu)
 
     def with_stokes(self, stokes: np.ndarray, source: str, valid: Optional[np.ndarray] = None) -> "Observation":
         """The same observation with another cube of the same shape (e.g. a bootstrap member's noise redraw).
 
         Wavelengths, line, active indices, weights, mask, unit, frame times,
-        map cards and derivative are this observation's; ``stokes`` (an array or a
+        map cards and derivatives are this observation's; ``stokes`` (an array or a
         :class:`numpy.memmap`) and ``valid`` are as for :class:`Observation`.
 
         Raises:
@@ -569,7 +577,8 @@ class Observation:
                                f"like {self.source}")
         return Observation(stokes, self.wavelengths, line=self.line, active_indices=self.active_indices,
                            weights=self.weights, mask=self.mask, source=source, unit=self.unit, times=self.times,
-                           map_cards=self.map_cards, valid=valid, derivative=self.derivative)
+                           map_cards=self.map_cards, valid=valid, derivative=self.derivative,
+                           derivative_qu=self.derivative_qu)
 
     # ------------------------------------------------------------------ views
     def coordinates(self, index: Optional[np.ndarray] = None) -> np.ndarray:
@@ -719,8 +728,10 @@ class Observation:
         act = list(self.active_indices)
         intensity = spectra[:, 0, :]
         intensity = np.where(np.isfinite(intensity), intensity, 0.0)
-        operators = None if self.derivative == "three_point" else self.derivative_operators()
-        dI, d2I = derivatives_at(intensity, self.wavelengths, act, self.derivative, operators=operators)
+        plain = self.derivative == self.derivative_qu == "three_point"
+        dI, d2I = derivatives_at(intensity, self.wavelengths, act, self.derivative,
+                                 operators=None if plain else self.derivative_operators(),
+                                 method_qu=self.derivative_qu)
         return WFAInputs(
             index=index,
             dI_dlambda=np.ascontiguousarray(dI),
@@ -767,6 +778,7 @@ class Observation:
         lazy: bool = True,
         valid: Optional[np.ndarray] = None,
         derivative: str = DEFAULT_DERIVATIVE,
+        derivative_qu: Optional[str] = None,
     ) -> "Observation":
         """Read an observation from a Stokes-cube FITS file and a wavelengths FITS file.
 
@@ -776,7 +788,7 @@ class Observation:
         overrides a MASK extension). ``lazy`` (the default) maps the cube
         from the file instead of reading it (see the module docstring; a
         cube that cannot be mapped is read, with a note in :attr:`notes`);
-        False reads it into memory as float64. ``valid``, ``derivative``: as for
+        False reads it into memory as float64. ``valid``, ``derivative``, ``derivative_qu``: as for
         :class:`Observation`.
 
         Raises:
@@ -788,7 +800,8 @@ class Observation:
             obs = cls(files.stokes, files.wavelengths, line=files.line, active_indices=active_indices,
                       weights=weights, mask=files.mask if mask is None else mask,
                       source=str(files.stokes_path), unit=files.unit, times=files.times,
-                      map_cards=files.map_cards, valid=valid, derivative=derivative)
+                      map_cards=files.map_cards, valid=valid, derivative=derivative,
+                      derivative_qu=derivative_qu)
         except HashwfaError as exc:
             if "wavelength" in str(exc):
                 # Name both files: the fix may be in either.
@@ -808,6 +821,7 @@ class Observation:
         lazy: bool = True,
         valid: Optional[np.ndarray] = None,
         derivative: str = DEFAULT_DERIVATIVE,
+        derivative_qu: Optional[str] = None,
     ) -> "Observation":
         """Read a reduced CRISP/CHROMIS cube of the SST pipeline (:func:`hashwfa.wfa.sst.read_sst_cube`):
         wavelengths and frame times from its ``WCS-TAB`` table, no wavelengths file.
@@ -817,7 +831,7 @@ class Observation:
         as :attr:`map_cards`; what the reader assumed or left out (cavity
         maps, a cube read whole) is in :attr:`notes`. ``lazy`` (the default)
         maps the cube from the file (:meth:`hashwfa.wfa.sst.SSTCube.mapped`);
-        False reads it (float32, then float64). ``valid``, ``derivative``: as for
+        False reads it (float32, then float64). ``valid``, ``derivative``, ``derivative_qu``: as for
         :class:`Observation`.
 
         Raises:
@@ -836,6 +850,7 @@ class Observation:
         series = cube.nt > 1
         obs = cls(stokes if series else stokes[0], cube.wavelengths, line=cube.line, active_indices=active_indices,
                   weights=weights, mask=mask, source=str(cube.path), unit=cube.unit,
-                  times=cube.times if series else None, map_cards=cards, valid=valid, derivative=derivative)
+                  times=cube.times if series else None, map_cards=cards, valid=valid, derivative=derivative,
+                  derivative_qu=derivative_qu)
         obs.notes = notes
         return obs

@@ -203,9 +203,12 @@ def check_derivative(method: Any, source: str = "derivative") -> str:
 
 
 def derivative_operators(
-    wavelengths: np.ndarray, active_indices: Optional[Sequence[int]] = None, method: str = DEFAULT_DERIVATIVE
+    wavelengths: np.ndarray,
+    active_indices: Optional[Sequence[int]] = None,
+    method: str = DEFAULT_DERIVATIVE,
+    method_qu: Optional[str] = None,
 ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    """The derivative as matrices: ``dI(active) = D1 @ I``, ``d2I(active) = D2 @ I``.
+    """The derivatives as matrices: ``dI(active) = D1 @ I``, ``d2I(active) = D2 @ I``.
 
     Every method of :data:`DERIVATIVES` is linear in I for a fixed wavelength
     grid; the matrices are its response to each unit spectrum (the columns of
@@ -215,33 +218,37 @@ def derivative_operators(
         wavelengths: ``(nw,)`` strictly increasing, Angstrom.
         active_indices: the ``A`` wavelength indices where the derivatives
             are wanted; None = all ``nw``.
-        method: one of :data:`DERIVATIVES`.
+        method: one of :data:`DERIVATIVES`, for D1 (dI/dlambda: V).
+        method_qu: one of :data:`DERIVATIVES` for D2 (d^2I/dlambda^2: Q, U);
+            None = ``method``.
 
     Returns:
         ``(D1, D2)``: float64 ``(A, nw)`` in 1/A and 1/A^2; ``D2`` is None
         when ``nw < 3`` (no second derivative).
 
     Raises:
-        HashwfaError: unknown ``method``, fewer than 2 wavelengths, or
+        HashwfaError: unknown method, fewer than 2 wavelengths, or
             wavelengths not strictly increasing.
     """
     method = check_derivative(method)
+    method_qu = method if method_qu is None else check_derivative(method_qu, "derivative_qu")
     wl = np.asarray(wavelengths, dtype=np.float64)
     nw = wl.shape[0] if wl.ndim == 1 else -1
     eye = np.eye(max(nw, 0))
     _wavelength_axis(eye, wl, -1, "derivative_operators", 2)
     act = list(range(nw)) if active_indices is None else [int(i) for i in active_indices]
-    if method == "three_point":
-        # Row j of the results is the derivative of the unit spectrum e_j: its transpose is the operator.
-        d1 = intensity_derivative(eye, wl)[:, act].T
-        d2 = intensity_second_derivative(eye, wl)[:, act].T if nw >= 3 else None
-    else:
+
+    def operator(how: str, order: int) -> np.ndarray:
+        if how == "three_point":
+            # Row j of the result is the derivative of the unit spectrum e_j: its transpose is the operator.
+            rows = intensity_derivative(eye, wl) if order == 1 else intensity_second_derivative(eye, wl)
+            return np.ascontiguousarray(rows[:, act].T)
         from scipy.interpolate import CubicSpline
 
         spline = CubicSpline(wl, eye, axis=0, bc_type="not-a-knot")  # column j: the spline through e_j
-        d1 = spline(wl[act], 1)
-        d2 = spline(wl[act], 2) if nw >= 3 else None
-    return np.ascontiguousarray(d1), None if d2 is None else np.ascontiguousarray(d2)
+        return np.ascontiguousarray(spline(wl[act], order))
+
+    return operator(method, 1), operator(method_qu, 2) if nw >= 3 else None
 
 
 def derivatives_at(
@@ -251,22 +258,25 @@ def derivatives_at(
     method: str = DEFAULT_DERIVATIVE,
     operators: Optional[Tuple[np.ndarray, Optional[np.ndarray]]] = None,
     second: bool = True,
+    method_qu: Optional[str] = None,
 ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    """dI/dlambda and d^2I/dlambda^2 at the active wavelengths, by ``method``.
+    """dI/dlambda (by ``method``) and d^2I/dlambda^2 (by ``method_qu``) at the active wavelengths.
 
-    ``"three_point"`` runs :func:`intensity_derivative` and
+    ``"three_point"`` runs :func:`intensity_derivative` or
     :func:`intensity_second_derivative` (the numbers the package has always
-    used, to the last bit); the other methods apply
-    :func:`derivative_operators` with one matrix product over the wavelength axis.
+    used, to the last bit); the spline applies its matrix from
+    :func:`derivative_operators` with one product over the wavelength axis.
 
     Args:
         intensity: Stokes I ``(..., nw)`` (wavelengths last), finite.
         wavelengths: ``(nw,)`` strictly increasing, Angstrom.
         active_indices: the ``A`` indices wanted; None = all.
-        method: one of :data:`DERIVATIVES`.
-        operators: ``derivative_operators(wavelengths, active_indices, method)``
-            when the caller holds them (not rebuilt); ignored for three_point.
+        method: one of :data:`DERIVATIVES`, for dI/dlambda.
+        operators: ``derivative_operators(wavelengths, active_indices, method,
+            method_qu)`` when the caller holds them (not rebuilt); the
+            three-point derivatives do not use them.
         second: False: skip d^2I/dlambda^2 (returned as None).
+        method_qu: one of :data:`DERIVATIVES`, for d^2I/dlambda^2; None = ``method``.
 
     Returns:
         ``(dI, d2I)`` float64 ``(..., A)`` in intensity/A and intensity/A^2;
@@ -276,15 +286,22 @@ def derivatives_at(
         HashwfaError: what :func:`derivative_operators` raises.
     """
     method = check_derivative(method)
+    method_qu = method if method_qu is None else check_derivative(method_qu, "derivative_qu")
     data = np.asarray(intensity, dtype=np.float64)
     nw = data.shape[-1]
     act = list(range(nw)) if active_indices is None else [int(i) for i in active_indices]
+    second = second and nw >= 3
+    if operators is None and (method != "three_point" or (second and method_qu != "three_point")):
+        operators = derivative_operators(wavelengths, act, method, method_qu)
     if method == "three_point":
         d1 = intensity_derivative(data, wavelengths)[..., act]
-        d2 = intensity_second_derivative(data, wavelengths)[..., act] if second and nw >= 3 else None
-        return d1, d2
-    op1, op2 = derivative_operators(wavelengths, act, method) if operators is None else operators
-    return data @ op1.T, None if op2 is None or not second else data @ op2.T
+    else:
+        d1 = data @ operators[0].T
+    if not second:
+        return d1, None
+    if method_qu == "three_point":
+        return d1, intensity_second_derivative(data, wavelengths)[..., act]
+    return d1, data @ operators[1].T
 
 
 def inverse_offset(wavelengths: np.ndarray, core_cutoff: float = CORE_CUTOFF) -> np.ndarray:

@@ -500,6 +500,7 @@ def synthetic_plage(
     psf_fwhm: Optional[float] = None,
     weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
     derivative: str = DEFAULT_DERIVATIVE,
+    derivative_qu: Optional[str] = None,
 ) -> SyntheticPlage:
     """Make a synthetic plage observation and its true field.
 
@@ -526,9 +527,9 @@ def synthetic_plage(
             PSF (truth = intrinsic field).
         weights: loss weights of Stokes I, Q, U, V carried by the observation
             (they do not change the data).
-        derivative: the observation's derivative
-            (:data:`hashwfa.wfa.physics.DERIVATIVES`); it does not change the
-            data (``model="wfa"`` always uses the three-point one).
+        derivative, derivative_qu: the observation's derivatives
+            (:class:`~hashwfa.wfa.observation.Observation`); they do not change
+            the data (``model="wfa"`` always uses the three-point one).
 
     Returns:
         :class:`SyntheticPlage` (observation in continuum units, truth, line
@@ -539,6 +540,8 @@ def synthetic_plage(
             qu_form, derivative, PSF width or wavelength axis.
     """
     check_derivative(derivative, "synthetic_plage: derivative")
+    if derivative_qu is not None:
+        check_derivative(derivative_qu, "synthetic_plage: derivative_qu")
     noise, line, psf_fwhm, wl = _checked_settings("synthetic_plage", ny, nx, seed, noise, model, pattern,
                                                  qu_form, line, psf_fwhm, wavelengths)
     check_fits_in_memory(
@@ -558,5 +561,5 @@ def synthetic_plage(
               "pixel_scale": PIXEL_SCALE}
     obs = Observation(stokes, wl, line=line, active_indices=active_indices, weights=weights,
                       source=f"synthetic plage (seed={int(seed)}, model={model}, noise={noise:g})", unit="Ic",
-                      derivative=derivative)
+                      derivative=derivative, derivative_qu=derivative_qu)
     return SyntheticPlage(observation=obs, truth=truth, atmosphere=atm, parameters=params, intrinsic=intrinsic)

@@ -71,8 +71,8 @@ class SyntheticSeries:
         parameters: how it was made (nt, ny, nx, seed, noise, model, line,
             pattern, qu_form, psf_fwhm [px], pixel_scale [arcsec], flow
             [px/frame], azimuth_rate [deg/frame rms], cadence [s]).
-        derivative: the derivative of the observations made from it
-            (:data:`hashwfa.wfa.physics.DERIVATIVES`; the data do not depend on it).
+        derivative, derivative_qu: the derivatives of the observations made from it
+            (:class:`~hashwfa.wfa.observation.Observation`; the data do not depend on them).
     """
 
     stokes: np.ndarray
@@ -86,6 +86,7 @@ class SyntheticSeries:
     azimuth_rate: Optional[np.ndarray] = None
     parameters: Dict[str, Any] = field(default_factory=dict)
     derivative: str = DEFAULT_DERIVATIVE
+    derivative_qu: Optional[str] = None
 
     @property
     def nt(self) -> int:
@@ -97,7 +98,7 @@ class SyntheticSeries:
         p = self.parameters
         return Observation(self.stokes, self.wavelengths, line=self.line, active_indices=self.active_indices,
                            weights=weights, unit="Ic", times=self.times,
-                           derivative=self.derivative,
+                           derivative=self.derivative, derivative_qu=self.derivative_qu,
                            source=f"synthetic series (nt={self.nt}, seed={p['seed']}, model={p['model']}, "
                                   f"noise={p['noise']:g})")
 
@@ -105,7 +106,7 @@ class SyntheticSeries:
         """Frame ``t`` as a single-frame :class:`Observation` (a view of :attr:`stokes`)."""
         p = self.parameters
         return Observation(self.stokes[t], self.wavelengths, line=self.line, active_indices=self.active_indices,
-                           weights=weights, unit="Ic", derivative=self.derivative,
+                           weights=weights, unit="Ic", derivative=self.derivative, derivative_qu=self.derivative_qu,
                            source=f"synthetic series frame {t} (seed={p['seed']}, model={p['model']}, "
                                   f"noise={p['noise']:g})")
 
@@ -180,13 +181,14 @@ def synthetic_series(
     qu_form: str = DEFAULT_QU_FORM,
     psf_fwhm: Optional[float] = None,
     derivative: str = DEFAULT_DERIVATIVE,
+    derivative_qu: Optional[str] = None,
 ) -> SyntheticSeries:
     """Make a synthetic time series of the plage and its true field.
 
     Args:
         nt: number of frames (>= 1).
         ny, nx, seed, noise, model, line, wavelengths, active_indices,
-            pattern, qu_form, psf_fwhm, derivative: as for
+            pattern, qu_form, psf_fwhm, derivative, derivative_qu: as for
             :func:`hashwfa.wfa.synthetic.synthetic_plage` (frame 0 is that plage).
         flow: ``(vy, vx)`` drift [px per frame] of the whole field.
         azimuth_rate: rms rotation rate of the azimuth [deg per frame] (>= 0).
@@ -201,6 +203,8 @@ def synthetic_series(
     """
     caller = "synthetic_series"
     check_derivative(derivative, f"{caller}: derivative")
+    if derivative_qu is not None:
+        check_derivative(derivative_qu, f"{caller}: derivative_qu")
     noise, line, psf_fwhm, wl = _checked_settings(caller, ny, nx, seed, noise, model, pattern, qu_form, line,
                                                   psf_fwhm, wavelengths)
     if isinstance(nt, bool) or not isinstance(nt, (int, np.integer)) or nt < 1:
@@ -264,6 +268,7 @@ def synthetic_series(
         stokes=stokes, wavelengths=wl, line=line, active_indices=tuple(sorted(int(i) for i in active_indices)),
         times=float(cadence) * np.arange(nt, dtype=np.float64), truth=stacked(truths), intrinsic=stacked(intrinsics),
         atmosphere={name: np.stack([a[name] for a in atms]) for name in _ATMOSPHERE}, azimuth_rate=rate,
-        parameters=params, derivative=derivative)
+        parameters=params, derivative=derivative,
+        derivative_qu=derivative_qu)
     series.frame_observation(0)  # refuses bad active indices like synthetic_plage does
     return series

@@ -189,3 +189,36 @@ def test_config_file_override(tmp_path):
     path = tmp_path / "c.json"
     path.write_text("{}")
     assert load_config(path, ["physics.derivative=spline"]).physics.derivative == "spline"
+
+
+def test_q_and_u_can_keep_the_three_point_second_derivative():
+    wl = UNEQUAL
+    spline1, spline2 = derivative_operators(wl, [4, 5, 6], "spline")
+    three1, three2 = derivative_operators(wl, [4, 5, 6], "three_point")
+    mixed1, mixed2 = derivative_operators(wl, [4, 5, 6], "spline", "three_point")
+    np.testing.assert_array_equal(mixed1, spline1)
+    np.testing.assert_array_equal(mixed2, three2)
+    cube = _line_cube(3, np.round(np.linspace(-0.24, 0.24, 13), 10), "three_point")
+    grid = np.round(np.linspace(-0.24, 0.24, 13), 10)
+    obs = Observation(cube, grid, derivative="spline", derivative_qu="three_point")
+    assert (obs.derivative, obs.derivative_qu) == ("spline", "three_point")
+    assert obs.with_stokes(cube, "again").derivative_qu == "three_point"
+    inputs = obs.wfa_inputs()
+    intensity = cube[0, :, 0]
+    # d2 by the plain parabola through the three points (independent of the package).
+    h0, h1 = grid[6] - grid[5], grid[7] - grid[6]
+    plain = 2 * (h0 * intensity[:, 7] - (h0 + h1) * intensity[:, 6] + h1 * intensity[:, 5]) / (h0 * h1 * (h0 + h1))
+    np.testing.assert_allclose(inputs.d2I_dlambda2[:, 1], plain, rtol=1e-12)
+    np.testing.assert_allclose(inputs.dI_dlambda, CubicSpline(grid, intensity, axis=-1)(grid[[5, 6, 7]], 1),
+                               rtol=1e-10, atol=1e-9)
+    assert Observation(cube, grid, derivative="spline").derivative_qu == "spline"
+
+
+def test_config_key_derivative_qu():
+    cfg = validate_config({"physics": {"derivative": "spline", "derivative_qu": "three_point"},
+                           "data": {"synthetic": {"ny": 6, "nx": 5}}})
+    obs = load_data(cfg).observation
+    assert (obs.derivative, obs.derivative_qu) == ("spline", "three_point")
+    assert validate_config({}).physics.derivative_qu is None
+    with pytest.raises(HashwfaError, match="physics.derivative_qu"):
+        validate_config({"physics": {"derivative_qu": "akima"}})
