@@ -60,7 +60,9 @@ def load_data(config: RunConfig, valid: Optional[Any] = None, intensity_scale: O
     if data.path is not None and data.wavelengths is None:
         try:
             obs = Observation.from_sst(data.path, line=config.line, active_indices=data.active_indices,
-                                       weights=data.weights, valid=valid, intensity_scale=intensity_scale)
+                                       weights=data.weights, valid=valid, intensity_scale=intensity_scale,
+                                       derivative=config.physics.derivative,
+                                       derivative_qu=config.physics.derivative_qu)
         except HashwfaError as exc:
             raise HashwfaError(f"{exc} (data.wavelengths is null, so data.path was read as an SST pipeline "
                                "cube; for any other FITS cube give data.wavelengths)") from None
@@ -76,6 +78,8 @@ def load_data(config: RunConfig, valid: Optional[Any] = None, intensity_scale: O
             weights=data.weights,
             valid=valid,
             intensity_scale=intensity_scale,
+            derivative=config.physics.derivative,
+            derivative_qu=config.physics.derivative_qu,
         )
         truth = None
         description = f"FITS {data.path} (wavelengths {data.wavelengths}), line {obs.line.name}"
@@ -87,7 +91,8 @@ def load_data(config: RunConfig, valid: Optional[Any] = None, intensity_scale: O
             series = synthetic_series(
                 nt=s.nt, ny=s.ny, nx=s.nx, seed=s.seed, noise=s.noise, model=s.model, line=config.line or DEFAULT_LINE,
                 active_indices=data.active_indices, flow=tuple(s.flow), azimuth_rate=s.azimuth_rate,
-                cadence=s.cadence, instrument_fwhm=s.instrument_fwhm,
+                cadence=s.cadence, instrument_fwhm=s.instrument_fwhm, derivative=config.physics.derivative,
+                derivative_qu=config.physics.derivative_qu,
             )
             description = (f"synthetic series {s.nt}x{s.ny}x{s.nx} (flow {tuple(s.flow)} px/frame, "
                            f"every {s.cadence:g} s), model {s.model!r}, noise {s.noise:g}, seed {s.seed}")
@@ -103,6 +108,8 @@ def load_data(config: RunConfig, valid: Optional[Any] = None, intensity_scale: O
             active_indices=data.active_indices,
             weights=data.weights,
             instrument_fwhm=s.instrument_fwhm,
+            derivative=config.physics.derivative,
+            derivative_qu=config.physics.derivative_qu,
         )
         obs = plage.observation
         truth = plage.truth

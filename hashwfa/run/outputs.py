@@ -181,6 +181,8 @@ def fit_cards(cfg: Any, result: Any, observation: Any, description: str, world_s
         "FINLOSS": (result.final_loss, "final loss, V+Q+U, seed protocol"),
         "LINE": (observation.line.name, "spectral line"),
         "ISCALE": (observation.intensity_scale, "the fit read the Stokes cube divided by this"),
+        "DERIV": (observation.derivative, "dI/dlambda (V): physics.derivative"),
+        "DERIVQU": (observation.derivative_qu, "d2I/dlambda2 (Q, U): physics.derivative_qu"),
         "DATASRC": description,  # may be long: no comment
         "NLEVELS": (enc.n_levels, "encoding.n_levels"),
         "MAXRES": (enc.max_resolution, "encoding.max_resolution"),

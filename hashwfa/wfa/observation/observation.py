@@ -8,9 +8,10 @@ SSTRED/CRISPEX order) are read and written by :mod:`hashwfa.wfa.observation.stok
 pipeline cubes (wavelengths and times inside) by :mod:`hashwfa.wfa.observation.sst`.
 
 A pixel is *valid* when the user's mask allows it and every value the WFA
-uses there is finite and sane: I at the active wavelengths and their
-neighbours (for the derivatives; the interior neighbour's three points at
-either end), Q, U and V at the active wavelengths. Sane means finite in
+uses there is finite and sane: I at the wavelengths the derivatives read
+(with the three-point derivative the active wavelengths and their neighbours,
+the interior neighbour's three points at either end; with the spline all),
+Q, U and V at the active wavelengths. Sane means finite in
 float32 (the loss's precision) and within :data:`ABSURD_FACTOR` times the
 median |I| of those values (the median over the I values the WFA reads at
 the finite pixels: a few wavelengths per pixel, kept while the cube is
@@ -57,7 +58,7 @@ from hashwfa.host.memory import check_fits_in_memory
 from hashwfa.wfa.observation.fits_files import PathLike, forget_pages
 from hashwfa.wfa.observation.stokes_fits import read_stokes_fits, write_stokes_fits
 from hashwfa.wfa.physics.lines import SpectralLine, get_line
-from hashwfa.wfa.physics.weak_field import intensity_derivative, intensity_second_derivative
+from hashwfa.wfa.physics.weak_field import DEFAULT_DERIVATIVE, check_derivative, derivative_operators, derivatives_at
 from hashwfa.wfa.observation.sst import read_sst_cube
 
 #: A value whose magnitude exceeds this many times the median |I| of the cube
@@ -249,11 +250,19 @@ class Observation:
             (a power of two keeps the division exact). None: the power of
             two nearest the median continuum intensity of the valid pixels
             (:func:`intensity_scale_of`; see the module docstring).
+        derivative: how dI/dlambda and d^2I/dlambda^2 are estimated, one of
+            :data:`hashwfa.wfa.physics.weak_field.DERIVATIVES` (``"three_point"``, the
+            default, or ``"spline"`` through all wavelengths); kept as
+            :attr:`derivative`, used by :meth:`wfa_inputs` and everything
+            that fits or propagates noise through this observation.
+        derivative_qu: the same choice for d^2I/dlambda^2 alone (the Q/U
+            model); None = ``derivative``. Kept as :attr:`derivative_qu`.
 
     Raises:
         HashwfaError: wrong number of dimensions, a Stokes axis that is not 4,
             wavelength length mismatch, wavelengths not strictly increasing or
             not finite, active indices out of range or repeated, bad weights,
+            an unknown derivative,
             a mask of the wrong shape, no valid pixel at all, or weights
             that give Q, U and V no weight (nothing to fit).
 
@@ -278,6 +287,8 @@ class Observation:
         map_cards: Sequence[Tuple[str, Any, str]] = (),
         valid: Optional[np.ndarray] = None,
         intensity_scale: Optional[float] = None,
+        derivative: str = DEFAULT_DERIVATIVE,
+        derivative_qu: Optional[str] = None,
     ) -> None:
         self.source = str(source) if source is not None else "observation"
         src = self.source
@@ -316,6 +327,12 @@ class Observation:
             self.stokes = np.asarray(cube, dtype=np.float64)
         self._dI: Optional[np.ndarray] = None
         self._released = False
+        #: How dI/dlambda and d^2I/dlambda^2 are estimated (:data:`hashwfa.wfa.physics.weak_field.DERIVATIVES`).
+        self.derivative: str = check_derivative(derivative, f"{src}: derivative")
+        #: How d^2I/dlambda^2 (the Q/U model) is estimated.
+        self.derivative_qu: str = check_derivative(derivative if derivative_qu is None else derivative_qu,
+                                                   f"{src}: derivative_qu")
+        self._operators: Optional[Tuple[np.ndarray, Optional[np.ndarray]]] = None
         ny, nx, _, nw = self.stokes.shape[lead:]
         map_shape = self.stokes.shape[:-2]
         if min(map_shape) < 1:
@@ -454,8 +471,7 @@ class Observation:
         the finite pixels for the median (in float32 when the cube is float32
         or narrower: exact, half the memory).
         """
-        nw = self.nw
-        needed_i = sorted({j for i in self.active_indices for j in self._stencil(i, nw)})
+        needed_i = self._needed_intensity()
         act = list(self.active_indices)
         exact32 = np.issubdtype(self.stokes.dtype, np.floating) and self.stokes.dtype.itemsize <= 4
         store = np.float32 if exact32 else np.float64
@@ -527,6 +543,23 @@ class Observation:
             yield t, view
             if self.is_lazy:
                 forget_pages(view)
+
+    def derivative_operators(self) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """``(D1, D2)``, ``(A, nw)`` float64 [1/A, 1/A^2]: dI/dlambda and d^2I/dlambda^2 at the
+        active wavelengths as matrices acting on I (:func:`hashwfa.wfa.physics.weak_field.derivative_operators`
+        for :attr:`derivative` and :attr:`derivative_qu`); D2 is None when ``nw < 3``. Built once."""
+        if self._operators is None:
+            self._operators = derivative_operators(self.wavelengths, self.active_indices, self.derivative,
+                                                   self.derivative_qu)
+        return self._operators
+
+    def _needed_intensity(self) -> list:
+        """Sorted wavelength indices of I that the derivatives at the active wavelengths read."""
+        if self.derivative == self.derivative_qu == "three_point":
+            return sorted({j for i in self.active_indices for j in self._stencil(i, self.nw)})
+        d1, d2 = self.derivative_operators()
+        used = np.any(d1 != 0, axis=0) if d2 is None else np.any((d1 != 0) | (d2 != 0), axis=0)
+        return [int(j) for j in np.flatnonzero(used)]
 
     @staticmethod
     def _stencil(i: int, nw: int) -> Tuple[int, ...]:
@@ -629,13 +662,14 @@ class Observation:
             warnings.simplefilter("ignore", UserWarning)
             return Observation(self.stokes[t], self.wavelengths, line=self.line, active_indices=self.active_indices,
                                weights=self.weights, mask=self.mask[t], source=f"{self.source} [frame {t}{when}]",
-                               unit=self.unit, map_cards=self.map_cards, intensity_scale=self.intensity_scale)
+                               unit=self.unit, map_cards=self.map_cards, intensity_scale=self.intensity_scale,
+                               derivative=self.derivative, derivative_qu=self.derivative_qu)
 
     def with_stokes(self, stokes: np.ndarray, source: str, valid: Optional[np.ndarray] = None) -> "Observation":
         """The same observation with another cube of the same shape (e.g. a bootstrap member's noise redraw).
 
         Wavelengths, line, active indices, weights, mask, unit, frame times,
-        map cards and :attr:`intensity_scale` are this observation's (a
+        map cards, derivatives and :attr:`intensity_scale` are this observation's (a
         noise redraw must not change the scale of the fit); ``stokes`` (an array or a
         :class:`numpy.memmap`) and ``valid`` are as for :class:`Observation`.
 
@@ -647,7 +681,8 @@ class Observation:
                                f"like {self.source}")
         return Observation(stokes, self.wavelengths, line=self.line, active_indices=self.active_indices,
                            weights=self.weights, mask=self.mask, source=source, unit=self.unit, times=self.times,
-                           map_cards=self.map_cards, valid=valid, intensity_scale=self.intensity_scale)
+                           map_cards=self.map_cards, valid=valid, intensity_scale=self.intensity_scale,
+                           derivative=self.derivative, derivative_qu=self.derivative_qu)
 
     # ------------------------------------------------------------------ views
     def coordinates(self, index: Optional[np.ndarray] = None) -> np.ndarray:
@@ -715,7 +750,8 @@ class Observation:
 
     def intensity_derivative(self) -> np.ndarray:
         """dI/dlambda ``map_shape + (nw,)`` [intensity/A, the cube's unit / :attr:`intensity_scale`]
-        (NaN/inf only where I is not finite).
+        by :attr:`derivative` (NaN/inf only where I is not finite; with the spline, at every
+        wavelength of such a pixel).
 
         Of the whole cube, kept (float64, ``n_pixels x nw x 8`` bytes, also
         for a lazy cube); the fit reads :meth:`wfa_inputs` instead.
@@ -726,7 +762,7 @@ class Observation:
                 intensity = np.asarray(self.stokes[..., 0, :], dtype=np.float64)
                 if self.intensity_scale != 1.0:
                     intensity = intensity * (1.0 / self.intensity_scale)
-                self._dI = intensity_derivative(intensity, self.wavelengths)
+                self._dI = derivatives_at(intensity, self.wavelengths, None, self.derivative, second=False)[0]
         return self._dI
 
     def wfa_inputs(self, rows: Optional[slice] = None) -> WFAInputs:
@@ -804,8 +840,10 @@ class Observation:
         act = list(self.active_indices)
         intensity = spectra[:, 0, :]
         intensity = np.where(np.isfinite(intensity), intensity, 0.0)
-        dI = intensity_derivative(intensity, self.wavelengths)[:, act]
-        d2I = intensity_second_derivative(intensity, self.wavelengths)[:, act] if self.nw >= 3 else None
+        plain = self.derivative == self.derivative_qu == "three_point"
+        dI, d2I = derivatives_at(intensity, self.wavelengths, act, self.derivative,
+                                 operators=None if plain else self.derivative_operators(),
+                                 method_qu=self.derivative_qu)
         return WFAInputs(
             index=index,
             dI_dlambda=np.ascontiguousarray(dI),
@@ -855,6 +893,8 @@ class Observation:
         lazy: bool = True,
         valid: Optional[np.ndarray] = None,
         intensity_scale: Optional[float] = None,
+        derivative: str = DEFAULT_DERIVATIVE,
+        derivative_qu: Optional[str] = None,
     ) -> "Observation":
         """Read an observation from a Stokes-cube FITS file and a wavelengths FITS file.
 
@@ -864,8 +904,8 @@ class Observation:
         overrides a MASK extension). ``lazy`` (the default) maps the cube
         from the file instead of reading it (see the module docstring; a
         cube that cannot be mapped is read, with a note in :attr:`notes`);
-        False reads it into memory as float64. ``valid``, ``intensity_scale``:
-        as for :class:`Observation`.
+        False reads it into memory as float64. ``valid``, ``intensity_scale``, ``derivative``,
+        ``derivative_qu``: as for :class:`Observation`.
 
         Raises:
             HashwfaError: what :func:`~hashwfa.wfa.observation.stokes_fits.read_stokes_fits` and
@@ -876,7 +916,8 @@ class Observation:
             obs = cls(files.stokes, files.wavelengths, line=files.line, active_indices=active_indices,
                       weights=weights, mask=files.mask if mask is None else mask,
                       source=str(files.stokes_path), unit=files.unit, times=files.times,
-                      map_cards=files.map_cards, valid=valid, intensity_scale=intensity_scale)
+                      map_cards=files.map_cards, valid=valid, intensity_scale=intensity_scale,
+                      derivative=derivative, derivative_qu=derivative_qu)
         except HashwfaError as exc:
             if "wavelength" in str(exc):
                 # Name both files: the fix may be in either.
@@ -896,6 +937,8 @@ class Observation:
         lazy: bool = True,
         valid: Optional[np.ndarray] = None,
         intensity_scale: Optional[float] = None,
+        derivative: str = DEFAULT_DERIVATIVE,
+        derivative_qu: Optional[str] = None,
     ) -> "Observation":
         """Read a reduced CRISP/CHROMIS cube of the SST pipeline (:func:`hashwfa.wfa.observation.sst.read_sst_cube`):
         wavelengths and frame times from its ``WCS-TAB`` table, no wavelengths file.
@@ -905,8 +948,8 @@ class Observation:
         as :attr:`map_cards`; what the reader assumed or left out (cavity
         maps, a cube read whole) is in :attr:`notes`. ``lazy`` (the default)
         maps the cube from the file (:meth:`hashwfa.wfa.observation.sst.SSTCube.mapped`);
-        False reads it (float32, then float64). ``valid``, ``intensity_scale``:
-        as for :class:`Observation`. The cube may be in any intensity unit
+        False reads it (float32, then float64). ``valid``, ``intensity_scale``, ``derivative``,
+        ``derivative_qu``: as for :class:`Observation`. The cube may be in any intensity unit
         (BUNIT, e.g. the pipeline's W m^-2 Hz^-1 sr^-1): the fit divides it
         by :attr:`Observation.intensity_scale`.
 
@@ -927,6 +970,6 @@ class Observation:
         obs = cls(stokes if series else stokes[0], cube.wavelengths, line=cube.line, active_indices=active_indices,
                   weights=weights, mask=mask, source=str(cube.path), unit=cube.unit,
                   times=cube.times if series else None, map_cards=cards, valid=valid,
-                  intensity_scale=intensity_scale)
+                  intensity_scale=intensity_scale, derivative=derivative, derivative_qu=derivative_qu)
         obs.notes = notes
         return obs

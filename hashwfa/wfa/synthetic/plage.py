@@ -80,7 +80,8 @@ Three forward models:
   forward model (:func:`hashwfa.wfa.physics.weak_field.forward_stokes` of its
   three-point derivatives, Q/U in the ``qu_form`` given, by default the
   second-derivative form) for Q, U, V of the true field: the pixel-wise WFA
-  with the same ``qu_form`` recovers the truth exactly without noise.
+  with the same ``qu_form`` and the three-point derivative recovers the
+  truth exactly without noise.
 
 Noise: Gaussian, the same sigma (``noise`` times the continuum, which is 1)
 in I, Q, U and V, added after the PSF (photon noise is white per pixel).
@@ -111,8 +112,9 @@ from hashwfa.wfa.observation.fits_files import provenance_cards, write_atomic
 from hashwfa.wfa.physics.lines import SpectralLine, get_line
 from hashwfa.wfa.physics.milne_eddington import milne_eddington_stokes
 from hashwfa.wfa.observation.observation import Observation
-from hashwfa.wfa.physics.weak_field import (DEFAULT_QU_FORM, QU_FORMS, bt_azimuth_to_bqbu, forward_stokes, intensity_derivative,
-                                 intensity_second_derivative)
+from hashwfa.wfa.physics.weak_field import (DEFAULT_DERIVATIVE, DEFAULT_QU_FORM, QU_FORMS, bt_azimuth_to_bqbu,
+                                            check_derivative, forward_stokes, intensity_derivative,
+                                            intensity_second_derivative)
 from hashwfa.wfa.physics.zeeman import zeeman_stokes
 
 #: The CRISP Mg I b2 grid of the seed study [A from line centre].
@@ -560,6 +562,8 @@ def synthetic_plage(
     psf_fwhm: Optional[float] = None,
     weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
     instrument_fwhm: float = INSTRUMENT_FWHM,
+    derivative: str = DEFAULT_DERIVATIVE,
+    derivative_qu: Optional[str] = None,
 ) -> SyntheticPlage:
     """Make a synthetic plage observation and its true field.
 
@@ -591,6 +595,9 @@ def synthetic_plage(
             (they do not change the data).
         instrument_fwhm: FWHM [mA] of the Gaussian transmission profile of
             ``model="milne_eddington"`` (0: none); not used by the others.
+        derivative, derivative_qu: the observation's derivatives
+            (:class:`~hashwfa.wfa.observation.observation.Observation`); they do not change
+            the data (``model="wfa"`` always uses the three-point one).
 
     Returns:
         :class:`SyntheticPlage` (observation in continuum units, truth, line
@@ -598,8 +605,11 @@ def synthetic_plage(
 
     Raises:
         HashwfaError: for a bad size, seed, noise level, model, pattern,
-            qu_form, PSF width, instrument FWHM or wavelength axis.
+            qu_form, derivative, PSF width, instrument FWHM or wavelength axis.
     """
+    check_derivative(derivative, "synthetic_plage: derivative")
+    if derivative_qu is not None:
+        check_derivative(derivative_qu, "synthetic_plage: derivative_qu")
     noise, line, psf_fwhm, wl = _checked_settings("synthetic_plage", ny, nx, seed, noise, model, pattern,
                                                  qu_form, line, psf_fwhm, wavelengths, instrument_fwhm)
     check_fits_in_memory(
@@ -619,5 +629,6 @@ def synthetic_plage(
               "line": line.name, "pattern": pattern, "qu_form": qu_form, "psf_fwhm": psf_fwhm,
               "pixel_scale": PIXEL_SCALE, "instrument_fwhm": float(instrument_fwhm)}
     obs = Observation(stokes, wl, line=line, active_indices=active_indices, weights=weights,
-                      source=f"synthetic plage (seed={int(seed)}, model={model}, noise={noise:g})", unit="Ic")
+                      source=f"synthetic plage (seed={int(seed)}, model={model}, noise={noise:g})", unit="Ic",
+                      derivative=derivative, derivative_qu=derivative_qu)
     return SyntheticPlage(observation=obs, truth=truth, atmosphere=atm, parameters=params, intrinsic=intrinsic)

@@ -40,7 +40,7 @@ from hashwfa.wfa.observation.fits_files import provenance_cards, write_atomic
 from hashwfa.wfa.observation.stokes_fits import times_table
 from hashwfa.wfa.physics.lines import SpectralLine
 from hashwfa.wfa.observation.observation import Observation
-from hashwfa.wfa.physics.weak_field import DEFAULT_QU_FORM
+from hashwfa.wfa.physics.weak_field import DEFAULT_DERIVATIVE, DEFAULT_QU_FORM, check_derivative
 from hashwfa.wfa.synthetic.plage import (CRISP_ACTIVE, INSTRUMENT_FWHM, PIXEL_SCALE, _checked_settings, synthetic_plage_bytes, _make_atmosphere, _make_field, output_paths,
                                    _observe, _smooth_noise)
 
@@ -72,6 +72,8 @@ class SyntheticSeries:
         parameters: how it was made (nt, ny, nx, seed, noise, model, line,
             pattern, qu_form, psf_fwhm [px], pixel_scale [arcsec], instrument_fwhm [mA], flow
             [px/frame], azimuth_rate [deg/frame rms], cadence [s]).
+        derivative, derivative_qu: the derivatives of the observations made from it
+            (:class:`~hashwfa.wfa.observation.observation.Observation`; the data do not depend on them).
     """
 
     stokes: np.ndarray
@@ -84,6 +86,8 @@ class SyntheticSeries:
     atmosphere: Dict[str, np.ndarray] = field(default_factory=dict)
     azimuth_rate: Optional[np.ndarray] = None
     parameters: Dict[str, Any] = field(default_factory=dict)
+    derivative: str = DEFAULT_DERIVATIVE
+    derivative_qu: Optional[str] = None
 
     @property
     def nt(self) -> int:
@@ -95,6 +99,7 @@ class SyntheticSeries:
         p = self.parameters
         return Observation(self.stokes, self.wavelengths, line=self.line, active_indices=self.active_indices,
                            weights=weights, unit="Ic", times=self.times,
+                           derivative=self.derivative, derivative_qu=self.derivative_qu,
                            source=f"synthetic series (nt={self.nt}, seed={p['seed']}, model={p['model']}, "
                                   f"noise={p['noise']:g})")
 
@@ -102,7 +107,7 @@ class SyntheticSeries:
         """Frame ``t`` as a single-frame :class:`Observation` (a view of :attr:`stokes`)."""
         p = self.parameters
         return Observation(self.stokes[t], self.wavelengths, line=self.line, active_indices=self.active_indices,
-                           weights=weights, unit="Ic",
+                           weights=weights, unit="Ic", derivative=self.derivative, derivative_qu=self.derivative_qu,
                            source=f"synthetic series frame {t} (seed={p['seed']}, model={p['model']}, "
                                   f"noise={p['noise']:g})")
 
@@ -179,13 +184,15 @@ def synthetic_series(
     qu_form: str = DEFAULT_QU_FORM,
     psf_fwhm: Optional[float] = None,
     instrument_fwhm: float = INSTRUMENT_FWHM,
+    derivative: str = DEFAULT_DERIVATIVE,
+    derivative_qu: Optional[str] = None,
 ) -> SyntheticSeries:
     """Make a synthetic time series of the plage and its true field.
 
     Args:
         nt: number of frames (>= 1).
         ny, nx, seed, noise, model, line, wavelengths, active_indices,
-            pattern, qu_form, psf_fwhm, instrument_fwhm: as for
+            pattern, qu_form, psf_fwhm, instrument_fwhm, derivative, derivative_qu: as for
             :func:`hashwfa.wfa.synthetic.plage.synthetic_plage` (frame 0 is that plage).
         flow: ``(vy, vx)`` drift [px per frame] of the whole field.
         azimuth_rate: rms rotation rate of the azimuth [deg per frame] (>= 0).
@@ -199,6 +206,9 @@ def synthetic_series(
             everything :func:`synthetic_plage` refuses.
     """
     caller = "synthetic_series"
+    check_derivative(derivative, f"{caller}: derivative")
+    if derivative_qu is not None:
+        check_derivative(derivative_qu, f"{caller}: derivative_qu")
     noise, line, psf_fwhm, wl = _checked_settings(caller, ny, nx, seed, noise, model, pattern, qu_form, line,
                                                   psf_fwhm, wavelengths, instrument_fwhm)
     if isinstance(nt, bool) or not isinstance(nt, (int, np.integer)) or nt < 1:
@@ -263,6 +273,6 @@ def synthetic_series(
         stokes=stokes, wavelengths=wl, line=line, active_indices=tuple(sorted(int(i) for i in active_indices)),
         times=float(cadence) * np.arange(nt, dtype=np.float64), truth=stacked(truths), intrinsic=stacked(intrinsics),
         atmosphere={name: np.stack([a[name] for a in atms]) for name in atms[0]}, azimuth_rate=rate,
-        parameters=params)
+        parameters=params, derivative=derivative, derivative_qu=derivative_qu)
     series.frame_observation(0)  # refuses bad active indices like synthetic_plage does
     return series

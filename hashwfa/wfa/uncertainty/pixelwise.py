@@ -8,8 +8,8 @@ the A active wavelengths a,
 for ``(d, c, b) = (V, coef_v, B_los)``, ``(Q, coef_qu, B_Q)`` and
 ``(U, coef_qu, B_U)``. The coefficients are linear in Stokes I over all nw
 wavelengths, ``c_a = sum_j G_ja I_j`` (``G`` = the line's constant times the
-finite-difference weights of dI/dlambda or d^2I/dlambda^2, see
-:mod:`hashwfa.wfa.physics.weak_field`), so noise in I enters as well as noise in Q, U, V.
+observation's derivative matrix D1 or D2 of dI/dlambda or d^2I/dlambda^2,
+:func:`hashwfa.wfa.physics.weak_field.derivative_operators`), so noise in I enters as well as noise in Q, U, V.
 To first order in the noise (sigma_X,a of Stokes X at wavelength a,
 independent between wavelengths and Stokes parameters)::
 
@@ -45,8 +45,7 @@ from hashwfa.wfa.physics.maps import AZIMUTH_SIGMA_CAP, FieldSigmas
 from hashwfa.wfa.physics.lines import SpectralLine, get_line
 from hashwfa.wfa.observation.noise import StokesNoise
 from hashwfa.wfa.observation.observation import Observation
-from hashwfa.wfa.physics.weak_field import (CORE_CUTOFF, DEFAULT_QU_FORM, intensity_derivative, intensity_second_derivative,
-                                 wfa_coefficients)
+from hashwfa.wfa.physics.weak_field import CORE_CUTOFF, DEFAULT_QU_FORM, wfa_coefficients
 
 __all__ = ["pixel_wfa_sigmas"]
 
@@ -54,11 +53,9 @@ __all__ = ["pixel_wfa_sigmas"]
 
 def _coefficient_operators(observation: Observation, line: SpectralLine, core_cutoff: float, qu_form: str):
     """``(G_v, G_qu)``, each ``(nw, A)``: d coef_a / d I_j (the coefficients are linear in I)."""
-    nw = observation.nw
-    eye = np.eye(nw)
-    act = list(observation.active_indices)
-    d1 = intensity_derivative(eye, observation.wavelengths)[:, act]  # row j: derivative of the unit spectrum e_j
-    d2 = intensity_second_derivative(eye, observation.wavelengths)[:, act] if nw >= 3 else None
+    op1, op2 = observation.derivative_operators()  # (A, nw) each: the observation's derivative as matrices
+    d1 = op1.T  # row j: the derivative of the unit spectrum e_j at the active wavelengths
+    d2 = None if op2 is None else op2.T
     return wfa_coefficients(d1, observation.active_wavelengths, line, core_cutoff, qu_form=qu_form,
                             d2I_dlambda2=d2)
 
