@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Peak host memory of ``hashwfa-train`` on synthetic series read from FITS (README "How large a series fits").
+"""Peak host memory of ``hashwfa-train`` on synthetic series read from FITS (docs/RUNNING.md, "How large a series fits").
 
 ::
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The one-call GPU check (docs/GPU.md says when and how to run it).
+# The one-call GPU check: everything docs/GPU.md describes, in one command, for a
+# machine with an NVIDIA GPU and no network (docs/GPU.md, "One command on an offline machine").
 #
 # Stages, each with its own time limit, each writing into the output folder as
 # it finishes (a timeout keeps what ran):
 #   0 env       the machine: nvidia-smi, Python, PyTorch, CUDA, packages      (always)
-#   1 install   carried wheels offline (pip --no-index), then hashwfa itself
-#   2 tcnn      tiny-cuda-nn's PyTorch bindings: kept if they import, else the
-#               carried build hook is run (see docs/GPU.md)
+#   1 install   hashwfa and its requirements from a folder of wheels (pip --no-index)
+#   2 tcnn      tiny-cuda-nn's PyTorch bindings: kept if they import, else a
+#               build script is run on a local tiny-cuda-nn source (see docs/GPU.md)
 #   3 parity    scripts/gpu_check.py parity: torch grid vs tcnn.Encoding
 #               (vs the float64 torch grid when tcnn is missing)
 #   4 bench     hashwfa-bench seed table on the GPU, tcnn and torch backends,
@@ -15,10 +16,10 @@
 #               default, --smooth-versions), median of 3
 #   5 encoding  scripts/bench_encoding.py on the GPU
 #   6 pytest    the whole suite, with tiny-cuda-nn present
-# (the most wanted results first: a stage cut short by the budget is the last)
+# (the most wanted results first: a stage cut short by the time limit is the last)
 # Stages 1-6 need CUDA; without it they report "skipped: no CUDA".
 #
-# Output folder (the device returns at most 8 files, 2 folders down):
+# Output folder (at most 8 files, all at its top, so that it is quick to copy back):
 #   report.txt  stage status lines and each stage's summary
 #   env.txt     the environment in full (nvidia-smi, pip list)
 #   setup.log   stages 1 and 2 (pip, the build)
@@ -33,14 +34,14 @@ usage() {
 usage: bash scripts/gpu_check.sh --out DIR [options]
 
   --out DIR          output folder (created; required)
-  --wheelhouse DIR   carried wheels (default third_party/wheels)
-  --tcnn-src DIR     carried tiny-cuda-nn source (default third_party/tiny-cuda-nn)
-  --build-hook FILE  carried script that builds and installs the tcnn bindings,
+  --wheelhouse DIR   folder of wheels to install from (default third_party/wheels)
+  --tcnn-src DIR     local tiny-cuda-nn source (default third_party/tiny-cuda-nn)
+  --build-hook FILE  script that builds and installs the tcnn bindings,
                      called as: bash FILE TCNN_SRC WHEELHOUSE (default
                      third_party/build_tcnn.sh)
   --skip LIST        comma-separated stage names or numbers to skip
                      (install,tcnn,parity,bench,encoding,pytest or 1-6)
-  --budget SECONDS   wall-clock budget of the whole script (default 560);
+  --budget SECONDS   wall-clock limit of the whole script (default 560);
                      each stage gets at most its own limit and what is left
   --smooth-versions V  versions timed with each smooth interpolation (default 1;
                      e.g. 0,1,2,3,4,5,6: each costs about as much as a version
@@ -235,7 +236,7 @@ bench_runs() {
 }
 export -f install_all build_tcnn bench_runs
 
-# ---- stage 1: carried wheels, then hashwfa ---------------------------------
+# ---- stage 1: hashwfa and its wheels ---------------------------------------
 if gpu_stage_allowed 1 install; then
     run_stage 1 install 120 "$OUT_DIR/setup.log" bash -c install_all
 fi

@@ -82,7 +82,7 @@ def test_without_cuda_every_gpu_stage_is_skipped_and_the_environment_is_written(
     env = (out / "env.txt").read_text()
     assert f"torch {torch.__version__}" in env
     assert "## nvidia-smi" in env and "## pip list" in env
-    # what the device machine returns: at most 8 plain files
+    # the environment alone: no GPU stage wrote anything
     assert sorted(p.name for p in out.iterdir()) == ["env.txt", "report.txt"]
 
 
@@ -129,10 +129,10 @@ def test_the_wheelhouse_covers_the_declared_requirements():
     declared = parser.get("options", "install_requires").split() + parser.get("options.extras_require", "test").split()
     names = {_normalise(re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0]) for r in declared if r[0].isalpha()}
     wheel_names = {_normalise(p.name.split("-")[0]) for p in WHEELHOUSE.glob("*.whl")}
-    missing = sorted(n for n in names if n not in wheel_names and n not in driver.DEVICE_IMAGE_PACKAGES)
-    assert not missing, f"no wheel and not on the device image: {missing}"
-    assert {"astropy", "commentjson"} <= wheel_names  # the two the device image lacks
-    # and transitively, with versions and tags, for the device's Python 3.12
+    missing = sorted(n for n in names if n not in wheel_names and n not in driver.PREINSTALLED_PACKAGES)
+    assert not missing, f"no wheel and not preinstalled: {missing}"
+    assert {"astropy", "commentjson"} <= wheel_names  # the two a CUDA PyTorch image lacks
+    # and transitively, with versions and tags, for CPython 3.12
     assert driver.check_wheelhouse(WHEELHOUSE, REPO / "setup.cfg", (3, 12)) == []
 
 
@@ -156,7 +156,7 @@ def test_wheelhouse_check_finds_what_is_missing_misfit_or_doubled(tmp_path):
     assert "no wheel for 'beta'" in text
     assert "gamma 1.0 in the wheelhouse does not satisfy 'gamma>=2'" in text
     assert "delta: 2 wheels" in text
-    assert "torch" not in text and "alpha" not in text  # on the image; present and fitting
+    assert "torch" not in text and "alpha" not in text  # preinstalled; present and fitting
     assert "epsilon" not in text and "zeta" not in text  # markers false for 3.12 / no extra
     assert len(problems) == 4
 
