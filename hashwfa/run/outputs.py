@@ -260,6 +260,7 @@ def write_field_fits(
     times: Optional[np.ndarray] = None,
     map_cards: Sequence[Tuple[str, Any, str]] = (),
     notes: Sequence[str] = (),
+    tables: Sequence[fits.BinTableHDU] = (),
 ) -> None:
     """Write ``field.fits`` atomically, one map and one frame at a time.
 
@@ -288,12 +289,15 @@ def write_field_fits(
             ``NOISEMTH``) or None.
         times: ``(nt,)`` frame times [s] of a series, written as a ``TIMES``
             table (column ``TIME``); None when unknown or for one frame.
-        map_cards: ``(keyword, value, comment)`` cards of the input carried
-            over (its spatial WCS for FITS axes 1 = x and 2 = y, DATEREF and
-            other dates): into every map's header, dates also into the
-            primary header.
+        map_cards: ``(keyword, value, comment)`` cards for every map's
+            header: the input's (its spatial WCS for FITS axes 1 = x and 2 =
+            y, DATEREF and other dates), or the Level-2 header that
+            :func:`hashwfa.run.map_header.map_header` makes of them (WCS,
+            observer, line, time axis); dates also into the primary header.
         notes: sentences on what the reader assumed or left out (e.g. SST
             cavity maps), written as COMMENT cards of the primary header.
+        tables: binary tables the map cards refer to (the ``WCS-TAB`` of a
+            tabulated time axis), appended after ``TIMES``.
     """
     primary = fits.PrimaryHDU()
     header = primary.header
@@ -348,6 +352,7 @@ def write_field_fits(
             hdu.header[key] = (value, comment)
     if series and times is not None:
         hdus.append(times_table(times))
+    hdus.extend(tables)
     with atomic_path(path) as tmp:
         fits.HDUList(hdus).writeto(tmp)
         _fill_images(tmp, sources)
