@@ -32,8 +32,8 @@ SunPy (``sunpy.map.Map``) and ndcube open a map with its coordinates:
   spaced (to 1 microsecond), else ``CTYPE3 = 'UTC--TAB'`` with the times
   tabulated in a ``WCS-TAB`` binary table (column ``TIME``, one row, FITS WCS
   paper III), which astropy reads with ``WCS(header, hdulist)``. Without a
-  date (synthetic data) the axis is ``'TIME'`` and the values are seconds
-  since the first frame's time of the series, with no epoch.
+  date (synthetic data) the axis is ``'TIME'``, seconds from the series'
+  start with no epoch (astropy then counts from MJD 0, 1858-11-17).
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def _time_axis(cards: Dict[str, Card], tables: List[fits.BinTableHDU], times: np
     if dated:
         cards["TIMESYS"] = ("TIMESYS", "UTC", "time scale of the time axis and dates")
     if linear:
-        cards["CTYPE3"] = ("CTYPE3", ctype, f"frame time, seconds since {since}"[:47])
+        cards["CTYPE3"] = ("CTYPE3", ctype, "[s] since DATEREF" if dated else "[s] since the series' start, no date")
         cards["CRPIX3"] = ("CRPIX3", 1.0, "first frame")
         cards["CRVAL3"] = ("CRVAL3", float(times[0]), "[s] time of the first frame")
         cards["CDELT3"] = ("CDELT3", step, "[s] cadence")
@@ -195,6 +195,10 @@ def _time_axis(cards: Dict[str, Card], tables: List[fits.BinTableHDU], times: np
         table = fits.BinTableHDU.from_columns([column], name=TIME_TABLE)
         table.header["COMMENT"] = f"Frame times [s] since {since}: the -TAB coordinates of FITS axis 3 of the maps."
         tables.append(table)
+    if any(key.startswith("CD") and "_" in key for key in cards):
+        # A CD matrix replaces CDELT on every axis: without CD3_3 the time axis would get
+        # wcslib's default (a step of 1).
+        cards["CD3_3"] = ("CD3_3", cards["CDELT3"][1], "= CDELT3")
 
 
 def _observer(cards: Dict[str, Card]) -> List[str]:

@@ -317,8 +317,9 @@ def write_field_fits(
     series = maps.blos.ndim == 3
     if series:
         header["HWAXES"] = ("T,Y,X", "numpy order of the maps (FITS NAXIS3..1)")
-        header.add_comment("Time series: maps (nt, ny, nx), frame along FITS axis 3; frame times [s] in the")
-        header.add_comment("TIMES table (since DATEREF when given).")
+        header.add_comment("Time series: maps (nt, ny, nx), frame along FITS axis 3; frame times [s]")
+        header.add_comment("in the TIMES table (since DATEREF when given), and as the maps' time axis")
+        header.add_comment("(CTYPE3) when they have one.")
     for key, value, comment in map_cards:
         if key in DATE_KEYS:
             header[key] = (value, comment)
