@@ -9,7 +9,10 @@ An output directory holds:
                     WFA), REG_ (the spatially regularised WFA, its weights
                     in the primary header: :func:`regularized_cards`) and,
                     for synthetic data, TRUE_ (the truth), each (ny, nx)
-                    float32; VALID (1 = pixel used in the fit)
+                    float32; VALID (1 = pixel used in the fit). Every map
+                    has the Level-2 header of :mod:`hashwfa.run.map_header`
+                    (WCS, dates, observer, line; a series' time axis), so
+                    SunPy, astropy and ndcube open it with its coordinates
 ``history.json``    loss and learning rate per epoch and phase, final loss,
                     timings, errors against the truth when known
 ``config.json``     the resolved config (plain JSON; a valid config file)

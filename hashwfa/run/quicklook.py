@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from hashwfa.host.atomic import atomic_path
 from hashwfa.errors import HashwfaError
@@ -100,7 +100,8 @@ def _sky_axes(ax: Any, extent: Optional[Tuple[float, float, float, float]]) -> N
         image.set_extent(extent)
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
-    ax.locator_params(nbins=4)
+    ax.xaxis.set_major_locator(MaxNLocator(4))  # _show took the pixel ticks away
+    ax.yaxis.set_major_locator(MaxNLocator(4))
     ax.tick_params(labelsize=6)
     ax.set_xlabel("helioprojective x [arcsec]", fontsize=7)
     ax.set_ylabel("helioprojective y [arcsec]", fontsize=7)
@@ -156,6 +157,7 @@ def _time_evolution(fig: Figure, axes: Any, maps: FieldMaps, wfa: FieldMaps, tru
             ax.set_xlabel("time [s]")
         else:
             clock = _clock(reference)
+            ax.xaxis.set_major_locator(MaxNLocator(4))  # HH:MM:SS labels are wide
             ax.xaxis.set_major_formatter(FuncFormatter(lambda seconds, _: clock(seconds)[:8]))
             ax.tick_params(axis="x", labelsize=7)
             ax.set_xlabel(f"time [UT, {reference:%Y-%m-%d}]")
