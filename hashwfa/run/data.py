@@ -5,6 +5,7 @@ data) and the given noise."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 from astropy.io import fits
@@ -33,12 +34,15 @@ class LoadedData:
         description: one line saying where the data came from.
         noise: the Stokes noise ``data.noise`` gives (checked against the
             data's wavelengths), or None: estimate it from the data.
+        label: the data in a few words for a figure's title (file names
+            without their directories); "" means the description.
     """
 
     observation: Observation
     truth: Optional[FieldMaps]
     description: str
     noise: Optional[StokesNoise] = None
+    label: str = ""
 
 
 def _has_line_keyword(path: str) -> bool:
@@ -69,6 +73,7 @@ def load_data(config: RunConfig, valid: Optional[Any] = None, intensity_scale: O
         truth = None
         frames = f", {obs.nt} scans" if obs.is_series else ""
         description = f"SST cube {data.path}{frames}"
+        label = f"SST cube {Path(data.path).name}{frames}"
     elif data.path is not None:
         obs = Observation.from_fits(
             data.path,
@@ -83,6 +88,7 @@ def load_data(config: RunConfig, valid: Optional[Any] = None, intensity_scale: O
         )
         truth = None
         description = f"FITS {data.path} (wavelengths {data.wavelengths}), line {obs.line.name}"
+        label = f"FITS {Path(data.path).name}, line {obs.line.name}"
         if config.line is None:  # say where the line came from: it changes B by the Lande factor
             description += " (from the cube's LINE header)" if _has_line_keyword(data.path) else " (the default; no LINE header)"
     else:
@@ -114,6 +120,7 @@ def load_data(config: RunConfig, valid: Optional[Any] = None, intensity_scale: O
         obs = plage.observation
         truth = plage.truth
         description = f"synthetic plage {s.ny}x{s.nx}, model {s.model!r}, noise {s.noise:g}, seed {s.seed}"
+        label = ""
     noise = None if data.noise is None else given_noise(schema.to_plain(data.noise), obs.nw, "config key 'data.noise'")
-    return LoadedData(observation=obs, truth=truth, description=description, noise=noise)
+    return LoadedData(observation=obs, truth=truth, description=description, noise=noise, label=label)
 

@@ -9,7 +9,10 @@ An output directory holds:
                     WFA), REG_ (the spatially regularised WFA, its weights
                     in the primary header: :func:`regularized_cards`) and,
                     for synthetic data, TRUE_ (the truth), each (ny, nx)
-                    float32; VALID (1 = pixel used in the fit)
+                    float32; VALID (1 = pixel used in the fit). Every map
+                    has the Level-2 header of :mod:`hashwfa.run.map_header`
+                    (WCS, dates, observer, line; a series' time axis), so
+                    SunPy, astropy and ndcube open it with its coordinates
 ``history.json``    loss and learning rate per epoch and phase, final loss,
                     timings, errors against the truth when known
 ``config.json``     the resolved config (plain JSON; a valid config file)
@@ -265,6 +268,7 @@ def write_field_fits(
     times: Optional[np.ndarray] = None,
     map_cards: Sequence[Tuple[str, Any, str]] = (),
     notes: Sequence[str] = (),
+    tables: Sequence[fits.BinTableHDU] = (),
 ) -> None:
     """Write ``field.fits`` atomically, one map and one frame at a time.
 
@@ -293,12 +297,15 @@ def write_field_fits(
             ``NOISEMTH``) or None.
         times: ``(nt,)`` frame times [s] of a series, written as a ``TIMES``
             table (column ``TIME``); None when unknown or for one frame.
-        map_cards: ``(keyword, value, comment)`` cards of the input carried
-            over (its spatial WCS for FITS axes 1 = x and 2 = y, DATEREF and
-            other dates): into every map's header, dates also into the
-            primary header.
+        map_cards: ``(keyword, value, comment)`` cards for every map's
+            header: the input's (its spatial WCS for FITS axes 1 = x and 2 =
+            y, DATEREF and other dates), or the Level-2 header that
+            :func:`hashwfa.run.map_header.map_header` makes of them (WCS,
+            observer, line, time axis); dates also into the primary header.
         notes: sentences on what the reader assumed or left out (e.g. SST
             cavity maps), written as COMMENT cards of the primary header.
+        tables: binary tables the map cards refer to (the ``WCS-TAB`` of a
+            tabulated time axis), appended after ``TIMES``.
     """
     primary = fits.PrimaryHDU()
     header = primary.header
@@ -318,8 +325,9 @@ def write_field_fits(
     series = maps.blos.ndim == 3
     if series:
         header["HWAXES"] = ("T,Y,X", "numpy order of the maps (FITS NAXIS3..1)")
-        header.add_comment("Time series: maps (nt, ny, nx), frame along FITS axis 3; frame times [s] in the")
-        header.add_comment("TIMES table (since DATEREF when given).")
+        header.add_comment("Time series: maps (nt, ny, nx), frame along FITS axis 3; frame times [s]")
+        header.add_comment("in the TIMES table (since DATEREF when given), and as the maps' time axis")
+        header.add_comment("(CTYPE3) when they have one.")
     for key, value, comment in map_cards:
         if key in DATE_KEYS:
             header[key] = (value, comment)
@@ -353,6 +361,7 @@ def write_field_fits(
             hdu.header[key] = (value, comment)
     if series and times is not None:
         hdus.append(times_table(times))
+    hdus.extend(tables)
     with atomic_path(path) as tmp:
         fits.HDUList(hdus).writeto(tmp)
         _fill_images(tmp, sources)

@@ -5,21 +5,30 @@ a row with the time evolution of a few summary numbers: mean |B_los|, mean
 B_t, and against the truth the B_los RMS and azimuth mean absolute errors
 per frame, for the field and the pixel-wise WFA.
 
+Units a reader of solar maps expects: the map axes in arcsec (helioprojective
+x, y) when the maps' header has a helioprojective WCS that is not nominal (see
+:mod:`hashwfa.run.map_header`), else in pixels; the azimuth in degrees, 0..180,
+counted from +x towards +y of the image; a series' times as UT clock times
+when the header has ``DATEREF``; the observation date in the title.
+
 Uses matplotlib's object-oriented API on an Agg canvas (no pyplot, no global
 state, no display needed).
 """
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from hashwfa.host.atomic import atomic_path
 from hashwfa.errors import HashwfaError
+from hashwfa.run.map_header import NOMINAL_WCSNAME
 from hashwfa.wfa.physics.maps import AZIMUTH_SIGMA_CAP, FieldMaps, FieldSigmas
 from hashwfa.wfa.physics.weak_field import azimuth_difference
 
@@ -47,13 +56,87 @@ def _show(fig: Figure, ax: Any, data: np.ndarray, title: str, cmap: str, vmin: f
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).set_label(unit, fontsize=8)
 
 
+#: How the azimuth panels say what the angle is.
+AZIMUTH_LABEL = "azimuth [deg from +x towards +y]"
+
+
+def sky_extent(header: Optional[Mapping[str, Any]], ny: int, nx: int) -> Optional[Tuple[float, float, float, float]]:
+    """``(left, right, bottom, top)`` [arcsec] of maps ``(ny, nx)`` under the helioprojective WCS in
+    ``header`` (keyword -> value; pixel edges, from the pixel scale at pixel (1, 1)), or None when the
+    header has no such WCS or only the nominal one (then the axes count pixels)."""
+    if not header or str(header.get("WCSNAME", "")) == NOMINAL_WCSNAME:
+        return None
+    if not (str(header.get("CTYPE1", "")).startswith("HPLN") and str(header.get("CTYPE2", "")).startswith("HPLT")):
+        return None
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    cards = fits.Header()
+    cards["NAXIS"], cards["NAXIS1"], cards["NAXIS2"] = 2, nx, ny
+    for key, value in header.items():
+        if key[:5] in ("CTYPE", "CUNIT", "CRPIX", "CRVAL", "CDELT") and key[5:] in ("1", "2") \
+                or key[:2] in ("PC", "CD") and key[2:] in ("1_1", "1_2", "2_1", "2_2"):
+            cards[key] = value
+    try:
+        # 0-based pixel (0, 0), one step along x, one along y; wcslib returns degrees.
+        world = WCS(cards).wcs_pix2world(np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), 0)
+    except Exception:  # an input WCS astropy cannot read: the maps are still drawn, in pixels
+        return None
+    arcsec = (np.mod(world + 180.0, 360.0) - 180.0) * 3600.0
+    x0, y0 = arcsec[0]
+    dx, dy = arcsec[1, 0] - x0, arcsec[2, 1] - y0
+    if not (np.isfinite([x0, y0, dx, dy]).all() and dx != 0 and dy != 0):
+        return None
+    return (x0 - dx / 2, x0 + (nx - 0.5) * dx, y0 - dy / 2, y0 + (ny - 0.5) * dy)
+
+
+def _sky_axes(ax: Any, extent: Optional[Tuple[float, float, float, float]]) -> None:
+    """Put the map in ``ax`` on arcsec axes (``extent``), or label its pixel axes."""
+    if extent is None:
+        ax.set_xlabel("x [px]", fontsize=7)
+        ax.set_ylabel("y [px]", fontsize=7)
+        return
+    for image in ax.get_images():
+        image.set_extent(extent)
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
+    ax.xaxis.set_major_locator(MaxNLocator(4))  # _show took the pixel ticks away
+    ax.yaxis.set_major_locator(MaxNLocator(4))
+    ax.tick_params(labelsize=6)
+    ax.set_xlabel("helioprojective x [arcsec]", fontsize=7)
+    ax.set_ylabel("helioprojective y [arcsec]", fontsize=7)
+
+
+def _reference_time(header: Optional[Mapping[str, Any]]) -> Optional[datetime.datetime]:
+    """``DATEREF`` of the header as a datetime (UTC), None when absent or not ISO 8601."""
+    try:
+        return datetime.datetime.fromisoformat(str(header["DATEREF"]).strip()) if header else None
+    except (KeyError, ValueError):
+        return None
+
+
+def _clock(reference: Optional[datetime.datetime]) -> Callable[[float], str]:
+    """Seconds since ``reference`` as an UT clock time ``HH:MM:SS``, or as seconds without a reference."""
+    if reference is None:
+        return lambda seconds: f"{seconds:.4g} s"
+    return lambda seconds: (reference + datetime.timedelta(seconds=float(seconds))).strftime("%H:%M:%S UT")
+
+
+def _observed(header: Optional[Mapping[str, Any]]) -> str:
+    """"observed <date>" from DATE-OBS (or DATE-AVG, DATE-BEG), "" when the header has no date."""
+    for key in ("DATE-OBS", "DATE-AVG", "DATE-BEG"):
+        if header and key in header:
+            return f"observed {str(header[key]).replace('T', ' ')[:19]} UT"
+    return ""
+
+
 def _frame(maps: Any, t: int) -> Any:
     """Frame ``t`` of ``(nt, ny, nx)`` :class:`FieldMaps` or :class:`FieldSigmas`."""
     return type(maps)(**{name: value[t] for name, value in maps.as_dict().items()})
 
 
 def _time_evolution(fig: Figure, axes: Any, maps: FieldMaps, wfa: FieldMaps, truth: Optional[FieldMaps],
-                    times: np.ndarray, frame: int) -> None:
+                    times: np.ndarray, frame: int, reference: Optional[datetime.datetime] = None) -> None:
     """One row of per-frame summary numbers against time, the shown frame marked."""
     def per_frame(values: np.ndarray) -> np.ndarray:
         return np.nanmean(values.reshape(values.shape[0], -1), axis=1)
@@ -70,7 +153,14 @@ def _time_evolution(fig: Figure, axes: Any, maps: FieldMaps, wfa: FieldMaps, tru
         if truth is not None and "error" not in label:
             ax.plot(times, summary(truth), "-", color="k", label="truth", linewidth=1)
         ax.axvline(times[frame], color="0.6", linewidth=0.8)
-        ax.set_xlabel("time [s]")
+        if reference is None:
+            ax.set_xlabel("time [s]")
+        else:
+            clock = _clock(reference)
+            ax.xaxis.set_major_locator(MaxNLocator(4))  # HH:MM:SS labels are wide
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda seconds, _: clock(seconds)[:8]))
+            ax.tick_params(axis="x", labelsize=7)
+            ax.set_xlabel(f"time [UT, {reference:%Y-%m-%d}]")
         ax.set_title(label, fontsize=9)
         ax.legend(fontsize=7)
     for ax in axes[len(curves):]:
@@ -91,6 +181,7 @@ def write_quicklook(
     dpi: int = 100,
     times: Optional[np.ndarray] = None,
     frame: Optional[int] = None,
+    header: Optional[Mapping[str, Any]] = None,
 ) -> None:
     """Write the quick-look PNG atomically.
 
@@ -113,9 +204,16 @@ def write_quicklook(
         regularized: the regularised WFA's maps, like the maps, or None.
         history: ``{"blos": {"loss": [...], "lr": [...]}, "bqbu": {...}}``.
         title: the figure's title (version, data, final loss).
-        times: ``(nt,)`` frame times [s] of a series (default: frame numbers).
+        times: ``(nt,)`` frame times [s] of a series (default: frame numbers),
+            since ``DATEREF`` when ``header`` has it.
         frame: the frame to show (default the middle one, ``nt // 2``).
+        header: the maps' header cards, keyword -> value (their WCS, dates:
+            :func:`hashwfa.run.map_header.map_header`), or None: pixel axes, no date.
     """
+    observed = _observed(header)
+    if observed:
+        title = f"{title}; {observed}" if title else observed
+    reference = _reference_time(header)
     series = maps.blos.ndim == 3
     if series:
         nt = maps.blos.shape[0]
@@ -129,7 +227,7 @@ def write_quicklook(
         sigmas = None if sigmas is None else _frame(sigmas, frame)
         wfa_sigmas = None if wfa_sigmas is None else _frame(wfa_sigmas, frame)
         regularized = None if regularized is None else _frame(regularized, frame)
-        title = f"{title}  [frame {frame} of {nt}, t = {times[frame]:.4g} s]".strip()
+        title = f"{title}  [frame {frame} of {nt}, t = {_clock(reference)(times[frame])}]".strip()
     sources = [("neural field", maps), ("pixel-wise WFA", wfa)]
     if regularized is not None:
         sources.append(("regularised WFA", regularized))
@@ -140,15 +238,15 @@ def write_quicklook(
     if title:
         fig.suptitle(title, fontsize=11)
     if series:
-        _time_evolution(fig, axes[-1], all_maps, all_wfa, all_truth, times, frame)
+        _time_evolution(fig, axes[-1], all_maps, all_wfa, all_truth, times, frame, reference)
 
     blos_lim = _limits(maps.blos, wfa.blos, symmetric=True)
     bt_lim = _limits(maps.bt, wfa.bt, symmetric=False)
     for row, (label, src) in enumerate(sources):
         _show(fig, axes[row, 0], src.blos, f"{label}: B_los", "RdBu_r", *blos_lim, "G")
         _show(fig, axes[row, 1], src.bt, f"{label}: B_t", "magma", *bt_lim, "G")
-        # Azimuth is defined modulo pi: a cyclic colour map shows no false edge at 0/pi.
-        _show(fig, axes[row, 2], src.azimuth, f"{label}: azimuth", "twilight", 0.0, np.pi, "rad")
+        # Azimuth is defined modulo 180 deg: a cyclic colour map shows no false edge at 0/180.
+        _show(fig, axes[row, 2], np.degrees(src.azimuth), f"{label}: {AZIMUTH_LABEL}", "twilight", 0.0, 180.0, "deg")
 
     if truth is not None:
         err: Dict[str, np.ndarray] = {
@@ -191,12 +289,18 @@ def write_quicklook(
         _show(fig, axes[row, 0], sigmas.blos, "field: sigma of B_los", "cividis", *lim, "G")
         _show(fig, axes[row, 1], sigmas.bt, "field: sigma of B_t", "cividis",
               0.0, _limits(sigmas.bt, symmetric=False)[1], "G")
-        _show(fig, axes[row, 2], sigmas.azimuth, "field: sigma of azimuth", "cividis", 0.0, AZIMUTH_SIGMA_CAP, "rad")
+        _show(fig, axes[row, 2], np.degrees(sigmas.azimuth), "field: sigma of azimuth", "cividis",
+              0.0, float(np.degrees(AZIMUTH_SIGMA_CAP)), "deg")
         if wfa_sigmas is not None:
             _show(fig, axes[row, 3], wfa_sigmas.blos, "pixel-wise WFA: sigma of B_los", "cividis",
                   0.0, _limits(wfa_sigmas.blos, symmetric=False)[1], "G")
         else:
             axes[row, 3].set_axis_off()
+
+    extent = sky_extent(header, *maps.blos.shape)
+    for ax in axes[:rows - int(series)].ravel():
+        if ax.get_images():
+            _sky_axes(ax, extent)
 
     ax = axes[0, 3]
     offset = 0

@@ -42,6 +42,7 @@ from hashwfa.host.atomic import make_directory, remove_stale_temporaries
 from hashwfa.host.lock import DirectoryLock
 from hashwfa.run import outputs
 from hashwfa.run.data import LoadedData, load_data
+from hashwfa.run.map_header import map_header
 from hashwfa.run.output_directory import check_output_directory, clear_previous_results
 from hashwfa.run.quicklook import write_quicklook
 from hashwfa.training import IndependentFrames, TwoPhaseSolver
@@ -323,6 +324,8 @@ def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: 
             metrics.update({f"reg_{k}": v for k, v in map_errors(reg.maps, data.truth, valid).items()})
     # The smoothness weights (independent frames: each frame has its own; not recorded).
     penalties = getattr(solver, "penalty_weights", {})
+    # The maps' Level-2 header: WCS, dates, observer, line, and a series' time axis.
+    level2 = map_header(obs.map_cards, obs.map_shape, wavelength=obs.line.center, times=obs.times)
     outputs.write_field_fits(
         out_dir / outputs.FIELD_FITS,
         result.maps,
@@ -336,8 +339,9 @@ def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: 
         noise=uncertainty.noise,
         regularized=reg,
         times=obs.times,
-        map_cards=obs.map_cards,
-        notes=obs.notes,
+        map_cards=level2.cards,
+        notes=[*obs.notes, *level2.notes],
+        tables=level2.tables,
     )
     outputs.write_json(out_dir / outputs.HISTORY_JSON,
                        outputs.history_record(result, metrics, reg, data.description, obs.intensity_scale,
@@ -353,10 +357,11 @@ def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: 
             sigmas=uncertainty.sigmas,
             wfa_sigmas=uncertainty.wfa_sigmas,
             regularized=None if reg is None else reg.maps,
-            title=f"hashwfa V{cfg.encoding.version} ({result.backend}, {result.device}) on {data.description}; "
-            f"final loss {result.final_loss:.4g}",
+            title=f"hashwfa V{cfg.encoding.version} ({result.backend}, {result.device}) on "
+            f"{data.label or data.description}; final loss {result.final_loss:.4g}",
             dpi=cfg.output.dpi,
             times=obs.times,
+            header={key: value for key, value, _ in level2.cards},
             frame=cfg.output.frame,
         )
     # The run is complete: the checkpoint is no longer needed (model.pt holds the fields).

@@ -30,7 +30,7 @@ def test_series_sigma_row_shows_the_chosen_frame(tmp_path, monkeypatch, frame):
                               times=np.array([0.0, 20.0, 40.0]), frame=frame)
     np.testing.assert_array_equal(shown["field: sigma of B_los"], sig.blos[frame])
     np.testing.assert_array_equal(shown["field: sigma of B_t"], sig.bt[frame])
-    np.testing.assert_array_equal(shown["field: sigma of azimuth"], sig.azimuth[frame])
+    np.testing.assert_array_equal(shown["field: sigma of azimuth"], np.degrees(sig.azimuth[frame]))  # shown in deg
     np.testing.assert_array_equal(shown["pixel-wise WFA: sigma of B_los"], wfa_sig.blos[frame])
     # Maps, WFA error... : 2 rows, the sigma row, the time row (4.2 inches a row at 30 dpi).
     assert imread(path).shape[0] == round(4.2 * 4 * 30)

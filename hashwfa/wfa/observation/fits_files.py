@@ -20,6 +20,13 @@ from hashwfa.errors import HashwfaError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
+#: Cards of an input that describe the observation (where from, what, through which
+#: filter) and are carried as they are into the maps made from it: the observer's
+#: place on Earth (OBSGEO-X/Y/Z [m], ITRS) or in heliographic Stonyhurst
+#: coordinates, the solar radius and wavelength keywords SunPy reads, the target.
+OBSERVER_KEYS = ("OBSGEO-X", "OBSGEO-Y", "OBSGEO-Z", "HGLN_OBS", "HGLT_OBS", "DSUN_OBS", "RSUN_REF",
+                 "RSUN_ARC", "WAVELNTH", "WAVEUNIT", "OBJECT", "FILTER1", "WCSNAME", "TIMESYS")
+
 
 def provenance_cards() -> Iterable[Tuple[str, object, str]]:
     """Header cards saying who wrote a file and when: ORIGIN, HWVERS, DATE (UTC)."""

@@ -52,7 +52,7 @@ import numpy as np
 from astropy.io import fits
 
 from hashwfa.errors import HashwfaError
-from hashwfa.wfa.observation.fits_files import PathLike, map_image
+from hashwfa.wfa.observation.fits_files import OBSERVER_KEYS, PathLike, map_image
 from hashwfa.wfa.physics.lines import LINES, WAVELENGTH_UNITS, SpectralLine, get_line
 
 #: Default name of the coordinate-table extension and of its coordinate column.
@@ -63,7 +63,8 @@ CAVITY_EXTENSION = "WCSDVARR"
 #: Tunings of later scans may differ from the first scan's by this fraction of the smallest step.
 SCAN_WAVELENGTH_TOLERANCE = 0.01
 #: Observation cards copied as they are into :attr:`SSTCube.spatial_header` when present.
-OBSERVATION_KEYS = ("DATEREF", "DATE-BEG", "DATE-END", "DATE-AVG", "TELESCOP", "INSTRUME", "OBSRVTRY")
+OBSERVATION_KEYS = ("DATEREF", "DATE-OBS", "DATE-BEG", "DATE-END", "DATE-AVG", "TELESCOP", "INSTRUME",
+                    "OBSRVTRY") + OBSERVER_KEYS
 
 
 @dataclass
@@ -273,6 +274,21 @@ def _linear_spatial_wcs(coords: np.ndarray, hpln: int, hplt: int, ny: int, nx: i
     return hdr
 
 
+def _derive_dates(header: fits.Header, date_ref: str, tuning_times: np.ndarray) -> None:
+    """Add DATE-BEG, DATE-AVG, DATE-END (UTC, ISO 8601) from DATEREF and the tabulated times, where absent."""
+    from astropy import units as u
+    from astropy.time import Time  # imported on use: astropy.time is slow to import
+
+    try:
+        ref = Time(date_ref.strip(), format="isot", scale="utc")
+    except ValueError:
+        return  # not an ISO date: nothing can be derived (DATEREF is still carried as it is)
+    for key, seconds, what in (("DATE-BEG", tuning_times.min(), "first"), ("DATE-AVG", tuning_times.mean(), "mean"),
+                               ("DATE-END", tuning_times.max(), "last")):
+        if key not in header:
+            header[key] = ((ref + float(seconds) * u.s).isot, f"{what} tabulated time, from DATEREF")
+
+
 def _cavity_maps(hdul: fits.HDUList, ny: int, nx: int, default_unit: str, path: Path) -> Optional[np.ndarray]:
     """All WCSDVARR extensions as ``(m, ny, nx)`` Angstrom, None when there are none."""
     maps = []
@@ -372,6 +388,8 @@ def read_sst_cube(path: PathLike, line: Union[None, str, SpectralLine, dict] = N
         for key in OBSERVATION_KEYS:
             if key in header:
                 spatial[key] = (header[key], header.comments[key])
+        if "DATEREF" in header:
+            _derive_dates(spatial, str(header["DATEREF"]), tuning_times)
         cavity = _cavity_maps(hdul, ny, nx, str(header.get("CUNIT3", "nm")), path)
         unit = str(header.get("BUNIT", ""))
 

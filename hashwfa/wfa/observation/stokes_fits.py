@@ -32,7 +32,7 @@ import numpy as np
 from astropy.io import fits
 
 from hashwfa.errors import HashwfaError
-from hashwfa.wfa.observation.fits_files import PathLike, map_image, provenance_cards, read_image, write_atomic
+from hashwfa.wfa.observation.fits_files import OBSERVER_KEYS, PathLike, map_image, provenance_cards, read_image, write_atomic
 from hashwfa.wfa.physics.lines import LINES, WAVELENGTH_UNITS, SpectralLine, get_line
 
 
@@ -210,7 +210,7 @@ def _read_times(path: Path, nt: int) -> Optional[np.ndarray]:
 
 
 def _map_cards(header: fits.Header, x_axis: int, y_axis: int) -> Tuple[Tuple[str, Any, str], ...]:
-    """The spatial WCS of the image axes ``x_axis``, ``y_axis`` renumbered to 1, 2, and the date cards."""
+    """The spatial WCS of the image axes ``x_axis``, ``y_axis`` renumbered to 1, 2, the date and observer cards."""
     cards = []
     if f"CTYPE{x_axis}" in header or f"CTYPE{y_axis}" in header:
         for new, old in ((1, x_axis), (2, y_axis)):
@@ -223,7 +223,7 @@ def _map_cards(header: fits.Header, x_axis: int, y_axis: int) -> Tuple[Tuple[str
                     key = f"{kind}{i_old}_{j_old}"
                     if key in header:
                         cards.append((f"{kind}{i_new}_{j_new}", header[key], header.comments[key]))
-    for key in DATE_KEYS:
+    for key in DATE_KEYS + OBSERVER_KEYS:
         if key in header:
             cards.append((key, header[key], header.comments[key]))
     return tuple(cards)

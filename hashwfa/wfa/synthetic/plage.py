@@ -131,6 +131,24 @@ ME_DOPPLER_VELOCITY = 1.6
 C_KMS = 299792.458
 #: CRISP pixel size [arcsec/px] (since 2019; 0.059 before).
 PIXEL_SCALE = 0.044
+#: Name of the spatial WCS of synthetic maps (FITS WCSNAME).
+SYNTHETIC_WCSNAME = "synthetic, disk centre"
+
+
+def synthetic_map_cards(ny: int, nx: int) -> Tuple[Tuple[str, Any, str], ...]:
+    """The spatial WCS of synthetic maps ``(ny, nx)``: helioprojective, :data:`PIXEL_SCALE` arcsec per
+    pixel, the image centre at disk centre (0, 0) -- where the synthetic is observed; as
+    ``(keyword, value, comment)`` cards for FITS axes 1 = x and 2 = y (no date: it has none)."""
+    cards = []
+    for axis, (ctype, n) in enumerate((("HPLN-TAN", nx), ("HPLT-TAN", ny)), start=1):
+        cards += [(f"CTYPE{axis}", ctype, "helioprojective " + ("longitude" if axis == 1 else "latitude")),
+                  (f"CUNIT{axis}", "arcsec", ""),
+                  (f"CRPIX{axis}", (n + 1) / 2.0, "the image centre"),
+                  (f"CRVAL{axis}", 0.0, "disk centre"),
+                  (f"CDELT{axis}", PIXEL_SCALE, "CRISP pixel size [arcsec]")]
+    return tuple(cards) + (("WCSNAME", SYNTHETIC_WCSNAME, "synthetic data: no pointing, no date"),)
+
+
 #: Aperture of the Swedish 1-m Solar Telescope [m].
 TELESCOPE_DIAMETER = 0.97
 #: FWHM [arcsec] of the residual seeing after adaptive optics and image
@@ -630,5 +648,6 @@ def synthetic_plage(
               "pixel_scale": PIXEL_SCALE, "instrument_fwhm": float(instrument_fwhm)}
     obs = Observation(stokes, wl, line=line, active_indices=active_indices, weights=weights,
                       source=f"synthetic plage (seed={int(seed)}, model={model}, noise={noise:g})", unit="Ic",
-                      derivative=derivative, derivative_qu=derivative_qu)
+                      derivative=derivative, derivative_qu=derivative_qu,
+                      map_cards=synthetic_map_cards(int(ny), int(nx)))
     return SyntheticPlage(observation=obs, truth=truth, atmosphere=atm, parameters=params, intrinsic=intrinsic)

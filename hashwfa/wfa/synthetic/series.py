@@ -41,7 +41,7 @@ from hashwfa.wfa.observation.stokes_fits import times_table
 from hashwfa.wfa.physics.lines import SpectralLine
 from hashwfa.wfa.observation.observation import Observation
 from hashwfa.wfa.physics.weak_field import DEFAULT_DERIVATIVE, DEFAULT_QU_FORM, check_derivative
-from hashwfa.wfa.synthetic.plage import (CRISP_ACTIVE, INSTRUMENT_FWHM, PIXEL_SCALE, _checked_settings, synthetic_plage_bytes, _make_atmosphere, _make_field, output_paths,
+from hashwfa.wfa.synthetic.plage import (CRISP_ACTIVE, INSTRUMENT_FWHM, PIXEL_SCALE, synthetic_map_cards, _checked_settings, synthetic_plage_bytes, _make_atmosphere, _make_field, output_paths,
                                    _observe, _smooth_noise)
 
 #: Extra mirror padding [px] beyond the shift when translating a map (keeps the
@@ -100,6 +100,7 @@ class SyntheticSeries:
         return Observation(self.stokes, self.wavelengths, line=self.line, active_indices=self.active_indices,
                            weights=weights, unit="Ic", times=self.times,
                            derivative=self.derivative, derivative_qu=self.derivative_qu,
+                           map_cards=synthetic_map_cards(*self.stokes.shape[1:3]),
                            source=f"synthetic series (nt={self.nt}, seed={p['seed']}, model={p['model']}, "
                                   f"noise={p['noise']:g})")
 
@@ -108,6 +109,7 @@ class SyntheticSeries:
         p = self.parameters
         return Observation(self.stokes[t], self.wavelengths, line=self.line, active_indices=self.active_indices,
                            weights=weights, unit="Ic", derivative=self.derivative, derivative_qu=self.derivative_qu,
+                           map_cards=synthetic_map_cards(*self.stokes.shape[1:3]),
                            source=f"synthetic series frame {t} (seed={p['seed']}, model={p['model']}, "
                                   f"noise={p['noise']:g})")
 
