@@ -3,7 +3,7 @@
 Two ``hashwfa-train`` processes writing into one ``--out`` would mix their
 files (the config of one, the maps of the other). :class:`DirectoryLock`
 lets exactly one process own a directory at a time. It is an advisory
-``flock`` on the file ``.hashwfa.host.lock`` inside the directory, so the kernel
+``flock`` on the file ``.hashwfa.lock`` inside the directory, so the kernel
 releases it when its process dies, however it dies (a stale lock from a
 killed run never blocks the next one); the file records the owner's process
 id and host for the message the next process shows.
@@ -28,7 +28,7 @@ except ImportError:  # pragma: no cover - Windows
 
 __all__ = ["DirectoryLock", "LOCK_NAME", "DirectoryBusyError"]
 
-LOCK_NAME = ".hashwfa.host.lock"
+LOCK_NAME = ".hashwfa.lock"
 
 
 class DirectoryBusyError(HashwfaError):
