@@ -349,7 +349,7 @@ def write_field_fits(
     if series and times is not None:
         hdus.append(times_table(times))
     with atomic_path(path) as tmp:
-        fits.HDUList(hdus).writeto(tmp)
+        fits.HDUList(hdus).writeto(tmp, overwrite=True)  # atomic_path created it, empty
         _fill_images(tmp, sources)
 
 

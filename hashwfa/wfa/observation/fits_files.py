@@ -172,5 +172,5 @@ def write_atomic(hdul: fits.HDUList, path: PathLike, overwrite: bool = False) ->
     with atomic_path(path) as tmp, warnings.catch_warnings():
         # astropy warns about long HIERARCH-less keywords' comments being truncated.
         warnings.simplefilter("ignore", fits.verify.VerifyWarning)
-        hdul.writeto(tmp, output_verify="silentfix")
+        hdul.writeto(tmp, output_verify="silentfix", overwrite=True)  # atomic_path created it, empty
     return path
