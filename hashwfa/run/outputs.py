@@ -59,6 +59,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "write_field_fits",
+    "header_text",
     "regularized_cards",
     "fit_cards",
     "history_record",
@@ -72,6 +73,25 @@ QUICKLOOK_PNG = "quicklook.png"
 CHECKPOINT_PT = "checkpoint.pt"
 #: The files a run writes (the checkpoint only exists while it is unfinished).
 OUTPUT_FILES = (FIELD_FITS, HISTORY_JSON, CONFIG_JSON, MODEL_PT, QUICKLOOK_PNG, CHECKPOINT_PT)
+
+def header_text(text: str) -> str:
+    """``text`` made fit for a FITS header: printable ASCII, every other character escaped.
+
+    FITS allows only ASCII 32..126 in a card. A character outside it (``é``
+    in a data path, a newline) becomes ``\\uXXXX`` (``\\UXXXXXXXX`` above
+    U+FFFF), as in a JSON or Python string; a backslash stays as it is. The
+    unescaped text is in ``config.json`` and ``history.json`` (UTF-8).
+    """
+    return "".join(c if " " <= c <= "~" else f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"
+                   for c in text)
+
+
+def _header_value(value: Any) -> Any:
+    """A card's value or ``(value, comment)`` with every string passed through :func:`header_text`."""
+    if isinstance(value, tuple):
+        return tuple(_header_value(v) for v in value)
+    return header_text(value) if isinstance(value, str) else value
+
 
 def _strict_json(obj: Any) -> Any:
     """``obj`` with every non-finite float replaced by ``None``: strict JSON has no NaN or Infinity."""
@@ -297,16 +317,18 @@ def write_field_fits(
     """
     primary = fits.PrimaryHDU()
     header = primary.header
+    # Every string that reaches a card goes through header_text: a data path
+    # with a non-ASCII character must not fail the write after the whole fit.
     for key, value, comment in provenance_cards():
         header[key] = (value, comment)
     for key, value in provenance.items():
-        header[key] = value
+        header[key] = _header_value(value)
     if noise is not None:
         for key, value in noise.header_cards().items():
-            header[key] = value
+            header[key] = _header_value(value)
     if regularized is not None:
         for key, value in regularized_cards(regularized).items():
-            header[key] = value
+            header[key] = _header_value(value)
     header.add_comment("Maps: BLOS, BQ, BU, BTRANS, AZIMUTH = neural field; WFA_* = pixel-wise")
     header.add_comment("weak-field approximation; REG_* = spatially regularised WFA (weights")
     header.add_comment("REGALPV, REGALPQU); TRUE_* = the truth (synthetic data only).")
@@ -315,14 +337,15 @@ def write_field_fits(
         header["HWAXES"] = ("T,Y,X", "numpy order of the maps (FITS NAXIS3..1)")
         header.add_comment("Time series: maps (nt, ny, nx), frame along FITS axis 3; frame times [s] in the")
         header.add_comment("TIMES table (since DATEREF when given).")
+    map_cards = [(key, *_header_value((value, comment))) for key, value, comment in map_cards]
     for key, value, comment in map_cards:
         if key in DATE_KEYS:
             header[key] = (value, comment)
     for note in notes:
-        header.add_comment(note)
+        header.add_comment(header_text(note))
     header.add_history("Resolved config (also in config.json), one key per card:")
     for key, value in flatten(config).items():
-        header.add_history(f"{key} = {json.dumps(value)}")
+        header.add_history(header_text(f"{key} = {json.dumps(value)}"))
 
     # Every extension is written with its header and zeros (a view that takes no
     # memory), then its data are filled in frame by frame from the float64 maps:

@@ -46,3 +46,14 @@ def test_damaged_bundle(tmp_path):
     torch.save({"fields": "oops", "scales": {}, "config": {"encoding": {"version": 1}}}, path)
     with pytest.raises(HashwfaError, match="damaged"):
         load_model(path)
+
+
+def test_header_text_escapes_everything_outside_printable_ascii():
+    from astropy.io import fits
+
+    from hashwfa.run.outputs import header_text
+
+    text = "obs_é/\tx€😀 ~ok\\"
+    assert header_text(text) == "obs_\\u00e9/\\u0009x\\u20ac\\U0001f600 ~ok\\"
+    assert header_text("plain ASCII ~!") == "plain ASCII ~!"
+    fits.Header()["DATASRC"] = header_text(text)  # astropy accepts it
