@@ -122,9 +122,36 @@ def save_torch(path: Union[str, Path], obj: Any) -> None:
         try:
             torch.save(obj, tmp)
         except RuntimeError as exc:
-            # torch's zip writer reports a full disk or a vanished directory
-            # as a RuntimeError ("PytorchStreamWriter failed writing file").
-            raise OutputWriteError(f"cannot write '{path}': {exc}") from exc
+            # torch's zip writer reports a full disk or a vanished directory as a
+            # RuntimeError without the cause ("[enforce fail at inline_container.cc:672]
+            # . unexpected pos ..."): name the file and the likely causes instead.
+            raise OutputWriteError(
+                f"cannot write '{path}': the write failed (full disk, quota, or the directory gone; "
+                f"torch: {_first_line(exc)}). Fix: free disk space in '{Path(path).parent}' "
+                "(or choose another --out) and continue with --resume.") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first non-empty line of ``exc``'s message (torch's messages run over many lines)."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+
+
+# Sentences of torch's refusal of a pickled object that advise loading it anyway.
+_UNSAFE_ADVICE = ("weights_only", "Weights only load failed", "will likely succeed", "trusted source",
+                  "Check the documentation", "allowlist", "add_safe_globals", "safe_globals")
+
+
+def _load_failure(exc: BaseException) -> str:
+    """Why ``torch.load(..., weights_only=True)`` failed, in one line, without torch's advice
+    to load the file with ``weights_only=False`` (which could run any code the file holds)."""
+    text = str(exc)
+    if "weights_only" in text or "Weights only" in text:
+        kept = [line.strip() for line in text.splitlines()
+                if line.strip() and not any(words in line for words in _UNSAFE_ADVICE)]
+        detail = f" ({'; '.join(kept)})" if kept else ""
+        return (f"it holds Python objects other than tensors and plain data{detail}; hashwfa never loads "
+                "such a file, as loading it could run any code it holds")
+    return f"{type(exc).__name__}: {_first_line(exc)}"
 
 
 def load_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
@@ -137,7 +164,7 @@ def load_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise HashwfaError(
-            f"cannot read the checkpoint '{path}' ({type(exc).__name__}: {exc}). "
+            f"cannot read the checkpoint '{path}' ({_load_failure(exc)}). "
             "Fix: start the run again with --overwrite."
         ) from None
 
@@ -160,7 +187,7 @@ def load_model(path: Union[str, Path], backend: str = "torch", device: str = "cp
         bundle = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # zip, pickle and EOF errors all mean "not a model file"
         raise HashwfaError(
-            f"'{path}' is not a readable hashwfa model ({type(exc).__name__}: {exc}). "
+            f"'{path}' is not a readable hashwfa model ({_load_failure(exc)}). "
             "Fix: give the model.pt of a finished hashwfa-train run."
         ) from None
     if isinstance(bundle, dict) and isinstance(bundle.get("frames"), list):
