@@ -53,7 +53,7 @@ from hashwfa.wfa.baselines.products import Baselines
 from hashwfa.wfa.baselines.regularized import RegularizedResult
 from hashwfa.wfa.physics.maps import map_errors
 
-__all__ = ["PROG", "RunRequest", "TrainRun", "run"]
+__all__ = ["PROG", "RunRequest", "TrainRun", "run", "output_directory_of"]
 
 PROG = "hashwfa-train"
 #: Rank 0's serial work before the first message of a data-parallel run.
@@ -106,6 +106,11 @@ def _warn(message: str) -> None:
     print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
+def output_directory_of(request: Any) -> Path:
+    """The output directory ``request`` names: ``--out``, else ``runs/<config stem>``."""
+    return Path(request.out) if request.out else Path("runs") / Path(request.config).stem
+
+
 def run(request: Any, *, on_epoch_end: Optional[Callable[[str, int], None]] = None) -> TrainRun:
     """Do what ``request`` asks (see the module docstring); raises :class:`HashwfaError` on user errors.
 
@@ -123,7 +128,7 @@ def run(request: Any, *, on_epoch_end: Optional[Callable[[str, int], None]] = No
     if request.backend:
         overrides.append(f"encoding.backend={request.backend}")
     cfg = load_config(request.config, overrides)
-    out_dir = Path(request.out) if request.out else Path("runs") / Path(request.config).stem
+    out_dir = output_directory_of(request)
 
     # Under torchrun: join the other ranks; only rank 0 touches out_dir (and speaks).
     timeout = getattr(request, "dist_timeout", DEFAULT_TIMEOUT_MINUTES)
