@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dist-timeout", type=float, default=DEFAULT_TIMEOUT_MINUTES, metavar="MINUTES",
                    help="under torchrun: how long a rank waits for the others in a collective, or for rank 0's "
                    "heartbeat to advance while rank 0 works alone (scan, member preparation), before it stops "
-                   f"(default {DEFAULT_TIMEOUT_MINUTES:g})")
+                   f"(default {DEFAULT_TIMEOUT_MINUTES:g}; at most {MAX_DIST_TIMEOUT_MINUTES:g}, 7 days)")
     return p
 
 
