@@ -14,25 +14,80 @@ Writes ``field.fits``, ``history.json``, ``config.json``, ``model.pt`` and
 this module parses the arguments and reports. Exit status 0 on success, 2 on
 a usage/config/data error or a fit that did not train
 (:mod:`hashwfa.training.untrained`; the message, no traceback), 130 when
-interrupted (continue with ``--resume``).
+interrupted by Ctrl-C (SIGINT) and 143 by SIGTERM (a batch scheduler's kill):
+the checkpoint written so far is kept, temporaries are removed, and the
+message says whether there is a checkpoint to continue from with ``--resume``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import os
+import signal
 import sys
-from typing import Optional, Sequence
+import threading
+from typing import Iterator, Optional, Sequence
 
 from hashwfa.config.run_config import describe_keys
 from hashwfa.encodings.backend import BACKENDS
 from hashwfa.errors import HashwfaError
 from hashwfa.host.allocator import keep_freed_memory
-from hashwfa.run.train import PROG, TrainRun, run
+from hashwfa.run.outputs import CHECKPOINT_PT
+from hashwfa.run.train import PROG, TrainRun, output_directory_of, run
 from hashwfa.training.device import DEVICES
 from hashwfa.training.distributed import DEFAULT_TIMEOUT_MINUTES
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "Terminated", "MAX_DIST_TIMEOUT_MINUTES"]
+
+#: The longest --dist-timeout accepted [minutes]: 7 days (torch's timers overflow far beyond).
+MAX_DIST_TIMEOUT_MINUTES = 7 * 24 * 60.0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM received: raised in the main thread and handled like Ctrl-C (exit status 143).
+
+    A subclass of :class:`KeyboardInterrupt`, so every cleanup that runs on
+    Ctrl-C (temporaries removed, the lock released) runs on SIGTERM too.
+    """
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While inside: SIGTERM raises :class:`Terminated` (only the main thread can set a handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _check_dist_timeout(minutes: float) -> Optional[str]:
+    """The error for a --dist-timeout that is not a finite number of minutes in (0, 7 days], or None."""
+    if math.isfinite(minutes) and 0 < minutes <= MAX_DIST_TIMEOUT_MINUTES:
+        return None
+    return (f"--dist-timeout {minutes:g}: the minutes a rank waits must be a finite number above 0 and at most "
+            f"{MAX_DIST_TIMEOUT_MINUTES:g} (7 days). Fix: e.g. --dist-timeout {DEFAULT_TIMEOUT_MINUTES:g}.")
+
+
+def _interrupted(args: argparse.Namespace, how: str) -> str:
+    """The message of an interrupted run: what it kept, and what to do next (only what is true)."""
+    if args.config is None:
+        return f"{PROG}: interrupted ({how})"
+    checkpoint = output_directory_of(args) / CHECKPOINT_PT
+    if checkpoint.is_file():
+        return f"{PROG}: interrupted ({how}); '{checkpoint}' is kept: continue with the same command and --resume"
+    return (f"{PROG}: interrupted ({how}) before any checkpoint was written (training.frames = 'independent' "
+            "writes none): nothing to resume. Fix: run the same command again, with --overwrite if its output "
+            "directory holds files.")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dist-timeout", type=float, default=DEFAULT_TIMEOUT_MINUTES, metavar="MINUTES",
                    help="under torchrun: how long a rank waits for the others in a collective, or for rank 0's "
                    "heartbeat to advance while rank 0 works alone (scan, member preparation), before it stops "
-                   f"(default {DEFAULT_TIMEOUT_MINUTES:g})")
+                   f"(default {DEFAULT_TIMEOUT_MINUTES:g}; at most {MAX_DIST_TIMEOUT_MINUTES:g}, 7 days)")
     return p
 
 
@@ -97,8 +152,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.keys:
         print(describe_keys())
         return 0
+    problem = _check_dist_timeout(args.dist_timeout)
+    if problem is not None:
+        print(f"{PROG}: error: {problem}", file=sys.stderr)
+        return 2
     try:
-        done = run(args)
+        with _sigterm_as_interrupt():
+            done = run(args)
     except HashwfaError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
@@ -107,8 +167,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         where = f" '{exc.filename}'" if getattr(exc, "filename", None) else ""
         print(f"{PROG}: error:{where} {exc.strerror or exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"\n{_interrupted(args, 'SIGTERM')}", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
-        print(f"\n{PROG}: interrupted; continue with the same command and --resume", file=sys.stderr)
+        print(f"\n{_interrupted(args, 'Ctrl-C')}", file=sys.stderr)
         return 130
     if done.rank != 0:  # rank 0 reports
         # This rank's part is done and saved by rank 0's collectives; leave at

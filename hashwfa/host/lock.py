@@ -6,7 +6,10 @@ lets exactly one process own a directory at a time. It is an advisory
 ``flock`` on the file ``.hashwfa.lock`` inside the directory, so the kernel
 releases it when its process dies, however it dies (a stale lock from a
 killed run never blocks the next one); the file records the owner's process
-id and host for the message the next process shows.
+id and host for the message the next process shows. The lock file is
+opened without following a symbolic link and must be a regular file: a
+link, directory or FIFO planted under its name is refused, never written
+through.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import stat
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import Optional, Type, Union
 
 from hashwfa.errors import HashwfaError
+from hashwfa.host.atomic import make_directory, write_fix
 
 try:  # POSIX; where there is no flock the lock degrades to "no lock" (documented below)
     import fcntl
@@ -57,9 +62,9 @@ class DirectoryLock:
     def acquire(self) -> "DirectoryLock":
         if self._fd is not None or fcntl is None:
             return self
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_directory(self.directory)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self._open()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
@@ -84,6 +89,29 @@ class DirectoryLock:
         self._fd = fd
         return self
 
+    def _open(self) -> int:
+        """Open (create) the lock file: a regular file, never through a link; one-line errors."""
+        # O_NONBLOCK: opening a FIFO planted there must not wait for a writer.
+        flags = (os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+                 | getattr(os, "O_CLOEXEC", 0))
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except OSError as exc:
+            kind = _kind_of(self.path)
+            if kind is not None:
+                raise HashwfaError(self._not_a_file(kind)) from None
+            raise HashwfaError(f"cannot create the lock file '{self.path}': {exc.strerror or exc}. "
+                               f"{write_fix(exc)}") from None
+        kind = _kind_of_mode(os.fstat(fd).st_mode)
+        if kind is not None:
+            os.close(fd)
+            raise HashwfaError(self._not_a_file(kind))
+        return fd
+
+    def _not_a_file(self, kind: str) -> str:
+        return (f"the lock file '{self.path}' is {kind}, not a regular file; hashwfa does not write through it. "
+                f"Fix: remove '{self.path}' (or choose another output directory).")
+
     def release(self) -> None:
         """Give the lock up and remove the lock file (a no-op when not held)."""
         if self._fd is None:
@@ -101,7 +129,12 @@ class DirectoryLock:
 
     def _describe_holder(self) -> str:
         try:
-            text = self.path.read_text().strip()
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+            try:
+                regular = _kind_of_mode(os.fstat(fd).st_mode) is None
+                text = os.read(fd, 4096).decode(errors="replace").strip() if regular else ""
+            finally:
+                os.close(fd)
         except OSError:
             text = ""
         return text or "holder unknown"
@@ -116,3 +149,23 @@ class DirectoryLock:
         tb: Optional[TracebackType],
     ) -> None:
         self.release()
+
+
+def _kind_of_mode(mode: int) -> Optional[str]:
+    """What a file of this ``st_mode`` is, in words, or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    for test, words in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"),
+                        (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return words
+    return "not a regular file"
+
+
+def _kind_of(path: Path) -> Optional[str]:
+    """:func:`_kind_of_mode` of ``path`` itself (a link is not followed); None when absent or regular."""
+    try:
+        return _kind_of_mode(os.lstat(path).st_mode)
+    except OSError:
+        return None

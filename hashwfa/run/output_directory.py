@@ -4,16 +4,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from hashwfa.config.run_config import config_to_dict, validate_config
 from hashwfa.errors import HashwfaError, OutputWriteError
+from hashwfa.host.atomic import write_fix
 from hashwfa.host.lock import LOCK_NAME
 from hashwfa.run import outputs
 from hashwfa.schema import differing_keys, flatten
 from hashwfa.training.checkpoint import RESUMABLE_CHANGES
 
-__all__ = ["check_output_directory", "clear_previous_results", "present_files"]
+__all__ = ["check_output_directory", "clear_previous_results", "remove_unwritten_results", "present_files"]
 
 
 def present_files(out_dir: Path) -> List[str]:
@@ -34,6 +35,9 @@ def check_output_directory(out_dir: Path, resume: bool, overwrite: bool,
     if resume and overwrite:
         raise HashwfaError("--resume and --overwrite contradict each other. Fix: pass only one.")
     for parent in (out_dir, *out_dir.parents):
+        if parent.is_symlink() and not parent.exists():
+            raise HashwfaError(f"output path '{out_dir}': '{parent}' is a symbolic link to a missing "
+                               "directory. Fix: create its target, remove the link, or choose another --out.")
         if parent.exists():
             if not parent.is_dir():
                 raise HashwfaError(f"output path '{out_dir}': '{parent}' is a file, not a directory. Fix: choose another --out.")
@@ -62,12 +66,29 @@ def check_output_directory(out_dir: Path, resume: bool, overwrite: bool,
 
 
 def clear_previous_results(out_dir: Path) -> None:
-    """Delete the files an earlier run wrote (never anything else in the directory)."""
+    """For ``--overwrite``, before the fit: delete the earlier run's checkpoint, and nothing else.
+
+    The new run must not resume from it. The earlier run's results stay
+    until the new run's atomic writes replace them, so a run that fails (a
+    full disk, a signal) leaves them in place; :func:`remove_unwritten_results`
+    deletes, at the end, those the new run does not write.
+    """
+    _remove(out_dir / outputs.CHECKPOINT_PT, "for --overwrite")
+
+
+def remove_unwritten_results(out_dir: Path, written: Sequence[str]) -> None:
+    """After a finished run: delete the result files of an earlier run (``--overwrite``) that this
+    run did not write (``written``: names in ``out_dir``), so that none is taken for this run's."""
     for name in outputs.OUTPUT_FILES:
-        try:
-            (out_dir / name).unlink(missing_ok=True)
-        except OSError as exc:
-            raise OutputWriteError(f"cannot remove '{out_dir / name}' for --overwrite: {exc.strerror or exc}") from exc
+        if name not in written:
+            _remove(out_dir / name, "(left by an earlier run)")
+
+
+def _remove(path: Path, why: str) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise OutputWriteError(f"cannot remove '{path}' {why}: {exc.strerror or exc}. {write_fix(exc)}") from exc
 
 
 def _check_same_config(saved_path: Path, config_dict: Dict[str, Any]) -> None:

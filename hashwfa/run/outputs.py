@@ -62,6 +62,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "write_field_fits",
+    "header_text",
     "regularized_cards",
     "fit_cards",
     "history_record",
@@ -75,6 +76,25 @@ QUICKLOOK_PNG = "quicklook.png"
 CHECKPOINT_PT = "checkpoint.pt"
 #: The files a run writes (the checkpoint only exists while it is unfinished).
 OUTPUT_FILES = (FIELD_FITS, HISTORY_JSON, CONFIG_JSON, MODEL_PT, QUICKLOOK_PNG, CHECKPOINT_PT)
+
+def header_text(text: str) -> str:
+    """``text`` made fit for a FITS header: printable ASCII, every other character escaped.
+
+    FITS allows only ASCII 32..126 in a card. A character outside it (``é``
+    in a data path, a newline) becomes ``\\uXXXX`` (``\\UXXXXXXXX`` above
+    U+FFFF), as in a JSON or Python string; a backslash stays as it is. The
+    unescaped text is in ``config.json`` and ``history.json`` (UTF-8).
+    """
+    return "".join(c if " " <= c <= "~" else f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"
+                   for c in text)
+
+
+def _header_value(value: Any) -> Any:
+    """A card's value or ``(value, comment)`` with every string passed through :func:`header_text`."""
+    if isinstance(value, tuple):
+        return tuple(_header_value(v) for v in value)
+    return header_text(value) if isinstance(value, str) else value
+
 
 def _strict_json(obj: Any) -> Any:
     """``obj`` with every non-finite float replaced by ``None``: strict JSON has no NaN or Infinity."""
@@ -105,9 +125,36 @@ def save_torch(path: Union[str, Path], obj: Any) -> None:
         try:
             torch.save(obj, tmp)
         except RuntimeError as exc:
-            # torch's zip writer reports a full disk or a vanished directory
-            # as a RuntimeError ("PytorchStreamWriter failed writing file").
-            raise OutputWriteError(f"cannot write '{path}': {exc}") from exc
+            # torch's zip writer reports a full disk or a vanished directory as a
+            # RuntimeError without the cause ("[enforce fail at inline_container.cc:672]
+            # . unexpected pos ..."): name the file and the likely causes instead.
+            raise OutputWriteError(
+                f"cannot write '{path}': the write failed (full disk, quota, or the directory gone; "
+                f"torch: {_first_line(exc)}). Fix: free disk space in '{Path(path).parent}' "
+                "(or choose another --out) and continue with --resume.") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first non-empty line of ``exc``'s message (torch's messages run over many lines)."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+
+
+# Sentences of torch's refusal of a pickled object that advise loading it anyway.
+_UNSAFE_ADVICE = ("weights_only", "Weights only load failed", "will likely succeed", "trusted source",
+                  "Check the documentation", "allowlist", "add_safe_globals", "safe_globals")
+
+
+def _load_failure(exc: BaseException) -> str:
+    """Why ``torch.load(..., weights_only=True)`` failed, in one line, without torch's advice
+    to load the file with ``weights_only=False`` (which could run any code the file holds)."""
+    text = str(exc)
+    if "weights_only" in text or "Weights only" in text:
+        kept = [line.strip() for line in text.splitlines()
+                if line.strip() and not any(words in line for words in _UNSAFE_ADVICE)]
+        detail = f" ({'; '.join(kept)})" if kept else ""
+        return (f"it holds Python objects other than tensors and plain data{detail}; hashwfa never loads "
+                "such a file, as loading it could run any code it holds")
+    return f"{type(exc).__name__}: {_first_line(exc)}"
 
 
 def load_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
@@ -120,7 +167,7 @@ def load_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise HashwfaError(
-            f"cannot read the checkpoint '{path}' ({type(exc).__name__}: {exc}). "
+            f"cannot read the checkpoint '{path}' ({_load_failure(exc)}). "
             "Fix: start the run again with --overwrite."
         ) from None
 
@@ -143,7 +190,7 @@ def load_model(path: Union[str, Path], backend: str = "torch", device: str = "cp
         bundle = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # zip, pickle and EOF errors all mean "not a model file"
         raise HashwfaError(
-            f"'{path}' is not a readable hashwfa model ({type(exc).__name__}: {exc}). "
+            f"'{path}' is not a readable hashwfa model ({_load_failure(exc)}). "
             "Fix: give the model.pt of a finished hashwfa-train run."
         ) from None
     if isinstance(bundle, dict) and isinstance(bundle.get("frames"), list):
@@ -309,16 +356,18 @@ def write_field_fits(
     """
     primary = fits.PrimaryHDU()
     header = primary.header
+    # Every string that reaches a card goes through header_text: a data path
+    # with a non-ASCII character must not fail the write after the whole fit.
     for key, value, comment in provenance_cards():
         header[key] = (value, comment)
     for key, value in provenance.items():
-        header[key] = value
+        header[key] = _header_value(value)
     if noise is not None:
         for key, value in noise.header_cards().items():
-            header[key] = value
+            header[key] = _header_value(value)
     if regularized is not None:
         for key, value in regularized_cards(regularized).items():
-            header[key] = value
+            header[key] = _header_value(value)
     header.add_comment("Maps: BLOS, BQ, BU, BTRANS, AZIMUTH = neural field; WFA_* = pixel-wise")
     header.add_comment("weak-field approximation; REG_* = spatially regularised WFA (weights")
     header.add_comment("REGALPV, REGALPQU); TRUE_* = the truth (synthetic data only).")
@@ -328,14 +377,15 @@ def write_field_fits(
         header.add_comment("Time series: maps (nt, ny, nx), frame along FITS axis 3; frame times [s]")
         header.add_comment("in the TIMES table (since DATEREF when given), and as the maps' time axis")
         header.add_comment("(CTYPE3) when they have one.")
+    map_cards = [(key, *_header_value((value, comment))) for key, value, comment in map_cards]
     for key, value, comment in map_cards:
         if key in DATE_KEYS:
             header[key] = (value, comment)
     for note in notes:
-        header.add_comment(note)
+        header.add_comment(header_text(note))
     header.add_history("Resolved config (also in config.json), one key per card:")
     for key, value in flatten(config).items():
-        header.add_history(f"{key} = {json.dumps(value)}")
+        header.add_history(header_text(f"{key} = {json.dumps(value)}"))
 
     # Every extension is written with its header and zeros (a view that takes no
     # memory), then its data are filled in frame by frame from the float64 maps:
@@ -363,7 +413,7 @@ def write_field_fits(
         hdus.append(times_table(times))
     hdus.extend(tables)
     with atomic_path(path) as tmp:
-        fits.HDUList(hdus).writeto(tmp)
+        fits.HDUList(hdus).writeto(tmp, overwrite=True)  # atomic_path created it, empty
         _fill_images(tmp, sources)
 
 

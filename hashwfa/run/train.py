@@ -6,7 +6,8 @@
 1. read and check the config, join the other ranks under ``torchrun``;
 2. check the output directory against ``--resume`` / ``--overwrite``, load
    the data (rank 0 scans it; the others get the valid pixels), build the
-   solver; only then lock the directory (and clear it for ``--overwrite``);
+   solver; only then lock the directory (and, for ``--overwrite``, delete
+   the earlier checkpoint: its results are replaced only by the new ones);
 3. fit (checkpoints on the way; a checkpoint is resumed from);
 4. the classic baselines and the noise, each once
    (:class:`~hashwfa.wfa.baselines.products.Baselines`, shared with the
@@ -43,7 +44,7 @@ from hashwfa.host.lock import DirectoryLock
 from hashwfa.run import outputs
 from hashwfa.run.data import LoadedData, load_data
 from hashwfa.run.map_header import map_header
-from hashwfa.run.output_directory import check_output_directory, clear_previous_results
+from hashwfa.run.output_directory import check_output_directory, clear_previous_results, remove_unwritten_results
 from hashwfa.run.quicklook import write_quicklook
 from hashwfa.training import IndependentFrames, TwoPhaseSolver
 from hashwfa.training.bootstrap import follow_members, run_uncertainty
@@ -54,7 +55,7 @@ from hashwfa.wfa.baselines.products import Baselines
 from hashwfa.wfa.baselines.regularized import RegularizedResult
 from hashwfa.wfa.physics.maps import map_errors
 
-__all__ = ["PROG", "RunRequest", "TrainRun", "run"]
+__all__ = ["PROG", "RunRequest", "TrainRun", "run", "output_directory_of"]
 
 PROG = "hashwfa-train"
 #: Rank 0's serial work before the first message of a data-parallel run.
@@ -107,6 +108,11 @@ def _warn(message: str) -> None:
     print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
+def output_directory_of(request: Any) -> Path:
+    """The output directory ``request`` names: ``--out``, else ``runs/<config stem>``."""
+    return Path(request.out) if request.out else Path("runs") / Path(request.config).stem
+
+
 def run(request: Any, *, on_epoch_end: Optional[Callable[[str, int], None]] = None) -> TrainRun:
     """Do what ``request`` asks (see the module docstring); raises :class:`HashwfaError` on user errors.
 
@@ -124,7 +130,7 @@ def run(request: Any, *, on_epoch_end: Optional[Callable[[str, int], None]] = No
     if request.backend:
         overrides.append(f"encoding.backend={request.backend}")
     cfg = load_config(request.config, overrides)
-    out_dir = Path(request.out) if request.out else Path("runs") / Path(request.config).stem
+    out_dir = output_directory_of(request)
 
     # Under torchrun: join the other ranks; only rank 0 touches out_dir (and speaks).
     timeout = getattr(request, "dist_timeout", DEFAULT_TIMEOUT_MINUTES)
@@ -143,7 +149,7 @@ def _run_ranked(request: Any, cfg: RunConfig, out_dir: Path,
     config_dict = config_to_dict(cfg)
     # Everything that can fail is checked before anything in out_dir changes:
     # the flags against its contents, the data, the device, the backend and
-    # the model. Only then is the directory locked and (for --overwrite) cleared.
+    # the model. Only then is the directory locked (and, for --overwrite, the old checkpoint deleted).
     if dist.is_primary:
         check_output_directory(out_dir, request.resume, request.overwrite, config_dict)
     data = _load_data_ranked(cfg, dist)
@@ -364,6 +370,8 @@ def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: 
             header={key: value for key, value, _ in level2.cards},
             frame=cfg.output.frame,
         )
-    # The run is complete: the checkpoint is no longer needed (model.pt holds the fields).
-    (out_dir / outputs.CHECKPOINT_PT).unlink(missing_ok=True)
+    # The run is complete: the checkpoint is no longer needed (model.pt holds the fields),
+    # nor an earlier run's file this one did not replace (a quicklook.png, for --overwrite).
+    written = [outputs.FIELD_FITS, outputs.HISTORY_JSON, outputs.CONFIG_JSON, outputs.MODEL_PT]
+    remove_unwritten_results(out_dir, written + ([outputs.QUICKLOOK_PNG] if cfg.output.quicklook else []))
     return TrainRun(out_dir=out_dir, result=result, metrics=metrics)

@@ -166,3 +166,54 @@ def test_json_is_strict_without_nan(tmp_path):
     assert json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict constant {c}")) == {
         "loss": None, "list": [1.0, None], "ok": 2.5,
     }
+
+
+def test_non_ascii_data_path_is_escaped_in_the_header_and_kept_in_history(tmp_path):
+    from astropy.io import fits
+
+    from hashwfa.wfa.synthetic.plage import synthetic_plage
+
+    paths = synthetic_plage(ny=12, nx=10, seed=1, noise=1e-3).write_fits(tmp_path / "obs_é")
+    raw = {k: v for k, v in TINY.items() if k != "data"}
+    raw["data"] = {"path": str(paths["stokes"]), "wavelengths": str(paths["wavelengths"])}
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps(raw))
+    out = tmp_path / "out"
+    assert main([str(config), "--out", str(out), "--quiet"]) == 0
+    with fits.open(out / results.FIELD_FITS) as hdul:
+        assert "obs_\\u00e9/stokes.fits" in hdul[0].header["DATASRC"]
+    assert str(paths["stokes"]) in results.read_json(out / results.HISTORY_JSON)["data"]
+    assert results.read_json(out / results.CONFIG_JSON)["data"]["path"] == str(paths["stokes"])
+
+
+def test_overwrite_that_fails_at_the_end_keeps_the_previous_results(finished, tiny_config, monkeypatch, capsys):
+    before = _snapshot(finished)
+    from hashwfa.errors import OutputWriteError
+    from hashwfa.run import train as train_module
+
+    def full_disk(path, *args, **kwargs):
+        raise OutputWriteError(f"cannot write '{path}': No space left on device")
+
+    monkeypatch.setattr(train_module.outputs, "write_field_fits", full_disk)
+    assert main([str(tiny_config), "--out", str(finished), "--quiet", "--overwrite"]) == 2
+    assert "No space left" in capsys.readouterr().err
+    after = _snapshot(finished)
+    for name in (results.FIELD_FITS, results.HISTORY_JSON, results.MODEL_PT):
+        assert after[name] == before[name], name
+    assert results.CHECKPOINT_PT in after  # the new run's: --resume continues it
+
+
+def test_overwrite_removes_an_earlier_file_it_does_not_write(finished, tiny_config):
+    (finished / results.QUICKLOOK_PNG).write_bytes(b"an earlier run's picture")  # this config draws none
+    assert main([str(tiny_config), "--out", str(finished), "--quiet", "--overwrite"]) == 0
+    assert sorted(p.name for p in finished.iterdir()) == sorted(
+        [results.FIELD_FITS, results.HISTORY_JSON, results.CONFIG_JSON, results.MODEL_PT])
+
+
+def test_dangling_link_as_out_names_the_link_and_the_fix(tmp_path, tiny_config, capsys):
+    out = tmp_path / "out"
+    out.symlink_to(tmp_path / "gone")
+    assert main([str(tiny_config), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "symbolic link" in err and "Fix:" in err and "File exists" not in err
+    assert err.count("\n") == 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import mmap
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import Iterable, Optional, Tuple, Union
@@ -26,6 +27,25 @@ PathLike = Union[str, "os.PathLike[str]"]
 #: coordinates, the solar radius and wavelength keywords SunPy reads, the target.
 OBSERVER_KEYS = ("OBSGEO-X", "OBSGEO-Y", "OBSGEO-Z", "HGLN_OBS", "HGLT_OBS", "DSUN_OBS", "RSUN_REF",
                  "RSUN_ARC", "WAVELNTH", "WAVEUNIT", "OBJECT", "FILTER1", "WCSNAME", "TIMESYS")
+
+
+def check_regular_file(path: Path, what: str) -> None:
+    """Raise :class:`HashwfaError` naming ``path`` when it is missing or not a regular file.
+
+    A device (``/dev/zero``), a FIFO or a directory is refused without being
+    opened: reading one would never end or block.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise HashwfaError(f"{path}: {what} file not found; check the path") from None
+    except OSError as exc:
+        raise HashwfaError(f"{path}: cannot read the {what} file ({exc.strerror or exc}); check the path "
+                           "and its permissions") from None
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else (
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket or other special file")
+        raise HashwfaError(f"{path}: the {what} file is not a regular file ({kind}); give the path of a FITS file")
 
 
 def provenance_cards() -> Iterable[Tuple[str, object, str]]:
@@ -54,8 +74,7 @@ def read_image(path: PathLike, what: str) -> Tuple[np.ndarray, fits.Header, Opti
         HashwfaError: when the file is missing, is not FITS, or holds no image.
     """
     path = Path(path)
-    if not path.is_file():
-        raise HashwfaError(f"{path}: {what} file not found; check the path")
+    check_regular_file(path, what)
     try:
         with fits.open(path, memmap=False) as hdul:
             data = header = None
@@ -104,8 +123,7 @@ def map_image(path: PathLike, what: str) -> Tuple[np.ndarray, fits.Header, Optio
         HashwfaError: as :func:`read_image`.
     """
     path = Path(path)
-    if not path.is_file():
-        raise HashwfaError(f"{path}: {what} file not found; check the path")
+    check_regular_file(path, what)
     why = None
     if path.suffix.lower() in COMPRESSED_SUFFIXES:
         why = f"the file is compressed ({path.suffix})"
@@ -179,5 +197,5 @@ def write_atomic(hdul: fits.HDUList, path: PathLike, overwrite: bool = False) ->
     with atomic_path(path) as tmp, warnings.catch_warnings():
         # astropy warns about long HIERARCH-less keywords' comments being truncated.
         warnings.simplefilter("ignore", fits.verify.VerifyWarning)
-        hdul.writeto(tmp, output_verify="silentfix")
+        hdul.writeto(tmp, output_verify="silentfix", overwrite=True)  # atomic_path created it, empty
     return path

@@ -52,7 +52,7 @@ import numpy as np
 from astropy.io import fits
 
 from hashwfa.errors import HashwfaError
-from hashwfa.wfa.observation.fits_files import OBSERVER_KEYS, PathLike, map_image
+from hashwfa.wfa.observation.fits_files import OBSERVER_KEYS, PathLike, check_regular_file, map_image
 from hashwfa.wfa.physics.lines import LINES, WAVELENGTH_UNITS, SpectralLine, get_line
 
 #: Default name of the coordinate-table extension and of its coordinate column.
@@ -328,8 +328,7 @@ def read_sst_cube(path: PathLike, line: Union[None, str, SpectralLine, dict] = N
         UserWarning: when the file has cavity maps (they are not applied).
     """
     path = Path(path)
-    if not path.is_file():
-        raise _fail(path, "SST cube file not found; check the path")
+    check_regular_file(path, "SST cube")
     try:
         hdul = fits.open(path, memmap=True)
     except (OSError, ValueError, TypeError) as exc:
