@@ -31,11 +31,12 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
 from hashwfa.config.run_config import RunConfig, config_to_dict, load_config
+from hashwfa.config.shipped import config_path
 from hashwfa.errors import HashwfaError
 from hashwfa.host.allocator import return_freed_memory
 from hashwfa.host.atomic import make_directory, remove_stale_temporaries
@@ -50,9 +51,10 @@ from hashwfa.training.device import resolve_device
 from hashwfa.training.distributed import DEFAULT_TIMEOUT_MINUTES, SINGLE_PROCESS, DistributedContext, init_distributed
 from hashwfa.wfa.baselines.products import Baselines
 from hashwfa.wfa.baselines.regularized import RegularizedResult
-from hashwfa.wfa.physics.maps import map_errors
+from hashwfa.wfa.observation.noise import StokesNoise
+from hashwfa.wfa.physics.maps import FieldMaps, FieldSigmas, map_errors
 
-__all__ = ["PROG", "RunRequest", "TrainRun", "run"]
+__all__ = ["PROG", "RunRequest", "TrainRun", "RunProducts", "run", "fit_loaded"]
 
 PROG = "hashwfa-train"
 #: Rank 0's serial work before the first message of a data-parallel run.
@@ -72,6 +74,7 @@ class RunRequest:
         overwrite: replace the results in a non-empty ``out``.
         quiet: no progress bars or progress messages (warnings are still printed).
         dist_timeout: under ``torchrun``, minutes a rank waits for the others.
+        prog: the name the messages start with.
     """
 
     config: Optional[str]
@@ -83,21 +86,79 @@ class RunRequest:
     overwrite: bool = False
     quiet: bool = False
     dist_timeout: float = DEFAULT_TIMEOUT_MINUTES
+    prog: str = PROG
+
+
+@dataclass
+class RunProducts:
+    """A finished run's results in memory: what ``field.fits``, ``history.json`` and ``model.pt`` hold.
+
+    Attributes:
+        maps, wfa: the neural field's and the pixel-wise WFA's maps, ``(ny, nx)``
+            or ``(nt, ny, nx)`` (G, G^2, G^2, G, rad).
+        regularized: the regularised WFA, or None when the data cannot give it.
+        sigmas, wfa_sigmas: one-sigma maps of the field (with ``output.sigmas``)
+            and of the pixel-wise WFA, or None.
+        noise: the Stokes noise the sigmas assume, or None.
+        valid: bool like the maps, the pixels used in the fit.
+        truth: the true maps of synthetic data, or None.
+        times: ``(nt,)`` frame times [s] of a series, or None.
+        map_cards: FITS cards of the maps' spatial WCS and dates (from the data).
+        notes: what the data's reader assumed or left out, one sentence each.
+        provenance: ``field.fits``'s primary header keywords.
+        config: the resolved config (plain JSON).
+        history: the ``history.json`` record.
+        model: the ``model.pt`` bundle (both fields' state_dicts and what rebuilds them).
+    """
+
+    maps: FieldMaps
+    wfa: FieldMaps
+    regularized: Optional[RegularizedResult]
+    sigmas: Optional[FieldSigmas]
+    wfa_sigmas: Optional[FieldSigmas]
+    noise: Optional[StokesNoise]
+    valid: np.ndarray
+    truth: Optional[FieldMaps]
+    times: Optional[np.ndarray]
+    map_cards: Tuple[Tuple[str, Any, str], ...]
+    notes: List[str]
+    provenance: Dict[str, Any]
+    config: Dict[str, Any]
+    history: Dict[str, Any]
+    model: Dict[str, Any]
+
+    def write_field_fits(self, path: Union[str, Path]) -> None:
+        """Write ``field.fits`` (:func:`hashwfa.run.outputs.write_field_fits`) to ``path``, atomically."""
+        outputs.write_field_fits(
+            path, self.maps, self.wfa, provenance=self.provenance, config=self.config, valid=self.valid,
+            truth=self.truth, sigmas=self.sigmas, wfa_sigmas=self.wfa_sigmas, noise=self.noise,
+            regularized=self.regularized, times=self.times, map_cards=self.map_cards, notes=self.notes,
+        )
+
+    def write(self, out_dir: Union[str, Path]) -> None:
+        """Write ``field.fits``, ``history.json``, ``config.json`` and ``model.pt`` into ``out_dir``."""
+        out = make_directory(Path(out_dir))
+        self.write_field_fits(out / outputs.FIELD_FITS)
+        outputs.write_json(out / outputs.HISTORY_JSON, self.history)
+        outputs.write_json(out / outputs.CONFIG_JSON, self.config)
+        outputs.save_torch(out / outputs.MODEL_PT, self.model)
 
 
 @dataclass
 class TrainRun:
-    """What :func:`run` did: the output directory, the solver result, errors vs truth."""
+    """What :func:`run` did: the output directory, the solver result, errors vs truth, and
+    (rank 0) the results in memory."""
 
     out_dir: Path
     result: Any
     metrics: Dict[str, float]
     rank: int = 0
+    products: Optional[RunProducts] = None
 
 
 def _say(request: Any, message: str) -> None:
     if not request.quiet:
-        print(f"{PROG}: {message}", file=sys.stderr)
+        print(f"{getattr(request, 'prog', PROG)}: {message}", file=sys.stderr)
 
 
 def _warn(message: str) -> None:
@@ -121,7 +182,10 @@ def run(request: Any, *, on_epoch_end: Optional[Callable[[str, int], None]] = No
         overrides.append(f"training.device={request.device}")
     if request.backend:
         overrides.append(f"encoding.backend={request.backend}")
-    cfg = load_config(request.config, overrides)
+    notes: List[str] = []
+    cfg = load_config(config_path(request.config), overrides, notes)
+    for note in notes:
+        _say(request, note)
     out_dir = Path(request.out) if request.out else Path("runs") / Path(request.config).stem
 
     # Under torchrun: join the other ranks; only rank 0 touches out_dir (and speaks).
@@ -138,13 +202,34 @@ def _run_ranked(request: Any, cfg: RunConfig, out_dir: Path,
     """The part of :func:`run` after joining the other ranks (if any)."""
     if not dist.is_primary:
         request = _Quiet(request)
-    config_dict = config_to_dict(cfg)
     # Everything that can fail is checked before anything in out_dir changes:
     # the flags against its contents, the data, the device, the backend and
     # the model. Only then is the directory locked and (for --overwrite) cleared.
     if dist.is_primary:
-        check_output_directory(out_dir, request.resume, request.overwrite, config_dict)
+        check_output_directory(out_dir, request.resume, request.overwrite, config_to_dict(cfg))
     data = _load_data_ranked(cfg, dist)
+    return fit_loaded(request, cfg, data, out_dir, on_epoch_end=on_epoch_end, dist=dist)
+
+
+def fit_loaded(request: Any, cfg: RunConfig, data: LoadedData, out_dir: Path, *,
+               on_epoch_end: Optional[Callable[[str, int], None]] = None,
+               dist: DistributedContext = SINGLE_PROCESS) -> TrainRun:
+    """The job on data already loaded: fit, baselines, sigma maps, errors, the files in ``out_dir``.
+
+    What both ``hashwfa-train`` (:func:`run`, after reading the config and the
+    data) and :func:`hashwfa.run.api.fit` call.
+
+    Args:
+        request: the run's options (:class:`RunRequest`'s ``resume``,
+            ``overwrite``, ``quiet``; its ``config`` and ``overrides`` are not read).
+        cfg: the validated config; ``cfg.data`` is not read again (``data`` is the data).
+        data: the observation, its truth and given noise.
+        out_dir: the output directory (checked against ``request.resume`` /
+            ``request.overwrite``, locked while the job runs).
+        on_epoch_end: ``(phase, epoch)`` callback passed to the solver.
+        dist: the ranks of a data-parallel run (:func:`run` joins them).
+    """
+    config_dict = config_to_dict(cfg)
     obs = data.observation
     frame = cfg.output.frame
     if frame is not None and obs.is_series and frame >= obs.nt:
@@ -304,26 +389,27 @@ def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: 
             metrics.update({f"reg_{k}": v for k, v in map_errors(reg.maps, data.truth, valid).items()})
     # The smoothness weights (independent frames: each frame has its own; not recorded).
     penalties = getattr(solver, "penalty_weights", {})
-    outputs.write_field_fits(
-        out_dir / outputs.FIELD_FITS,
-        result.maps,
-        wfa,
-        provenance=outputs.fit_cards(cfg, result, obs.line.name, data.description, dist.world_size, penalties),
-        config=config_dict,
-        valid=valid,
-        truth=data.truth,
+    products = RunProducts(
+        maps=result.maps,
+        wfa=wfa,
+        regularized=reg,
         sigmas=uncertainty.sigmas,
         wfa_sigmas=uncertainty.wfa_sigmas,
         noise=uncertainty.noise,
-        regularized=reg,
+        valid=valid,
+        truth=data.truth,
         times=obs.times,
         map_cards=obs.map_cards,
-        notes=obs.notes,
+        notes=list(obs.notes),
+        provenance=outputs.fit_cards(cfg, result, obs.line.name, data.description, dist.world_size, penalties),
+        config=config_dict,
+        history=outputs.history_record(result, metrics, reg, data.description, uncertainty.history(),
+                                       penalties, dist.world_size),
+        model=solver.model_bundle(),
     )
-    outputs.write_json(out_dir / outputs.HISTORY_JSON,
-                       outputs.history_record(result, metrics, reg, data.description, uncertainty.history(),
-                                              penalties, dist.world_size))
-    outputs.save_torch(out_dir / outputs.MODEL_PT, solver.model_bundle())
+    products.write_field_fits(out_dir / outputs.FIELD_FITS)
+    outputs.write_json(out_dir / outputs.HISTORY_JSON, products.history)
+    outputs.save_torch(out_dir / outputs.MODEL_PT, products.model)
     if cfg.output.quicklook:
         write_quicklook(
             out_dir / outputs.QUICKLOOK_PNG,
@@ -342,4 +428,4 @@ def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: 
         )
     # The run is complete: the checkpoint is no longer needed (model.pt holds the fields).
     (out_dir / outputs.CHECKPOINT_PT).unlink(missing_ok=True)
-    return TrainRun(out_dir=out_dir, result=result, metrics=metrics)
+    return TrainRun(out_dir=out_dir, result=result, metrics=metrics, products=products)
