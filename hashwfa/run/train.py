@@ -28,13 +28,18 @@ bootstrap members, which they train with rank 0 on their shards
 
 from __future__ import annotations
 
+import os
 import sys
+import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
+from hashwfa import __version__
 from hashwfa.config.run_config import RunConfig, config_to_dict, load_config
 from hashwfa.config.shipped import config_path
 from hashwfa.errors import HashwfaError
@@ -156,14 +161,76 @@ class TrainRun:
     products: Optional[RunProducts] = None
 
 
+class RunLog:
+    """``run.log`` in the output directory: one timestamped line per event.
+
+    Lines come before the directory is the run's (the config, the data's
+    warnings): they are held and written when :meth:`start` names the file.
+    Appended to (a resumed run continues its log); a failed write of the log
+    never stops a run. ``enabled=False``: nothing is kept (the other ranks).
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._held: List[str] = []
+        self._path: Optional[Path] = None
+
+    def write(self, text: str) -> None:
+        """Log ``text`` with the local date and time."""
+        if not self.enabled:
+            return
+        self._held.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+        if self._path is not None:
+            self._flush()
+
+    def start(self, path: Path) -> None:
+        """Write the held lines and every later one to ``path``."""
+        self._path = path
+        self._flush()
+
+    def _flush(self) -> None:
+        try:
+            with open(self._path, "a", encoding="utf-8") as log:  # type: ignore[arg-type]
+                log.writelines(self._held)
+            self._held = []
+        except OSError:
+            pass  # the results matter, not their log; the lines stay held
+
+
 def _say(request: Any, message: str) -> None:
+    """A progress message: on stderr unless quiet, and in run.log."""
+    log = getattr(request, "log", None)
+    if log is not None:
+        log.write(message)
     if not request.quiet:
         print(f"{getattr(request, 'prog', PROG)}: {message}", file=sys.stderr)
 
 
-def _warn(message: str) -> None:
-    """A warning, printed even when quiet."""
-    print(f"{PROG}: warning: {message}", file=sys.stderr)
+def _warn(request: Any, message: str) -> None:
+    """A warning: on stderr even when quiet, and in run.log."""
+    log = getattr(request, "log", None)
+    if log is not None:
+        log.write(f"warning: {message}")
+    print(f"{getattr(request, 'prog', PROG)}: warning: {message}", file=sys.stderr)
+
+
+@contextmanager
+def package_warnings(request: Any) -> Iterator[None]:
+    """Show the ``warnings.warn`` of hashwfa's own modules as :func:`_warn` lines
+    (``hashwfa-train: warning: ...``, also in run.log) instead of Python's ``file:line:
+    UserWarning`` with a source line; other packages' warnings keep Python's format."""
+    package = Path(__file__).resolve().parents[1]
+
+    def show(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        if str(Path(filename).resolve()).startswith(str(package) + os.sep):
+            _warn(request, str(message))
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+        warnings.showwarning = show
+        yield
 
 
 def run(request: Any, *, on_epoch_end: Optional[Callable[[str, int], None]] = None) -> TrainRun:
@@ -177,20 +244,30 @@ def run(request: Any, *, on_epoch_end: Optional[Callable[[str, int], None]] = No
     """
     if request.config is None:
         raise HashwfaError(f"no CONFIG given. Fix: {PROG} configs/v1.json (or {PROG} --keys to list the keys).")
+    request = _Request(request, log=RunLog())
+    with package_warnings(request):
+        return _run(request, on_epoch_end)
+
+
+def _run(request: Any, on_epoch_end: Optional[Callable[[str, int], None]]) -> TrainRun:
+    """:func:`run` with its log and warnings set up."""
     overrides: List[str] = list(request.overrides)
     if request.device:
         overrides.append(f"training.device={request.device}")
     if request.backend:
         overrides.append(f"encoding.backend={request.backend}")
     notes: List[str] = []
-    cfg = load_config(config_path(request.config), overrides, notes)
-    for note in notes:
-        _say(request, note)
+    path = config_path(request.config)
+    cfg = load_config(path, overrides, notes)
+    request.log.write(f"hashwfa {__version__}: config {path}" + "".join(f" --set {o}" for o in overrides))
     out_dir = Path(request.out) if request.out else Path("runs") / Path(request.config).stem
 
     # Under torchrun: join the other ranks; only rank 0 touches out_dir (and speaks).
     timeout = getattr(request, "dist_timeout", DEFAULT_TIMEOUT_MINUTES)
     dist = init_distributed(resolve_device(cfg.solver.training.device), timeout)
+    if dist.is_primary:
+        for note in notes:
+            _say(request, note)
     try:
         return _run_ranked(request, cfg, out_dir, on_epoch_end, dist)
     finally:
@@ -201,7 +278,7 @@ def _run_ranked(request: Any, cfg: RunConfig, out_dir: Path,
                 on_epoch_end: Optional[Callable[[str, int], None]], dist: DistributedContext) -> TrainRun:
     """The part of :func:`run` after joining the other ranks (if any)."""
     if not dist.is_primary:
-        request = _Quiet(request)
+        request = _Request(request, quiet=True, log=RunLog(enabled=False))
     # Everything that can fail is checked before anything in out_dir changes:
     # the flags against its contents, the data, the device, the backend and
     # the model. Only then is the directory locked and (for --overwrite) cleared.
@@ -229,6 +306,8 @@ def fit_loaded(request: Any, cfg: RunConfig, data: LoadedData, out_dir: Path, *,
         on_epoch_end: ``(phase, epoch)`` callback passed to the solver.
         dist: the ranks of a data-parallel run (:func:`run` joins them).
     """
+    if getattr(request, "log", None) is None:
+        request = _Request(request, log=RunLog(enabled=dist.is_primary))
     config_dict = config_to_dict(cfg)
     obs = data.observation
     frame = cfg.output.frame
@@ -253,15 +332,42 @@ def fit_loaded(request: Any, cfg: RunConfig, data: LoadedData, out_dir: Path, *,
             lock.release()
 
 
-class _Quiet:
-    """``request`` with ``quiet`` set (the other ranks of a data-parallel run say nothing)."""
+class _Request:
+    """``request`` with some attributes replaced: ``quiet`` (the other ranks of a data-parallel
+    run say nothing), ``log`` (the run's :class:`RunLog`)."""
 
-    def __init__(self, request: Any) -> None:
+    def __init__(self, request: Any, **replaced: Any) -> None:
         self._request = request
-        self.quiet = True
+        self.__dict__.update(replaced)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._request, name)
+
+
+def _log_data(log: RunLog, data: LoadedData) -> None:
+    """The data's lines of run.log: where from, the line, the active wavelengths, the notes."""
+    obs = data.observation
+    line = obs.line
+    log.write(f"data: {data.description}; {obs.n_valid} of {obs.n_pixels} pixels valid")
+    log.write(f"line {line.name}: centre {line.center} A, geff {line.geff:.4g}, Gg {line.Gg:.4g}")
+    log.write("active wavelengths [A from the line centre]: "
+              + ", ".join(f"{w:.4g}" for w in obs.active_wavelengths)
+              + f" (indices {list(obs.active_indices)} of {obs.nw}; {obs.wavelength_reference})")
+    if data.noise is not None:
+        log.write("noise given (data.noise): rms over wavelengths I, Q, U, V = "
+                  + ", ".join(f"{v:.3g}" for v in data.noise.per_stokes))
+    for note in obs.notes:
+        log.write(f"note: {note}")
+
+
+def _log_phases(log: RunLog, result: Any) -> None:
+    """One line per phase of the fit (epochs, last loss and learning rate, time) and the final loss."""
+    for phase, name in (("blos", "B_los"), ("bqbu", "B_Q, B_U")):
+        hist = result.history.get(phase, {})
+        losses, lrs = hist.get("loss", []), hist.get("lr", [])
+        last = f", last loss {losses[-1]:.4g}, lr {lrs[-1]:.1e}" if losses else ""
+        log.write(f"phase {name}: {len(losses)} epochs{last}, {result.timings.get(phase, 0.0):.1f} s")
+    log.write(f"final loss (V, Q, U) {result.final_loss:.6g} on {result.device} ({result.backend})")
 
 
 def _load_data_ranked(cfg: RunConfig, dist: DistributedContext) -> LoadedData:
@@ -324,6 +430,8 @@ def _run_locked(
                 raise HashwfaError(f"cannot resume from '{checkpoint_path}': {exc}") from None
         if request.overwrite:
             clear_previous_results(out_dir)
+        request.log.start(out_dir / outputs.RUN_LOG)
+        _log_data(request.log, data)
         ranks = f" on {dist.world_size} ranks ({dist.backend})" if dist.enabled else ""
         _say(request, f"V{cfg.encoding.version} on {data.description}{ranks}; results go to {out_dir}")
         outputs.write_json(out_dir / outputs.CONFIG_JSON, config_dict)
@@ -344,12 +452,13 @@ def _run_locked(
         # member rank 0 announces (hashwfa.training.bootstrap, "Data parallel"), then leaves.
         if cfg.output.sigmas:
             solver.release_training_data()
-            follow_members(data.observation, cfg.solver, dist, say=_warn)
+            follow_members(data.observation, cfg.solver, dist, say=lambda message: _warn(request, message))
         # Rank 0 writes the results; torchrun waits for it. No barrier here: a
         # long write (large maps, pixel-wise WFA) must not time out the others,
         # whose failure would make torchrun end rank 0 in the middle of it.
         return TrainRun(out_dir=out_dir, result=result, metrics={}, rank=dist.rank)
 
+    _log_phases(request.log, result)
     # The maps are made: the loss tensors (5 x A float32 per point) are not needed for the outputs.
     solver.release_training_data()
     return_freed_memory()
@@ -368,7 +477,7 @@ def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: 
                                   scratch_dir=out_dir,  # locked: a killed run's scratch cube is removed as stale
                                   dist=dist)  # the members train on every rank
     if uncertainty.skipped:  # asked for and missing: said even with --quiet
-        _warn(uncertainty.skipped)
+        _warn(request, uncertainty.skipped)
     # The two classic baselines every run reports next to the field. The regularised
     # one chooses its weights from the noise (the same as the sigma maps'), which some
     # data cannot give (an image under 3 x 3 pixels, no data.noise): then the run's
@@ -377,7 +486,11 @@ def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: 
         reg: Optional[RegularizedResult] = baselines.regularized
     except HashwfaError as exc:
         reg = None
-        _warn(f"no regularised WFA for these data ({exc})")
+        _warn(request, f"no regularised WFA for these data ({exc})")
+    if uncertainty.noise is not None:
+        n = uncertainty.noise
+        request.log.write("noise (rms over wavelengths) I, Q, U, V = "
+                          + ", ".join(f"{v:.3g}" for v in n.per_stokes) + f" ({n.method}){': ' + n.detail if n.detail else ''}")
     valid = obs.valid.reshape(obs.map_shape)
     metrics: Dict[str, float] = {}
     if data.truth is not None:
@@ -428,4 +541,7 @@ def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: 
         )
     # The run is complete: the checkpoint is no longer needed (model.pt holds the fields).
     (out_dir / outputs.CHECKPOINT_PT).unlink(missing_ok=True)
+    if metrics:
+        request.log.write("errors vs truth: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    request.log.write(f"done: results in {out_dir}")
     return TrainRun(out_dir=out_dir, result=result, metrics=metrics, products=products)
