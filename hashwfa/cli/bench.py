@@ -34,6 +34,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from hashwfa import __version__
 from hashwfa.config.run_config import apply_overrides, read_json_config, validate_config
 from hashwfa.encodings.backend import BACKENDS
 from hashwfa.encodings.grid_config import INTERPOLATIONS
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG, description=f"Regenerate the seed report's table ({len(VERSION_NUMBERS)} versions, loss, time, errors)."
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--versions", default=",".join(str(v) for v in VERSION_NUMBERS), help="comma-separated, e.g. 0,1,6")
     p.add_argument("--config", help="base config (default: every key at its default, the seed protocol)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a key")

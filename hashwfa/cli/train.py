@@ -6,10 +6,11 @@
                   [--device auto|cpu|cuda] [--backend auto|tcnn|torch]
                   [--resume] [--overwrite] [--quiet] [--dist-timeout MINUTES]
     hashwfa-train --keys        # every config key, its default and meaning
+    hashwfa-train --version
     torchrun --nproc_per_node=N -m hashwfa.cli.train CONFIG ...   # data parallel
 
-Writes ``field.fits``, ``history.json``, ``config.json``, ``model.pt`` and
-``quicklook.png`` into ``--out`` (default ``runs/<config stem>``); see
+Writes ``field.fits``, ``history.json``, ``config.json``, ``model.pt``,
+``quicklook.png`` and ``run.log`` into ``--out`` (default ``runs/<config stem>``); see
 :mod:`hashwfa.run.outputs`. The job itself is :func:`hashwfa.run.train.run`;
 this module parses the arguments and reports. Exit status 0 on success, 2 on
 a usage/config/data error or a fit that did not train
@@ -30,7 +31,9 @@ import sys
 import threading
 from typing import Iterator, Optional, Sequence
 
+from hashwfa import __version__
 from hashwfa.config.run_config import describe_keys
+from hashwfa.config.shipped import shipped_config_names
 from hashwfa.encodings.backend import BACKENDS
 from hashwfa.errors import HashwfaError
 from hashwfa.host.allocator import keep_freed_memory
@@ -98,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
         "to a spectropolarimetric observation, as a JSON config describes.",
         epilog="Example: hashwfa-train configs/v1.json --set training.epochs_per_phase=50",
     )
-    p.add_argument("config", nargs="?", help="commented JSON config, e.g. configs/v1.json")
+    p.add_argument("config", nargs="?", help="commented JSON config, e.g. configs/v1.json, or the name of a "
+                   "config shipped with hashwfa: " + ", ".join(shipped_config_names()))
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument(
         "--set",
         dest="overrides",

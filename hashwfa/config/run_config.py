@@ -206,13 +206,25 @@ def config_to_dict(config: RunConfig) -> Dict[str, Any]:
     return schema.to_plain(config)
 
 
-def apply_overrides(raw: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, str]:
+def apply_overrides(raw: Dict[str, Any], overrides: Sequence[str],
+                    notes: Optional[List[str]] = None) -> Dict[str, str]:
     """Apply ``--set key.path=value`` items to the raw run config ``raw`` in place.
 
     See :func:`hashwfa.schema.apply_overrides`; returns ``{key path: item}``
-    for error messages.
+    for error messages. A ``data.path`` set here replaces the config's
+    synthetic data: its ``data.synthetic`` section is dropped (unless an
+    override sets that too), and a sentence saying so is appended to ``notes``.
     """
-    return schema.apply_overrides(RunConfig, raw, overrides)
+    origins = schema.apply_overrides(RunConfig, raw, overrides)
+    data = raw.get("data")
+    set_synthetic = any(key == "data.synthetic" or key.startswith("data.synthetic.") for key in origins)
+    if ("data.path" in origins and isinstance(data, dict) and data.get("path") is not None
+            and data.get("synthetic") is not None and not set_synthetic):
+        del data["synthetic"]
+        if notes is not None:
+            notes.append(f"{origins['data.path']} replaces the config's synthetic data (its data.synthetic "
+                         "section is not used)")
+    return origins
 
 
 # ------------------------------------------------------------------ validation
@@ -354,16 +366,18 @@ def validate_config(
 # --------------------------------------------------------------------- loading
 
 
-def load_config(path: Union[str, Path], overrides: Sequence[str] = ()) -> RunConfig:
+def load_config(path: Union[str, Path], overrides: Sequence[str] = (),
+                notes: Optional[List[str]] = None) -> RunConfig:
     """Read, override and validate a config file.
 
     Args:
         path: the commented JSON config.
         overrides: ``"key.path=value"`` items (the CLI's ``--set``), applied in order.
+        notes: a list the notes of :func:`apply_overrides` are appended to.
 
     Returns:
         The validated :class:`RunConfig` with every default filled in.
     """
     raw = read_json_config(path)
-    origins = apply_overrides(raw, overrides)
+    origins = apply_overrides(raw, overrides, notes)
     return validate_config(raw, str(path), origins=origins, base_dir=Path(path).resolve().parent)

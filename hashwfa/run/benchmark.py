@@ -17,6 +17,7 @@ import torch
 
 import hashwfa
 from hashwfa.config.run_config import RunConfig, apply_overrides, read_json_config, validate_config
+from hashwfa.config.shipped import shipped_config
 from hashwfa.encodings.registry import REGISTRY
 from hashwfa.errors import HashwfaError
 from hashwfa.run.data import load_data
@@ -30,8 +31,8 @@ __all__ = ["BenchRow", "base_config", "version_config", "run_benchmark", "format
 
 PROG = "hashwfa-bench"
 PHASE_TIMINGS = ("blos", "bqbu", "evaluate")
-#: The repository's recommended configuration (the row REC of ``--recommended``).
-RECOMMENDED = Path(__file__).resolve().parents[2] / "configs" / "recommended.json"
+#: The recommended configuration as shipped with the package (the row REC of ``--recommended``).
+RECOMMENDED = shipped_config("recommended")
 
 
 @dataclass

@@ -15,11 +15,12 @@ from hashwfa.config.run_config import DEFAULT_LINE, RunConfig, SyntheticConfig
 from hashwfa.errors import HashwfaError
 from hashwfa.wfa.observation.noise import StokesNoise, given_noise
 from hashwfa.wfa.observation.observation import Observation
+from hashwfa.wfa.physics.lines import LINES
 from hashwfa.wfa.physics.maps import FieldMaps
 from hashwfa.wfa.synthetic.plage import synthetic_plage
 from hashwfa.wfa.synthetic.series import synthetic_series
 
-__all__ = ["LoadedData", "load_data"]
+__all__ = ["LoadedData", "load_data", "load_array"]
 
 
 @dataclass
@@ -121,6 +122,39 @@ def load_data(config: RunConfig, valid: Optional[Any] = None, intensity_scale: O
         truth = plage.truth
         description = f"synthetic plage {s.ny}x{s.nx}, model {s.model!r}, noise {s.noise:g}, seed {s.seed}"
         label = ""
-    noise = None if data.noise is None else given_noise(schema.to_plain(data.noise), obs.nw, "config key 'data.noise'")
-    return LoadedData(observation=obs, truth=truth, description=description, noise=noise, label=label)
+    return LoadedData(observation=obs, truth=truth, description=description, noise=_config_noise(config, obs),
+                      label=label)
+
+
+def _config_noise(config: RunConfig, obs: Observation) -> Optional[StokesNoise]:
+    """The noise ``data.noise`` gives, checked against the observation's wavelengths, or None."""
+    noise = config.data.noise
+    return None if noise is None else given_noise(schema.to_plain(noise), obs.nw, "config key 'data.noise'")
+
+
+def load_array(config: RunConfig, stokes: Any, wavelengths: Any, *, mask: Optional[Any] = None,
+               times: Optional[Any] = None, unit: str = "", source: str = "array") -> LoadedData:
+    """The observation of a Stokes cube in memory, fitted as ``config`` says (``config.data.path`` unused).
+
+    Args:
+        config: the validated config; its ``line`` must be set, and its
+            ``data.active_indices``, ``data.weights``, ``data.noise`` and the
+            ``physics`` derivatives apply.
+        stokes: ``(ny, nx, 4, nw)`` or ``(nt, ny, nx, 4, nw)``, as for
+            :class:`~hashwfa.wfa.observation.observation.Observation`.
+        wavelengths: ``(nw,)`` Angstrom relative to the line centre (or
+            absolute Angstrom / nm, converted with a warning).
+        mask, times, unit: as for :class:`~hashwfa.wfa.observation.observation.Observation`.
+        source: the data's name in messages.
+    """
+    if config.line is None:
+        raise HashwfaError(f"{source}: no line given. Fix: name the observed line, one of "
+                           + ", ".join(repr(k) for k in LINES))
+    obs = Observation(stokes, wavelengths, line=config.line, active_indices=config.data.active_indices,
+                      weights=config.data.weights, mask=mask, source=source, unit=unit, times=times,
+                      derivative=config.physics.derivative, derivative_qu=config.physics.derivative_qu)
+    shape = "x".join(str(n) for n in obs.stokes.shape)
+    description = f"{source} {shape}, line {obs.line.name}"
+    return LoadedData(observation=obs, truth=None, description=description, noise=_config_noise(config, obs),
+                      label=source)
 

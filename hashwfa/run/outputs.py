@@ -20,6 +20,9 @@ An output directory holds:
                     (:func:`load_model`)
 ``quicklook.png``   see :mod:`hashwfa.run.quicklook`
 ``checkpoint.pt``   only while a run is unfinished: what ``--resume`` reads
+``run.log``         timestamped: the config, the data, the line, the active
+                    wavelengths, the noise, notes, warnings, the phases
+                    (:class:`hashwfa.run.train.RunLog`)
 
 Every file is written to a temporary file in the same directory and moved
 into place with :func:`os.replace`, so an interrupt never leaves a
@@ -55,6 +58,7 @@ __all__ = [
     "MODEL_PT",
     "QUICKLOOK_PNG",
     "CHECKPOINT_PT",
+    "RUN_LOG",
     "OUTPUT_FILES",
     "write_json",
     "read_json",
@@ -74,8 +78,9 @@ CONFIG_JSON = "config.json"
 MODEL_PT = "model.pt"
 QUICKLOOK_PNG = "quicklook.png"
 CHECKPOINT_PT = "checkpoint.pt"
+RUN_LOG = "run.log"
 #: The files a run writes (the checkpoint only exists while it is unfinished).
-OUTPUT_FILES = (FIELD_FITS, HISTORY_JSON, CONFIG_JSON, MODEL_PT, QUICKLOOK_PNG, CHECKPOINT_PT)
+OUTPUT_FILES = (FIELD_FITS, HISTORY_JSON, CONFIG_JSON, MODEL_PT, QUICKLOOK_PNG, CHECKPOINT_PT, RUN_LOG)
 
 def header_text(text: str) -> str:
     """``text`` made fit for a FITS header: printable ASCII, every other character escaped.

@@ -29,14 +29,20 @@ bootstrap members, which they train with rank 0 on their shards
 
 from __future__ import annotations
 
+import os
 import sys
+import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
+from hashwfa import __version__
 from hashwfa.config.run_config import RunConfig, config_to_dict, load_config
+from hashwfa.config.shipped import config_path
 from hashwfa.errors import HashwfaError
 from hashwfa.host.allocator import return_freed_memory
 from hashwfa.host.atomic import make_directory, remove_stale_temporaries
@@ -53,9 +59,10 @@ from hashwfa.training.distributed import DEFAULT_TIMEOUT_MINUTES, SINGLE_PROCESS
 from hashwfa.training.untrained import describe_settings, untrained_message
 from hashwfa.wfa.baselines.products import Baselines
 from hashwfa.wfa.baselines.regularized import RegularizedResult
-from hashwfa.wfa.physics.maps import map_errors
+from hashwfa.wfa.observation.noise import StokesNoise
+from hashwfa.wfa.physics.maps import FieldMaps, FieldSigmas, map_errors
 
-__all__ = ["PROG", "RunRequest", "TrainRun", "run", "output_directory_of"]
+__all__ = ["PROG", "RunRequest", "TrainRun", "RunProducts", "run", "fit_loaded", "output_directory_of"]
 
 PROG = "hashwfa-train"
 #: Rank 0's serial work before the first message of a data-parallel run.
@@ -75,6 +82,7 @@ class RunRequest:
         overwrite: replace the results in a non-empty ``out``.
         quiet: no progress bars or progress messages (warnings are still printed).
         dist_timeout: under ``torchrun``, minutes a rank waits for the others.
+        prog: the name the messages start with.
     """
 
     config: Optional[str]
@@ -86,26 +94,150 @@ class RunRequest:
     overwrite: bool = False
     quiet: bool = False
     dist_timeout: float = DEFAULT_TIMEOUT_MINUTES
+    prog: str = PROG
+
+
+@dataclass
+class RunProducts:
+    """A finished run's results in memory: what ``field.fits``, ``history.json`` and ``model.pt`` hold.
+
+    Attributes:
+        maps, wfa: the neural field's and the pixel-wise WFA's maps, ``(ny, nx)``
+            or ``(nt, ny, nx)`` (G, G^2, G^2, G, rad).
+        regularized: the regularised WFA, or None when the data cannot give it.
+        sigmas, wfa_sigmas: one-sigma maps of the field (with ``output.sigmas``)
+            and of the pixel-wise WFA, or None.
+        noise: the Stokes noise the sigmas assume, or None.
+        valid: bool like the maps, the pixels used in the fit.
+        truth: the true maps of synthetic data, or None.
+        times: ``(nt,)`` frame times [s] of a series, or None.
+        map_cards: FITS cards of every map's Level-2 header (:mod:`hashwfa.run.map_header`:
+            the spatial WCS, dates, observer, line, a series' time axis).
+        notes: what the data's reader and the header assumed or left out, one sentence each.
+        tables: extra table extensions the maps' WCS refers to (a series' ``-TAB`` time axis).
+        provenance: ``field.fits``'s primary header keywords.
+        config: the resolved config (plain JSON).
+        history: the ``history.json`` record.
+        model: the ``model.pt`` bundle (both fields' state_dicts and what rebuilds them).
+    """
+
+    maps: FieldMaps
+    wfa: FieldMaps
+    regularized: Optional[RegularizedResult]
+    sigmas: Optional[FieldSigmas]
+    wfa_sigmas: Optional[FieldSigmas]
+    noise: Optional[StokesNoise]
+    valid: np.ndarray
+    truth: Optional[FieldMaps]
+    times: Optional[np.ndarray]
+    map_cards: Tuple[Tuple[str, Any, str], ...]
+    notes: List[str]
+    tables: List[Any]
+    provenance: Dict[str, Any]
+    config: Dict[str, Any]
+    history: Dict[str, Any]
+    model: Dict[str, Any]
+
+    def write_field_fits(self, path: Union[str, Path]) -> None:
+        """Write ``field.fits`` (:func:`hashwfa.run.outputs.write_field_fits`) to ``path``, atomically."""
+        outputs.write_field_fits(
+            path, self.maps, self.wfa, provenance=self.provenance, config=self.config, valid=self.valid,
+            truth=self.truth, sigmas=self.sigmas, wfa_sigmas=self.wfa_sigmas, noise=self.noise,
+            regularized=self.regularized, times=self.times, map_cards=self.map_cards, notes=self.notes,
+            tables=self.tables,
+        )
+
+    def write(self, out_dir: Union[str, Path]) -> None:
+        """Write ``field.fits``, ``history.json``, ``config.json`` and ``model.pt`` into ``out_dir``."""
+        out = make_directory(Path(out_dir))
+        self.write_field_fits(out / outputs.FIELD_FITS)
+        outputs.write_json(out / outputs.HISTORY_JSON, self.history)
+        outputs.write_json(out / outputs.CONFIG_JSON, self.config)
+        outputs.save_torch(out / outputs.MODEL_PT, self.model)
 
 
 @dataclass
 class TrainRun:
-    """What :func:`run` did: the output directory, the solver result, errors vs truth."""
+    """What :func:`run` did: the output directory, the solver result, errors vs truth, and
+    (rank 0) the results in memory."""
 
     out_dir: Path
     result: Any
     metrics: Dict[str, float]
     rank: int = 0
+    products: Optional[RunProducts] = None
+
+
+class RunLog:
+    """``run.log`` in the output directory: one timestamped line per event.
+
+    Lines come before the directory is the run's (the config, the data's
+    warnings): they are held and written when :meth:`start` names the file.
+    Appended to (a resumed run continues its log); a failed write of the log
+    never stops a run. ``enabled=False``: nothing is kept (the other ranks).
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._held: List[str] = []
+        self._path: Optional[Path] = None
+
+    def write(self, text: str) -> None:
+        """Log ``text`` with the local date and time."""
+        if not self.enabled:
+            return
+        self._held.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+        if self._path is not None:
+            self._flush()
+
+    def start(self, path: Path) -> None:
+        """Write the held lines and every later one to ``path``."""
+        self._path = path
+        self._flush()
+
+    def _flush(self) -> None:
+        try:
+            with open(self._path, "a", encoding="utf-8") as log:  # type: ignore[arg-type]
+                log.writelines(self._held)
+            self._held = []
+        except OSError:
+            pass  # the results matter, not their log; the lines stay held
 
 
 def _say(request: Any, message: str) -> None:
+    """A progress message: on stderr unless quiet, and in run.log."""
+    log = getattr(request, "log", None)
+    if log is not None:
+        log.write(message)
     if not request.quiet:
-        print(f"{PROG}: {message}", file=sys.stderr)
+        print(f"{getattr(request, 'prog', PROG)}: {message}", file=sys.stderr)
 
 
-def _warn(message: str) -> None:
-    """A warning, printed even when quiet."""
-    print(f"{PROG}: warning: {message}", file=sys.stderr)
+def _warn(request: Any, message: str) -> None:
+    """A warning: on stderr even when quiet, and in run.log."""
+    log = getattr(request, "log", None)
+    if log is not None:
+        log.write(f"warning: {message}")
+    print(f"{getattr(request, 'prog', PROG)}: warning: {message}", file=sys.stderr)
+
+
+@contextmanager
+def package_warnings(request: Any) -> Iterator[None]:
+    """Show the ``warnings.warn`` of hashwfa's own modules as :func:`_warn` lines
+    (``hashwfa-train: warning: ...``, also in run.log) instead of Python's ``file:line:
+    UserWarning`` with a source line; other packages' warnings keep Python's format."""
+    package = Path(__file__).resolve().parents[1]
+
+    def show(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        if str(Path(filename).resolve()).startswith(str(package) + os.sep):
+            _warn(request, str(message))
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+        warnings.showwarning = show
+        yield
 
 
 def output_directory_of(request: Any) -> Path:
@@ -124,17 +256,30 @@ def run(request: Any, *, on_epoch_end: Optional[Callable[[str, int], None]] = No
     """
     if request.config is None:
         raise HashwfaError(f"no CONFIG given. Fix: {PROG} configs/v1.json (or {PROG} --keys to list the keys).")
+    request = _Request(request, log=RunLog())
+    with package_warnings(request):
+        return _run(request, on_epoch_end)
+
+
+def _run(request: Any, on_epoch_end: Optional[Callable[[str, int], None]]) -> TrainRun:
+    """:func:`run` with its log and warnings set up."""
     overrides: List[str] = list(request.overrides)
     if request.device:
         overrides.append(f"training.device={request.device}")
     if request.backend:
         overrides.append(f"encoding.backend={request.backend}")
-    cfg = load_config(request.config, overrides)
+    notes: List[str] = []
+    path = config_path(request.config)
+    cfg = load_config(path, overrides, notes)
+    request.log.write(f"hashwfa {__version__}: config {path}" + "".join(f" --set {o}" for o in overrides))
     out_dir = output_directory_of(request)
 
     # Under torchrun: join the other ranks; only rank 0 touches out_dir (and speaks).
     timeout = getattr(request, "dist_timeout", DEFAULT_TIMEOUT_MINUTES)
     dist = init_distributed(resolve_device(cfg.solver.training.device), timeout)
+    if dist.is_primary:
+        for note in notes:
+            _say(request, note)
     try:
         return _run_ranked(request, cfg, out_dir, on_epoch_end, dist)
     finally:
@@ -145,14 +290,37 @@ def _run_ranked(request: Any, cfg: RunConfig, out_dir: Path,
                 on_epoch_end: Optional[Callable[[str, int], None]], dist: DistributedContext) -> TrainRun:
     """The part of :func:`run` after joining the other ranks (if any)."""
     if not dist.is_primary:
-        request = _Quiet(request)
-    config_dict = config_to_dict(cfg)
+        request = _Request(request, quiet=True, log=RunLog(enabled=False))
     # Everything that can fail is checked before anything in out_dir changes:
     # the flags against its contents, the data, the device, the backend and
     # the model. Only then is the directory locked (and, for --overwrite, the old checkpoint deleted).
     if dist.is_primary:
-        check_output_directory(out_dir, request.resume, request.overwrite, config_dict)
+        check_output_directory(out_dir, request.resume, request.overwrite, config_to_dict(cfg))
     data = _load_data_ranked(cfg, dist)
+    return fit_loaded(request, cfg, data, out_dir, on_epoch_end=on_epoch_end, dist=dist)
+
+
+def fit_loaded(request: Any, cfg: RunConfig, data: LoadedData, out_dir: Path, *,
+               on_epoch_end: Optional[Callable[[str, int], None]] = None,
+               dist: DistributedContext = SINGLE_PROCESS) -> TrainRun:
+    """The job on data already loaded: fit, baselines, sigma maps, errors, the files in ``out_dir``.
+
+    What both ``hashwfa-train`` (:func:`run`, after reading the config and the
+    data) and :func:`hashwfa.run.api.fit` call.
+
+    Args:
+        request: the run's options (:class:`RunRequest`'s ``resume``,
+            ``overwrite``, ``quiet``; its ``config`` and ``overrides`` are not read).
+        cfg: the validated config; ``cfg.data`` is not read again (``data`` is the data).
+        data: the observation, its truth and given noise.
+        out_dir: the output directory (checked against ``request.resume`` /
+            ``request.overwrite``, locked while the job runs).
+        on_epoch_end: ``(phase, epoch)`` callback passed to the solver.
+        dist: the ranks of a data-parallel run (:func:`run` joins them).
+    """
+    if getattr(request, "log", None) is None:
+        request = _Request(request, log=RunLog(enabled=dist.is_primary))
+    config_dict = config_to_dict(cfg)
     obs = data.observation
     frame = cfg.output.frame
     if frame is not None and obs.is_series and frame >= obs.nt:
@@ -176,15 +344,42 @@ def _run_ranked(request: Any, cfg: RunConfig, out_dir: Path,
             lock.release()
 
 
-class _Quiet:
-    """``request`` with ``quiet`` set (the other ranks of a data-parallel run say nothing)."""
+class _Request:
+    """``request`` with some attributes replaced: ``quiet`` (the other ranks of a data-parallel
+    run say nothing), ``log`` (the run's :class:`RunLog`)."""
 
-    def __init__(self, request: Any) -> None:
+    def __init__(self, request: Any, **replaced: Any) -> None:
         self._request = request
-        self.quiet = True
+        self.__dict__.update(replaced)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._request, name)
+
+
+def _log_data(log: RunLog, data: LoadedData) -> None:
+    """The data's lines of run.log: where from, the line, the active wavelengths, the notes."""
+    obs = data.observation
+    line = obs.line
+    log.write(f"data: {data.description}; {obs.n_valid} of {obs.n_pixels} pixels valid")
+    log.write(f"line {line.name}: centre {line.center} A, geff {line.geff:.4g}, Gg {line.Gg:.4g}")
+    log.write("active wavelengths [A from the line centre]: "
+              + ", ".join(f"{w:.4g}" for w in obs.active_wavelengths)
+              + f" (indices {list(obs.active_indices)} of {obs.nw}; {obs.wavelength_reference})")
+    if data.noise is not None:
+        log.write("noise given (data.noise): rms over wavelengths I, Q, U, V = "
+                  + ", ".join(f"{v:.3g}" for v in data.noise.per_stokes))
+    for note in obs.notes:
+        log.write(f"note: {note}")
+
+
+def _log_phases(log: RunLog, result: Any) -> None:
+    """One line per phase of the fit (epochs, last loss and learning rate, time) and the final loss."""
+    for phase, name in (("blos", "B_los"), ("bqbu", "B_Q, B_U")):
+        hist = result.history.get(phase, {})
+        losses, lrs = hist.get("loss", []), hist.get("lr", [])
+        last = f", last loss {losses[-1]:.4g}, lr {lrs[-1]:.1e}" if losses else ""
+        log.write(f"phase {name}: {len(losses)} epochs{last}, {result.timings.get(phase, 0.0):.1f} s")
+    log.write(f"final loss (V, Q, U) {result.final_loss:.6g} on {result.device} ({result.backend})")
 
 
 def _load_data_ranked(cfg: RunConfig, dist: DistributedContext) -> LoadedData:
@@ -249,6 +444,8 @@ def _run_locked(
                 raise HashwfaError(f"cannot resume from '{checkpoint_path}': {exc}") from None
         if request.overwrite:
             clear_previous_results(out_dir)
+        request.log.start(out_dir / outputs.RUN_LOG)
+        _log_data(request.log, data)
         ranks = f" on {dist.world_size} ranks ({dist.backend})" if dist.enabled else ""
         _say(request, f"V{cfg.encoding.version} on {data.description}{ranks}; results go to {out_dir}")
         unit = f" {data.observation.unit}" if data.observation.unit else ""
@@ -272,12 +469,13 @@ def _run_locked(
         # member rank 0 announces (hashwfa.training.bootstrap, "Data parallel"), then leaves.
         if cfg.output.sigmas:
             solver.release_training_data()
-            follow_members(data.observation, cfg.solver, dist, say=_warn)
+            follow_members(data.observation, cfg.solver, dist, say=lambda message: _warn(request, message))
         # Rank 0 writes the results; torchrun waits for it. No barrier here: a
         # long write (large maps, pixel-wise WFA) must not time out the others,
         # whose failure would make torchrun end rank 0 in the middle of it.
         return TrainRun(out_dir=out_dir, result=result, metrics={}, rank=dist.rank)
 
+    _log_phases(request.log, result)
     # The maps are made: the loss tensors (5 x A float32 per point) are not needed for the outputs.
     solver.release_training_data()
     return_freed_memory()
@@ -303,7 +501,7 @@ def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: 
                                   scratch_dir=out_dir,  # locked: a killed run's scratch cube is removed as stale
                                   dist=dist)  # the members train on every rank
     if uncertainty.skipped:  # asked for and missing: said even with --quiet
-        _warn(uncertainty.skipped)
+        _warn(request, uncertainty.skipped)
     # No data, no map: outside the data's footprint (invalid pixels connected to the image
     # border, e.g. the corners of a derotated field) the field's maps and sigmas are NaN, like
     # the WFA's; invalid pixels enclosed by data stay filled by the field (Observation.footprint).
@@ -319,7 +517,11 @@ def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: 
         reg: Optional[RegularizedResult] = baselines.regularized
     except HashwfaError as exc:
         reg = None
-        _warn(f"no regularised WFA for these data ({exc})")
+        _warn(request, f"no regularised WFA for these data ({exc})")
+    if uncertainty.noise is not None:
+        n = uncertainty.noise
+        request.log.write("noise (rms over wavelengths) I, Q, U, V = "
+                          + ", ".join(f"{v:.3g}" for v in n.per_stokes) + f" ({n.method}){': ' + n.detail if n.detail else ''}")
     metrics: Dict[str, float] = {}
     if data.truth is not None:
         metrics = {
@@ -332,27 +534,28 @@ def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: 
     penalties = getattr(solver, "penalty_weights", {})
     # The maps' Level-2 header: WCS, dates, observer, line, and a series' time axis.
     level2 = map_header(obs.map_cards, obs.map_shape, wavelength=obs.line.center, times=obs.times)
-    outputs.write_field_fits(
-        out_dir / outputs.FIELD_FITS,
-        result.maps,
-        pixelwise,
-        provenance=outputs.fit_cards(cfg, result, obs, data.description, dist.world_size, penalties),
-        config=config_dict,
-        valid=valid,
-        truth=data.truth,
+    products = RunProducts(
+        maps=result.maps,
+        wfa=pixelwise,
+        regularized=reg,
         sigmas=uncertainty.sigmas,
         wfa_sigmas=uncertainty.wfa_sigmas,
         noise=uncertainty.noise,
-        regularized=reg,
+        valid=valid,
+        truth=data.truth,
         times=obs.times,
         map_cards=level2.cards,
         notes=[*obs.notes, *level2.notes],
         tables=level2.tables,
+        provenance=outputs.fit_cards(cfg, result, obs, data.description, dist.world_size, penalties),
+        config=config_dict,
+        history=outputs.history_record(result, metrics, reg, data.description, obs.intensity_scale,
+                                       uncertainty.history(), penalties, dist.world_size),
+        model=solver.model_bundle(),
     )
-    outputs.write_json(out_dir / outputs.HISTORY_JSON,
-                       outputs.history_record(result, metrics, reg, data.description, obs.intensity_scale,
-                                              uncertainty.history(), penalties, dist.world_size))
-    outputs.save_torch(out_dir / outputs.MODEL_PT, solver.model_bundle())
+    products.write_field_fits(out_dir / outputs.FIELD_FITS)
+    outputs.write_json(out_dir / outputs.HISTORY_JSON, products.history)
+    outputs.save_torch(out_dir / outputs.MODEL_PT, products.model)
     if cfg.output.quicklook:
         write_quicklook(
             out_dir / outputs.QUICKLOOK_PNG,
@@ -372,6 +575,9 @@ def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: 
         )
     # The run is complete: the checkpoint is no longer needed (model.pt holds the fields),
     # nor an earlier run's file this one did not replace (a quicklook.png, for --overwrite).
-    written = [outputs.FIELD_FITS, outputs.HISTORY_JSON, outputs.CONFIG_JSON, outputs.MODEL_PT]
+    written = [outputs.FIELD_FITS, outputs.HISTORY_JSON, outputs.CONFIG_JSON, outputs.MODEL_PT, outputs.RUN_LOG]
     remove_unwritten_results(out_dir, written + ([outputs.QUICKLOOK_PNG] if cfg.output.quicklook else []))
-    return TrainRun(out_dir=out_dir, result=result, metrics=metrics)
+    if metrics:
+        request.log.write("errors vs truth: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    request.log.write(f"done: results in {out_dir}")
+    return TrainRun(out_dir=out_dir, result=result, metrics=metrics, products=products)

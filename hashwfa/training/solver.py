@@ -27,7 +27,6 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from hashwfa.encodings import static_coordinates
 from hashwfa.encodings.progressive import progressive_schedule
@@ -41,6 +40,7 @@ from hashwfa.training.device import grid_backend_for, resolve_device
 from hashwfa.training.distributed import SINGLE_PROCESS, DistributedContext
 from hashwfa.training.model import build_field, model_bundle
 from hashwfa.training.penalty import MapPenalty, check_full_batch, penalty_weights
+from hashwfa.training.progress import phase_progress
 from hashwfa.training.result import SolverResult
 from hashwfa.training.solver_config import SolverConfig
 from hashwfa.training.warm_start import baseline_maps, fit_to_map, phase_target
@@ -63,7 +63,8 @@ class TwoPhaseSolver:
     Args:
         observation: the :class:`~hashwfa.wfa.observation.observation.Observation` to fit.
         config: the solver settings.
-        progress: show a tqdm bar per phase (loss and learning rate).
+        progress: show the progress of each phase (loss and learning rate): a tqdm bar on a
+            terminal, a plain line every few epochs otherwise (:mod:`hashwfa.training.progress`).
         dist: this process's place in a data-parallel fit
             (:mod:`hashwfa.training.distributed`); default: a single process.
             With several ranks the loss holds only this rank's shard of the
@@ -278,7 +279,7 @@ class TwoPhaseSolver:
         progressive = net.encoding.progressive
         pending: List[Tuple[torch.Tensor, float]] = []  # (epoch loss on device, lr used)
         label = "phase 1/2 B_los" if phase == "blos" else "phase 2/2 B_Q,B_U"
-        bar = tqdm(total=epochs, initial=self.epoch, desc=label, disable=not self.progress, leave=True)
+        bar = phase_progress(epochs, self.epoch, label, self.progress)
         t0 = time.perf_counter()
         if self.epoch == 0 and self.config.training.init_from != "none":
             self._warm_start(phase)  # part of the phase's time

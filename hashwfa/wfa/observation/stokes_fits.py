@@ -343,26 +343,41 @@ def _line_from_header(header: fits.Header, path: Path) -> Union[str, Dict[str, A
     return name  # get_line raises the error listing the known lines
 
 
-def _check_sampling_as_angstrom(wl: np.ndarray, line: SpectralLine, path: Path) -> None:
-    """Refuse wavelengths without a unit whose steps are implausibly fine when read as Angstrom.
+def angstrom_sampling_problem(wl: np.ndarray, line: SpectralLine) -> Optional[str]:
+    """Why wavelengths without a unit cannot be Angstrom, or None when they can.
 
     Nm read as Angstrom are 10x too close together, and B comes out 10x too
     small. A median step finer than ``line.center / MAX_RESOLVING_POWER``
     samples the line more finely than any spectrograph or filtergraph does,
-    so the unit must be given.
+    so the unit must be given. Absolute values (any ``|w| >= 100``) are left
+    to :func:`hashwfa.wfa.observation.observation.relative_wavelengths`, whose
+    magnitude tells Angstrom from nm.
+
+    Args:
+        wl: ``(nw,)`` the wavelengths as given, read as Angstrom.
+        line: the observed line.
     """
     steps = np.diff(wl)
     if steps.size == 0 or not np.all(np.isfinite(steps)):
-        return  # the observation reports these
+        return None  # the observation reports these
     if np.any(np.abs(wl) >= 100.0):
-        return  # absolute values: their magnitude tells Angstrom from nm (observation.relative_wavelengths)
+        return None
     step = float(np.median(np.abs(steps)))
     finest = line.center / MAX_RESOLVING_POWER
     if 0 < step < finest:
+        return (f"their median step {step:.3g} A is finer than any instrument samples line {line.name} "
+                f"(< {finest:.2g} A); they look like nm ({10 * step:.3g} A steps)")
+    return None
+
+
+def _check_sampling_as_angstrom(wl: np.ndarray, line: SpectralLine, path: Path) -> None:
+    """Refuse wavelengths without a unit whose steps are implausibly fine when read as Angstrom
+    (:func:`angstrom_sampling_problem`)."""
+    problem = angstrom_sampling_problem(wl, line)
+    if problem is not None:
         raise HashwfaError(
             f"{path}: the wavelengths have no unit (no BUNIT), so they were read as Angstrom, but then "
-            f"their median step {step:.3g} A is finer than any instrument samples line {line.name} "
-            f"(< {finest:.2g} A); they look like nm ({10 * step:.3g} A steps). Fix: set BUNIT = 'nm' "
+            f"{problem}. Fix: set BUNIT = 'nm' "
             "(or 'Angstrom' if the steps really are that fine) in the wavelengths file's header"
         )
 
