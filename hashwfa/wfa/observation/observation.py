@@ -362,11 +362,22 @@ class Observation:
             self.valid = given.reshape(-1) & user_mask.reshape(-1)
             self.n_nonfinite: Optional[int] = None
             self.n_absurd: Optional[int] = None
+            #: Frames (indices) without signal: Stokes I one constant (e.g. all zeros); () when not scanned.
+            self.blank_frames: Tuple[int, ...] = ()
         else:
             finite, sane = self._scan_values()
             self.n_nonfinite = int(np.count_nonzero(~finite))
             self.n_absurd = int(np.count_nonzero(finite & ~sane))
             self.valid = (sane & user_mask).reshape(-1)
+        if self.blank_frames:
+            which = "the frame" if not self.is_series else \
+                f"{len(self.blank_frames)} of {self.nt} scans (t = {', '.join(map(str, self.blank_frames[:5]))}" \
+                + (", ..." if len(self.blank_frames) > 5 else "") + ")"
+            warnings.warn(
+                f"{src}: {which} have no signal (Stokes I is one constant, e.g. all zeros, at the wavelengths "
+                "the WFA uses); they are left out of every fit like NaN pixels",
+                stacklevel=2,
+            )
         if self.n_nonfinite:
             warnings.warn(
                 f"{src}: {self.n_nonfinite} of {self.valid.size} pixels have NaN or infinite values at the "
@@ -404,6 +415,7 @@ class Observation:
         shape = self.map_shape
         frame_shape = shape[-2:]
         finite = np.empty(shape, dtype=bool)
+        blank = np.zeros(shape, dtype=bool)
         peak_i = np.empty(shape, dtype=store)
         peak_quv = np.empty(shape, dtype=store)
         magnitudes = np.empty(self.n_pixels * len(needed_i), dtype=store)
@@ -414,6 +426,12 @@ class Observation:
             fin = np.all(np.isfinite(used_i), axis=-1) & np.all(np.isfinite(used_quv), axis=(-2, -1))
             where = (t,) if self.is_series else ()
             finite[where] = fin
+            # A frame whose I is one constant (all zeros: a scan that was never filled) has no
+            # signal: dI/dlambda = 0 everywhere and every map of it would read 0 G.
+            kept_i = used_i[fin]
+            blank[where] = kept_i.size > 0 and float(kept_i.max()) == float(kept_i.min())
+            if blank[where].any():
+                fin = np.zeros_like(fin)  # its values do not count in the median either
             with np.errstate(invalid="ignore", over="ignore"):
                 peak_i[where] = np.max(np.abs(used_i), axis=-1)
                 peak_quv[where] = np.max(np.abs(used_quv), axis=(-2, -1))
@@ -429,7 +447,8 @@ class Observation:
                 limit = min(limit, ABSURD_FACTOR * scale)
         del magnitudes
         with np.errstate(invalid="ignore"):
-            sane = finite & (peak_i <= limit) & (peak_quv <= limit)
+            sane = finite & (peak_i <= limit) & (peak_quv <= limit) & ~blank
+        self.blank_frames = tuple(int(t) for t in np.flatnonzero(blank.reshape(self.nt, -1).any(axis=1)))
         return finite, sane
 
     def frame_views(self) -> Iterator[Tuple[int, np.ndarray]]:
