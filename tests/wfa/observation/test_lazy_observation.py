@@ -215,3 +215,23 @@ def test_coordinates_of_some_pixels_are_the_rows_of_the_whole_grid(series_files)
                          -1 + 2 * y / (NY - 1), -1 + 2 * x / (NX - 1)], axis=1).astype(np.float32)
     np.testing.assert_allclose(lazy.coordinates(index), expected, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(lazy.coordinates(index), lazy.coordinates()[index])
+
+
+def test_a_truncated_or_unparsable_cube_is_one_error(tmp_path):
+    from hashwfa.errors import HashwfaError
+
+    series = synthetic_series(nt=2, ny=8, nx=8, seed=5)
+    obs = Observation(series.stokes, series.wavelengths, active_indices=series.active_indices)
+    sp, wp = obs.write_fits(tmp_path / "s.fits", tmp_path / "w.fits")
+    whole = sp.read_bytes()
+    (tmp_path / "half.fits").write_bytes(whole[:len(whole) // 2])  # a copy that stopped half-way
+    for lazy in (True, False):
+        with pytest.raises(HashwfaError, match=r"half\.fits: the file has \d+ bytes .* is the file complete"):
+            Observation.from_fits(tmp_path / "half.fits", wp, active_indices=series.active_indices, lazy=lazy)
+    sp, _ = obs.write_fits(tmp_path / "c.fits", tmp_path / "w2.fits", header={"CRVAL3": 1.0})
+    raw = bytearray(sp.read_bytes())
+    at = raw.index(b"CRVAL3  =")
+    raw[at:at + 80] = b"CRVAL3  =                  NaN".ljust(80)  # not a FITS value
+    (tmp_path / "nan.fits").write_bytes(bytes(raw))
+    with pytest.raises(HashwfaError, match=r"nan\.fits: header card CRVAL3 cannot be parsed"):
+        Observation.from_fits(tmp_path / "nan.fits", wp, active_indices=series.active_indices)
