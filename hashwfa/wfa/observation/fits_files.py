@@ -56,11 +56,14 @@ def read_image(path: PathLike, what: str) -> Tuple[np.ndarray, fits.Header, Opti
             for i, hdu in enumerate(hdul):
                 if data is None and isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU)) and hdu.header.get("NAXIS", 0):
                     check_header_cards(hdu.header, path)
-                    check_complete(path, hdul, i)
+                    if path.suffix.lower() not in COMPRESSED_SUFFIXES:  # sizes of the decompressed file
+                        check_complete(path, hdul, i)
                 if data is None and isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU)) and hdu.data is not None:
                     data, header = np.array(hdu.data), hdu.header.copy()
                 elif isinstance(hdu, fits.ImageHDU) and hdu.name == "MASK" and hdu.data is not None:
                     mask = np.array(hdu.data)
+    except HashwfaError:
+        raise
     except (OSError, ValueError, TypeError) as exc:
         raise HashwfaError(f"{path}: cannot read as FITS ({exc}); the {what} must be a FITS image") from None
     if data is None:
@@ -159,6 +162,8 @@ def map_image(path: PathLike, what: str) -> Tuple[np.ndarray, fits.Header, Optio
                         found = (i, hdu.header.copy(), naxes, hdul.fileinfo(i)["datLoc"])
                     elif image and hdu.name == "MASK":
                         mask = np.array(hdu.data)
+        except HashwfaError:
+            raise
         except (OSError, ValueError, TypeError) as exc:
             raise HashwfaError(f"{path}: cannot read as FITS ({exc}); the {what} must be a FITS image") from None
         if found is None:
