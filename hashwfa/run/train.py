@@ -50,11 +50,14 @@ from hashwfa.training.device import resolve_device
 from hashwfa.training.distributed import DEFAULT_TIMEOUT_MINUTES, SINGLE_PROCESS, DistributedContext, init_distributed
 from hashwfa.wfa.baselines.products import Baselines
 from hashwfa.wfa.baselines.regularized import RegularizedResult
+from hashwfa.wfa.observation.observation import fingerprint_difference
 from hashwfa.wfa.physics.maps import map_errors
 
 __all__ = ["PROG", "RunRequest", "TrainRun", "run"]
 
 PROG = "hashwfa-train"
+#: The checkpoint's entry with the fingerprint of its data (``Observation.fingerprint``).
+CHECKPOINT_DATA_KEY = "data"
 #: Rank 0's serial work before the first message of a data-parallel run.
 SCAN_WORK = "rank 0's reading and scan of the data"
 
@@ -224,6 +227,8 @@ def _run_locked(
 ) -> TrainRun:
     """The part of :func:`run` done while holding ``out_dir`` (rank 0 holds it; the others follow)."""
     checkpoint = None
+    # The checkpoint records its data: a cube changed between an interrupt and --resume is refused.
+    data_fingerprint = data.observation.fingerprint() if dist.is_primary else None
     if dist.is_primary:
         # Checked again: another run may have written here since the first check.
         checkpoint_path = check_output_directory(out_dir, request.resume, request.overwrite, config_dict)
@@ -233,6 +238,13 @@ def _run_locked(
         if request.resume and checkpoint is None:
             _say(request, f"no checkpoint in {out_dir}; starting from the beginning")
         if checkpoint is not None:  # a damaged checkpoint is refused before anything is written
+            differ = fingerprint_difference(data_fingerprint, checkpoint.get(CHECKPOINT_DATA_KEY)
+                                            if isinstance(checkpoint, dict) else None)
+            if differ is not None:
+                raise HashwfaError(
+                    f"cannot resume from '{checkpoint_path}': the data differ from those it was written from "
+                    f"({differ}; {data.description}). Fix: restore the data the run started with, or start "
+                    "again with --overwrite.")
             try:
                 solver.load_state_dict(checkpoint)
             except HashwfaError as exc:
@@ -250,7 +262,8 @@ def _run_locked(
             solver.load_state_dict(checkpoint)
         _say(request, f"resuming at phase {solver.phase_index + 1}, epoch {solver.epoch}")
     result = solver.run(
-        on_checkpoint=(lambda state: outputs.save_torch(out_dir / outputs.CHECKPOINT_PT, state))
+        on_checkpoint=(lambda state: outputs.save_torch(out_dir / outputs.CHECKPOINT_PT,
+                                                        {**state, CHECKPOINT_DATA_KEY: data_fingerprint}))
         if dist.is_primary else None,
         on_epoch_end=on_epoch_end,
     )

@@ -30,7 +30,9 @@ memory as float64, and the host memory is one frame plus what is computed.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterator, NamedTuple, Optional, Sequence, Tuple, Union
@@ -166,6 +168,30 @@ def _as_float_tuple(values: Any, n: int, what: str, source: str) -> Tuple[float,
     return out
 
 
+def _file_state(path: str) -> Optional[Tuple[int, int]]:
+    """``(size in bytes, modification time in ns)`` of ``path``, None when it is gone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+#: What each entry of :meth:`Observation.fingerprint` says, for messages.
+FINGERPRINT_PARTS = {"shape": "the cube's shape or dtype", "header": "the headers (wavelengths, line, times, WCS, mask)",
+                     "sample": "the values"}
+
+
+def fingerprint_difference(ours: Any, theirs: Any) -> Optional[str]:
+    """None when two :meth:`Observation.fingerprint` are equal, else which part differs (``"the values"``)."""
+    if not isinstance(theirs, dict):
+        return "no fingerprint of the data was recorded"
+    for key, what in FINGERPRINT_PARTS.items():
+        if ours.get(key) != theirs.get(key):
+            return what + (f" ({theirs.get(key)} vs {ours.get(key)})" if key == "shape" else "")
+    return None
+
+
 class Observation:
     """A Stokes cube (one frame or a time series) with its wavelength axis, line and fit settings.
 
@@ -272,6 +298,9 @@ class Observation:
             self.stokes = np.asarray(cube, dtype=np.float64)
         self._dI: Optional[np.ndarray] = None
         self._released = False
+        #: For a lazy cube: its file and the (size, mtime_ns) it had when mapped (checked before each pass).
+        self._file = getattr(self.stokes, "filename", None) if self.is_lazy else None
+        self._file_state = _file_state(self._file) if self._file else None
         ny, nx, _, nw = self.stokes.shape[lead:]
         map_shape = self.stokes.shape[:-2]
         if min(map_shape) < 1:
@@ -369,6 +398,13 @@ class Observation:
             self.n_nonfinite = int(np.count_nonzero(~finite))
             self.n_absurd = int(np.count_nonzero(finite & ~sane))
             self.valid = (sane & user_mask).reshape(-1)
+        if self.blank_frames and len(self.blank_frames) == self.nt:
+            raise HashwfaError(
+                f"{src}: Stokes I is one constant (flat or zero) at the wavelengths the WFA uses in every "
+                f"{'scan' if self.is_series else 'pixel'}: no pixel carries a WFA signal. Fix: check that Stokes I "
+                "is the cube's first Stokes plane (I, Q, U, V order) and that the active wavelengths "
+                "(data.active_indices) lie on the line"
+            )
         if self.blank_frames:
             which = "the frame" if not self.is_series else \
                 f"{len(self.blank_frames)} of {self.nt} scans (t = {', '.join(map(str, self.blank_frames[:5]))}" \
@@ -447,8 +483,10 @@ class Observation:
                 limit = min(limit, ABSURD_FACTOR * scale)
         del magnitudes
         with np.errstate(invalid="ignore"):
-            sane = finite & (peak_i <= limit) & (peak_quv <= limit) & ~blank
+            sane = finite & (peak_i <= limit) & (peak_quv <= limit)
+        blank &= sane  # a frame of absurd values is reported as such
         self.blank_frames = tuple(int(t) for t in np.flatnonzero(blank.reshape(self.nt, -1).any(axis=1)))
+        sane &= ~blank
         return finite, sane
 
     def frame_views(self) -> Iterator[Tuple[int, np.ndarray]]:
@@ -460,11 +498,62 @@ class Observation:
         so a pass over the series holds one frame at a time.
         """
         self._check_spectra("frame_views()")
+        self.check_file_unchanged()
         for t in range(self.nt):
             view = self.stokes[t] if self.is_series else self.stokes
             yield t, view
             if self.is_lazy:
                 forget_pages(view)
+
+    def check_file_unchanged(self) -> None:
+        """Raise when the file a lazy cube is mapped from changed since it was mapped (a no-op otherwise).
+
+        A mapped file that is truncated ends the process with SIGBUS when a
+        page past its new end is read, and one rewritten in place gives other
+        data than those scanned; the size and modification time, read before
+        each pass over the data, catch both when they happen between passes.
+
+        Raises:
+            HashwfaError: the file's size or modification time changed, or it is gone.
+        """
+        if self._file is None:
+            return
+        now = _file_state(self._file)
+        if now != self._file_state:
+            what = "is gone" if now is None else (
+                f"was truncated to {now[0]} bytes (from {self._file_state[0]})" if now[0] < self._file_state[0]
+                else "was rewritten")
+            raise HashwfaError(f"{self._file}: the cube {what} while this run maps it. Fix: leave the data "
+                               "unchanged during a run; restore them and continue with --resume (or start "
+                               "again with --overwrite)")
+
+    def fingerprint(self) -> Dict[str, str]:
+        """A cheap identity of the data: equal for the same cube, different for another one, read in a few frames' time.
+
+        ``{"shape", "header", "sample"}``: the cube's shape and dtype; a
+        SHA-256 of what the headers gave (wavelengths, line, unit, frame
+        times, map cards, mask); a SHA-256 of a sample of the values: full
+        rows ``(nx, 4, nw)`` at 8 fixed rows of up to 8 fixed frames (the
+        first, the last and evenly spaced between), read as float64. Two
+        cubes of the same shape that differ only outside the sample share a
+        fingerprint; a cube rewritten with other data (another scan, a
+        changed sign) almost surely does not.
+        """
+        header = hashlib.sha256()
+        for part in (self.wavelengths, self.mask, np.zeros(0) if self.times is None else self.times):
+            header.update(np.ascontiguousarray(part).tobytes())
+        header.update(repr((self.line.name, self.line.center, self.unit, self.map_cards)).encode())
+        sample = hashlib.sha256()
+        frames = np.unique(np.linspace(0, self.nt - 1, min(self.nt, 8)).round().astype(int))
+        rows = np.unique(np.linspace(0, self.ny - 1, min(self.ny, 8)).round().astype(int))
+        self.check_file_unchanged()
+        for t in frames:
+            view = self.stokes[t] if self.is_series else self.stokes
+            sample.update(np.ascontiguousarray(view[rows], dtype=np.float64).tobytes())
+            if self.is_lazy:
+                forget_pages(view)
+        return {"shape": f"{tuple(self.stokes.shape)} {self.stokes.dtype}", "header": header.hexdigest()[:16],
+                "sample": sample.hexdigest()[:16]}
 
     @staticmethod
     def _stencil(i: int, nw: int) -> Tuple[int, ...]:
@@ -687,6 +776,7 @@ class Observation:
         all gives one empty chunk.
         """
         self._check_spectra("wfa_inputs")
+        self.check_file_unchanged()
         index = self.valid_index if rows is None else self.valid_index[rows]
         per_frame = self.ny * self.nx
         frames = index // per_frame
