@@ -547,9 +547,10 @@ class Observation:
         frames = np.unique(np.linspace(0, self.nt - 1, min(self.nt, 8)).round().astype(int))
         rows = np.unique(np.linspace(0, self.ny - 1, min(self.ny, 8)).round().astype(int))
         self.check_file_unchanged()
+        ys, xs = np.repeat(rows, self.nx), np.tile(np.arange(self.nx), rows.size)  # those rows' pixels
         for t in frames:
             view = self.stokes[t] if self.is_series else self.stokes
-            sample.update(np.ascontiguousarray(view[rows], dtype=np.float64).tobytes())
+            sample.update(np.ascontiguousarray(view[ys, xs], dtype=np.float64).tobytes())
             if self.is_lazy:
                 forget_pages(view)
         return {"shape": f"{tuple(self.stokes.shape)} {self.stokes.dtype}", "header": header.hexdigest()[:16],
