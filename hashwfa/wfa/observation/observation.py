@@ -178,7 +178,7 @@ def _file_state(path: str) -> Optional[Tuple[int, int]]:
 
 
 #: What each entry of :meth:`Observation.fingerprint` says, for messages.
-FINGERPRINT_PARTS = {"shape": "the cube's shape or dtype", "header": "the headers (wavelengths, line, times, WCS, mask)",
+FINGERPRINT_PARTS = {"shape": "the cube's shape", "header": "the headers (wavelengths, line, times, WCS, mask)",
                      "sample": "the values"}
 
 
@@ -530,7 +530,8 @@ class Observation:
     def fingerprint(self) -> Dict[str, str]:
         """A cheap identity of the data: equal for the same cube, different for another one, read in a few frames' time.
 
-        ``{"shape", "header", "sample"}``: the cube's shape and dtype; a
+        ``{"shape", "header", "sample"}``: the cube's shape (not its dtype:
+        the same values mapped or read into float64 are the same data); a
         SHA-256 of what the headers gave (wavelengths, line, unit, frame
         times, map cards, mask); a SHA-256 of a sample of the values: full
         rows ``(nx, 4, nw)`` at 8 fixed rows of up to 8 fixed frames (the
@@ -553,7 +554,7 @@ class Observation:
             sample.update(np.ascontiguousarray(view[ys, xs], dtype=np.float64).tobytes())
             if self.is_lazy:
                 forget_pages(view)
-        return {"shape": f"{tuple(self.stokes.shape)} {self.stokes.dtype}", "header": header.hexdigest()[:16],
+        return {"shape": str(tuple(self.stokes.shape)), "header": header.hexdigest()[:16],
                 "sample": sample.hexdigest()[:16]}
 
     @staticmethod

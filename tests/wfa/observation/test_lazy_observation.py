@@ -235,3 +235,19 @@ def test_a_truncated_or_unparsable_cube_is_one_error(tmp_path):
     (tmp_path / "nan.fits").write_bytes(bytes(raw))
     with pytest.raises(HashwfaError, match=r"nan\.fits: header card CRVAL3 cannot be parsed"):
         Observation.from_fits(tmp_path / "nan.fits", wp, active_indices=series.active_indices)
+
+
+def test_fingerprint_is_the_same_for_the_same_data_read_or_mapped_and_differs_for_other_values(tmp_path):
+    series = synthetic_series(nt=3, ny=8, nx=7, seed=5)
+    obs = Observation(series.stokes, series.wavelengths, active_indices=series.active_indices)
+    sp, wp = obs.write_fits(tmp_path / "s.fits", tmp_path / "w.fits", dtype=np.float64)
+    mapped = Observation.from_fits(sp, wp, active_indices=series.active_indices)
+    read = Observation.from_fits(sp, wp, active_indices=series.active_indices, lazy=False)
+    assert mapped.is_lazy and mapped.fingerprint() == read.fingerprint()
+    flipped = series.stokes.copy()
+    flipped[..., 3, :] *= -1  # V of the opposite sign: B_los of the opposite sign
+    other = read.fingerprint(), obs.with_stokes(flipped, "flipped").fingerprint()
+    assert other[0]["shape"] == other[1]["shape"] and other[0]["header"] == other[1]["header"]
+    assert other[0]["sample"] != other[1]["sample"]
+    moved = Observation(series.stokes, series.wavelengths + 0.001, active_indices=series.active_indices)
+    assert moved.fingerprint()["header"] != obs.fingerprint()["header"]
