@@ -40,7 +40,7 @@ from hashwfa.host.allocator import keep_freed_memory
 from hashwfa.run.outputs import CHECKPOINT_PT
 from hashwfa.run.train import PROG, TrainRun, output_directory_of, run
 from hashwfa.training.device import DEVICES
-from hashwfa.training.distributed import DEFAULT_TIMEOUT_MINUTES
+from hashwfa.training.distributed import DEFAULT_TIMEOUT_MINUTES, launched_by_torchrun
 
 __all__ = ["main", "build_parser", "Terminated", "MAX_DIST_TIMEOUT_MINUTES"]
 
@@ -149,6 +149,14 @@ def report(done: TrainRun) -> None:
         print(f"errors vs truth (B_los rms / B_t rms / azimuth mean abs): field {_errors(m, '')}; {baselines}")
 
 
+def _is_other_rank() -> bool:
+    """True in a rank other than 0 of a torchrun launch."""
+    try:
+        return launched_by_torchrun() and os.environ.get("RANK", "0") != "0"
+    except HashwfaError:
+        return False
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``hashwfa-train``; returns the exit status."""
     parser = build_parser()
@@ -166,6 +174,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             done = run(args)
     except HashwfaError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
+        if _is_other_rank():
+            # As below: a rank other than 0 leaves without the teardown of its gloo group,
+            # which aborts the process ("terminate called ...") while rank 0 is still connected.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
         return 2
     except OSError as exc:
         # Reading the config or data, or writing results: one line, not a traceback.

@@ -4,6 +4,7 @@ and column of a syntax error and the fix."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -40,12 +41,37 @@ def _json_error_location(exc: BaseException, text: str) -> Tuple[Optional[int], 
     return None, None, "syntax error"
 
 
+class _DuplicateKey(Exception):
+    """A JSON object holds a key twice (json keeps the last silently)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _refuse_duplicates(pairs: Any) -> Dict[str, Any]:
+    """``object_pairs_hook`` of :func:`json.loads`: the object as a dict; raises on a repeated key."""
+    out: Dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _second_line_of(key: str, text: str) -> Optional[int]:
+    """The line (1-based) of the second ``"key":`` in ``text``, or None (commentjson drops the positions)."""
+    found = [m.start() for m in re.finditer(re.escape(json.dumps(key)) + r"\s*:", text)]
+    return text.count("\n", 0, found[1]) + 1 if len(found) > 1 else None
+
+
 def read_json_config(path: Union[str, Path]) -> Dict[str, Any]:
     """Parse a commented JSON config file into a dict.
 
     Raises:
         HashwfaError: missing/unreadable file, invalid JSON (with line and
-            column), or a top level that is not an object.
+            column), a key repeated in one object (with its line), or a top
+            level that is not an object.
     """
     path = Path(path)
     try:
@@ -60,7 +86,14 @@ def read_json_config(path: Union[str, Path]) -> Dict[str, Any]:
     if not text.strip():
         raise HashwfaError(f"config file '{path}' is empty. Fix: write a JSON object, at least {{}}.")
     try:
-        raw = commentjson.loads(text)
+        raw = commentjson.loads(text, object_pairs_hook=_refuse_duplicates)
+    except _DuplicateKey as exc:
+        line = _second_line_of(exc.key, text)
+        where = f"{path}, line {line}" if line else str(path)
+        raise HashwfaError(
+            f"{where}: key {exc.key!r} appears twice in one object (JSON would keep the last silently). "
+            "Fix: keep one of them."
+        ) from None
     except Exception as exc:  # commentjson raises lark errors and bare ValueErrors
         line, column, what = _json_error_location(exc, text)
         where = f"{path}, line {line}, column {column}" if line else str(path)

@@ -240,8 +240,9 @@ def _resolve_path(value: Optional[str], path: str, ctx: Problems, base_dir: Opti
     return str(p.resolve())
 
 
-def _check_noise_shape(noise: Optional[Tuple[Any, ...]], ctx: Problems) -> None:
-    """``data.noise``: 4 numbers or 4 equally long lists (the length is checked against the data in :func:`load_data`)."""
+def _check_noise_shape(noise: Optional[Tuple[Any, ...]], weights: Tuple[float, ...], ctx: Problems) -> None:
+    """``data.noise``: 4 numbers or 4 equally long lists (the length is checked against the data in
+    :func:`load_data`), with no zero sigma for a fitted Stokes parameter (Q, U, V of weight > 0)."""
     if noise is None:
         return
     rows = [isinstance(v, tuple) for v in noise]
@@ -252,6 +253,20 @@ def _check_noise_shape(noise: Optional[Tuple[Any, ...]], ctx: Problems) -> None:
             "give one sigma per Stokes parameter, [sI, sQ, sU, sV], or one list of nw sigmas per "
             "Stokes parameter, [[...], [...], [...], [...]], or null to estimate the noise from the data",
         )
+        return
+    # A zero sigma of a fitted Stokes parameter divides its residuals by zero (an infinite weight).
+    for k, name in enumerate("IQUV"):
+        if k == 0 or weights[k] <= 0:
+            continue
+        values = noise[k] if isinstance(noise[k], tuple) else (noise[k],)
+        if any(float(v) == 0.0 for v in values):
+            ctx.error(
+                "data.noise",
+                f"= {describe_value(schema.to_plain(noise))} gives Stokes {name} a sigma of 0",
+                f"give the measured sigma of Stokes {name} (> 0, intensity units), or null to estimate the noise "
+                "from the data",
+            )
+            return
 
 
 def _cross_checks(cfg: RunConfig, ctx: Problems, base_dir: Optional[Path]) -> RunConfig:
@@ -323,7 +338,7 @@ def _cross_checks(cfg: RunConfig, ctx: Problems, base_dir: Optional[Path]) -> Ru
             f"= {list(data.active_indices)} repeats an index",
             "list each wavelength index once",
         )
-    _check_noise_shape(data.noise, ctx)
+    _check_noise_shape(data.noise, data.weights, ctx)
     synthetic = data.synthetic
     if data.path is None and synthetic is None:
         synthetic = SyntheticConfig()

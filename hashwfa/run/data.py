@@ -103,24 +103,24 @@ def load_data(config: RunConfig, valid: Optional[Any] = None, intensity_scale: O
             )
             description = (f"synthetic series {s.nt}x{s.ny}x{s.nx} (flow {tuple(s.flow)} px/frame, "
                            f"every {s.cadence:g} s), model {s.model!r}, noise {s.noise:g}, seed {s.seed}")
-            return LoadedData(observation=series.observation(weights=data.weights), truth=series.truth,
-                              description=description)
-        plage = synthetic_plage(
-            ny=s.ny,
-            nx=s.nx,
-            seed=s.seed,
-            noise=s.noise,
-            model=s.model,
-            line=config.line or DEFAULT_LINE,
-            active_indices=data.active_indices,
-            weights=data.weights,
-            instrument_fwhm=s.instrument_fwhm,
-            derivative=config.physics.derivative,
-            derivative_qu=config.physics.derivative_qu,
-        )
-        obs = plage.observation
-        truth = plage.truth
-        description = f"synthetic plage {s.ny}x{s.nx}, model {s.model!r}, noise {s.noise:g}, seed {s.seed}"
+            obs, truth = series.observation(weights=data.weights), series.truth
+        else:
+            plage = synthetic_plage(
+                ny=s.ny,
+                nx=s.nx,
+                seed=s.seed,
+                noise=s.noise,
+                model=s.model,
+                line=config.line or DEFAULT_LINE,
+                active_indices=data.active_indices,
+                weights=data.weights,
+                instrument_fwhm=s.instrument_fwhm,
+                derivative=config.physics.derivative,
+                derivative_qu=config.physics.derivative_qu,
+            )
+            obs = plage.observation
+            truth = plage.truth
+            description = f"synthetic plage {s.ny}x{s.nx}, model {s.model!r}, noise {s.noise:g}, seed {s.seed}"
         label = ""
     return LoadedData(observation=obs, truth=truth, description=description, noise=_config_noise(config, obs),
                       label=label)

@@ -52,6 +52,7 @@ from hashwfa.run.data import LoadedData, load_data
 from hashwfa.run.map_header import map_header
 from hashwfa.run.output_directory import check_output_directory, clear_previous_results, remove_unwritten_results
 from hashwfa.run.quicklook import write_quicklook
+from hashwfa.schema import differing_keys, flatten
 from hashwfa.training import IndependentFrames, TwoPhaseSolver
 from hashwfa.training.bootstrap import follow_members, run_uncertainty
 from hashwfa.training.device import resolve_device
@@ -60,11 +61,14 @@ from hashwfa.training.untrained import describe_settings, untrained_message
 from hashwfa.wfa.baselines.products import Baselines
 from hashwfa.wfa.baselines.regularized import RegularizedResult
 from hashwfa.wfa.observation.noise import StokesNoise
+from hashwfa.wfa.observation.observation import fingerprint_difference
 from hashwfa.wfa.physics.maps import FieldMaps, FieldSigmas, map_errors
 
 __all__ = ["PROG", "RunRequest", "TrainRun", "RunProducts", "run", "fit_loaded", "output_directory_of"]
 
 PROG = "hashwfa-train"
+#: The checkpoint's entry with the fingerprint of its data (``Observation.fingerprint``).
+CHECKPOINT_DATA_KEY = "data"
 #: Rank 0's serial work before the first message of a data-parallel run.
 SCAN_WORK = "rank 0's reading and scan of the data"
 
@@ -296,7 +300,7 @@ def _run_ranked(request: Any, cfg: RunConfig, out_dir: Path,
     # the model. Only then is the directory locked (and, for --overwrite, the old checkpoint deleted).
     if dist.is_primary:
         check_output_directory(out_dir, request.resume, request.overwrite, config_to_dict(cfg))
-    data = _load_data_ranked(cfg, dist)
+    data = _load_data_ranked(cfg, dist, config_to_dict(cfg))
     return fit_loaded(request, cfg, data, out_dir, on_epoch_end=on_epoch_end, dist=dist)
 
 
@@ -382,7 +386,8 @@ def _log_phases(log: RunLog, result: Any) -> None:
     log.write(f"final loss (V, Q, U) {result.final_loss:.6g} on {result.device} ({result.backend})")
 
 
-def _load_data_ranked(cfg: RunConfig, dist: DistributedContext) -> LoadedData:
+def _load_data_ranked(cfg: RunConfig, dist: DistributedContext,
+                      config_dict: Optional[Dict[str, Any]] = None) -> LoadedData:
     """The run's data; under torchrun, rank 0 scans the cube and the others read only their shard.
 
     Rank 0 builds the observation (for a cube on disk: maps the file and
@@ -394,6 +399,13 @@ def _load_data_ranked(cfg: RunConfig, dist: DistributedContext) -> LoadedData:
     (bad data) reaches the others as one message instead of a timeout. The
     others wait for the scan as long as rank 0 lives, whatever its length
     (:meth:`~hashwfa.training.distributed.DistributedContext.broadcast_after_primary_work`).
+
+    With the mask rank 0 sends its resolved config (``config_dict``) and the
+    fingerprint of its data (:meth:`Observation.fingerprint`): every other
+    rank compares them with its own (the data paths may differ between
+    machines; the data may not), and all ranks then share their verdicts, so
+    that a rank that differs refuses with one line saying how, and the others
+    stop cleanly instead of training a wrong map or losing each other.
     """
     if not dist.enabled:
         return load_data(cfg)
@@ -402,18 +414,54 @@ def _load_data_ranked(cfg: RunConfig, dist: DistributedContext) -> LoadedData:
         try:
             data = load_data(cfg)
             sent = ("valid", np.packbits(data.observation.valid), int(data.observation.valid.size),
-                    data.observation.intensity_scale)
+                    data.observation.intensity_scale, config_dict, data.observation.fingerprint())
         except HashwfaError as exc:
-            sent = ("error", str(exc), 0, None)
+            sent = ("error", str(exc), 0, None, None, None)
             dist.broadcast_after_primary_work(sent, SCAN_WORK)
             raise
     # The others wait for rank 0's scan without the collective timeout (rank 0's heartbeat).
-    kind, payload, size, scale = dist.broadcast_after_primary_work(sent, SCAN_WORK)
-    if dist.is_primary:
-        return data
-    if kind == "error":
+    kind, payload, size, scale, primary_config, primary_fingerprint = dist.broadcast_after_primary_work(
+        sent, SCAN_WORK)
+    if not dist.is_primary and kind == "error":
         raise HashwfaError(f"rank 0 could not load the data: {payload}")
-    return load_data(cfg, valid=np.unpackbits(payload, count=size).astype(bool), intensity_scale=scale)
+    problem = None
+    if not dist.is_primary:
+        problem = _differs_from_primary(dist.rank, config_dict, primary_config)
+        if problem is None:
+            try:
+                data = load_data(cfg, valid=np.unpackbits(payload, count=size).astype(bool), intensity_scale=scale)
+                differ = fingerprint_difference(primary_fingerprint, data.observation.fingerprint())
+                if differ is not None:
+                    problem = (f"rank {dist.rank}: the data differ from rank 0's: {differ} ({data.description}). "
+                               "Fix: give every rank the same data files")
+            except HashwfaError as exc:
+                problem = f"rank {dist.rank}: {exc}"
+    verdicts = dist.all_gather_object(problem, "the check that every rank has rank 0's config and data")
+    refused = [(rank, p) for rank, p in enumerate(verdicts) if p is not None]
+    if problem is not None:
+        raise HashwfaError(problem)
+    if refused:  # another rank said why; this one stops in one line without repeating it
+        ranks = ", ".join(str(rank) for rank, _ in refused)
+        raise HashwfaError(f"rank {ranks} refused rank 0's config or data (see its message); nothing was written")
+    return data
+
+
+#: Config keys that may differ between ranks: paths to the same data on other machines (the data are compared).
+RANK_LOCAL_KEYS = ("data.path", "data.wavelengths")
+
+
+def _differs_from_primary(rank: int, ours: Any, primary: Any) -> Optional[str]:
+    """None when this rank's resolved config equals rank 0's (but for :data:`RANK_LOCAL_KEYS`), else the message."""
+    if ours is None or primary is None:
+        return None
+    diff = differing_keys(ours, primary, RANK_LOCAL_KEYS)
+    if not diff:
+        return None
+    key = diff[0]
+    mine, theirs = flatten(ours).get(key, "(absent)"), flatten(primary).get(key, "(absent)")
+    return (f"rank {rank}: its config differs from rank 0's at {key} ({mine!r} here, {theirs!r} on rank 0"
+            + (f"; {len(diff) - 1} more key(s)" if len(diff) > 1 else "")
+            + "). Fix: start every rank with the same config and --set options")
 
 
 def _run_locked(
@@ -429,6 +477,8 @@ def _run_locked(
 ) -> TrainRun:
     """The part of :func:`run` done while holding ``out_dir`` (rank 0 holds it; the others follow)."""
     checkpoint = None
+    # The checkpoint records its data: a cube changed between an interrupt and --resume is refused.
+    data_fingerprint = data.observation.fingerprint() if dist.is_primary else None
     if dist.is_primary:
         # Checked again: another run may have written here since the first check.
         checkpoint_path = check_output_directory(out_dir, request.resume, request.overwrite, config_dict)
@@ -438,6 +488,13 @@ def _run_locked(
         if request.resume and checkpoint is None:
             _say(request, f"no checkpoint in {out_dir}; starting from the beginning")
         if checkpoint is not None:  # a damaged checkpoint is refused before anything is written
+            differ = fingerprint_difference(data_fingerprint, checkpoint.get(CHECKPOINT_DATA_KEY)
+                                            if isinstance(checkpoint, dict) else None)
+            if differ is not None:
+                raise HashwfaError(
+                    f"cannot resume from '{checkpoint_path}': the data differ from those it was written from "
+                    f"({differ}; {data.description}). Fix: restore the data the run started with, or start "
+                    "again with --overwrite.")
             try:
                 solver.load_state_dict(checkpoint)
             except HashwfaError as exc:
@@ -460,7 +517,8 @@ def _run_locked(
             solver.load_state_dict(checkpoint)
         _say(request, f"resuming at phase {solver.phase_index + 1}, epoch {solver.epoch}")
     result = solver.run(
-        on_checkpoint=(lambda state: outputs.save_torch(out_dir / outputs.CHECKPOINT_PT, state))
+        on_checkpoint=(lambda state: outputs.save_torch(out_dir / outputs.CHECKPOINT_PT,
+                                                        {**state, CHECKPOINT_DATA_KEY: data_fingerprint}))
         if dist.is_primary else None,
         on_epoch_end=on_epoch_end,
     )

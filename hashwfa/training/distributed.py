@@ -353,6 +353,14 @@ class DistributedContext:
         self._collective(what, torch.distributed.broadcast_object_list, box, 0)
         return box[0]
 
+    def all_gather_object(self, obj: Any, what: str = "a gather from every rank") -> List[Any]:
+        """Every rank's ``obj`` (picklable), in rank order, on every rank; ``[obj]`` for one process."""
+        if not self.enabled:
+            return [obj]
+        box: List[Any] = [None] * self.world_size
+        self._collective(what, torch.distributed.all_gather_object, box, obj)
+        return box
+
     def close(self) -> None:
         """Leave the process group (a no-op for one process).
 

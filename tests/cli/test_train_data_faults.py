@@ -127,7 +127,8 @@ def test_flat_or_zero_intensity_is_refused(tmp_path, capsys, intensity):
     plage = synthetic_plage(ny=6, nx=5, seed=1)
     cube = plage.observation.stokes.copy()
     cube[:, :, 0, :] = intensity
-    obs = type(plage.observation)(cube, plage.observation.wavelengths)
+    # Written as they are (given valid: the scan refuses such a cube, the point of this test).
+    obs = type(plage.observation)(cube, plage.observation.wavelengths, valid=np.ones((6, 5), bool))
     sp, wp = obs.write_fits(tmp_path / "s.fits", tmp_path / "w.fits")
     err = _error(tmp_path, capsys, {"data": {"path": str(sp), "wavelengths": str(wp)}})
     assert "no pixel carries a WFA signal" in err and "Stokes I" in err
@@ -185,3 +186,51 @@ def test_absolute_nm_without_unit_are_still_recognised_by_their_magnitude(tmp_pa
     with pytest.warns(UserWarning, match="absolute nm"):
         obs = Observation.from_fits(paths["stokes"], wl)
     np.testing.assert_allclose(obs.wavelengths, relative, atol=1e-9)
+
+
+def test_resume_refuses_a_cube_rewritten_since_the_checkpoint(tmp_path, capsys):
+    from hashwfa.cli.train import build_parser
+    from hashwfa.run.train import run
+    from hashwfa.wfa.synthetic.series import synthetic_series
+
+    series = synthetic_series(nt=2, ny=8, nx=7, seed=1, model="wfa")
+    paths = series.write_fits(tmp_path / "data")
+    config = _write_config(tmp_path, {**_fits_config(paths), **TINY_TRAINING})
+    out = tmp_path / "o"
+    sets = ["--set", "training.epochs_per_phase=4", "--set", "training.checkpoint_every=1",
+            "--set", "output.quicklook=false"]
+
+    def stop(phase, epoch):
+        if phase == "bqbu" and epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(build_parser().parse_args([str(config), "--out", str(out), "--quiet", *sets]), on_epoch_end=stop)
+    assert (out / "checkpoint.pt").is_file()
+    # The cube rewritten in place with the opposite field (same shape, header, size).
+    flipped = series.stokes.copy()
+    flipped[..., 1:, :] *= -1
+    series.observation().with_stokes(flipped, "flipped").write_fits(paths["stokes"], tmp_path / "w.fits",
+                                                                   overwrite=True)
+    assert main([str(config), "--out", str(out), "--quiet", "--resume", *sets]) == 2
+    err = capsys.readouterr().err
+    assert "the data differ" in err and "the values" in err and "--overwrite" in err and "Traceback" not in err
+    assert not (out / "field.fits").exists()
+    # The data restored: the run resumes.
+    series.observation().write_fits(paths["stokes"], tmp_path / "w.fits", overwrite=True)
+    assert main([str(config), "--out", str(out), "--quiet", "--resume", *sets]) == 0
+
+
+def test_a_cube_truncated_between_two_passes_is_one_error_not_sigbus(tmp_path):
+    from hashwfa.wfa.observation.observation import Observation
+    from hashwfa.wfa.synthetic.series import synthetic_series
+
+    series = synthetic_series(nt=2, ny=8, nx=7, seed=1)
+    paths = series.write_fits(tmp_path)
+    obs = Observation.from_fits(paths["stokes"], paths["wavelengths"], active_indices=series.active_indices)
+    assert obs.is_lazy
+    whole = paths["stokes"].read_bytes()
+    with open(paths["stokes"], "r+b") as f:  # in place: the mapping now reaches past the file's end
+        f.truncate(len(whole) // 2)
+    with pytest.raises(HashwfaError, match=r"stokes\.fits: the cube was truncated to \d+ bytes .* --resume"):
+        next(obs.wfa_input_chunks())

@@ -189,6 +189,14 @@ def test_invalid_json_names_file_line_and_column(tmp_path):
         load_config(tmp_path / "missing.json")
 
 
+def test_a_key_given_twice_names_the_key_and_its_second_line(tmp_path):
+    msg, path = error_of(tmp_path, '{\n  "training": {\n    "lr": 0.1,\n    // again\n    "lr": 0.2\n  }\n}\n')
+    assert f"{path}, line 5:" in msg and "'lr' appears twice" in msg
+    # The same name in two different objects is fine.
+    cfg = load_config(write(tmp_path, '{"training": {"seed": 3}, "data": {"synthetic": {"seed": 4}}}'))
+    assert (cfg.training.seed, cfg.data.synthetic.seed) == (3, 4)
+
+
 def test_comments_and_trailing_commas_are_accepted(tmp_path):
     cfg = load_config(write(tmp_path, '// c\n{\n  "training": {"seed": 3,}, # d\n}\n'))
     assert cfg.training.seed == 3

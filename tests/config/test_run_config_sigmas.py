@@ -43,3 +43,27 @@ def test_uncertainty_settings_are_checked(key, value):
     section, name = key.split(".")
     with pytest.raises(HashwfaError, match=f"key '{key}'"):
         validate_config({section: {name: value}})
+
+
+@pytest.mark.parametrize("noise", [[0.0] * 4, [1e-3, 0.0, 1e-3, 1e-3], [[1e-3, 1e-3]] * 3 + [[1e-3, 0.0]]])
+def test_a_zero_sigma_of_a_fitted_stokes_parameter_is_refused(noise):
+    with pytest.raises(HashwfaError, match=r"c\.json: key 'data\.noise' .* sigma of 0"):
+        validate_config({"data": {"noise": noise}}, "c.json")
+
+
+def test_a_zero_sigma_of_stokes_i_or_of_an_unfitted_parameter_is_accepted():
+    assert validate_config({"data": {"noise": [0.0, 1e-3, 1e-3, 1e-3]}}).data.noise[0] == 0.0
+    cfg = validate_config({"data": {"noise": [1e-3, 1e-3, 1e-3, 0.0], "weights": [1.0, 1.0, 1.0, 0.0]}})
+    assert cfg.data.noise[3] == 0.0
+
+
+@pytest.mark.parametrize("nt", [1, 3])
+def test_given_noise_reaches_the_data_of_a_plage_and_of_a_series(nt):
+    from hashwfa.run.data import load_data
+
+    synthetic = {"nt": nt, "ny": 6, "nx": 5}
+    data = load_data(validate_config({"data": {"noise": [1e-3, 2e-3, 3e-3, 4e-3], "synthetic": synthetic}}))
+    assert data.noise is not None and data.noise.method == "given"
+    assert data.noise.sigma[:, 0].tolist() == [1e-3, 2e-3, 3e-3, 4e-3]
+    with pytest.raises(HashwfaError, match="data.noise' has shape \\(4, 2\\)"):
+        load_data(validate_config({"data": {"noise": [[1e-3, 1e-3]] * 4, "synthetic": synthetic}}))

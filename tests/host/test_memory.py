@@ -72,6 +72,7 @@ def test_float32_cube_too_large_for_its_float64_copy_is_refused(monkeypatch):
     from hashwfa.wfa.observation.observation import Observation
 
     cube = np.ones((20, 30, 4, 5), dtype=np.float32)
+    cube[..., 0, :] = np.linspace(0.8, 1.0, 5)  # a spectrum: a flat I has no signal (refused)
     monkeypatch.setattr(memory, "available_memory", lambda: cube.size * 8 - 1)
     with pytest.raises(HashwfaError, match=r"float64 copy of the cube \(20, 30, 4, 5\) needs at least 96 kB"):
         Observation(cube, np.linspace(-0.2, 0.2, 5), active_indices=(2,))

@@ -132,5 +132,13 @@ def test_two_ranks_on_a_fits_series_match_one_process_and_rank_1_reads_only_its_
         whole = np.asarray(hdul[0].data, dtype=np.float64)
     valid = np.flatnonzero(Observation(whole, series.wavelengths, active_indices=series.active_indices).valid)
     shard = set(valid[shard_rows(valid.size, 1, 2)].tolist())
-    assert _reads(tmp_path / "reads-rank1.txt") == shard
+    # Besides its shard, rank 1 reads the sample of the data's fingerprint (compared with rank 0's):
+    # at most 8 of the 12 rows of a frame.
+    reads = _reads(tmp_path / "reads-rank1.txt")
+    assert shard <= reads
+    extra_rows = {}
+    for p in reads - shard:
+        t, y = divmod(p // NX, NY)
+        extra_rows.setdefault(t, set()).add(y)
+    assert all(len(rows) <= 8 for rows in extra_rows.values()), extra_rows
     assert _reads(tmp_path / "reads-rank0.txt") == set(range(NT * NY * NX))  # rank 0 scans it all

@@ -79,17 +79,63 @@ def read_image(path: PathLike, what: str) -> Tuple[np.ndarray, fits.Header, Opti
         with fits.open(path, memmap=False) as hdul:
             data = header = None
             mask = None
-            for hdu in hdul:
+            for i, hdu in enumerate(hdul):
+                if data is None and isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU)) and hdu.header.get("NAXIS", 0):
+                    check_header_cards(hdu.header, path)
+                    if path.suffix.lower() not in COMPRESSED_SUFFIXES:  # sizes of the decompressed file
+                        check_complete(path, hdul, i)
                 if data is None and isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU)) and hdu.data is not None:
                     data, header = np.array(hdu.data), hdu.header.copy()
                 elif isinstance(hdu, fits.ImageHDU) and hdu.name == "MASK" and hdu.data is not None:
                     mask = np.array(hdu.data)
+    except HashwfaError:
+        raise
     except (OSError, ValueError, TypeError) as exc:
         raise HashwfaError(f"{path}: cannot read as FITS ({exc}); the {what} must be a FITS image") from None
     if data is None:
         raise HashwfaError(f"{path}: no image data found; the {what} must be stored as the primary image")
     # FITS is big-endian; torch and fast numpy paths want native byte order.
     return data.astype(data.dtype.newbyteorder("="), copy=False), header, mask
+
+
+def check_header_cards(header: fits.Header, path: PathLike) -> None:
+    """Raise unless every card of ``header`` can be parsed (astropy parses a card's value when it is read).
+
+    Raises:
+        HashwfaError: naming the first unparsable card (e.g. ``CRVAL3 = NaN``) and the fix.
+    """
+    for card in header.cards:
+        try:
+            card.value
+        except (fits.VerifyError, ValueError) as exc:
+            raise HashwfaError(
+                f"{path}: header card {card.keyword} cannot be parsed (astropy: {exc}). Fix: correct "
+                "or delete that card (e.g. with astropy: fits.open(path, mode='update'), then hdul.verify('fix'))"
+            ) from None
+
+
+def check_complete(path: PathLike, hdul: fits.HDUList, hdu_index: int = 0) -> None:
+    """Raise when the file ends before the data of HDU ``hdu_index`` (a truncated, half-copied file).
+
+    Reading or mapping such a file fails later with a bus error or an
+    unclear message; the sizes come from the header (BITPIX, NAXISn, GCOUNT, PCOUNT).
+
+    Raises:
+        HashwfaError: the file is shorter than its header says, naming both sizes and the fix.
+    """
+    hdu = hdul[hdu_index]
+    start = hdul.fileinfo(hdu_index)["datLoc"]
+    header = hdu.header
+    naxis = int(header.get("NAXIS", 0))
+    count = int(np.prod([int(header.get(f"NAXIS{k}", 0)) for k in range(1, naxis + 1)])) if naxis else 0
+    nbytes = abs(int(header.get("BITPIX", 8))) // 8 * int(header.get("GCOUNT", 1)) * (count + int(header.get("PCOUNT", 0)))
+    size = os.path.getsize(path)
+    if start + nbytes > size:
+        raise HashwfaError(
+            f"{path}: the file has {size} bytes but its header says the data end at byte {start + nbytes}: "
+            "it is truncated (a copy or download that did not finish?); is the file complete? "
+            "Fix: copy the complete file again"
+        )
 
 
 #: FITS BITPIX -> the dtype of the data on disk (big-endian) of the images :func:`map_image` maps as they are.
@@ -136,9 +182,13 @@ def map_image(path: PathLike, what: str) -> Tuple[np.ndarray, fits.Header, Optio
                     naxes = [int(hdu.header.get(f"NAXIS{k}", 0)) for k in range(1, int(hdu.header.get("NAXIS", 0)) + 1)]
                     image = type(hdu) in (fits.PrimaryHDU, fits.ImageHDU) and naxes and min(naxes) > 0
                     if found is None and image:
+                        check_header_cards(hdu.header, path)
+                        check_complete(path, hdul, i)
                         found = (i, hdu.header.copy(), naxes, hdul.fileinfo(i)["datLoc"])
                     elif image and hdu.name == "MASK":
                         mask = np.array(hdu.data)
+        except HashwfaError:
+            raise
         except (OSError, ValueError, TypeError) as exc:
             raise HashwfaError(f"{path}: cannot read as FITS ({exc}); the {what} must be a FITS image") from None
         if found is None:

@@ -46,7 +46,9 @@ memory as float64, and the host memory is one frame plus what is computed.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterator, NamedTuple, Optional, Sequence, Tuple, Union
@@ -203,6 +205,30 @@ def _as_float_tuple(values: Any, n: int, what: str, source: str) -> Tuple[float,
     return out
 
 
+def _file_state(path: str) -> Optional[Tuple[int, int]]:
+    """``(size in bytes, modification time in ns)`` of ``path``, None when it is gone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+#: What each entry of :meth:`Observation.fingerprint` says, for messages.
+FINGERPRINT_PARTS = {"shape": "the cube's shape", "header": "the headers (wavelengths, line, times, WCS, mask)",
+                     "sample": "the values"}
+
+
+def fingerprint_difference(ours: Any, theirs: Any) -> Optional[str]:
+    """None when two :meth:`Observation.fingerprint` are equal, else which part differs (``"the values"``)."""
+    if not isinstance(theirs, dict):
+        return "no fingerprint of the data was recorded"
+    for key, what in FINGERPRINT_PARTS.items():
+        if ours.get(key) != theirs.get(key):
+            return what + (f" ({theirs.get(key)} vs {ours.get(key)})" if key == "shape" else "")
+    return None
+
+
 class Observation:
     """A Stokes cube (one frame or a time series) with its wavelength axis, line and fit settings.
 
@@ -333,6 +359,9 @@ class Observation:
         self.derivative_qu: str = check_derivative(derivative if derivative_qu is None else derivative_qu,
                                                    f"{src}: derivative_qu")
         self._operators: Optional[Tuple[np.ndarray, Optional[np.ndarray]]] = None
+        #: For a lazy cube: its file and the (size, mtime_ns) it had when mapped (checked before each pass).
+        self._file = getattr(self.stokes, "filename", None) if self.is_lazy else None
+        self._file_state = _file_state(self._file) if self._file else None
         ny, nx, _, nw = self.stokes.shape[lead:]
         map_shape = self.stokes.shape[:-2]
         if min(map_shape) < 1:
@@ -424,11 +453,29 @@ class Observation:
             self.valid = given.reshape(-1) & user_mask.reshape(-1)
             self.n_nonfinite: Optional[int] = None
             self.n_absurd: Optional[int] = None
+            #: Frames (indices) without signal: Stokes I one constant (e.g. all zeros); () when not scanned.
+            self.blank_frames: Tuple[int, ...] = ()
         else:
             finite, sane, continuum = self._scan_values()
             self.n_nonfinite = int(np.count_nonzero(~finite))
             self.n_absurd = int(np.count_nonzero(finite & ~sane))
             self.valid = (sane & user_mask).reshape(-1)
+        if self.blank_frames and len(self.blank_frames) == self.nt:
+            raise HashwfaError(
+                f"{src}: Stokes I is one constant (flat or zero) at the wavelengths the WFA uses in every "
+                f"{'scan' if self.is_series else 'pixel'}: no pixel carries a WFA signal. Fix: check that Stokes I "
+                "is the cube's first Stokes plane (I, Q, U, V order) and that the active wavelengths "
+                "(data.active_indices) lie on the line"
+            )
+        if self.blank_frames:
+            which = "the frame" if not self.is_series else \
+                f"{len(self.blank_frames)} of {self.nt} scans (t = {', '.join(map(str, self.blank_frames[:5]))}" \
+                + (", ..." if len(self.blank_frames) > 5 else "") + ")"
+            warnings.warn(
+                f"{src}: {which} have no signal (Stokes I is one constant, e.g. all zeros, at the wavelengths "
+                "the WFA uses); they are left out of every fit like NaN pixels",
+                stacklevel=2,
+            )
         if self.n_nonfinite:
             warnings.warn(
                 f"{src}: {self.n_nonfinite} of {self.valid.size} pixels have NaN or infinite values at the "
@@ -478,6 +525,7 @@ class Observation:
         shape = self.map_shape
         frame_shape = shape[-2:]
         finite = np.empty(shape, dtype=bool)
+        blank = np.zeros(shape, dtype=bool)
         peak_i = np.empty(shape, dtype=store)
         peak_quv = np.empty(shape, dtype=store)
         magnitudes = np.empty(self.n_pixels * len(needed_i), dtype=store)
@@ -490,6 +538,12 @@ class Observation:
             fin = np.all(np.isfinite(used_i), axis=-1) & np.all(np.isfinite(used_quv), axis=(-2, -1))
             where = (t,) if self.is_series else ()
             finite[where] = fin
+            # A frame whose I is one constant (all zeros: a scan that was never filled) has no
+            # signal: dI/dlambda = 0 everywhere and every map of it would read 0 G.
+            kept_i = used_i[fin]
+            blank[where] = kept_i.size > 0 and float(kept_i.max()) == float(kept_i.min())
+            if blank[where].any():
+                fin = np.zeros_like(fin)  # its values do not count in the median either
             with np.errstate(invalid="ignore", over="ignore"):
                 peak_i[where] = np.max(np.abs(used_i), axis=-1)
                 peak_quv[where] = np.max(np.abs(used_quv), axis=(-2, -1))
@@ -506,6 +560,9 @@ class Observation:
         del magnitudes
         with np.errstate(invalid="ignore"):
             sane = finite & (peak_i <= limit) & (peak_quv <= limit)
+        blank &= sane  # a frame of absurd values is reported as such
+        self.blank_frames = tuple(int(t) for t in np.flatnonzero(blank.reshape(self.nt, -1).any(axis=1)))
+        sane &= ~blank
         return finite, sane, continuum
 
     def _frame_continuum(self, view: np.ndarray) -> np.ndarray:
@@ -538,6 +595,7 @@ class Observation:
         so a pass over the series holds one frame at a time.
         """
         self._check_spectra("frame_views()")
+        self.check_file_unchanged()
         for t in range(self.nt):
             view = self.stokes[t] if self.is_series else self.stokes
             yield t, view
@@ -560,6 +618,57 @@ class Observation:
         d1, d2 = self.derivative_operators()
         used = np.any(d1 != 0, axis=0) if d2 is None else np.any((d1 != 0) | (d2 != 0), axis=0)
         return [int(j) for j in np.flatnonzero(used)]
+    def check_file_unchanged(self) -> None:
+        """Raise when the file a lazy cube is mapped from changed since it was mapped (a no-op otherwise).
+
+        A mapped file that is truncated ends the process with SIGBUS when a
+        page past its new end is read, and one rewritten in place gives other
+        data than those scanned; the size and modification time, read before
+        each pass over the data, catch both when they happen between passes.
+
+        Raises:
+            HashwfaError: the file's size or modification time changed, or it is gone.
+        """
+        if self._file is None:
+            return
+        now = _file_state(self._file)
+        if now != self._file_state:
+            what = "is gone" if now is None else (
+                f"was truncated to {now[0]} bytes (from {self._file_state[0]})" if now[0] < self._file_state[0]
+                else "was rewritten")
+            raise HashwfaError(f"{self._file}: the cube {what} while this run maps it. Fix: leave the data "
+                               "unchanged during a run; restore them and continue with --resume (or start "
+                               "again with --overwrite)")
+
+    def fingerprint(self) -> Dict[str, str]:
+        """A cheap identity of the data: equal for the same cube, different for another one, read in a few frames' time.
+
+        ``{"shape", "header", "sample"}``: the cube's shape (not its dtype:
+        the same values mapped or read into float64 are the same data); a
+        SHA-256 of what the headers gave (wavelengths, line, unit, frame
+        times, map cards, mask); a SHA-256 of a sample of the values: full
+        rows ``(nx, 4, nw)`` at 8 fixed rows of up to 8 fixed frames (the
+        first, the last and evenly spaced between), read as float64. Two
+        cubes of the same shape that differ only outside the sample share a
+        fingerprint; a cube rewritten with other data (another scan, a
+        changed sign) almost surely does not.
+        """
+        header = hashlib.sha256()
+        for part in (self.wavelengths, self.mask, np.zeros(0) if self.times is None else self.times):
+            header.update(np.ascontiguousarray(part).tobytes())
+        header.update(repr((self.line.name, self.line.center, self.unit, self.map_cards)).encode())
+        sample = hashlib.sha256()
+        frames = np.unique(np.linspace(0, self.nt - 1, min(self.nt, 8)).round().astype(int))
+        rows = np.unique(np.linspace(0, self.ny - 1, min(self.ny, 8)).round().astype(int))
+        self.check_file_unchanged()
+        ys, xs = np.repeat(rows, self.nx), np.tile(np.arange(self.nx), rows.size)  # those rows' pixels
+        for t in frames:
+            view = self.stokes[t] if self.is_series else self.stokes
+            sample.update(np.ascontiguousarray(view[ys, xs], dtype=np.float64).tobytes())
+            if self.is_lazy:
+                forget_pages(view)
+        return {"shape": str(tuple(self.stokes.shape)), "header": header.hexdigest()[:16],
+                "sample": sample.hexdigest()[:16]}
 
     @staticmethod
     def _stencil(i: int, nw: int) -> Tuple[int, ...]:
@@ -813,6 +922,7 @@ class Observation:
         all gives one empty chunk.
         """
         self._check_spectra("wfa_inputs")
+        self.check_file_unchanged()
         index = self.valid_index if rows is None else self.valid_index[rows]
         per_frame = self.ny * self.nx
         frames = index // per_frame

@@ -52,7 +52,8 @@ import numpy as np
 from astropy.io import fits
 
 from hashwfa.errors import HashwfaError
-from hashwfa.wfa.observation.fits_files import OBSERVER_KEYS, PathLike, check_regular_file, map_image
+from hashwfa.wfa.observation.fits_files import (OBSERVER_KEYS, PathLike, check_complete, check_header_cards,
+                                               check_regular_file, map_image)
 from hashwfa.wfa.physics.lines import LINES, WAVELENGTH_UNITS, SpectralLine, get_line
 
 #: Default name of the coordinate-table extension and of its coordinate column.
@@ -106,6 +107,8 @@ class SSTCube:
     cavity_applied: bool = False
     notes: List[str] = field(default_factory=list)
     unit: str = ""
+    #: The image is scaled (BSCALE/BZERO): read it without mapping the file.
+    scaled: bool = False
 
     @property
     def nt(self) -> int:
@@ -138,7 +141,7 @@ class SSTCube:
         if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < self.nt:
             raise HashwfaError(f"{self.path}: frame {t!r} out of range; the cube has scans 0..{self.nt - 1}")
         try:
-            with fits.open(self.path, memmap=True) as hdul:
+            with fits.open(self.path, memmap=not self.scaled) as hdul:  # astropy maps no scaled image
                 block = np.asarray(hdul[0].section[int(t)], dtype=np.float32)  # (4, ntun, ny, nx)
         except (OSError, ValueError, TypeError) as exc:
             raise HashwfaError(f"{self.path}: cannot read scan {t} ({exc}); is the file complete?") from None
@@ -162,9 +165,10 @@ class SSTCube:
         if note is None and tuple(self.stokes_index) != (0, 1, 2, 3):
             note = (f"{self.path.name}: read whole into memory, not mapped lazily: its Stokes axis holds "
                     f"I, Q, U, V at positions {tuple(self.stokes_index)}")
-        if note is not None:
-            return self.read(), note
-        return np.transpose(data, (0, 3, 4, 1, 2)), None
+        cube = np.transpose(data, (0, 3, 4, 1, 2))
+        if note is not None:  # data is the cube read whole (scaled, integer), or mapped in another Stokes order
+            return np.ascontiguousarray(cube[:, :, :, list(self.stokes_index)], dtype=np.float32), note
+        return cube, None
 
     def read(self, frames: Optional[Sequence[int]] = None) -> np.ndarray:
         """The scans ``frames`` (default all) as float32 ``(n, ny, nx, 4, nw)``, read one by one."""
@@ -187,6 +191,19 @@ def _wavelength_factor(unit: Any, path: Path, what: str) -> float:
     return WAVELENGTH_UNITS[key]
 
 
+def _number(header: fits.Header, key: str, default: float, path: Path) -> float:
+    """The finite number of header card ``key`` (``default`` when absent)."""
+    value = header.get(key, default)
+    try:
+        number = float(value)
+        if isinstance(value, (str, bool)) or not np.isfinite(number):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise _fail(path, f"header card {key} = {value!r} is not a finite number. Fix: correct the card "
+                          "(an SST pipeline cube has numbers there)") from None
+    return number
+
+
 def _stokes_index(header: fits.Header, n: int, path: Path) -> Tuple[int, int, int, int]:
     """Position along FITS axis 4 of Stokes I, Q, U, V from CTYPE4 and its linear WCS."""
     ctype = str(header.get("CTYPE4", "")).strip().upper()
@@ -196,7 +213,9 @@ def _stokes_index(header: fits.Header, n: int, path: Path) -> Tuple[int, int, in
     if n != 4:
         raise _fail(path, f"the Stokes axis (FITS axis 4) has {n} element(s); the WFA needs I, Q, U and V (4)")
     pixel = np.arange(1, n + 1, dtype=np.float64)
-    values = header.get("CRVAL4", 0.0) + (pixel - header.get("CRPIX4", 0.0)) * header.get("CDELT4", 1.0)
+    crval, crpix, cdelt = (_number(header, key, default, path) for key, default in
+                           (("CRVAL4", 0.0), ("CRPIX4", 0.0), ("CDELT4", 1.0)))
+    values = crval + (pixel - crpix) * cdelt
     codes = np.rint(values).astype(int)
     if not np.allclose(values, codes) or sorted(codes.tolist()) != [1, 2, 3, 4]:
         raise _fail(path, f"the Stokes axis holds Stokes codes {values.tolist()} (CRVAL4, CDELT4, CRPIX4); "
@@ -235,7 +254,12 @@ def _coordinate_number(header: fits.Header, axis: int, name: str, column: str, p
     parts = column.upper().split("+")
     key = f"PV{axis}_3"
     if key in header:
-        number = int(header[key]) - 1
+        value = header[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+            raise _fail(path, f"header card {key} = {value!r} is not an integer (the 1-based number of the "
+                              f"{name} coordinate in column {column!r}). Fix: correct the card, or delete it to "
+                              "find the coordinate by its name in the column")
+        number = int(value) - 1
     elif name in parts:
         number = parts.index(name)
     else:
@@ -256,9 +280,14 @@ def _guess_line(wavelengths_a: np.ndarray, path: Path) -> SpectralLine:
     return found[0]
 
 
-def _linear_spatial_wcs(coords: np.ndarray, hpln: int, hplt: int, ny: int, nx: int) -> fits.Header:
+def _linear_spatial_wcs(coords: np.ndarray, hpln: int, hplt: int, ny: int, nx: int, column: str,
+                        path: Path) -> fits.Header:
     """A linear WCS of FITS axes 1 (x) and 2 (y) through the mean tabulated corners."""
     corners = coords.mean(axis=(0, 1))  # (2 [y corner], 2 [x corner], M)
+    if not np.all(np.isfinite(corners[..., [hpln, hplt]])):
+        raise HashwfaError(f"{path}: the tabulated HPLN/HPLT coordinates ({column!r} of {WCS_TABLE!r}) contain NaN "
+                           "or infinite values, so the maps get no spatial WCS. Fix: correct the table's corners "
+                           "(or drop HPLN+HPLT from its column name PS3_1 to read the cube without them)")
     hdr = fits.Header()
     origin = corners[0, 0]
     along_x = (corners[0, 1] - origin) / max(nx - 1, 1)
@@ -335,6 +364,9 @@ def read_sst_cube(path: PathLike, line: Union[None, str, SpectralLine, dict] = N
         raise _fail(path, f"cannot read as FITS ({exc})") from None
     with hdul:
         header = hdul[0].header
+        check_header_cards(header, path)
+        check_complete(path, hdul)
+        scaled = _number(header, "BSCALE", 1.0, path) != 1.0 or _number(header, "BZERO", 0.0, path) != 0.0
         naxes = tuple(int(header.get(f"NAXIS{i}", 0)) for i in range(1, int(header.get("NAXIS", 0)) + 1))
         if len(naxes) != 5:
             raise _fail(path, f"primary image has FITS axes {list(naxes)}; an SST cube has 5: "
@@ -372,7 +404,7 @@ def read_sst_cube(path: PathLike, line: Union[None, str, SpectralLine, dict] = N
             time_k = _coordinate_number(header, 5, "TIME", column, path)
             tuning_times = coords[:, :, 0, 0, time_k].copy()
         elif nt == 1:
-            tuning_times = np.full((1, nw), float(header.get("CRVAL5", 0.0)))
+            tuning_times = np.full((1, nw), _number(header, "CRVAL5", 0.0, path))
         else:
             raise _fail(path, f"CTYPE5 = {header.get('CTYPE5')!r}; {nt} scans need tabulated times "
                               "(CTYPE5 = 'UTC--TAB')")
@@ -381,7 +413,7 @@ def read_sst_cube(path: PathLike, line: Union[None, str, SpectralLine, dict] = N
 
         parts = column.upper().split("+")
         if "HPLN" in parts and "HPLT" in parts:
-            spatial = _linear_spatial_wcs(coords, parts.index("HPLN"), parts.index("HPLT"), ny, nx)
+            spatial = _linear_spatial_wcs(coords, parts.index("HPLN"), parts.index("HPLT"), ny, nx, column, path)
         else:
             spatial = fits.Header()
         for key in OBSERVATION_KEYS:
@@ -402,4 +434,4 @@ def read_sst_cube(path: PathLike, line: Union[None, str, SpectralLine, dict] = N
     return SSTCube(path=path, line=line, wavelengths=relative, times=tuning_times.mean(axis=1),
                    tuning_times=tuning_times, date_ref=str(header["DATEREF"]) if "DATEREF" in header else None,
                    spatial_header=spatial, stokes_index=stokes_index, shape=(nt, ny, nx, 4, nw),
-                   cavity=cavity, cavity_applied=False, notes=notes, unit=unit)
+                   cavity=cavity, cavity_applied=False, notes=notes, unit=unit, scaled=scaled)

@@ -74,11 +74,15 @@ def test_nan_exactly_at_invalid_pixels(clean):
 
 
 def test_flat_intensity_gives_zero_not_nan():
+    wl = np.linspace(-0.24, 0.24, 13)
     data = np.zeros((2, 2, 4, 13))
     data[:, :, 0] = 1.0
-    obs = Observation(data, np.linspace(-0.24, 0.24, 13))
+    data[1, 1, 0] = 1.0 - 0.5 * np.exp(-(wl / 0.1) ** 2)  # one line: a frame of flat I alone has no signal
+    obs = Observation(data, wl)
     res = pixel_wfa(obs)
-    assert np.all(res.blos == 0) and np.all(res.bt == 0)
+    flat = np.ones((2, 2), bool)
+    flat[1, 1] = False
+    assert np.all(res.blos[flat] == 0) and np.all(res.bt[flat] == 0)
 
 
 def test_default_form_on_zeeman_data():

@@ -215,3 +215,39 @@ def test_coordinates_of_some_pixels_are_the_rows_of_the_whole_grid(series_files)
                          -1 + 2 * y / (NY - 1), -1 + 2 * x / (NX - 1)], axis=1).astype(np.float32)
     np.testing.assert_allclose(lazy.coordinates(index), expected, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(lazy.coordinates(index), lazy.coordinates()[index])
+
+
+def test_a_truncated_or_unparsable_cube_is_one_error(tmp_path):
+    from hashwfa.errors import HashwfaError
+
+    series = synthetic_series(nt=2, ny=8, nx=8, seed=5)
+    obs = Observation(series.stokes, series.wavelengths, active_indices=series.active_indices)
+    sp, wp = obs.write_fits(tmp_path / "s.fits", tmp_path / "w.fits")
+    whole = sp.read_bytes()
+    (tmp_path / "half.fits").write_bytes(whole[:len(whole) // 2])  # a copy that stopped half-way
+    for lazy in (True, False):
+        with pytest.raises(HashwfaError, match=r"half\.fits: the file has \d+ bytes .* is the file complete"):
+            Observation.from_fits(tmp_path / "half.fits", wp, active_indices=series.active_indices, lazy=lazy)
+    sp, _ = obs.write_fits(tmp_path / "c.fits", tmp_path / "w2.fits", header={"CRVAL3": 1.0})
+    raw = bytearray(sp.read_bytes())
+    at = raw.index(b"CRVAL3  =")
+    raw[at:at + 80] = b"CRVAL3  =                  NaN".ljust(80)  # not a FITS value
+    (tmp_path / "nan.fits").write_bytes(bytes(raw))
+    with pytest.raises(HashwfaError, match=r"nan\.fits: header card CRVAL3 cannot be parsed"):
+        Observation.from_fits(tmp_path / "nan.fits", wp, active_indices=series.active_indices)
+
+
+def test_fingerprint_is_the_same_for_the_same_data_read_or_mapped_and_differs_for_other_values(tmp_path):
+    series = synthetic_series(nt=3, ny=8, nx=7, seed=5)
+    obs = Observation(series.stokes, series.wavelengths, active_indices=series.active_indices)
+    sp, wp = obs.write_fits(tmp_path / "s.fits", tmp_path / "w.fits", dtype=np.float64)
+    mapped = Observation.from_fits(sp, wp, active_indices=series.active_indices)
+    read = Observation.from_fits(sp, wp, active_indices=series.active_indices, lazy=False)
+    assert mapped.is_lazy and mapped.fingerprint() == read.fingerprint()
+    flipped = series.stokes.copy()
+    flipped[..., 3, :] *= -1  # V of the opposite sign: B_los of the opposite sign
+    other = read.fingerprint(), obs.with_stokes(flipped, "flipped").fingerprint()
+    assert other[0]["shape"] == other[1]["shape"] and other[0]["header"] == other[1]["header"]
+    assert other[0]["sample"] != other[1]["sample"]
+    moved = Observation(series.stokes, series.wavelengths + 0.001, active_indices=series.active_indices)
+    assert moved.fingerprint()["header"] != obs.fingerprint()["header"]

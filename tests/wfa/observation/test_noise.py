@@ -65,7 +65,7 @@ def test_estimate_ignores_constant_fill_and_masked_pixels():
 
 
 def test_estimate_refuses_tiny_images():
-    obs = Observation(np.zeros((2, 5, 4, 5)), np.linspace(-0.1, 0.1, 5), active_indices=(1, 2, 3))
+    obs = Observation(np.random.default_rng(0).normal(1.0, 0.1, (2, 5, 4, 5)), np.linspace(-0.1, 0.1, 5), active_indices=(1, 2, 3))
     with pytest.raises(HashwfaError, match="data.noise"):
         estimate_noise(obs)
 

@@ -111,3 +111,16 @@ def test_with_stokes_keeps_everything_but_the_cube():
     assert np.array_equal(copy.valid, obs.valid) and not copy.valid[0]  # the mask came along
     with pytest.raises(HashwfaError, match="expected"):
         obs.with_stokes(cube[:1], source="c")
+
+
+def test_a_scan_without_signal_is_warned_and_left_out(series):
+    stokes = series.stokes.copy()
+    stokes[1] = 0.0  # a scan never filled
+    stokes[2, ..., 0, :] = 1.0  # a flat I: no line, dI/dlambda = 0 everywhere
+    with pytest.warns(UserWarning, match=r"2 of 3 scans \(t = 1, 2\) have no signal"):
+        obs = Observation(stokes, series.wavelengths)
+    valid = obs.valid.reshape(obs.map_shape)
+    assert valid[0].all() and not valid[1:].any() and obs.blank_frames == (1, 2)
+    # One frame without signal has no valid pixel at all.
+    with pytest.raises(HashwfaError, match="Stokes I is one constant .* no pixel carries a WFA signal"):
+        Observation(stokes[1], series.wavelengths)

@@ -147,3 +147,66 @@ def test_frame_index_is_checked(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         cube.frame(NT - 1)
+
+
+def _cube_with(tmp_path, name, stokes, wave, times, **kwargs):
+    return sst_files.write_sst_cube(tmp_path / name, stokes, wave, times, **kwargs)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_spatial_corners_are_one_error(tmp_path, bad):
+    stokes, wave, times = _series()
+    coords = sst_files.sst_coordinates(NT, NY, NX, wave, times)
+    coords[0, 0, 0, 0, 1] = bad  # one HPLT corner
+    path = _cube_with(tmp_path, "c_im.fits", stokes, wave, times, coordinates=coords)
+    with pytest.raises(HashwfaError, match=r"c_im\.fits: the tabulated HPLN/HPLT coordinates .* NaN or infinite.*Fix"):
+        read_sst_cube(path)
+
+
+@pytest.mark.parametrize("card, value", [("PV3_3", "abc"), ("PV3_3", 2.5), ("CRVAL4", "I"), ("CDELT4", "one")])
+def test_header_cards_that_are_not_numbers_are_one_error(tmp_path, card, value):
+    stokes, wave, times = _series()
+    path = _cube_with(tmp_path, "c_im.fits", stokes, wave, times, extra={card: value})
+    with pytest.raises(HashwfaError, match=rf"c_im\.fits: header card {card} = {value!r} is not .*Fix"):
+        read_sst_cube(path)
+
+
+def test_an_unparsable_header_card_is_one_error(tmp_path):
+    stokes, wave, times = _series()
+    path = _cube_with(tmp_path, "c_im.fits", stokes, wave, times)
+    raw = bytearray(path.read_bytes())
+    at = raw.index(b"CRVAL3  =")
+    raw[at:at + 80] = b"CRVAL3  =                  NaN".ljust(80)  # not a FITS value
+    path.write_bytes(bytes(raw))
+    with pytest.raises(HashwfaError, match=r"c_im\.fits: header card CRVAL3 cannot be parsed.*Fix"):
+        read_sst_cube(path)
+
+
+def test_a_truncated_cube_is_one_error(tmp_path):
+    from hashwfa.wfa.observation.observation import Observation
+
+    stokes, wave, times = _series()
+    path = _cube_with(tmp_path, "c_im.fits", stokes, wave, times)
+    whole = path.read_bytes()
+    path.write_bytes(whole[:len(whole) // 2])  # a copy that stopped half-way
+    with pytest.raises(HashwfaError, match=r"c_im\.fits: the file has \d+ bytes .* is the file complete"):
+        Observation.from_sst(path, active_indices=(2, 3, 4))
+
+
+@pytest.mark.parametrize("lazy", [True, False])
+def test_an_int16_cube_with_bscale_is_read_whole(tmp_path, lazy):
+    from astropy.io import fits
+
+    from hashwfa.wfa.observation.observation import Observation
+
+    stokes, wave, times = _series()
+    stokes = 1.0 + 0.1 * stokes
+    path = _cube_with(tmp_path, "f_im.fits", stokes, wave, times)
+    with fits.open(path) as hdul:
+        scaled = fits.HDUList([fits.PrimaryHDU(hdul[0].data, header=hdul[0].header), hdul[1].copy()])
+        scaled[0].scale("int16", bscale=1e-4, bzero=1.0)
+        scaled.writeto(tmp_path / "s_im.fits")
+    obs = Observation.from_sst(tmp_path / "s_im.fits", active_indices=(2, 3, 4), lazy=lazy)
+    # int16 steps of 1e-4 around 1: each value within half a step of what was written.
+    np.testing.assert_allclose(obs.stokes, stokes, atol=0.6e-4)
+    assert not lazy or any("scaled" in note for note in obs.notes)
