@@ -61,7 +61,7 @@ from hashwfa.training.untrained import describe_settings, untrained_message
 from hashwfa.wfa.baselines.products import Baselines
 from hashwfa.wfa.baselines.regularized import RegularizedResult
 from hashwfa.wfa.observation.noise import StokesNoise
-from hashwfa.wfa.observation.observation import fingerprint_difference
+from hashwfa.wfa.observation.fingerprint import fingerprint_difference
 from hashwfa.wfa.physics.maps import FieldMaps, FieldSigmas, map_errors
 
 __all__ = ["PROG", "RunRequest", "TrainRun", "RunProducts", "run", "fit_loaded", "output_directory_of"]

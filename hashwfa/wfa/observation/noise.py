@@ -48,7 +48,8 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from hashwfa.errors import HashwfaError
-from hashwfa.wfa.observation.observation import STOKES_NAMES, Observation
+from hashwfa.wfa.observation.arguments import STOKES_NAMES
+from hashwfa.wfa.observation.observation import Observation
 
 __all__ = ["StokesNoise", "estimate_noise", "given_noise", "resolve_noise", "MAD_TO_SIGMA", "HIGHPASS_VARIANCE"]
 

@@ -8,21 +8,15 @@ SSTRED/CRISPEX order) are read and written by :mod:`hashwfa.wfa.observation.stok
 pipeline cubes (wavelengths and times inside) by :mod:`hashwfa.wfa.observation.sst`.
 
 A pixel is *valid* when the user's mask allows it and every value the WFA
-uses there is finite and sane: I at the wavelengths the derivatives read
-(with the three-point derivative the active wavelengths and their neighbours,
-the interior neighbour's three points at either end; with the spline all),
-Q, U and V at the active wavelengths. Sane means finite in
-float32 (the loss's precision) and within :data:`ABSURD_FACTOR` times the
-median |I| of those values (the median over the I values the WFA reads at
-the finite pixels: a few wavelengths per pixel, kept while the cube is
-scanned frame by frame). Invalid pixels are left out of every loss and
-estimate; their count is reported once, when the observation is built.
+uses there is finite and sane (:mod:`hashwfa.wfa.observation.pixel_scan`).
+Invalid pixels are left out of every loss and estimate; their count is
+reported once, when the observation is built.
 
 **Intensity scale.** Any intensity unit works (the continuum intensity,
 counts, W m^-2 Hz^-1 sr^-1 ...): the WFA inputs (:meth:`Observation.wfa_inputs`,
 :meth:`Observation.intensity_derivative`) are the cube divided by
 :attr:`Observation.intensity_scale`, the power of two nearest the median
-continuum intensity (:func:`intensity_scale_of`; the continuum of a pixel is
+continuum intensity (:func:`~hashwfa.wfa.observation.pixel_scan.intensity_scale_of`; the continuum of a pixel is
 the larger I of the two outermost wavelengths, the median is over the valid
 pixels). Dividing by a power of two is exact in floating point, and for data
 already in continuum units (continuum between 0.71 and 1.41) the scale is
@@ -46,12 +40,10 @@ memory as float64, and the host memory is one frame plus what is computed.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import os
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterator, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -61,172 +53,15 @@ from hashwfa.wfa.observation.fits_files import PathLike, forget_pages
 from hashwfa.wfa.observation.stokes_fits import read_stokes_fits, write_stokes_fits
 from hashwfa.wfa.physics.lines import SpectralLine, get_line
 from hashwfa.wfa.physics.weak_field import DEFAULT_DERIVATIVE, check_derivative, derivative_operators, derivatives_at
+from hashwfa.wfa.observation.arguments import (checked_active_indices, checked_cube_layout, checked_mask, checked_times,
+                                               checked_wavelengths, checked_weights)
+from hashwfa.wfa.observation.fingerprint import data_fingerprint, file_state
+from hashwfa.wfa.observation.pixel_scan import (frame_continuum, intensity_scale_of, median_continuum,
+                                                report_invalid_pixels, scan_pixels)
 from hashwfa.wfa.observation.sst import read_sst_cube
+from hashwfa.wfa.observation.wavelengths import relative_wavelengths
+from hashwfa.wfa.observation.wfa_inputs import WFAInputs, wfa_inputs_from
 
-#: A value whose magnitude exceeds this many times the median |I| of the cube
-#: (over the finite values the WFA reads) is absurd -- a hot pixel, a
-#: saturated or corrupted read -- and its pixel is left out like a NaN pixel.
-#: Real Stokes data stay within a few times the continuum; a million times
-#: it only flags values that would overflow the float32 loss or dominate it.
-ABSURD_FACTOR = 1e6
-
-#: Exponents of the intensity scale are kept within these bounds (a normal float64 and its
-#: inverse); a continuum beyond 2**+-1000 is not data (it still trains, unnormalised that far).
-_SCALE_EXPONENT_LIMIT = 1000
-
-
-def intensity_scale_of(continuum: float) -> float:
-    """The power of two nearest ``continuum`` (nearest in log2), the intensity scale of
-    :class:`Observation`; 1.0 for a continuum that is not a positive finite number.
-
-    ``2 ** round(log2(continuum))``: exactly 1.0 for continua in [2**-0.5, 2**0.5).
-    """
-    c = float(continuum)
-    if not (np.isfinite(c) and c > 0):
-        return 1.0
-    exponent = int(round(np.log2(c)))
-    exponent = min(max(exponent, -_SCALE_EXPONENT_LIMIT), _SCALE_EXPONENT_LIMIT)
-    return float(np.ldexp(1.0, exponent))
-
-
-#: Largest |lambda - lambda0| [A] we accept as an offset from the line centre;
-#: wavelengths within this distance of the centre are taken as absolute.
-MAX_OFFSET = 100.0
-
-STOKES_NAMES = ("I", "Q", "U", "V")
-
-
-class WFAInputs(NamedTuple):
-    """What the WFA needs from an observation, for its P valid pixels.
-
-    Attributes:
-        index: ``(P,)`` int64 flat pixel indices (row-major over the map grid).
-        dI_dlambda: ``(P, A)`` dI/dlambda at the A active wavelengths [1/A].
-        d2I_dlambda2: ``(P, A)`` d^2I/dlambda^2 there [1/A^2] (None if nw < 3).
-        q, u, v: ``(P, A)`` observed Stokes Q, U, V at the active wavelengths.
-
-    Intensities are the cube's divided by :attr:`Observation.intensity_scale`.
-        wavelengths: ``(A,)`` active wavelengths relative to line centre [A].
-    """
-
-    index: np.ndarray
-    dI_dlambda: np.ndarray
-    d2I_dlambda2: Optional[np.ndarray]
-    q: np.ndarray
-    u: np.ndarray
-    v: np.ndarray
-    wavelengths: np.ndarray
-
-
-def relative_wavelengths(
-    wavelengths: np.ndarray, line: SpectralLine, source: str
-) -> Tuple[np.ndarray, str]:
-    """Wavelengths in Angstrom relative to the line centre, whatever was given.
-
-    Offsets (all ``|w| < 100`` A) are returned as they are. Values within 100 A
-    of the line centre are taken as absolute Angstrom, values within 10 nm of
-    it as absolute nm; both are converted with a warning that says so.
-
-    Args:
-        wavelengths: ``(nw,)`` finite values.
-        line: the observed line (its centre decides what "absolute" means).
-        source: name of the data, for messages.
-
-    Returns:
-        ``(relative, reference)`` with ``reference`` ``"line centre"`` or a
-        phrase describing the conversion done.
-
-    Raises:
-        HashwfaError: when the values fit none of these readings.
-    """
-    wl = np.asarray(wavelengths, dtype=np.float64)
-    if np.all(np.abs(wl) < MAX_OFFSET):
-        return wl, "line centre"
-    c = line.center
-    span = f"{wl.min():.6g} .. {wl.max():.6g}"
-    if np.all(np.abs(wl - c) < MAX_OFFSET):
-        rel, how = wl - c, "absolute Angstrom"
-    elif np.all(np.abs(10.0 * wl - c) < MAX_OFFSET):
-        rel, how = 10.0 * wl - c, "absolute nm"
-    else:
-        raise HashwfaError(
-            f"{source}: wavelengths span {span}, which is neither offsets from the line centre in "
-            f"Angstrom (|offset| < {MAX_OFFSET:g}) nor absolute wavelengths around line {line.name} "
-            f"({c} A); give Angstrom relative to the line centre (mA: divide by 1000), or choose "
-            "the right line"
-        )
-    warnings.warn(
-        f"{source}: wavelengths ({span}) look like {how}; assumed {how} and converted them to "
-        f"Angstrom relative to the centre of line {line.name} ({c} A)",
-        stacklevel=3,
-    )
-    return rel, f"converted from {how}"
-
-
-def _median_in_place(values: np.ndarray) -> float:
-    """The median of a 1-D array without NaN, as :func:`numpy.median` gives it in float64.
-
-    ``values`` may be float32 (exactly converted values): the median is an
-    order statistic, or the float64 mean of two, so it is the same as for the
-    values in float64. The array is partitioned in place.
-    """
-    n = values.size
-    kth = sorted({(n - 1) // 2, n // 2})
-    values.partition(kth)
-    return float(np.mean(values[kth].astype(np.float64)))
-
-
-def _check_weights(weights: Tuple[float, ...], source: str) -> None:
-    """Refuse weights that fit nothing; warn when one phase's map would be unconstrained."""
-    _, w_q, w_u, w_v = weights
-    if w_q == w_u == w_v == 0:
-        raise HashwfaError(
-            f"{source}: weights = {list(weights)} give Stokes Q, U and V no weight: nothing would be "
-            "fitted and every map would be the untrained network's output. Fix: give V (B_los) and Q, U "
-            "(B_t, azimuth) positive weights (in a config: data.weights, e.g. [1, 1, 1, 1])"
-        )
-    unconstrained = [m for m, off in (("B_los (weight of V is 0)", w_v == 0),
-                                      ("B_Q, B_U (weights of Q and U are 0)", w_q == w_u == 0)) if off]
-    if unconstrained:
-        warnings.warn(f"{source}: weights = {list(weights)}: {unconstrained[0]}: not fitted, its map is the "
-                      "untrained network's output", stacklevel=3)
-
-
-def _as_float_tuple(values: Any, n: int, what: str, source: str) -> Tuple[float, ...]:
-    try:
-        out = tuple(float(v) for v in values)
-    except (TypeError, ValueError):
-        raise HashwfaError(f"{source}: {what} must be {n} numbers, got {values!r}") from None
-    if len(out) != n or not all(np.isfinite(v) and v >= 0 for v in out):
-        raise HashwfaError(
-            f"{source}: {what} = {values!r}; expected {n} finite non-negative numbers "
-            f"(one per Stokes parameter {', '.join(STOKES_NAMES[:n])})"
-        )
-    return out
-
-
-def _file_state(path: str) -> Optional[Tuple[int, int]]:
-    """``(size in bytes, modification time in ns)`` of ``path``, None when it is gone."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_size, st.st_mtime_ns
-
-
-#: What each entry of :meth:`Observation.fingerprint` says, for messages.
-FINGERPRINT_PARTS = {"shape": "the cube's shape", "header": "the headers (wavelengths, line, times, WCS, mask)",
-                     "sample": "the values"}
-
-
-def fingerprint_difference(ours: Any, theirs: Any) -> Optional[str]:
-    """None when two :meth:`Observation.fingerprint` are equal, else which part differs (``"the values"``)."""
-    if not isinstance(theirs, dict):
-        return "no fingerprint of the data was recorded"
-    for key, what in FINGERPRINT_PARTS.items():
-        if ours.get(key) != theirs.get(key):
-            return what + (f" ({theirs.get(key)} vs {ours.get(key)})" if key == "shape" else "")
-    return None
 
 
 class Observation:
@@ -322,26 +157,7 @@ class Observation:
         self.unit = str(unit)
 
         cube = stokes if isinstance(stokes, np.memmap) else np.asarray(stokes)
-        if cube.ndim not in (4, 5):
-            raise HashwfaError(
-                f"{src}: Stokes cube has shape {cube.shape} ({cube.ndim} dimensions); expected 4 "
-                "dimensions (ny, nx, 4, nw) with I, Q, U, V along axis 2, or 5 (nt, ny, nx, 4, nw) "
-                "for a time series"
-            )
-        lead = cube.ndim - 4  # 1 for a series: the time axis comes first
-        if cube.shape[lead + 2] != 4:
-            hint = ""
-            if cube.shape[lead] == 4:
-                order = "(4, nw, ny, nx)" if lead == 0 else "(nt, 4, nw, ny, nx)"
-                axes = "(2, 3, 0, 1)" if lead == 0 else "(0, 3, 4, 1, 2)"
-                hint = f" (a {order} cube converts with np.transpose(cube, {axes}))"
-            layout = "(ny, nx, 4, nw)" if lead == 0 else "(nt, ny, nx, 4, nw)"
-            raise HashwfaError(
-                f"{src}: Stokes cube has shape {cube.shape}; its Stokes axis (axis {lead + 2}) has length "
-                f"{cube.shape[lead + 2]}, expected 4 (I, Q, U, V) in shape {layout}{hint}"
-            )
-        if not np.issubdtype(cube.dtype, np.number):
-            raise HashwfaError(f"{src}: Stokes cube has dtype {cube.dtype}; expected a float array")
+        lead = checked_cube_layout(cube, src)  # 1 for a series: the time axis comes first
         #: True when :attr:`stokes` is the cube mapped from its file (read frame by frame).
         self.is_lazy = isinstance(cube, np.memmap)
         if self.is_lazy:
@@ -361,7 +177,7 @@ class Observation:
         self._operators: Optional[Tuple[np.ndarray, Optional[np.ndarray]]] = None
         #: For a lazy cube: its file and the (size, mtime_ns) it had when mapped (checked before each pass).
         self._file = getattr(self.stokes, "filename", None) if self.is_lazy else None
-        self._file_state = _file_state(self._file) if self._file else None
+        self._file_state = file_state(self._file) if self._file else None
         ny, nx, _, nw = self.stokes.shape[lead:]
         map_shape = self.stokes.shape[:-2]
         if min(map_shape) < 1:
@@ -369,79 +185,15 @@ class Observation:
         #: What the reader assumed or left out, one sentence each (e.g. SST cavity maps).
         self.notes: list = []
         self.map_cards: Tuple[Tuple[str, Any, str], ...] = tuple(tuple(card) for card in map_cards)  # type: ignore[misc]
-        self.times: Optional[np.ndarray] = None
-        if times is not None:
-            if lead == 0:
-                raise HashwfaError(f"{src}: frame times given for a single frame; times are only for a "
-                                   "series (nt, ny, nx, 4, nw)")
-            tt = np.asarray(times, dtype=np.float64).reshape(-1)
-            if tt.shape != (map_shape[0],) or not np.all(np.isfinite(tt)) or not np.all(np.diff(tt) > 0):
-                raise HashwfaError(
-                    f"{src}: frame times {np.asarray(times).tolist()!r}; expected {map_shape[0]} finite, "
-                    "strictly increasing values in seconds, one per frame"
-                )
-            self.times = tt
 
-        wl = np.asarray(wavelengths, dtype=np.float64) if np.ndim(wavelengths) else np.asarray([wavelengths], float)
-        if wl.ndim != 1 or wl.shape[0] != nw:
-            hint = ""
-            if wl.ndim == 1 and cube.shape[0] == 4 and cube.shape[1] == wl.shape[0]:
-                hint = (" (the cube looks like (4, nw, ny, nx); convert it with "
-                        "np.transpose(cube, (2, 3, 0, 1)))")
-            raise HashwfaError(
-                f"{src}: wavelengths have shape {wl.shape} but the Stokes cube {cube.shape} has "
-                f"nw = {nw} wavelengths (axis 3); expected wavelengths of shape ({nw},){hint}"
-            )
-        if nw < 2:
-            raise HashwfaError(f"{src}: the cube has {nw} wavelength; dI/dlambda needs at least 2 (ideally 3+)")
-        if not np.all(np.isfinite(wl)):
-            raise HashwfaError(f"{src}: wavelengths contain NaN or infinite values; all {nw} must be finite")
-        steps = np.diff(wl)
-        if not np.all(steps > 0):
-            k = int(np.argmax(steps <= 0))
-            raise HashwfaError(
-                f"{src}: wavelengths are not strictly increasing (index {k}: {wl[k]:.6g} then "
-                f"{k + 1}: {wl[k + 1]:.6g}); sort the wavelengths and the cube's axis 3 together "
-                "and drop duplicates"
-            )
+        self.times = checked_times(times, map_shape, lead, src)
+        wl = checked_wavelengths(wavelengths, cube.shape, nw, src)
         self.wavelengths, self.wavelength_reference = relative_wavelengths(wl, self.line, src)
 
-        try:
-            idx = [int(i) for i in active_indices]
-            if any(int(i) != i for i in active_indices):
-                raise ValueError
-        except (TypeError, ValueError):
-            raise HashwfaError(
-                f"{src}: active_indices = {active_indices!r}; expected a list of integer wavelength indices"
-            ) from None
-        if not idx:
-            raise HashwfaError(f"{src}: active_indices is empty; give at least one index in 0..{nw - 1}")
-        bad = [i for i in idx if not 0 <= i < nw]
-        if bad:
-            centre = int(np.argmin(np.abs(self.wavelengths)))
-            around = sorted({min(max(centre + k, 0), nw - 1) for k in (-1, 0, 1)})
-            raise HashwfaError(
-                f"{src}: active_indices {tuple(idx)} out of range: {bad} not in 0..{nw - 1} "
-                f"for nw = {nw} wavelengths. Fix: use 0-based indices in 0..{nw - 1} (in a config: "
-                f"data.active_indices), e.g. {around}, the wavelengths around the line centre"
-            )
-        if len(set(idx)) != len(idx):
-            raise HashwfaError(f"{src}: active_indices {tuple(idx)} repeat an index; list each once")
-        self.active_indices: Tuple[int, ...] = tuple(sorted(idx))
-        self.weights: Tuple[float, float, float, float] = _as_float_tuple(weights, 4, "weights", src)  # type: ignore[assignment]
-        _check_weights(self.weights, src)
+        self.active_indices: Tuple[int, ...] = checked_active_indices(active_indices, self.wavelengths, src)
+        self.weights: Tuple[float, float, float, float] = checked_weights(weights, src)
 
-        if mask is None:
-            user_mask = np.ones(map_shape, dtype=bool)
-        else:
-            user_mask = np.asarray(mask)
-            if user_mask.shape != map_shape and user_mask.shape != (ny, nx):
-                also = f" or {map_shape}" if lead else ""
-                raise HashwfaError(
-                    f"{src}: mask has shape {user_mask.shape}; expected ({ny}, {nx}){also} like the cube's "
-                    "leading axes (True = use the pixel)"
-                )
-            user_mask = np.broadcast_to(user_mask.astype(bool), map_shape)
+        user_mask = checked_mask(mask, map_shape, src)
         self.mask = user_mask
 
         continuum: Optional[np.ndarray] = None
@@ -456,46 +208,15 @@ class Observation:
             #: Frames (indices) without signal: Stokes I one constant (e.g. all zeros); () when not scanned.
             self.blank_frames: Tuple[int, ...] = ()
         else:
-            finite, sane, continuum = self._scan_values()
+            scan = scan_pixels(self.frame_views(), self.map_shape, self._needed_intensity(), self.active_indices,
+                               self.stokes.dtype)
+            finite, sane, continuum = scan.finite, scan.sane, scan.continuum
+            self.blank_frames = scan.blank_frames
             self.n_nonfinite = int(np.count_nonzero(~finite))
             self.n_absurd = int(np.count_nonzero(finite & ~sane))
             self.valid = (sane & user_mask).reshape(-1)
-        if self.blank_frames and len(self.blank_frames) == self.nt:
-            raise HashwfaError(
-                f"{src}: Stokes I is one constant (flat or zero) at the wavelengths the WFA uses in every "
-                f"{'scan' if self.is_series else 'pixel'}: no pixel carries a WFA signal. Fix: check that Stokes I "
-                "is the cube's first Stokes plane (I, Q, U, V order) and that the active wavelengths "
-                "(data.active_indices) lie on the line"
-            )
-        if self.blank_frames:
-            which = "the frame" if not self.is_series else \
-                f"{len(self.blank_frames)} of {self.nt} scans (t = {', '.join(map(str, self.blank_frames[:5]))}" \
-                + (", ..." if len(self.blank_frames) > 5 else "") + ")"
-            warnings.warn(
-                f"{src}: {which} have no signal (Stokes I is one constant, e.g. all zeros, at the wavelengths "
-                "the WFA uses); they are left out of every fit like NaN pixels",
-                stacklevel=2,
-            )
-        if self.n_nonfinite:
-            warnings.warn(
-                f"{src}: {self.n_nonfinite} of {self.valid.size} pixels have NaN or infinite values at the "
-                "wavelengths the WFA uses; they are left out of every fit (the pixel-wise WFA "
-                "reports NaN there)",
-                stacklevel=2,
-            )
-        if self.n_absurd:
-            first = ", ".join(f"{axis}={i}" for axis, i in zip("tyx"[-finite.ndim:], np.argwhere(finite & ~sane)[0]))
-            warnings.warn(
-                f"{src}: {self.n_absurd} of {self.valid.size} pixels have absurd values at the wavelengths "
-                f"the WFA uses (beyond float32, or over {ABSURD_FACTOR:g} x the median |I|; the first "
-                f"at {first}); they are left out of every fit like NaN pixels",
-                stacklevel=2,
-            )
-        if not self.valid.any():
-            raise HashwfaError(
-                f"{src}: no valid pixel: all {self.valid.size} pixels are masked out or have NaN/inf or absurd values; "
-                "check the mask and the data"
-            )
+        report_invalid_pixels(src, self.valid, self.blank_frames, self.nt, self.n_nonfinite, self.n_absurd,
+                              None if valid is not None else scan)
         if intensity_scale is not None:
             scale = float(intensity_scale)
             if not (np.isfinite(scale) and scale > 0):
@@ -503,88 +224,13 @@ class Observation:
                                    "number (the divisor of the cube for the fit), or None to derive it from the data")
         else:
             if continuum is None:  # the valid pixels were given: read the continuum only
-                continuum = self._continuum()
-            scale = intensity_scale_of(self._median_continuum(continuum))
+                continuum = np.empty(self.map_shape)
+                for t, view in self.frame_views():
+                    continuum[(t,) if self.is_series else ()] = frame_continuum(view)
+            scale = intensity_scale_of(median_continuum(continuum, self.valid))
         #: The cube divided by this is what the WFA reads (:meth:`wfa_inputs`): a power of two near
         #: the median continuum intensity, in the cube's unit (1.0 for data in continuum units).
         self.intensity_scale: float = scale
-
-    def _scan_values(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(finite, sane, continuum)``: ``map_shape`` bool where the values the WFA reads are finite,
-        and sane, and each pixel's continuum (:meth:`_frame_continuum`).
-
-        One pass over the frames (see the module docstring). Kept meanwhile:
-        per pixel the largest |I| and |Q, U, V| read, and the |I| values of
-        the finite pixels for the median (in float32 when the cube is float32
-        or narrower: exact, half the memory).
-        """
-        needed_i = self._needed_intensity()
-        act = list(self.active_indices)
-        exact32 = np.issubdtype(self.stokes.dtype, np.floating) and self.stokes.dtype.itemsize <= 4
-        store = np.float32 if exact32 else np.float64
-        shape = self.map_shape
-        frame_shape = shape[-2:]
-        finite = np.empty(shape, dtype=bool)
-        blank = np.zeros(shape, dtype=bool)
-        peak_i = np.empty(shape, dtype=store)
-        peak_quv = np.empty(shape, dtype=store)
-        magnitudes = np.empty(self.n_pixels * len(needed_i), dtype=store)
-        continuum = np.empty(shape, dtype=store)
-        n_values = 0
-        for t, view in self.frame_views():
-            continuum[(t,) if self.is_series else ()] = self._frame_continuum(view)
-            used_i = np.asarray(view[..., 0, needed_i], dtype=np.float64)
-            used_quv = np.asarray(view[..., 1:, act], dtype=np.float64)
-            fin = np.all(np.isfinite(used_i), axis=-1) & np.all(np.isfinite(used_quv), axis=(-2, -1))
-            where = (t,) if self.is_series else ()
-            finite[where] = fin
-            # A frame whose I is one constant (all zeros: a scan that was never filled) has no
-            # signal: dI/dlambda = 0 everywhere and every map of it would read 0 G.
-            kept_i = used_i[fin]
-            blank[where] = kept_i.size > 0 and float(kept_i.max()) == float(kept_i.min())
-            if blank[where].any():
-                fin = np.zeros_like(fin)  # its values do not count in the median either
-            with np.errstate(invalid="ignore", over="ignore"):
-                peak_i[where] = np.max(np.abs(used_i), axis=-1)
-                peak_quv[where] = np.max(np.abs(used_quv), axis=(-2, -1))
-            values = np.abs(used_i[fin]).reshape(-1)
-            magnitudes[n_values:n_values + values.size] = values
-            n_values += values.size
-            del used_i, used_quv
-        assert finite.shape == shape and frame_shape == (self.ny, self.nx)
-        limit = float(np.finfo(np.float32).max)
-        if n_values:
-            scale = _median_in_place(magnitudes[:n_values])
-            if scale > 0:
-                limit = min(limit, ABSURD_FACTOR * scale)
-        del magnitudes
-        with np.errstate(invalid="ignore"):
-            sane = finite & (peak_i <= limit) & (peak_quv <= limit)
-        blank &= sane  # a frame of absurd values is reported as such
-        self.blank_frames = tuple(int(t) for t in np.flatnonzero(blank.reshape(self.nt, -1).any(axis=1)))
-        sane &= ~blank
-        return finite, sane, continuum
-
-    def _frame_continuum(self, view: np.ndarray) -> np.ndarray:
-        """``(ny, nx)`` continuum of one frame: the larger I of the first and last wavelength
-        (NaN where both are not finite); float64."""
-        ends = np.asarray(view[..., 0, [0, self.nw - 1]], dtype=np.float64)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: NaN
-            return np.nanmax(ends, axis=-1)
-
-    def _continuum(self) -> np.ndarray:
-        """``map_shape`` continuum of every pixel (:meth:`_frame_continuum`), one pass over the frames."""
-        out = np.empty(self.map_shape)
-        for t, view in self.frame_views():
-            out[(t,) if self.is_series else ()] = self._frame_continuum(view)
-        return out
-
-    def _median_continuum(self, continuum: np.ndarray) -> float:
-        """Median of ``continuum`` over the valid pixels where it is finite and positive (NaN: none)."""
-        values = np.asarray(continuum).reshape(-1)[self.valid]
-        values = values[np.isfinite(values) & (values > 0)]
-        return _median_in_place(values) if values.size else float("nan")
 
     def frame_views(self) -> Iterator[Tuple[int, np.ndarray]]:
         """The cube frame by frame, as stored: ``(t, (ny, nx, 4, nw) view)``; one item for a single frame.
@@ -631,7 +277,7 @@ class Observation:
         """
         if self._file is None:
             return
-        now = _file_state(self._file)
+        now = file_state(self._file)
         if now != self._file_state:
             what = "is gone" if now is None else (
                 f"was truncated to {now[0]} bytes (from {self._file_state[0]})" if now[0] < self._file_state[0]
@@ -641,34 +287,12 @@ class Observation:
                                "again with --overwrite)")
 
     def fingerprint(self) -> Dict[str, str]:
-        """A cheap identity of the data: equal for the same cube, different for another one, read in a few frames' time.
-
-        ``{"shape", "header", "sample"}``: the cube's shape (not its dtype:
-        the same values mapped or read into float64 are the same data); a
-        SHA-256 of what the headers gave (wavelengths, line, unit, frame
-        times, map cards, mask); a SHA-256 of a sample of the values: full
-        rows ``(nx, 4, nw)`` at 8 fixed rows of up to 8 fixed frames (the
-        first, the last and evenly spaced between), read as float64. Two
-        cubes of the same shape that differ only outside the sample share a
-        fingerprint; a cube rewritten with other data (another scan, a
-        changed sign) almost surely does not.
-        """
-        header = hashlib.sha256()
-        for part in (self.wavelengths, self.mask, np.zeros(0) if self.times is None else self.times):
-            header.update(np.ascontiguousarray(part).tobytes())
-        header.update(repr((self.line.name, self.line.center, self.unit, self.map_cards)).encode())
-        sample = hashlib.sha256()
-        frames = np.unique(np.linspace(0, self.nt - 1, min(self.nt, 8)).round().astype(int))
-        rows = np.unique(np.linspace(0, self.ny - 1, min(self.ny, 8)).round().astype(int))
+        """A cheap identity of the data (:func:`~hashwfa.wfa.observation.fingerprint.data_fingerprint`
+        of the cube, its wavelengths, mask, times, line, unit and map cards); checks first that a
+        mapped file did not change."""
         self.check_file_unchanged()
-        ys, xs = np.repeat(rows, self.nx), np.tile(np.arange(self.nx), rows.size)  # those rows' pixels
-        for t in frames:
-            view = self.stokes[t] if self.is_series else self.stokes
-            sample.update(np.ascontiguousarray(view[ys, xs], dtype=np.float64).tobytes())
-            if self.is_lazy:
-                forget_pages(view)
-        return {"shape": str(tuple(self.stokes.shape)), "header": header.hexdigest()[:16],
-                "sample": sample.hexdigest()[:16]}
+        return data_fingerprint(self.stokes, self.wavelengths, self.mask, self.times,
+                                (self.line.name, self.line.center, self.unit, self.map_cards), self.is_lazy)
 
     @staticmethod
     def _stencil(i: int, nw: int) -> Tuple[int, ...]:
@@ -947,22 +571,9 @@ class Observation:
 
     def _inputs_from(self, index: np.ndarray, spectra: np.ndarray) -> WFAInputs:
         """:class:`WFAInputs` of the pixels ``index`` from their float64 spectra ``(P, 4, nw)``."""
-        act = list(self.active_indices)
-        intensity = spectra[:, 0, :]
-        intensity = np.where(np.isfinite(intensity), intensity, 0.0)
         plain = self.derivative == self.derivative_qu == "three_point"
-        dI, d2I = derivatives_at(intensity, self.wavelengths, act, self.derivative,
-                                 operators=None if plain else self.derivative_operators(),
-                                 method_qu=self.derivative_qu)
-        return WFAInputs(
-            index=index,
-            dI_dlambda=np.ascontiguousarray(dI),
-            d2I_dlambda2=None if d2I is None else np.ascontiguousarray(d2I),
-            q=np.ascontiguousarray(spectra[:, 1, act]),
-            u=np.ascontiguousarray(spectra[:, 2, act]),
-            v=np.ascontiguousarray(spectra[:, 3, act]),
-            wavelengths=self.active_wavelengths,
-        )
+        return wfa_inputs_from(index, spectra, self.wavelengths, self.active_indices, self.derivative,
+                               self.derivative_qu, None if plain else self.derivative_operators())
 
     def __repr__(self) -> str:
         frames = f"nt={self.nt}, " if self.is_series else ""

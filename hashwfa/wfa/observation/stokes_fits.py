@@ -350,7 +350,7 @@ def angstrom_sampling_problem(wl: np.ndarray, line: SpectralLine) -> Optional[st
     small. A median step finer than ``line.center / MAX_RESOLVING_POWER``
     samples the line more finely than any spectrograph or filtergraph does,
     so the unit must be given. Absolute values (any ``|w| >= 100``) are left
-    to :func:`hashwfa.wfa.observation.observation.relative_wavelengths`, whose
+    to :func:`hashwfa.wfa.observation.wavelengths.relative_wavelengths`, whose
     magnitude tells Angstrom from nm.
 
     Args:

@@ -7,7 +7,8 @@ import pytest
 
 from hashwfa.errors import HashwfaError
 from hashwfa.wfa.physics.maps import FieldMaps, FieldSigmas
-from hashwfa.wfa.observation.observation import Observation, intensity_scale_of
+from hashwfa.wfa.observation.observation import Observation
+from hashwfa.wfa.observation.pixel_scan import intensity_scale_of
 from hashwfa.wfa.synthetic.plage import synthetic_plage
 from hashwfa.wfa.synthetic.series import synthetic_series
 
