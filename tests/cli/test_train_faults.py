@@ -207,7 +207,7 @@ def test_overwrite_removes_an_earlier_file_it_does_not_write(finished, tiny_conf
     (finished / results.QUICKLOOK_PNG).write_bytes(b"an earlier run's picture")  # this config draws none
     assert main([str(tiny_config), "--out", str(finished), "--quiet", "--overwrite"]) == 0
     assert sorted(p.name for p in finished.iterdir()) == sorted(
-        [results.FIELD_FITS, results.HISTORY_JSON, results.CONFIG_JSON, results.MODEL_PT])
+        [results.FIELD_FITS, results.HISTORY_JSON, results.CONFIG_JSON, results.MODEL_PT, results.RUN_LOG])
 
 
 def test_dangling_link_as_out_names_the_link_and_the_fix(tmp_path, tiny_config, capsys):
