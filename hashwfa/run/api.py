@@ -38,7 +38,8 @@ from hashwfa.config.shipped import config_path
 from hashwfa.errors import HashwfaError
 from hashwfa.run.data import LoadedData, load_array, load_data
 from hashwfa.run.output_directory import present_files
-from hashwfa.run.train import RunProducts, RunRequest, fit_loaded
+from hashwfa.run.outputs import RunProducts
+from hashwfa.run.train import RunRequest, fit_loaded
 from hashwfa.wfa.observation.stokes_fits import angstrom_sampling_problem
 from hashwfa.wfa.physics.lines import LINES, get_line
 

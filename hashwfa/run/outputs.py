@@ -22,7 +22,7 @@ An output directory holds:
 ``checkpoint.pt``   only while a run is unfinished: what ``--resume`` reads
 ``run.log``         timestamped: the config, the data, the line, the active
                     wavelengths, the noise, notes, warnings, the phases
-                    (:class:`hashwfa.run.train.RunLog`)
+                    (:class:`hashwfa.run.run_log.RunLog`)
 
 Every file is written to a temporary file in the same directory and moved
 into place with :func:`os.replace`, so an interrupt never leaves a
@@ -32,16 +32,17 @@ half-written file under a final name.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 import math
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from astropy.io import fits
 
 from hashwfa.encodings.registry import REGISTRY
-from hashwfa.host.atomic import atomic_path
+from hashwfa.host.atomic import atomic_path, make_directory
 from hashwfa.errors import HashwfaError, OutputWriteError
 from hashwfa.schema import flatten
 from hashwfa.training.model import fields_from_bundle
@@ -70,6 +71,7 @@ __all__ = [
     "regularized_cards",
     "fit_cards",
     "history_record",
+    "RunProducts",
 ]
 
 FIELD_FITS = "field.fits"
@@ -439,3 +441,62 @@ def _fill_images(path: Path, sources: Sequence[Tuple[int, np.ndarray]]) -> None:
             f.seek(offset)
             for frame in frames:
                 f.write(np.asarray(frame).astype(dtype).tobytes())
+
+
+@dataclass
+class RunProducts:
+    """A finished run's results in memory: what ``field.fits``, ``history.json`` and ``model.pt`` hold.
+
+    Attributes:
+        maps, wfa: the neural field's and the pixel-wise WFA's maps, ``(ny, nx)``
+            or ``(nt, ny, nx)`` (G, G^2, G^2, G, rad).
+        regularized: the regularised WFA, or None when the data cannot give it.
+        sigmas, wfa_sigmas: one-sigma maps of the field (with ``output.sigmas``)
+            and of the pixel-wise WFA, or None.
+        noise: the Stokes noise the sigmas assume, or None.
+        valid: bool like the maps, the pixels used in the fit.
+        truth: the true maps of synthetic data, or None.
+        times: ``(nt,)`` frame times [s] of a series, or None.
+        map_cards: FITS cards of every map's Level-2 header (:mod:`hashwfa.run.map_header`:
+            the spatial WCS, dates, observer, line, a series' time axis).
+        notes: what the data's reader and the header assumed or left out, one sentence each.
+        tables: extra table extensions the maps' WCS refers to (a series' ``-TAB`` time axis).
+        provenance: ``field.fits``'s primary header keywords.
+        config: the resolved config (plain JSON).
+        history: the ``history.json`` record.
+        model: the ``model.pt`` bundle (both fields' state_dicts and what rebuilds them).
+    """
+
+    maps: FieldMaps
+    wfa: FieldMaps
+    regularized: Optional[RegularizedResult]
+    sigmas: Optional[FieldSigmas]
+    wfa_sigmas: Optional[FieldSigmas]
+    noise: Optional[StokesNoise]
+    valid: np.ndarray
+    truth: Optional[FieldMaps]
+    times: Optional[np.ndarray]
+    map_cards: Tuple[Tuple[str, Any, str], ...]
+    notes: List[str]
+    tables: List[Any]
+    provenance: Dict[str, Any]
+    config: Dict[str, Any]
+    history: Dict[str, Any]
+    model: Dict[str, Any]
+
+    def write_field_fits(self, path: Union[str, Path]) -> None:
+        """Write ``field.fits`` (:func:`hashwfa.run.outputs.write_field_fits`) to ``path``, atomically."""
+        write_field_fits(
+            path, self.maps, self.wfa, provenance=self.provenance, config=self.config, valid=self.valid,
+            truth=self.truth, sigmas=self.sigmas, wfa_sigmas=self.wfa_sigmas, noise=self.noise,
+            regularized=self.regularized, times=self.times, map_cards=self.map_cards, notes=self.notes,
+            tables=self.tables,
+        )
+
+    def write(self, out_dir: Union[str, Path]) -> None:
+        """Write ``field.fits``, ``history.json``, ``config.json`` and ``model.pt`` into ``out_dir``."""
+        out = make_directory(Path(out_dir))
+        self.write_field_fits(out / FIELD_FITS)
+        write_json(out / HISTORY_JSON, self.history)
+        write_json(out / CONFIG_JSON, self.config)
+        save_torch(out / MODEL_PT, self.model)

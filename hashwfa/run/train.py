@@ -29,16 +29,9 @@ bootstrap members, which they train with rank 0 on their shards
 
 from __future__ import annotations
 
-import os
-import sys
-import time
-import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
-
-import numpy as np
+from typing import Any, Callable, Dict, List, Optional, Union
 
 from hashwfa import __version__
 from hashwfa.config.run_config import RunConfig, config_to_dict, load_config
@@ -48,11 +41,12 @@ from hashwfa.host.allocator import return_freed_memory
 from hashwfa.host.atomic import make_directory, remove_stale_temporaries
 from hashwfa.host.lock import DirectoryLock
 from hashwfa.run import outputs
-from hashwfa.run.data import LoadedData, load_data
+from hashwfa.run.data import LoadedData
 from hashwfa.run.map_header import map_header
+from hashwfa.run.ranks import load_data_ranked
+from hashwfa.run.run_log import PROG, RunLog, log_data, log_phases, package_warnings, say, warn
 from hashwfa.run.output_directory import check_output_directory, clear_previous_results, remove_unwritten_results
 from hashwfa.run.quicklook import write_quicklook
-from hashwfa.schema import differing_keys, flatten
 from hashwfa.training import IndependentFrames, TwoPhaseSolver
 from hashwfa.training.bootstrap import follow_members, run_uncertainty
 from hashwfa.training.device import resolve_device
@@ -60,17 +54,13 @@ from hashwfa.training.distributed import DEFAULT_TIMEOUT_MINUTES, SINGLE_PROCESS
 from hashwfa.training.untrained import describe_settings, untrained_message
 from hashwfa.wfa.baselines.products import Baselines
 from hashwfa.wfa.baselines.regularized import RegularizedResult
-from hashwfa.wfa.observation.noise import StokesNoise
 from hashwfa.wfa.observation.fingerprint import fingerprint_difference
-from hashwfa.wfa.physics.maps import FieldMaps, FieldSigmas, map_errors
+from hashwfa.wfa.physics.maps import map_errors
 
-__all__ = ["PROG", "RunRequest", "TrainRun", "RunProducts", "run", "fit_loaded", "output_directory_of"]
+__all__ = ["PROG", "RunRequest", "TrainRun", "run", "fit_loaded", "output_directory_of"]
 
-PROG = "hashwfa-train"
 #: The checkpoint's entry with the fingerprint of its data (``Observation.fingerprint``).
 CHECKPOINT_DATA_KEY = "data"
-#: Rank 0's serial work before the first message of a data-parallel run.
-SCAN_WORK = "rank 0's reading and scan of the data"
 
 
 @dataclass
@@ -102,65 +92,6 @@ class RunRequest:
 
 
 @dataclass
-class RunProducts:
-    """A finished run's results in memory: what ``field.fits``, ``history.json`` and ``model.pt`` hold.
-
-    Attributes:
-        maps, wfa: the neural field's and the pixel-wise WFA's maps, ``(ny, nx)``
-            or ``(nt, ny, nx)`` (G, G^2, G^2, G, rad).
-        regularized: the regularised WFA, or None when the data cannot give it.
-        sigmas, wfa_sigmas: one-sigma maps of the field (with ``output.sigmas``)
-            and of the pixel-wise WFA, or None.
-        noise: the Stokes noise the sigmas assume, or None.
-        valid: bool like the maps, the pixels used in the fit.
-        truth: the true maps of synthetic data, or None.
-        times: ``(nt,)`` frame times [s] of a series, or None.
-        map_cards: FITS cards of every map's Level-2 header (:mod:`hashwfa.run.map_header`:
-            the spatial WCS, dates, observer, line, a series' time axis).
-        notes: what the data's reader and the header assumed or left out, one sentence each.
-        tables: extra table extensions the maps' WCS refers to (a series' ``-TAB`` time axis).
-        provenance: ``field.fits``'s primary header keywords.
-        config: the resolved config (plain JSON).
-        history: the ``history.json`` record.
-        model: the ``model.pt`` bundle (both fields' state_dicts and what rebuilds them).
-    """
-
-    maps: FieldMaps
-    wfa: FieldMaps
-    regularized: Optional[RegularizedResult]
-    sigmas: Optional[FieldSigmas]
-    wfa_sigmas: Optional[FieldSigmas]
-    noise: Optional[StokesNoise]
-    valid: np.ndarray
-    truth: Optional[FieldMaps]
-    times: Optional[np.ndarray]
-    map_cards: Tuple[Tuple[str, Any, str], ...]
-    notes: List[str]
-    tables: List[Any]
-    provenance: Dict[str, Any]
-    config: Dict[str, Any]
-    history: Dict[str, Any]
-    model: Dict[str, Any]
-
-    def write_field_fits(self, path: Union[str, Path]) -> None:
-        """Write ``field.fits`` (:func:`hashwfa.run.outputs.write_field_fits`) to ``path``, atomically."""
-        outputs.write_field_fits(
-            path, self.maps, self.wfa, provenance=self.provenance, config=self.config, valid=self.valid,
-            truth=self.truth, sigmas=self.sigmas, wfa_sigmas=self.wfa_sigmas, noise=self.noise,
-            regularized=self.regularized, times=self.times, map_cards=self.map_cards, notes=self.notes,
-            tables=self.tables,
-        )
-
-    def write(self, out_dir: Union[str, Path]) -> None:
-        """Write ``field.fits``, ``history.json``, ``config.json`` and ``model.pt`` into ``out_dir``."""
-        out = make_directory(Path(out_dir))
-        self.write_field_fits(out / outputs.FIELD_FITS)
-        outputs.write_json(out / outputs.HISTORY_JSON, self.history)
-        outputs.write_json(out / outputs.CONFIG_JSON, self.config)
-        outputs.save_torch(out / outputs.MODEL_PT, self.model)
-
-
-@dataclass
 class TrainRun:
     """What :func:`run` did: the output directory, the solver result, errors vs truth, and
     (rank 0) the results in memory."""
@@ -169,79 +100,7 @@ class TrainRun:
     result: Any
     metrics: Dict[str, float]
     rank: int = 0
-    products: Optional[RunProducts] = None
-
-
-class RunLog:
-    """``run.log`` in the output directory: one timestamped line per event.
-
-    Lines come before the directory is the run's (the config, the data's
-    warnings): they are held and written when :meth:`start` names the file.
-    Appended to (a resumed run continues its log); a failed write of the log
-    never stops a run. ``enabled=False``: nothing is kept (the other ranks).
-    """
-
-    def __init__(self, enabled: bool = True) -> None:
-        self.enabled = enabled
-        self._held: List[str] = []
-        self._path: Optional[Path] = None
-
-    def write(self, text: str) -> None:
-        """Log ``text`` with the local date and time."""
-        if not self.enabled:
-            return
-        self._held.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
-        if self._path is not None:
-            self._flush()
-
-    def start(self, path: Path) -> None:
-        """Write the held lines and every later one to ``path``."""
-        self._path = path
-        self._flush()
-
-    def _flush(self) -> None:
-        try:
-            with open(self._path, "a", encoding="utf-8") as log:  # type: ignore[arg-type]
-                log.writelines(self._held)
-            self._held = []
-        except OSError:
-            pass  # the results matter, not their log; the lines stay held
-
-
-def _say(request: Any, message: str) -> None:
-    """A progress message: on stderr unless quiet, and in run.log."""
-    log = getattr(request, "log", None)
-    if log is not None:
-        log.write(message)
-    if not request.quiet:
-        print(f"{getattr(request, 'prog', PROG)}: {message}", file=sys.stderr)
-
-
-def _warn(request: Any, message: str) -> None:
-    """A warning: on stderr even when quiet, and in run.log."""
-    log = getattr(request, "log", None)
-    if log is not None:
-        log.write(f"warning: {message}")
-    print(f"{getattr(request, 'prog', PROG)}: warning: {message}", file=sys.stderr)
-
-
-@contextmanager
-def package_warnings(request: Any) -> Iterator[None]:
-    """Show the ``warnings.warn`` of hashwfa's own modules as :func:`_warn` lines
-    (``hashwfa-train: warning: ...``, also in run.log) instead of Python's ``file:line:
-    UserWarning`` with a source line; other packages' warnings keep Python's format."""
-    package = Path(__file__).resolve().parents[1]
-
-    def show(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
-        if str(Path(filename).resolve()).startswith(str(package) + os.sep):
-            _warn(request, str(message))
-        else:
-            shown(message, category, filename, lineno, file, line)
-
-    with warnings.catch_warnings():
-        shown = warnings.showwarning
-        warnings.showwarning = show
-        yield
+    products: Optional[outputs.RunProducts] = None
 
 
 def output_directory_of(request: Any) -> Path:
@@ -283,7 +142,7 @@ def _run(request: Any, on_epoch_end: Optional[Callable[[str, int], None]]) -> Tr
     dist = init_distributed(resolve_device(cfg.solver.training.device), timeout)
     if dist.is_primary:
         for note in notes:
-            _say(request, note)
+            say(request, note)
     try:
         return _run_ranked(request, cfg, out_dir, on_epoch_end, dist)
     finally:
@@ -300,7 +159,7 @@ def _run_ranked(request: Any, cfg: RunConfig, out_dir: Path,
     # the model. Only then is the directory locked (and, for --overwrite, the old checkpoint deleted).
     if dist.is_primary:
         check_output_directory(out_dir, request.resume, request.overwrite, config_to_dict(cfg))
-    data = _load_data_ranked(cfg, dist, config_to_dict(cfg))
+    data = load_data_ranked(cfg, dist, config_to_dict(cfg))
     return fit_loaded(request, cfg, data, out_dir, on_epoch_end=on_epoch_end, dist=dist)
 
 
@@ -360,110 +219,6 @@ class _Request:
         return getattr(self._request, name)
 
 
-def _log_data(log: RunLog, data: LoadedData) -> None:
-    """The data's lines of run.log: where from, the line, the active wavelengths, the notes."""
-    obs = data.observation
-    line = obs.line
-    log.write(f"data: {data.description}; {obs.n_valid} of {obs.n_pixels} pixels valid")
-    log.write(f"line {line.name}: centre {line.center} A, geff {line.geff:.4g}, Gg {line.Gg:.4g}")
-    log.write("active wavelengths [A from the line centre]: "
-              + ", ".join(f"{w:.4g}" for w in obs.active_wavelengths)
-              + f" (indices {list(obs.active_indices)} of {obs.nw}; {obs.wavelength_reference})")
-    if data.noise is not None:
-        log.write("noise given (data.noise): rms over wavelengths I, Q, U, V = "
-                  + ", ".join(f"{v:.3g}" for v in data.noise.per_stokes))
-    for note in obs.notes:
-        log.write(f"note: {note}")
-
-
-def _log_phases(log: RunLog, result: Any) -> None:
-    """One line per phase of the fit (epochs, last loss and learning rate, time) and the final loss."""
-    for phase, name in (("blos", "B_los"), ("bqbu", "B_Q, B_U")):
-        hist = result.history.get(phase, {})
-        losses, lrs = hist.get("loss", []), hist.get("lr", [])
-        last = f", last loss {losses[-1]:.4g}, lr {lrs[-1]:.1e}" if losses else ""
-        log.write(f"phase {name}: {len(losses)} epochs{last}, {result.timings.get(phase, 0.0):.1f} s")
-    log.write(f"final loss (V, Q, U) {result.final_loss:.6g} on {result.device} ({result.backend})")
-
-
-def _load_data_ranked(cfg: RunConfig, dist: DistributedContext,
-                      config_dict: Optional[Dict[str, Any]] = None) -> LoadedData:
-    """The run's data; under torchrun, rank 0 scans the cube and the others read only their shard.
-
-    Rank 0 builds the observation (for a cube on disk: maps the file and
-    scans it frame by frame for the valid pixels) and sends the valid-pixel
-    mask (packed bits) to the other ranks, which map the same file without
-    scanning it: from then on they read only the frames and pixels of their
-    shard (:class:`~hashwfa.training.loss.WFALoss` with ``rows``); the intensity scale goes with
-    the mask. Rank 0's error
-    (bad data) reaches the others as one message instead of a timeout. The
-    others wait for the scan as long as rank 0 lives, whatever its length
-    (:meth:`~hashwfa.training.distributed.DistributedContext.broadcast_after_primary_work`).
-
-    With the mask rank 0 sends its resolved config (``config_dict``) and the
-    fingerprint of its data (:meth:`Observation.fingerprint`): every other
-    rank compares them with its own (the data paths may differ between
-    machines; the data may not), and all ranks then share their verdicts, so
-    that a rank that differs refuses with one line saying how, and the others
-    stop cleanly instead of training a wrong map or losing each other.
-    """
-    if not dist.enabled:
-        return load_data(cfg)
-    data, sent = None, None
-    if dist.is_primary:
-        try:
-            data = load_data(cfg)
-            sent = ("valid", np.packbits(data.observation.valid), int(data.observation.valid.size),
-                    data.observation.intensity_scale, config_dict, data.observation.fingerprint())
-        except HashwfaError as exc:
-            sent = ("error", str(exc), 0, None, None, None)
-            dist.broadcast_after_primary_work(sent, SCAN_WORK)
-            raise
-    # The others wait for rank 0's scan without the collective timeout (rank 0's heartbeat).
-    kind, payload, size, scale, primary_config, primary_fingerprint = dist.broadcast_after_primary_work(
-        sent, SCAN_WORK)
-    if not dist.is_primary and kind == "error":
-        raise HashwfaError(f"rank 0 could not load the data: {payload}")
-    problem = None
-    if not dist.is_primary:
-        problem = _differs_from_primary(dist.rank, config_dict, primary_config)
-        if problem is None:
-            try:
-                data = load_data(cfg, valid=np.unpackbits(payload, count=size).astype(bool), intensity_scale=scale)
-                differ = fingerprint_difference(primary_fingerprint, data.observation.fingerprint())
-                if differ is not None:
-                    problem = (f"rank {dist.rank}: the data differ from rank 0's: {differ} ({data.description}). "
-                               "Fix: give every rank the same data files")
-            except HashwfaError as exc:
-                problem = f"rank {dist.rank}: {exc}"
-    verdicts = dist.all_gather_object(problem, "the check that every rank has rank 0's config and data")
-    refused = [(rank, p) for rank, p in enumerate(verdicts) if p is not None]
-    if problem is not None:
-        raise HashwfaError(problem)
-    if refused:  # another rank said why; this one stops in one line without repeating it
-        ranks = ", ".join(str(rank) for rank, _ in refused)
-        raise HashwfaError(f"rank {ranks} refused rank 0's config or data (see its message); nothing was written")
-    return data
-
-
-#: Config keys that may differ between ranks: paths to the same data on other machines (the data are compared).
-RANK_LOCAL_KEYS = ("data.path", "data.wavelengths")
-
-
-def _differs_from_primary(rank: int, ours: Any, primary: Any) -> Optional[str]:
-    """None when this rank's resolved config equals rank 0's (but for :data:`RANK_LOCAL_KEYS`), else the message."""
-    if ours is None or primary is None:
-        return None
-    diff = differing_keys(ours, primary, RANK_LOCAL_KEYS)
-    if not diff:
-        return None
-    key = diff[0]
-    mine, theirs = flatten(ours).get(key, "(absent)"), flatten(primary).get(key, "(absent)")
-    return (f"rank {rank}: its config differs from rank 0's at {key} ({mine!r} here, {theirs!r} on rank 0"
-            + (f"; {len(diff) - 1} more key(s)" if len(diff) > 1 else "")
-            + "). Fix: start every rank with the same config and --set options")
-
-
 def _run_locked(
     request: Any,
     cfg: RunConfig,
@@ -483,10 +238,10 @@ def _run_locked(
         # Checked again: another run may have written here since the first check.
         checkpoint_path = check_output_directory(out_dir, request.resume, request.overwrite, config_dict)
         for stale in remove_stale_temporaries(out_dir):
-            _say(request, f"removed '{stale}', left by an interrupted write")
+            say(request, f"removed '{stale}', left by an interrupted write")
         checkpoint = outputs.load_checkpoint(checkpoint_path) if checkpoint_path is not None else None
         if request.resume and checkpoint is None:
-            _say(request, f"no checkpoint in {out_dir}; starting from the beginning")
+            say(request, f"no checkpoint in {out_dir}; starting from the beginning")
         if checkpoint is not None:  # a damaged checkpoint is refused before anything is written
             differ = fingerprint_difference(data_fingerprint, checkpoint.get(CHECKPOINT_DATA_KEY)
                                             if isinstance(checkpoint, dict) else None)
@@ -502,11 +257,11 @@ def _run_locked(
         if request.overwrite:
             clear_previous_results(out_dir)
         request.log.start(out_dir / outputs.RUN_LOG)
-        _log_data(request.log, data)
+        log_data(request.log, data)
         ranks = f" on {dist.world_size} ranks ({dist.backend})" if dist.enabled else ""
-        _say(request, f"V{cfg.encoding.version} on {data.description}{ranks}; results go to {out_dir}")
+        say(request, f"V{cfg.encoding.version} on {data.description}{ranks}; results go to {out_dir}")
         unit = f" {data.observation.unit}" if data.observation.unit else ""
-        _say(request, f"intensity scale {data.observation.intensity_scale:.6g}{unit} (the power of two nearest the "
+        say(request, f"intensity scale {data.observation.intensity_scale:.6g}{unit} (the power of two nearest the "
              "median continuum intensity): the fit reads the Stokes cube divided by it; maps are in gauss")
         outputs.write_json(out_dir / outputs.CONFIG_JSON, config_dict)
     # The checkpoint holds the global state only: any number of ranks resumes from it.
@@ -515,7 +270,7 @@ def _run_locked(
     if checkpoint is not None:
         if not dist.is_primary:  # rank 0 loaded (and so checked) it above
             solver.load_state_dict(checkpoint)
-        _say(request, f"resuming at phase {solver.phase_index + 1}, epoch {solver.epoch}")
+        say(request, f"resuming at phase {solver.phase_index + 1}, epoch {solver.epoch}")
     result = solver.run(
         on_checkpoint=(lambda state: outputs.save_torch(out_dir / outputs.CHECKPOINT_PT,
                                                         {**state, CHECKPOINT_DATA_KEY: data_fingerprint}))
@@ -527,13 +282,13 @@ def _run_locked(
         # member rank 0 announces (hashwfa.training.bootstrap, "Data parallel"), then leaves.
         if cfg.output.sigmas:
             solver.release_training_data()
-            follow_members(data.observation, cfg.solver, dist, say=lambda message: _warn(request, message))
+            follow_members(data.observation, cfg.solver, dist, say=lambda message: warn(request, message))
         # Rank 0 writes the results; torchrun waits for it. No barrier here: a
         # long write (large maps, pixel-wise WFA) must not time out the others,
         # whose failure would make torchrun end rank 0 in the middle of it.
         return TrainRun(out_dir=out_dir, result=result, metrics={}, rank=dist.rank)
 
-    _log_phases(request.log, result)
+    log_phases(request.log, result)
     # The maps are made: the loss tensors (5 x A float32 per point) are not needed for the outputs.
     solver.release_training_data()
     return_freed_memory()
@@ -555,11 +310,11 @@ def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: 
         raise HashwfaError(untrained)
     uncertainty = run_uncertainty(obs, result.maps, cfg.solver, baselines=baselines,
                                   field_sigmas_too=cfg.output.sigmas, settings=cfg.uncertainty,
-                                  progress=not request.quiet, say=lambda message: _say(request, message),
+                                  progress=not request.quiet, say=lambda message: say(request, message),
                                   scratch_dir=out_dir,  # locked: a killed run's scratch cube is removed as stale
                                   dist=dist)  # the members train on every rank
     if uncertainty.skipped:  # asked for and missing: said even with --quiet
-        _warn(request, uncertainty.skipped)
+        warn(request, uncertainty.skipped)
     # No data, no map: outside the data's footprint (invalid pixels connected to the image
     # border, e.g. the corners of a derotated field) the field's maps and sigmas are NaN, like
     # the WFA's; invalid pixels enclosed by data stay filled by the field (Observation.footprint).
@@ -575,7 +330,7 @@ def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: 
         reg: Optional[RegularizedResult] = baselines.regularized
     except HashwfaError as exc:
         reg = None
-        _warn(request, f"no regularised WFA for these data ({exc})")
+        warn(request, f"no regularised WFA for these data ({exc})")
     if uncertainty.noise is not None:
         n = uncertainty.noise
         request.log.write("noise (rms over wavelengths) I, Q, U, V = "
@@ -592,7 +347,7 @@ def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: 
     penalties = getattr(solver, "penalty_weights", {})
     # The maps' Level-2 header: WCS, dates, observer, line, and a series' time axis.
     level2 = map_header(obs.map_cards, obs.map_shape, wavelength=obs.line.center, times=obs.times)
-    products = RunProducts(
+    products = outputs.RunProducts(
         maps=result.maps,
         wfa=pixelwise,
         regularized=reg,

@@ -49,7 +49,7 @@ DRIVER = textwrap.dedent(
     """
     import os, sys, time
     from hashwfa.cli import train
-    from hashwfa.run import train as job
+    from hashwfa.run import ranks as job
     from hashwfa.training import distributed, solver
     from hashwfa.wfa.uncertainty import local_risk as field_uncertainty
 
