@@ -40,3 +40,16 @@ def test_a_bootstrap_member_repeats_the_procedure_on_its_own_data(counted, repo_
     assert main([str(repo_root / "configs" / "recommended.json"), "--out", str(tmp_path / "run"),
                  "--set", "uncertainty.members=1", *SMALL]) == 0
     assert counted == {"estimate_noise": 2, "regularized_wfa": 2}
+
+
+def test_field_fits_cards_fit_without_truncation(repo_root, tmp_path):
+    # Every header card of field.fits fits in 80 characters as written (astropy warns when it cuts a comment).
+    import warnings
+
+    from astropy.io.fits.verify import VerifyWarning
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert main([str(repo_root / "configs" / "recommended.json"), "--out", str(tmp_path / "run"),
+                     "--set", "output.sigmas=false", *SMALL]) == 0
+    assert not [w for w in seen if issubclass(w.category, VerifyWarning)]

@@ -95,7 +95,7 @@ class StokesNoise:
         cards: Dict[str, Tuple[Any, str]] = {}
         for name, value in zip(STOKES_NAMES, self.per_stokes):
             cards[f"NOISE_{name}"] = (float(value), f"noise sigma of Stokes {name} (rms over wavelengths)")
-        cards["NOISEMTH"] = (self.method, "how the noise was found (hashwfa.wfa.observation.noise)")
+        cards["NOISEMTH"] = (self.method, "how the noise was found")
         return cards
 
     def as_dict(self) -> Dict[str, Any]:
