@@ -8,7 +8,7 @@ GPUs)::
     OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node=2 scripts/bench_distributed.py --epochs 20
     python scripts/bench_distributed.py --params      # parameters and all-reduce bytes per version
 
-Fits the seed protocol (every key at its default: the 200 x 178 synthetic
+Fits the reference protocol (every key at its default: the 200 x 178 synthetic
 plage, V1) for ``--epochs`` epochs per phase and prints, from rank 0, one
 Markdown row: wall and CPU seconds per epoch of each phase (rank 0's; with
 several ranks the other ranks' CPU time is also listed), the peak resident

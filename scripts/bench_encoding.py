@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Throughput of the grid encodings: forward + backward, points per second.
 
-Compares, at the seed protocol's sizes (35 600 points = 200 x 178 pixels,
+Compares, at the reference protocol's sizes (35 600 points = 200 x 178 pixels,
 16 levels, 2 features, base resolution 1, max resolution 32):
 
 - ``per-level loop``: the usual way to write a grid in PyTorch, one level at
@@ -12,7 +12,7 @@ Compares, at the seed protocol's sizes (35 600 points = 200 x 178 pixels,
   coordinates at each step, and TorchGrid reuses what depends only on them);
 - each encoding version V0..V6 (grid plus its PyTorch layers) on the same
   points, with every available backend;
-- one V1 training step (encoding, the seed's MLP head, a mean-squared loss,
+- one V1 training step (encoding, the reference report's MLP head, a mean-squared loss,
   backward, fused Adam) per interpolation, Linear against the cubic
   CatmullRom and BSpline, as CPU time per step (less disturbed by other
   processes on a shared machine than wall time).

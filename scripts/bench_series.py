@@ -13,15 +13,15 @@ synthetic plage, advected by ``--flow`` pixels per frame, azimuths turning at
 ``--azimuth-rate`` degrees per frame rms, fresh noise in every frame.
 
 The solver settings come from ``--config`` (default configs/v1.json: the
-seed protocol; configs/recommended.json for the recommended configuration,
+reference protocol; configs/recommended.json for the recommended configuration,
 its ``regularization`` section included) with ``--set`` overrides, on the
 CPU with the torch backend; the joint fit's batch is raised to the whole
-series so that every step sees all (t, y, x) points as the seed protocol
+series so that every step sees all (t, y, x) points as the reference protocol
 does for one frame (the smoothness terms need it). Only the solver runs:
 no sigma maps (``output.sigmas``), no output files. ``--scale-resolution
 S`` multiplies every field's ``max_resolution`` (and V6's
 ``plane_resolution`` when set) by S, rounded, so that a smaller image keeps
-the finest cells' size in pixels (0.5 for 96 px against the seed's 200).
+the finest cells' size in pixels (0.5 for 96 px against the reference report's 200).
 
     python scripts/bench_series.py --nt 8 --ny 96 --nx 96 --set encoding.max_resolution=16 \
         --frames-per-cell 2,8,32 --json out.json

@@ -2,7 +2,7 @@
 """Effect of ``training.init_from`` on convergence and accuracy (synthetic plage).
 
 For each start (none, pixelwise, regularized) and each number of epochs per
-phase, trains the given version with the seed protocol otherwise and prints
+phase, trains the given version with the reference protocol otherwise and prints
 the errors against the truth (B_los / B_t RMSE [G], azimuth MAE [deg]), the
 WFA loss of the first and last epoch of each phase, the warm-start fit's
 relative error and the CPU time of the training (warm start and baseline map

@@ -10,7 +10,7 @@
 #               build script is run on a local tiny-cuda-nn source (see docs/GPU.md)
 #   3 parity    scripts/gpu_check.py parity: torch grid vs tcnn.Encoding
 #               (vs the float64 torch grid when tcnn is missing)
-#   4 bench     hashwfa-bench seed table on the GPU, tcnn and torch backends,
+#   4 bench     hashwfa-bench reference table on the GPU, tcnn and torch backends,
 #               configs/recommended*.json (its own version) if any, and every
 #               smooth interpolation the grid knows (torch grid on CUDA; V1 by
 #               default, --smooth-versions), median of 3
@@ -45,7 +45,7 @@ usage: bash scripts/gpu_check.sh --out DIR [options]
                      each stage gets at most its own limit and what is left
   --smooth-versions V  versions timed with each smooth interpolation (default 1;
                      e.g. 0,1,2,3,4,5,6: each costs about as much as a version
-                     of the seed table)
+                     of the reference table)
   --quick            small sizes everywhere (a smoke test of the script)
   --device cpu       run the GPU stages on the CPU instead: a smoke test of
                      this script where there is no GPU (with --skip install,tcnn:
@@ -259,7 +259,7 @@ if gpu_stage_allowed 3 parity; then
     rm -f "$OUT_DIR/parity.log"  # parity.json holds every check; fewer files come back
 fi
 
-# ---- stage 4: the seed table on the GPU --------------------------------------
+# ---- stage 4: the reference table on the GPU --------------------------------------
 if gpu_stage_allowed 4 bench; then
     run_stage 4 bench 200 "$OUT_DIR/bench.txt" bash -c bench_runs
     grep -E "^(## |\| )" "$OUT_DIR/bench.txt" >> "$REPORT"

@@ -1,7 +1,7 @@
 """Shared fixtures: a small synthetic observation, small configs, pinned threads.
 
 Everything here is small enough for a 2-core CPU: a 24 x 20 pixel plage and a
-reduced seed protocol (6 levels, max resolution 16, 12 epochs per phase).
+reduced reference protocol (6 levels, max resolution 16, 12 epochs per phase).
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from hashwfa.wfa.synthetic.plage import synthetic_plage
 #: The repository's root (configs/, scripts/ live there).
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# A reduced seed protocol for hashwfa-train: small and fast, and noisy enough
+# A reduced reference protocol for hashwfa-train: small and fast, and noisy enough
 # that the pixel-wise WFA is visibly noisy (the spatially coherent neural
-# field must beat it on B_los). A larger learning rate than the seed's 5e-3
+# field must beat it on B_los). A larger learning rate than the reference report's 5e-3
 # lets B_los (output scale 1 G) reach hundreds of gauss within a few dozen
 # epochs.
-SMALL_CONFIG_TEXT = """// a reduced seed protocol for the tests
+SMALL_CONFIG_TEXT = """// a reduced reference protocol for the tests
 {
   "data": {"synthetic": {"ny": 40, "nx": 36, "seed": 3, "noise": %(noise)s}},
   "encoding": {"version": 1, "n_levels": 8, "max_resolution": 16, "log2_hashmap_size": 12},
@@ -69,7 +69,7 @@ def small_observation() -> Observation:
 
 @pytest.fixture(scope="session")
 def small_solver_config() -> Callable[..., SolverConfig]:
-    """``make(version=1, **training)``: a reduced seed protocol as a :class:`SolverConfig`.
+    """``make(version=1, **training)``: a reduced reference protocol as a :class:`SolverConfig`.
 
     6 levels, max resolution 16, 2^10 table entries, 16 neurons, 12 epochs per
     phase on the CPU, seed 0; ``training`` overrides TrainingConfig keys.

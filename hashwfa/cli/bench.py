@@ -1,4 +1,4 @@
-"""``hashwfa-bench``: the seed report's table, regenerated and measured.
+"""``hashwfa-bench``: the reference report's table, regenerated and measured.
 
 ::
 
@@ -7,9 +7,9 @@
                   [--repeats R] [--json results.json] [--interpolations CatmullRom,BSpline]
                   [--recommended [CONFIG]]
 
-Runs the seed protocol (docs/ARCHITECTURE.md section 6; every key at its default unless
+Runs the reference protocol (docs/ARCHITECTURE.md section 6; every key at its default unless
 ``--config``/``--set`` say otherwise) for each version on the same data and
-with the same seed, and prints a markdown table in the seed report's shape:
+with the same seed, and prints a markdown table in the reference report's shape:
 final loss and time, both relative to V0, plus the errors against the truth
 when it is known (the built-in synthetic plage), and rows for the
 pixel-wise WFA and the spatially regularised WFA (weights chosen by its
@@ -50,11 +50,11 @@ __all__ = ["main", "build_parser"]
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=PROG, description=f"Regenerate the seed report's table ({len(VERSION_NUMBERS)} versions, loss, time, errors)."
+        prog=PROG, description=f"Regenerate the reference report's table ({len(VERSION_NUMBERS)} versions, loss, time, errors)."
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--versions", default=",".join(str(v) for v in VERSION_NUMBERS), help="comma-separated, e.g. 0,1,6")
-    p.add_argument("--config", help="base config (default: every key at its default, the seed protocol)")
+    p.add_argument("--config", help="base config (default: every key at its default, the reference protocol)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a key")
     p.add_argument("--data", help="Stokes FITS file instead of the synthetic plage (with --wavelengths)")
     p.add_argument("--wavelengths", help="wavelength FITS file for --data")
@@ -103,7 +103,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             for v in versions:  # the version's row again with another interpolation
                 cubic = json.loads(json.dumps(raw))
                 cubic.setdefault("encoding", {}).update(version=v, interpolation=interpolation)
-                extras.append((f"V{v} {interpolation}", f"{REGISTRY[v].seed_name}, {interpolation}",
+                extras.append((f"V{v} {interpolation}", f"{REGISTRY[v].report_name}, {interpolation}",
                                validate_config(cubic, args.config or "<defaults>", base_dir=base_dir)))
         if args.recommended:
             rec_raw = read_json_config(args.recommended)

@@ -13,7 +13,7 @@ commas allowed, read with :mod:`commentjson`) with the sections
 ``output``    what is written besides the always-written files
 ``uncertainty`` how the field's sigma maps are estimated (:class:`hashwfa.training.bootstrap.UncertaintyConfig`)
 
-Every key has a default (the seed protocol, docs/ARCHITECTURE.md section 6), so ``{}``
+Every key has a default (the reference protocol, docs/ARCHITECTURE.md section 6), so ``{}``
 is a valid config: V1 on the synthetic plage. The defaults, documentation and
 allowed values live in the dataclass field metadata (see
 :func:`hashwfa.schema.setting`); :func:`describe_keys` lists them.

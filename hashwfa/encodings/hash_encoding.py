@@ -1,4 +1,4 @@
-"""The grid encodings of the seed report, built from their registry entries.
+"""The grid encodings of the reference report, built from their registry entries.
 
 What each version is (grid type, smoother, progressive mask, plane) is
 declared once, in :mod:`hashwfa.encodings.registry`; this module builds it.
@@ -124,7 +124,7 @@ def encoding_configs(
     if plane_resolution is not None and not spec.plane:
         raise HashwfaError(
             f"plane_resolution applies to versions with a dense plane (V6), not version {v} "
-            f"({spec.seed_name}); leave it null."
+            f"({spec.report_name}); leave it null."
         )
     plane_resolution = max_resolution if plane_resolution is None else _positive_int(
         plane_resolution, "plane_resolution", low=2)
@@ -317,7 +317,7 @@ class HashEncoding(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"version={self.version} ({self.spec.seed_name}), n_input_dims={self.n_input_dims}, "
+            f"version={self.version} ({self.spec.report_name}), n_input_dims={self.n_input_dims}, "
             f"n_output_dims={self.n_output_dims}, backend={self.backend!r}"
         )
 
@@ -331,7 +331,7 @@ class HashEncoding(torch.nn.Module):
         """
         if self.mask is None:
             raise HashwfaError(
-                f"version {self.version} ({self.spec.seed_name}) has no progressive level mask; "
+                f"version {self.version} ({self.spec.report_name}) has no progressive level mask; "
                 f"set_active_levels applies to versions {', '.join(map(str, PROGRESSIVE_VERSIONS))} "
                 "(check encoding.progressive first)."
             )

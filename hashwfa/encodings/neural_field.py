@@ -1,4 +1,4 @@
-"""A neural field: an encoding followed by the seed protocol's MLP head."""
+"""A neural field: an encoding followed by the reference protocol's MLP head."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hashwfa.errors import HashwfaError
 class NeuralField(torch.nn.Module):
     """``encoding -> Linear(enc, n_neurons) -> GELU -> [Linear(n_neurons, n_neurons) -> GELU] x (n_hidden_layers - 1) -> Linear(n_neurons, n_outputs)``.
 
-    With the defaults (64 neurons, 2 hidden layers) this is the seed protocol's
+    With the defaults (64 neurons, 2 hidden layers) this is the reference protocol's
     head: Linear(enc, 64), GELU, Linear(64, 64), GELU, Linear(64, out), with
     exact (erf) GELU as ``nn.GELU()``.
 

@@ -38,7 +38,7 @@ class VersionSpec:
 
     Attributes:
         number: the version, ``V<number>``.
-        seed_name: its name in the seed report (the benchmark's row name).
+        report_name: its name in the reference report (the benchmark's row name).
         grid: the main grid's tiny-cuda-nn type, one of :data:`GRID_TYPES`.
         smoother: ``None``, ``"shared"`` (one smoother for all levels) or
             ``"per_level"`` (one per level, one batched op).
@@ -50,7 +50,7 @@ class VersionSpec:
     """
 
     number: int
-    seed_name: str
+    report_name: str
     grid: str
     smoother: Optional[str]
     progressive: bool
@@ -64,8 +64,8 @@ class VersionSpec:
 
     @property
     def description(self) -> str:
-        """``"<seed name>: <summary>"``, the entry of :data:`VERSIONS`."""
-        return f"{self.seed_name}: {self.summary}"
+        """``"<report name>: <summary>"``, the entry of :data:`VERSIONS`."""
+        return f"{self.report_name}: {self.summary}"
 
     @property
     def grid_text(self) -> str:
@@ -106,7 +106,7 @@ REGISTRY: Dict[int, VersionSpec] = {
     )
 }
 
-#: version -> ``"<seed name>: <summary>"``.
+#: version -> ``"<report name>: <summary>"``.
 VERSIONS: Dict[int, str] = {v: spec.description for v, spec in REGISTRY.items()}
 #: The version numbers, ascending (the config's allowed ``encoding.version``).
 VERSION_NUMBERS: Tuple[int, ...] = tuple(sorted(REGISTRY))
@@ -116,14 +116,14 @@ PROGRESSIVE_VERSIONS: Tuple[int, ...] = tuple(v for v in VERSION_NUMBERS if REGI
 
 def versions_text() -> str:
     """``"0 Baseline Hash (tcnn HashGrid); 1 ..."``: every version in one line, for messages and docs."""
-    return "; ".join(f"{v} {REGISTRY[v].seed_name} ({REGISTRY[v].summary})" for v in VERSION_NUMBERS)
+    return "; ".join(f"{v} {REGISTRY[v].report_name} ({REGISTRY[v].summary})" for v in VERSION_NUMBERS)
 
 
 def markdown_table() -> str:
-    """The README's table of versions (``| V | grid | on top of the grid output | seed name |``)."""
-    rows = ["| V | grid | on top of the grid output | seed name |", "|---|------|---------------------------|-----------|"]
+    """The README's table of versions (``| V | grid | on top of the grid output | report name |``)."""
+    rows = ["| V | grid | on top of the grid output | report name |", "|---|------|---------------------------|-----------|"]
     rows += [
-        f"| {v} | {REGISTRY[v].grid_text} | {REGISTRY[v].on_top_text} | {REGISTRY[v].seed_name} |"
+        f"| {v} | {REGISTRY[v].grid_text} | {REGISTRY[v].on_top_text} | {REGISTRY[v].report_name} |"
         for v in VERSION_NUMBERS
     ]
     return "\n".join(rows)

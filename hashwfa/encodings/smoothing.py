@@ -8,7 +8,7 @@ with ``H = 4 F`` and the gate ``g`` initialised to 0.1. It is either *shared*
 (one MLP and one gate for every level) or *per level* (``L`` MLPs and ``L``
 gates). Inputs and outputs are the grid's ``[N, L * F]``, level-major.
 
-How it is fast on a CPU. At the seed's sizes (35 600 points, 16 levels,
+How it is fast on a CPU. At the reference report's sizes (35 600 points, 16 levels,
 ``F = 2``) the smoother works on ``N * L = 569 600`` rows of 8 hidden values,
 and composing ``nn.Linear`` / ``nn.LayerNorm`` / ``nn.GELU`` spends most of
 its time in LayerNorm over 8-wide rows. Here the forward and backward passes

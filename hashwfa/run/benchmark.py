@@ -1,4 +1,4 @@
-"""The seed report's table: every version trained on the same data, timed, and judged against the
+"""The reference report's table: every version trained on the same data, timed, and judged against the
 truth when it is known, next to the pixel-wise and the regularised WFA (the job of ``hashwfa-bench``,
 :mod:`hashwfa.cli.bench`)."""
 
@@ -96,7 +96,7 @@ def run_benchmark(
     valid = obs.valid.reshape(obs.ny, obs.nx)
     say(f"{PROG}: {data.description}; versions {', '.join(f'V{v}' for v in versions)}; {repeats} repeat(s)")
     rows: List[BenchRow] = []
-    runs = [(f"V{v}", v, REGISTRY[v].seed_name, version_config(raw, v, source, base_dir)) for v in versions]
+    runs = [(f"V{v}", v, REGISTRY[v].report_name, version_config(raw, v, source, base_dir)) for v in versions]
     runs += [(label, None, description, cfg) for label, description, cfg in extras]
     for name, version, description, cfg in runs:
         row: Optional[BenchRow] = None
@@ -158,7 +158,7 @@ def _relative(value: Optional[float], reference: Optional[float]) -> str:
 
 
 def format_table(rows: Sequence[BenchRow]) -> str:
-    """The seed report's table, plus errors against the truth when known."""
+    """The reference report's table, plus errors against the truth when known."""
     reference = next((r for r in rows if r.version == 0), None)
     with_truth = any(r.errors for r in rows)
     head = "| Version | Description | Final Loss | vs V0 Loss | Time (s) | vs V0 Time |"

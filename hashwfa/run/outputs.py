@@ -235,7 +235,7 @@ def fit_cards(cfg: Any, result: Any, observation: Any, description: str, world_s
         "BACKEND": (result.backend, "grid backend used"),
         "DEVICE": (result.device, "torch device used"),
         "SEED": (cfg.training.seed, "training.seed"),
-        "FINLOSS": (result.final_loss, "final loss, V+Q+U, seed protocol"),
+        "FINLOSS": (result.final_loss, "final loss, V+Q+U, reference protocol"),
         "LINE": (observation.line.name, "spectral line"),
         "ISCALE": (observation.intensity_scale, "the fit read the Stokes cube divided by this"),
         "DERIV": (observation.derivative, "dI/dlambda (V): physics.derivative"),

@@ -4,7 +4,7 @@ The comparison for the joint fit over (t, y, x) that
 :class:`~hashwfa.training.solver.TwoPhaseSolver` does for a series: each
 frame gets its own (y, x) fields, trained with the same settings from the
 same seed, one frame after the other. The maps are stacked into
-``(nt, ny, nx)``; the final loss is the seed protocol's loss of the stacked
+``(nt, ny, nx)``; the final loss is the reference protocol's loss of the stacked
 maps over the whole series (comparable with the joint fit's); the history is
 the mean over frames of each epoch's loss and learning rate. These runs keep
 no checkpoint (a frame takes 1/nt of the joint run's work): an interrupted

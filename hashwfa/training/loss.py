@@ -8,10 +8,10 @@ For the P valid pixels and A active wavelengths of an observation::
 
 with ``k_a = -0.25 C^2 Gg d^2I/dlambda^2`` (``qu_form="second_derivative"``,
 the default: the textbook WFA) or ``k_a = 0.75 C^2 Gg dI/dlambda / dl``
-(``qu_form="wing"``, the seed's far-wing formula, 0 where ``|dl| <= 0.035
+(``qu_form="wing"``, the reference report's far-wing formula, 0 where ``|dl| <= 0.035
 A``; it has the wrong sign inside the line's inflection points, see
 :mod:`hashwfa.wfa.physics.weak_field`). Phase ``"blos"`` returns L_V, ``"bqbu"`` L_Q +
-L_U, ``"all"`` the sum of the three (the seed protocol's final loss). With the
+L_U, ``"all"`` the sum of the three (the reference protocol's final loss). With the
 wing form the means include active wavelengths inside the line core, where
 the Q/U model is 0 and the residual is the data. Stokes I has no WFA model;
 its weight is not used.
@@ -37,7 +37,7 @@ from hashwfa.wfa.physics.weak_field import CORE_CUTOFF, DEFAULT_QU_FORM, wfa_coe
 #: The two fitted phases, in order: B_los on Stokes V, then (B_Q, B_U) on Q and U.
 PHASES: Tuple[str, str] = ("blos", "bqbu")
 #: What :meth:`WFALoss.forward` accepts: a fitted phase, or ``"all"`` (V, Q and U:
-#: the seed protocol's final loss).
+#: the reference protocol's final loss).
 LOSS_PHASES: Tuple[str, ...] = PHASES + ("all",)
 
 
@@ -53,7 +53,7 @@ class WFALoss(torch.nn.Module):
         core_cutoff: Angstrom; the wing-form Q/U model is 0 where ``|dl| <= core_cutoff``.
         qu_form: ``"second_derivative"`` (default; ``-0.25 C^2 Gg
             d^2I/dlambda^2``, valid at every wavelength; needs >= 3
-            wavelengths) or ``"wing"`` (the seed's far-wing formula,
+            wavelengths) or ``"wing"`` (the reference report's far-wing formula,
             docs/ARCHITECTURE.md section 5); see :mod:`hashwfa.wfa.physics.weak_field`.
         rows: keep only these rows (``start:stop``) of the observation's valid
             points, e.g. one rank's shard in a data-parallel fit; the loss is
@@ -200,7 +200,7 @@ class WFALoss(torch.nn.Module):
         return out
 
     def map_loss(self, blos: np.ndarray, bq: np.ndarray, bu: np.ndarray) -> float:
-        """The seed protocol's loss (phase ``"all"``) of whole-field maps.
+        """The reference protocol's loss (phase ``"all"``) of whole-field maps.
 
         Args:
             blos, bq, bu: ``(ny, nx)`` (or flat ``(ny * nx,)``) maps in gauss and

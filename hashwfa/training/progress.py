@@ -3,7 +3,7 @@
 A bar redraws itself with carriage returns; written to a file or a pipe
 (a batch job's log) every redraw stays, tens of kB per run. Off a terminal
 a line is printed every :data:`PLAIN_EVERY` epochs and at the end of the
-phase instead: the seed protocol (2 x 200 epochs) writes 18 lines.
+phase instead: the reference protocol (2 x 200 epochs) writes 18 lines.
 """
 
 from __future__ import annotations

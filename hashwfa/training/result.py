@@ -26,7 +26,7 @@ class SolverResult:
         history: ``{"blos": {"loss": [...], "lr": [...]}, "bqbu": {...}}``,
             one entry per epoch: the mean training loss of the epoch and the
             learning rate it was trained with.
-        final_loss: loss of the seed protocol (phase ``"all"``: V, Q and U) of
+        final_loss: loss of the reference protocol (phase ``"all"``: V, Q and U) of
             the final fields over the valid pixels.
         timings: wall-clock seconds: ``setup`` (this session), ``blos``,
             ``bqbu``, ``evaluate`` (summed over resumed sessions).

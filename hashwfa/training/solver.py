@@ -10,7 +10,7 @@ are fitted through the weak-field forward model
   ``training.bqbu_scale`` (gauss^2), fitted to Stokes Q and U.
 
 Only the model being trained runs forward in a phase. Each phase has its own
-Adam optimiser and ``ReduceLROnPlateau`` scheduler (the seed protocol).
+Adam optimiser and ``ReduceLROnPlateau`` scheduler (the reference protocol).
 
 Typical use::
 
@@ -457,7 +457,7 @@ class TwoPhaseSolver:
 
     @torch.no_grad()
     def evaluate(self) -> SolverResult:
-        """Maps of the current fields on the full grid and the seed protocol's final loss.
+        """Maps of the current fields on the full grid and the reference protocol's final loss.
 
         Data parallel: every rank adds its shard's part of the final loss (one
         sum over the ranks), then rank 0 alone predicts the whole grid, so no

@@ -37,7 +37,7 @@ class EncodingConfig:
 
     version: int = setting(
         1,
-        f"Encoding version (V1 is the seed's production choice): {versions_text()}.",
+        f"Encoding version (V1 is the reference report's production choice): {versions_text()}.",
         choices=VERSION_NUMBERS,
     )
     n_levels: int = setting(16, "Number of grid levels L.", min=2, max=64)
@@ -53,7 +53,7 @@ class EncodingConfig:
     )
     plane_resolution: Optional[int] = setting(
         None,
-        "V6 only: vertices per axis of the dense plane; null = max_resolution (the seed's budget). "
+        "V6 only: vertices per axis of the dense plane; null = max_resolution (the reference report's budget). "
         "Setting it for a version without a plane is a config error.",
         min=2,
     )
@@ -203,7 +203,7 @@ class TrainingConfig:
     )
     init_from: str = setting(
         "none",
-        "Start of each field: 'none' (the random initialisation, the seed protocol), 'pixelwise' or "
+        "Start of each field: 'none' (the random initialisation, the reference protocol), 'pixelwise' or "
         "'regularized': first fit the field to that WFA baseline's map for training.init_epochs steps "
         "(mean squared error, Adam at training.lr), then train on the WFA loss.",
         choices=INITS,
@@ -245,7 +245,7 @@ class PhysicsConfig:
     qu_form: str = setting(
         DEFAULT_QU_FORM,
         "Q/U model: 'second_derivative' (the textbook WFA, -C^2 Gg B^2 d2I/dl2 / 4, right near the "
-        "line core) or 'wing' (the seed's far-wing 0.75 C^2 Gg B^2 dI/dl / dl, whose sign is wrong "
+        "line core) or 'wing' (the reference report's far-wing 0.75 C^2 Gg B^2 dI/dl / dl, whose sign is wrong "
         "inside the line's inflection points; kept to reproduce the seed).",
         choices=QU_FORMS,
     )

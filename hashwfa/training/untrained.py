@@ -13,12 +13,12 @@ judged: its start is already a fit.
   (a first loss above 0), no later epoch's loss is below ``(1 -``
   :data:`LOSS_TOLERANCE` ``)`` times the first. The smallest fall measured on
   working fits is about 6e-6 (phase 2 of the 24 x 20 synthetic plage, 10
-  epochs at lr 1e-3; the seed protocol's lr 5e-3 falls by 7e-5 in 10
+  epochs at lr 1e-3; the reference protocol's lr 5e-3 falls by 7e-5 in 10
   epochs); a fit whose gradients vanish keeps the float32 loss exactly.
 - **B_los is about zero where the WFA's is not**: the rms of the field's
   B_los over the valid pixels is below :data:`ZERO_FRACTION` of the
   pixel-wise WFA's (when V has a weight). The untrained network gives about
-  2.5e-4 of it; working fits reach 5e-3 in 10 epochs at the seed protocol's
+  2.5e-4 of it; working fits reach 5e-3 in 10 epochs at the reference protocol's
   lr 5e-3, 0.05 and more after 20.
 
 Shorter fits (the few-epoch runs of tests and smoke checks) are not judged:

@@ -10,7 +10,7 @@ scaled output and the map over the valid pixels, divided by the map's mean
 square (so 1 means "no better than zero"), with a fresh Adam optimiser at
 ``training.lr`` (the phase's own optimiser and scheduler start afresh after
 it). ``"none"`` (the default) starts from the random initialisation, as the
-seed protocol does.
+reference protocol does.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""hashwfa-bench: the seed table regenerated on a tiny synthetic plage."""
+"""hashwfa-bench: the reference table regenerated on a tiny synthetic plage."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from hashwfa.wfa.physics.lines import get_line
 from hashwfa.wfa.synthetic.plage import synthetic_plage
 from hashwfa.wfa.synthetic.series import synthetic_series
 
-#: The seed protocol's epochs (2 phases x 200) and the most it may write off a terminal.
+#: The reference protocol's epochs (2 phases x 200) and the most it may write off a terminal.
 SEED_EPOCHS, SEED_BUDGET_BYTES = 400, 20_000
 
 
@@ -50,7 +50,7 @@ def test_off_a_terminal_a_run_writes_a_few_lines_and_a_run_log(tmp_path, small_c
     done = _train([config, "--out", tmp_path / "out"], tmp_path)
     assert done.returncode == 0, done.stderr
     assert "\r" not in done.stderr
-    # The seed protocol's budget, per epoch.
+    # The reference protocol's budget, per epoch.
     assert len(done.stderr.encode()) <= SEED_BUDGET_BYTES * (2 * epochs) / SEED_EPOCHS, done.stderr
     assert done.stderr.count("epoch ") == 4  # every PLAIN_EVERY epochs, two phases
     log = (tmp_path / "out" / "run.log").read_text()

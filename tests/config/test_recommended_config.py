@@ -9,7 +9,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 def test_recommended_config_is_the_recipe():
     cfg = load_config(CONFIGS / "recommended.json")
-    # The seed protocol of V1 otherwise (configs/v1.json): same shared encoding and training.
+    # The reference protocol of V1 otherwise (configs/v1.json): same shared encoding and training.
     v1 = load_config(CONFIGS / "v1.json")
     assert cfg.encoding == v1.encoding and cfg.training == v1.training and cfg.network == v1.network
     # B_los: a finer Catmull-Rom grid; (B_Q, B_U): the shared Linear grid at 32.

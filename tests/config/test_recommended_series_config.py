@@ -25,7 +25,7 @@ def test_series_config_is_the_recommended_one_with_quarter_bqbu_factors_and_a_se
     assert reg.blos == single.regularization.blos and (reg.blos.squared_gradient, reg.blos.total_variation) == (1.0, 0.0)
     assert (reg.bqbu.squared_gradient, reg.bqbu.total_variation) == (0.125, 0.025)
     assert reg.bqbu.tv_eps == single.regularization.bqbu.tv_eps
-    # The data: the synthetic series of 8 frames at the seed size; the batch covers all its points.
+    # The data: the synthetic series of 8 frames at the reference size; the batch covers all its points.
     syn = series.data.synthetic
     assert (syn.nt, syn.ny, syn.nx) == (8, 200, 178)
     assert dataclasses.replace(syn, nt=1) == single.data.synthetic

@@ -104,7 +104,7 @@ def _config(grid_type, n_levels, n_features, log2_size, base, per_level_scale, i
 
 CASES = [
     # grid type, D, levels, F, log2 size, base, per-level scale
-    ("Hash", 2, 16, 2, 19, 1, 32 ** (1 / 15)),  # the seed's: every level fits densely
+    ("Hash", 2, 16, 2, 19, 1, 32 ** (1 / 15)),  # the reference report's: every level fits densely
     ("Dense", 2, 16, 2, 19, 1, 32 ** (1 / 15)),
     ("Hash", 2, 8, 2, 14, 16, (2048 / 16) ** (1 / 7)),  # fine levels hashed
     ("Hash", 3, 6, 4, 12, 4, 2.0),  # 3-D, hashed beyond level 2
@@ -146,7 +146,7 @@ def test_fine_levels_are_hashed_and_coarse_dense():
 @pytest.mark.parametrize(
     "config, dims, expected_entries",
     [
-        # Seed protocol: 16 levels, base 1, max 32, F=2. Resolutions by hand:
+        # Reference protocol: 16 levels, base 1, max 32, F=2. Resolutions by hand:
         # scale_l = 2^(l/3) - 1 in float32 -> 1,2,2,3,3,4,5,6,7,9,11,13,17,21,26,33;
         # entries res^2 rounded up to 8: 8,8,8,16,16,16,32,40,56,88,128,176,296,448,680,1096.
         (_config("Hash", 16, 2, 19, 1, 32 ** (1 / 15)), 2, 3112),

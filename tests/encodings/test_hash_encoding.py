@@ -41,7 +41,7 @@ def test_output_size_every_version(version, dims, n_levels, n_feat):
 
 
 def test_seed_sizes():
-    # The seed protocol: 16 levels x 2 features, max resolution 32; V6 adds one plane level.
+    # The reference protocol: 16 levels x 2 features, max resolution 32; V6 adds one plane level.
     for v in range(7):
         enc = HashEncoding(v, n_levels=16, base_resolution=1, max_resolution=32, backend="torch")
         assert enc.n_output_dims == (34 if v == 6 else 32)

@@ -1,4 +1,4 @@
-"""NeuralField: the seed protocol's MLP head on an encoding."""
+"""NeuralField: the reference protocol's MLP head on an encoding."""
 
 import math
 

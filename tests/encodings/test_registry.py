@@ -1,4 +1,4 @@
-"""The registry of versions: the seed report's seven versions, and what derives from it."""
+"""The registry of versions: the reference report's seven versions, and what derives from it."""
 
 import dataclasses
 
@@ -8,7 +8,7 @@ import torch
 from hashwfa.encodings import HashEncoding
 from hashwfa.encodings.registry import PROGRESSIVE_VERSIONS, REGISTRY, VERSION_NUMBERS, VERSIONS, markdown_table
 
-# The seed report's versions, written out: grid, smoother, progressive, plane, name.
+# The reference report's versions, written out: grid, smoother, progressive, plane, name.
 SEED_REPORT = {
     0: ("HashGrid", None, False, False, "Baseline Hash"),
     1: ("DenseGrid", None, False, False, "Dense Grids"),
@@ -25,7 +25,7 @@ def test_registry_holds_the_seed_reports_versions():
     assert VERSION_NUMBERS == tuple(SEED_REPORT)
     for v, (grid, smoother, progressive, plane, name) in SEED_REPORT.items():
         spec = REGISTRY[v]
-        assert (spec.grid, spec.smoother, spec.progressive, spec.plane, spec.seed_name) == (
+        assert (spec.grid, spec.smoother, spec.progressive, spec.plane, spec.report_name) == (
             grid, smoother, progressive, plane, name)
         assert VERSIONS[v].startswith(name + ": ")
     assert PROGRESSIVE_VERSIONS == (4, 5)

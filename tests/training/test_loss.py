@@ -1,4 +1,4 @@
-"""WFALoss: the seed protocol's loss against a scalar hand computation, phases,
+"""WFALoss: the reference protocol's loss against a scalar hand computation, phases,
 minibatches, NaN pixels, shapes and errors."""
 
 import warnings

@@ -133,7 +133,7 @@ def test_logged_loss_has_the_penalty_and_the_final_loss_does_not(small_observati
     want = data + _reference_penalty(full.reshape(obs.ny, obs.nx, 1), mask, 1e-4, 0.0, 0.1)
     result = TwoPhaseSolver(obs, cfg, progress=False).run()
     assert result.history["blos"]["loss"][0] == pytest.approx(want, rel=1e-5)
-    # The final loss stays the seed protocol's: the data term of the final maps.
+    # The final loss stays the reference protocol's: the data term of the final maps.
     assert result.final_loss == pytest.approx(loss.map_loss(result.blos, result.bq, result.bu), rel=1e-12)
 
 

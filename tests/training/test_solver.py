@@ -45,7 +45,7 @@ def test_result_maps_history_and_final_loss(obs, reference, small_solver_config)
         assert h["loss"][-1] < h["loss"][0], f"loss did not fall in phase {phase}"
     assert res.device == "cpu" and res.backend == "torch"
     assert set(res.timings) >= {"setup", "blos", "bqbu", "evaluate"}
-    # The final loss is the seed protocol's: all Stokes parameters of the
+    # The final loss is the reference protocol's: all Stokes parameters of the
     # final maps over the valid pixels.
     loss = WFALoss(obs)
     valid = loss.valid_index.numpy()

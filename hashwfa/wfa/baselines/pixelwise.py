@@ -53,7 +53,7 @@ def pixel_wfa(
         core_cutoff: Angstrom; with the wing form Q/U use only active
             wavelengths with ``|dl| > core_cutoff``.
         qu_form: ``"second_derivative"`` (default; needs >= 3 wavelengths)
-            or ``"wing"`` (the seed's formula); see :mod:`hashwfa.wfa.physics.weak_field`.
+            or ``"wing"`` (the reference report's formula); see :mod:`hashwfa.wfa.physics.weak_field`.
 
     Returns:
         :class:`FieldMaps` of the observation's map shape, ``(ny, nx)`` or

@@ -7,7 +7,7 @@ Formulas (docs/ARCHITECTURE.md section 5; Landi Degl'Innocenti & Landolfi 2004, 
     V = C geff B_los dI/dlambda
     Q = -0.25 C^2 Gg B_Q d^2I/dlambda^2                 (qu_form="second_derivative", default)
     U = -0.25 C^2 Gg B_U d^2I/dlambda^2
-    Q = 0.75 C^2 Gg B_Q dI/dlambda / dl                 (qu_form="wing", the seed's formula;
+    Q = 0.75 C^2 Gg B_Q dI/dlambda / dl                 (qu_form="wing", the reference report's formula;
     U = 0.75 C^2 Gg B_U dI/dlambda / dl                  1/dl := 0 where |dl| <= 0.035 A)
     B_Q = B_t^2 cos 2phi,  B_U = B_t^2 sin 2phi
 
@@ -15,7 +15,7 @@ Formulas (docs/ARCHITECTURE.md section 5; Landi Degl'Innocenti & Landolfi 2004, 
 expression for the transverse Zeeman effect and holds at every wavelength.
 The wing form follows from it only in the far wings, where
 ``d^2I/dlambda^2 ~ -3 (dI/dlambda) / dl`` (true of a Lorentzian-like wing,
-not of a Doppler core). The seed protocol applies it at the active
+not of a Doppler core). The reference protocol applies it at the active
 wavelengths -0.04, 0, +0.04 A of the CRISP Mg I b2 grid; a line whose core
 the 0.04 A grid resolves (1/e half-width ~0.14 A) has its inflection points
 at ~+-0.1 A, so at +-0.04 A ``d^2I/dlambda^2 > 0`` while ``dI/dlambda / dl < 0``:
@@ -26,8 +26,8 @@ in BENCHMARKS.md, "The synthetic plage and the pixel-wise WFA"). Hence ``"second
 is the default everywhere (:class:`hashwfa.training.loss.WFALoss`,
 :func:`hashwfa.wfa.baselines.pixelwise.pixel_wfa`, :func:`forward_stokes`,
 :func:`wfa_coefficients`, the synthetic ``"wfa"`` model); ``qu_form="wing"``
-(with its 0.035 A core cut-off, :data:`CORE_CUTOFF`) reproduces the seed's
-formula, e.g. for comparison with the seed's numbers or for lines sampled only
+(with its 0.035 A core cut-off, :data:`CORE_CUTOFF`) reproduces the reference report's
+formula, e.g. for comparison with the reference report's numbers or for lines sampled only
 in their far wings.
 
 ``d^2I/dlambda^2`` is the second derivative of the parabola through three
@@ -73,7 +73,7 @@ from hashwfa.wfa.physics.lines import SpectralLine, get_line
 CORE_CUTOFF = 0.035
 
 #: Forms of the Q/U model: the second-derivative form (the textbook WFA, the default)
-#: and the seed's far-wing form (see the module docstring).
+#: and the reference report's far-wing form (see the module docstring).
 QU_FORMS = ("second_derivative", "wing")
 #: The default Q/U form everywhere in the package.
 DEFAULT_QU_FORM = "second_derivative"
@@ -126,7 +126,7 @@ def intensity_derivative(intensity: np.ndarray, wavelengths: np.ndarray, axis: i
     two one-sided slopes, ``(h1 * s_left + h0 * s_right) / (h0 + h1)``: the
     derivative at ``l[i]`` of the parabola through the three points, exact for
     any quadratic. At both ends it is the one-sided slope (as in the CRISP
-    WFA codes the seed protocol comes from).
+    WFA codes the reference protocol comes from).
 
     Args:
         intensity: Stokes I, any shape with the wavelength axis ``axis`` of
@@ -330,7 +330,7 @@ def _check_qu_form(qu_form: str, d2I: Any, needs_qu: bool = True) -> None:
     if needs_qu and qu_form == "second_derivative" and d2I is None:
         raise HashwfaError(
             "qu_form 'second_derivative' (the default) needs d2I_dlambda2 (from intensity_second_derivative, "
-            "which needs >= 3 wavelengths); pass it, or qu_form='wing' for the seed's far-wing formula"
+            "which needs >= 3 wavelengths); pass it, or qu_form='wing' for the reference report's far-wing formula"
         )
 
 
@@ -352,7 +352,7 @@ def wfa_coefficients(
         wavelengths: ``(nw,)`` Angstrom relative to line centre.
         line: the :class:`SpectralLine` (or its name).
         core_cutoff: Angstrom, see :func:`inverse_offset` (wing form only).
-        qu_form: ``"second_derivative"`` (default) or ``"wing"`` (the seed's
+        qu_form: ``"second_derivative"`` (default) or ``"wing"`` (the reference report's
             formula); see the module docstring.
         d2I_dlambda2: ``(..., nw)`` per A^2 (from
             :func:`intensity_second_derivative`), needed by ``"second_derivative"``.
@@ -407,7 +407,7 @@ def forward_stokes(
         bq, bu: ``(...)`` B_Q and B_U in gauss^2, or None (both or neither).
         core_cutoff: Angstrom; with the wing form Q and U are 0 where
             ``|lambda - lambda0| <= core_cutoff``.
-        qu_form: ``"second_derivative"`` (default) or ``"wing"`` (the seed's
+        qu_form: ``"second_derivative"`` (default) or ``"wing"`` (the reference report's
             formula); see the module docstring.
         d2I_dlambda2: ``(..., nw)`` per A^2 (numpy or torch like
             ``dI_dlambda``), needed by ``"second_derivative"`` when ``bq``,

@@ -1,6 +1,6 @@
 """A synthetic plage observation with a known magnetic field.
 
-The real CRISP cube of the seed study is not available, so this module makes
+The real CRISP cube of the reference study is not available, so this module makes
 one on the same wavelength grid (Mg I b2 5173, 13 wavelengths from -0.24 to
 +0.24 A in 0.04 A steps, active indices 5, 6, 7), observed at disk centre
 (B_los = B_z, B_t = B_horizontal) with the sampling and resolution of CRISP
@@ -59,7 +59,7 @@ Three forward models:
   finite-difference derivatives on the 0.04 A grid, the field's
   non-linearity, profiles that mix different fields, line shifts and depths
   within the PSF), but no systematic one in Q and U with the default
-  second-derivative form (:mod:`hashwfa.wfa.physics.weak_field`; the seed's ``"wing"``
+  second-derivative form (:mod:`hashwfa.wfa.physics.weak_field`; the reference report's ``"wing"``
   form has the wrong sign at +-0.04 A).
 - ``"milne_eddington"`` (a photospheric line through a filtergraph): each
   pixel's profiles are the Milne-Eddington (Unno-Rachkovsky) solution of its
@@ -117,7 +117,7 @@ from hashwfa.wfa.physics.weak_field import (DEFAULT_DERIVATIVE, DEFAULT_QU_FORM,
                                             intensity_second_derivative)
 from hashwfa.wfa.physics.zeeman import zeeman_stokes
 
-#: The CRISP Mg I b2 grid of the seed study [A from line centre].
+#: The CRISP Mg I b2 grid of the reference study [A from line centre].
 CRISP_WAVELENGTHS = np.round(np.linspace(-0.24, 0.24, 13), 10)
 #: Its active indices.
 CRISP_ACTIVE = (5, 6, 7)
@@ -586,7 +586,7 @@ def synthetic_plage(
     """Make a synthetic plage observation and its true field.
 
     Args:
-        ny, nx: image size in pixels (>= 2 each); 200 x 178 like the seed data.
+        ny, nx: image size in pixels (>= 2 each); 200 x 178 like the reference data.
         seed: integer seed; the result is the same for the same arguments.
         noise: Gaussian noise sigma in units of the continuum (>= 0), added to
             I, Q, U, V after the PSF; 1e-3 is a typical CRISP level.
@@ -604,7 +604,7 @@ def synthetic_plage(
             ``"milne_eddington"``: ``"full"`` (the
             levels' anomalous splitting) or ``"triplet"`` (effective triplet).
         qu_form: Q/U form of ``model="wfa"``: ``"second_derivative"``
-            (default) or ``"wing"`` (the seed's formula); see
+            (default) or ``"wing"`` (the reference report's formula); see
             :mod:`hashwfa.wfa.physics.weak_field`. Not used by ``"zeeman"``.
         psf_fwhm: FWHM [px] of the Gaussian PSF; None: the SST/CRISP value
             at the line (:func:`psf_fwhm_pixels`, 3.43 px at 5173 A); 0: no

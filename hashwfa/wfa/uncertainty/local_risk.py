@@ -284,7 +284,7 @@ def local_risk_sigmas(
         f, w, sw = getattr(field, q), getattr(pixelwise, q), getattr(pixel_sigmas, q)
         var_f = np.mean([(getattr(m, q) - f) ** 2 for m in members], axis=0)
         # Monte-Carlo divergence: the part of the member's change that follows the change of
-        # its pixel's data (the seed's part does not correlate with it and drops out).
+        # its pixel's data (the reference report's part does not correlate with it and drops out).
         cov_fw = np.mean([(getattr(m, q) - f) * (getattr(mw, q) - w) for m, mw in zip(members, member_pixelwise)],
                          axis=0)
         with np.errstate(invalid="ignore"):

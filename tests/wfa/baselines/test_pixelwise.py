@@ -86,7 +86,7 @@ def test_flat_intensity_gives_zero_not_nan():
 
 
 def test_default_form_on_zeeman_data():
-    """On the Zeeman synthetic (not the WFA) the seed's wing form has the opposite sign
+    """On the Zeeman synthetic (not the WFA) the reference report's wing form has the opposite sign
     to the Zeeman Q, U at +-0.04 A; the default second-derivative form recovers the azimuth."""
     plage = synthetic_plage(ny=24, nx=20, seed=3, noise=0.0, model="zeeman")
     strong = plage.truth.bt > 150
