@@ -265,7 +265,8 @@ def _run_locked(
         # member rank 0 announces (hashwfa.training.bootstrap, "Data parallel"), then leaves.
         if cfg.output.sigmas:
             solver.release_training_data()
-            follow_members(data.observation, cfg.solver, dist, say=_warn)
+            follow_members(data.observation, cfg.solver, dist, say=_warn,
+                           start_fields=_fitted_fields(solver), settings=cfg.uncertainty)
         # Rank 0 writes the results; torchrun waits for it. No barrier here: a
         # long write (large maps, pixel-wise WFA) must not time out the others,
         # whose failure would make torchrun end rank 0 in the middle of it.
@@ -275,6 +276,13 @@ def _run_locked(
     solver.release_training_data()
     return_freed_memory()
     return _finish(request, cfg, config_dict, out_dir, data, baselines, solver, result, dist)
+
+
+def _fitted_fields(solver: Union[TwoPhaseSolver, IndependentFrames]) -> Optional[Dict[str, Dict[str, Any]]]:
+    """The fitted fields' weights a bootstrap member may start from (one joint fit only)."""
+    if not isinstance(solver, TwoPhaseSolver):
+        return None
+    return {phase: field.state_dict() for phase, field in solver.fields.items()}
 
 
 def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: Path, data: LoadedData,
@@ -294,7 +302,8 @@ def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: 
                                   field_sigmas_too=cfg.output.sigmas, settings=cfg.uncertainty,
                                   progress=not request.quiet, say=lambda message: _say(request, message),
                                   scratch_dir=out_dir,  # locked: a killed run's scratch cube is removed as stale
-                                  dist=dist)  # the members train on every rank
+                                  dist=dist,  # the members train on every rank
+                                  start_fields=_fitted_fields(solver))
     if uncertainty.skipped:  # asked for and missing: said even with --quiet
         _warn(uncertainty.skipped)
     # No data, no map: outside the data's footprint (invalid pixels connected to the image

@@ -72,6 +72,9 @@ from hashwfa.wfa.uncertainty.pixelwise import pixel_wfa_sigmas
 __all__ = ["UncertaintyConfig", "RunUncertainty", "member_seed", "member_solver", "run_uncertainty",
            "follow_members", "MEMBER_SEED_STRIDE"]
 
+#: A member started from the fit trains this fraction of ``training.epochs_per_phase`` per phase.
+DEFAULT_MEMBER_EPOCHS = 0.25
+
 #: Member k trains with seed ``training.seed + MEMBER_SEED_STRIDE * k``.
 MEMBER_SEED_STRIDE = 1000
 _MAX_SEED = 2**63
@@ -99,6 +102,22 @@ class UncertaintyConfig:
         "The same for B_Q, B_U (and so B_t, azimuth); wider, as their pixel-wise noise is large against the risk.",
         min=0.0,
     )
+    member_start: str = setting(
+        "fit",
+        "Where a bootstrap member starts: 'fit' (the run's fitted weights, then training.epochs_per_phase "
+        "times uncertainty.member_epochs epochs per phase on its data, with a fresh Adam at training.lr; "
+        "a fit of one joint field) or 'scratch' (the whole fit again from its own initialisation; always "
+        "for training.frames = 'independent').",
+        choices=("fit", "scratch"),
+    )
+    member_epochs: float = setting(
+        DEFAULT_MEMBER_EPOCHS,
+        "With member_start 'fit': the member's epochs per phase as a fraction of training.epochs_per_phase "
+        "(at least 1 epoch). The default keeps the coverage of docs/UNCERTAINTIES.md (BENCHMARKS.md, "
+        "'Where the main job's time goes').",
+        min=0.0,
+        max=1.0,
+    )
     window_frames: float = setting(
         DEFAULT_SMOOTHING_FRAMES,
         "Time series: Gaussian sigma [frames, counted by index whatever the frame times] of the risk "
@@ -108,7 +127,9 @@ class UncertaintyConfig:
 
 
 def member_solver(data: Observation, config: SolverConfig, progress: bool,
-                  dist: DistributedContext = SINGLE_PROCESS) -> Union[TwoPhaseSolver, IndependentFrames]:
+                  dist: DistributedContext = SINGLE_PROCESS,
+                  start_fields: Optional[Dict[str, Dict[str, Any]]] = None,
+                  settings: Optional["UncertaintyConfig"] = None) -> Union[TwoPhaseSolver, IndependentFrames]:
     """The solver of a bootstrap member, of the main fit's kind.
 
     Args:
@@ -116,6 +137,11 @@ def member_solver(data: Observation, config: SolverConfig, progress: bool,
         config: the run's solver config with the member's seed.
         progress: show the progress bars.
         dist: this process's place in a data-parallel run (the member trains on this rank's shard).
+        start_fields: the run's fitted fields (phase -> ``state_dict``); with
+            ``settings.member_start = "fit"`` the member starts from them and
+            trains ``settings.member_epochs`` of ``training.epochs_per_phase``
+            (:func:`member_config`). None: from scratch.
+        settings: the sigma maps' settings (None: the defaults).
 
     Returns:
         :class:`IndependentFrames` (one field per frame) for a series with
@@ -124,7 +150,30 @@ def member_solver(data: Observation, config: SolverConfig, progress: bool,
     """
     if data.is_series and config.training.frames == "independent":
         return IndependentFrames(data, config, progress=progress)
-    return TwoPhaseSolver(data, config, progress=progress, dist=dist)
+    start = _starts_from_fit(config, start_fields, settings)
+    solver = TwoPhaseSolver(data, member_config(config, settings) if start else config, progress=progress, dist=dist)
+    if start:
+        solver.start_from_fields(start_fields)
+    return solver
+
+
+def _starts_from_fit(config: SolverConfig, start_fields: Optional[Dict[str, Dict[str, Any]]],
+                     settings: Optional["UncertaintyConfig"]) -> bool:
+    settings = settings if settings is not None else UncertaintyConfig()
+    return start_fields is not None and settings.member_start == "fit" and config.training.frames != "independent"
+
+
+def member_config(config: SolverConfig, settings: Optional["UncertaintyConfig"] = None) -> SolverConfig:
+    """The solver config of a member started from the fit: ``member_epochs`` of the epochs, no warm start.
+
+    ``training.epochs_per_phase`` times ``uncertainty.member_epochs``, rounded,
+    at least 1; ``training.init_from = "none"`` (the member starts from the
+    fitted weights, not from a baseline map). Everything else is the run's.
+    """
+    settings = settings if settings is not None else UncertaintyConfig()
+    epochs = max(1, int(round(config.training.epochs_per_phase * settings.member_epochs)))
+    return dataclasses.replace(config, training=dataclasses.replace(config.training, epochs_per_phase=epochs,
+                                                                    init_from="none"))
 
 
 def member_seed(seed: int, k: int) -> int:
@@ -179,6 +228,7 @@ def run_uncertainty(
     say: Callable[[str], None] = lambda message: None,
     scratch_dir: Optional[Union[str, Path]] = None,
     dist: DistributedContext = SINGLE_PROCESS,
+    start_fields: Optional[Dict[str, Dict[str, Any]]] = None,
 ) -> RunUncertainty:
     """The sigma maps of a finished fit (module docstring).
 
@@ -199,6 +249,9 @@ def run_uncertainty(
             run's locked output directory); None: in memory.
         dist: rank 0's place in a data-parallel run: the members train on every rank (module
             docstring; the other ranks call :func:`follow_members`); needs ``scratch_dir``.
+        start_fields: the fitted fields' weights (phase -> ``state_dict``, a
+            :class:`TwoPhaseSolver`'s), from which the members start with
+            ``settings.member_start = "fit"``; None: from scratch.
 
     Sigma maps that cannot be made (the noise cannot be estimated from too
     few pixels; a bootstrap member diverges; its data do not fit in memory
@@ -214,7 +267,7 @@ def run_uncertainty(
         baselines = Baselines(observation, core_cutoff=solver_config.physics.core_cutoff,
                               qu_form=solver_config.physics.qu_form)
     found = _run_uncertainty(observation, field_maps, solver_config, baselines, field_sigmas_too, settings, progress,
-                             say, scratch_dir, channel)
+                             say, scratch_dir, channel, start_fields)
     channel.end()  # not after a RankFailure: no rank is left to hear it
     return found
 
@@ -230,6 +283,7 @@ def _run_uncertainty(
     say: Callable[[str], None],
     scratch_dir: Optional[Union[str, Path]],
     channel: "_MemberChannel",
+    start_fields: Optional[Dict[str, Dict[str, Any]]] = None,
 ) -> RunUncertainty:
     """:func:`run_uncertainty`, with the data-parallel members' messages going through ``channel``."""
     dist = channel.dist
@@ -248,17 +302,20 @@ def _run_uncertainty(
         config = dataclasses.replace(
             solver_config, training=dataclasses.replace(solver_config.training, seed=member_seed(seed, k))
         )
-        say(f"sigma maps: training bootstrap member {k}/{settings.members} (seed {config.training.seed}) "
+        start = ("from the fit, " if _starts_from_fit(config, start_fields, settings) else "")
+        say(f"sigma maps: training bootstrap member {k}/{settings.members} ({start}seed {config.training.seed}) "
             "on the data plus a fresh noise draw")
         if dist.enabled:
             channel.start_member(data, config.training.seed)
-            result = member_solver(data, config, progress, dist).run()
+            result = member_solver(data, config, progress, dist, start_fields, settings).run()
             if k == settings.members:  # the last one: the other ranks may leave now
                 channel.end()
         else:
-            result = member_solver(data, config, progress).run()
+            result = member_solver(data, config, progress, start_fields=start_fields, settings=settings).run()
         members.append({"seed": config.training.seed, "final_loss": result.final_loss, "timings_s": result.timings,
-                        "world_size": dist.world_size})
+                        "world_size": dist.world_size,
+                        "start": "fit" if _starts_from_fit(config, start_fields, settings) else "scratch",
+                        "epochs_blos": len(result.history.get("blos", {}).get("loss", []))})
         return result.maps
 
     sigmas, wfa_sigmas, skipped = None, None, None
@@ -336,7 +393,9 @@ class _MemberChannel:
 
 
 def follow_members(observation: Observation, solver_config: SolverConfig, dist: DistributedContext,
-                   say: Callable[[str], None] = lambda message: None) -> int:
+                   say: Callable[[str], None] = lambda message: None,
+                   start_fields: Optional[Dict[str, Dict[str, Any]]] = None,
+                   settings: Optional[UncertaintyConfig] = None) -> int:
     """The sigma step on a rank other than 0: train each bootstrap member rank 0 announces, on this rank's shard.
 
     Called by every rank but 0 after the main fit when ``output.sigmas`` is on,
@@ -353,6 +412,8 @@ def follow_members(observation: Observation, solver_config: SolverConfig, dist: 
         solver_config: the run's solver config (each member's seed comes from rank 0).
         dist: this rank (not 0).
         say: prints a warning (this rank's reason for leaving a member out).
+        start_fields, settings: as for :func:`run_uncertainty` (this rank's fitted fields, the
+            same weights as rank 0's after a data-parallel fit).
 
     Returns:
         The number of members this rank trained to the end.
@@ -380,7 +441,7 @@ def follow_members(observation: Observation, solver_config: SolverConfig, dist: 
         config = dataclasses.replace(
             solver_config, training=dataclasses.replace(solver_config.training, seed=message["seed"]))
         try:
-            member_solver(data, config, False, dist).run()
+            member_solver(data, config, False, dist, start_fields, settings).run()
             trained += 1
         except DivergenceError:
             pass  # the same epoch on every rank (the loss is global): rank 0 ends the step

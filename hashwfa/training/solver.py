@@ -125,6 +125,8 @@ class TwoPhaseSolver:
         self.valid_index = valid_index
         # training.init_from: the baseline map both phases start from, made when first needed.
         self._baseline: Optional[FieldMaps] = None
+        # Set by start_from_fields: both phases start from given weights, every level active.
+        self._from_fields = False
 
         # A series is fitted as one field over (t, y, x) (training.frames "joint"; the
         # "independent" per-frame fits are hashwfa.training.independent_frames). Each field's own
@@ -252,8 +254,25 @@ class TwoPhaseSolver:
             self.epoch = 0
         return self.evaluate()
 
+    def start_from_fields(self, states: Dict[str, Dict[str, torch.Tensor]]) -> None:
+        """Start both phases from given weights instead of the initialisation and ``training.init_from``.
+
+        For a bootstrap member warm-started from the run's fitted fields
+        (:mod:`hashwfa.training.bootstrap`): ``states`` maps each phase
+        (``"blos"``, ``"bqbu"``) to a ``state_dict`` of a field of this
+        config. The weights are copied; every level is active from the first
+        epoch (a progressive encoding does not ramp again over fitted levels).
+        Call before :meth:`run`.
+        """
+        for p in PHASES:
+            self.fields[p].load_state_dict(states[p])
+        self.dist.broadcast_parameters(self.fields.values())
+        self._from_fields = True
+
     def _active_levels(self, epoch: int, phase: str) -> float:
         enc = self.config.field_encoding(phase)
+        if self._from_fields:
+            return float(enc.n_levels)
         train = self.config.training
         return float(
             progressive_schedule(
@@ -280,7 +299,7 @@ class TwoPhaseSolver:
         label = "phase 1/2 B_los" if phase == "blos" else "phase 2/2 B_Q,B_U"
         bar = tqdm(total=epochs, initial=self.epoch, desc=label, disable=not self.progress, leave=True)
         t0 = time.perf_counter()
-        if self.epoch == 0 and self.config.training.init_from != "none":
+        if self.epoch == 0 and self.config.training.init_from != "none" and not self._from_fields:
             self._warm_start(phase)  # part of the phase's time
         try:
             while self.epoch < epochs:
