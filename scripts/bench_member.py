@@ -44,7 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from hashwfa.config.run_config import load_config
 from hashwfa.run.data import load_data
 from hashwfa.training import TwoPhaseSolver
-from hashwfa.training.bootstrap import run_uncertainty
+from hashwfa.training.bootstrap import FitStart, run_uncertainty
 from hashwfa.wfa.baselines.pixelwise import pixel_wfa
 from hashwfa.wfa.baselines.products import Baselines
 from hashwfa.wfa.uncertainty.pixelwise import pixel_wfa_sigmas
@@ -82,7 +82,7 @@ def main(argv: List[str]) -> None:
     solver = TwoPhaseSolver(obs, cfg.solver, progress=False, baselines=baselines)
     result = solver.run()
     print(f"# main fit: {time.perf_counter() - w0:.1f} s wall, {time.process_time() - c0:.1f} s CPU")
-    start = {p: f.state_dict() for p, f in solver.fields.items()}
+    start = FitStart.of(solver)
     valid = obs.valid.reshape(obs.map_shape)
     masks = {"all": {q: valid for q in ("blos", "bt", "azimuth")}}
     if cfg.data.synthetic is not None and cfg.data.synthetic.model != "wfa":
@@ -100,7 +100,7 @@ def main(argv: List[str]) -> None:
                                        member_epochs=float(fraction) if fraction else cfg.uncertainty.member_epochs)
         w0, c0 = time.perf_counter(), time.process_time()
         found = run_uncertainty(obs, result.maps, cfg.solver, baselines=baselines, field_sigmas_too=True,
-                                settings=settings, progress=False, start_fields=start if kind == "fit" else None)
+                                settings=settings, progress=False, start=start if kind == "fit" else None)
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
         for name, mask in masks.items():
             rows.append((setting, name, wall, cpu, coverage(result.maps, truth, found.sigmas, mask)))

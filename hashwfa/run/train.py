@@ -45,7 +45,7 @@ from hashwfa.run.data import LoadedData, load_data
 from hashwfa.run.output_directory import check_output_directory, clear_previous_results
 from hashwfa.run.quicklook import write_quicklook
 from hashwfa.training import IndependentFrames, TwoPhaseSolver
-from hashwfa.training.bootstrap import follow_members, run_uncertainty
+from hashwfa.training.bootstrap import FitStart, follow_members, run_uncertainty
 from hashwfa.training.device import resolve_device
 from hashwfa.training.distributed import DEFAULT_TIMEOUT_MINUTES, SINGLE_PROCESS, DistributedContext, init_distributed
 from hashwfa.training.untrained import describe_settings, untrained_message
@@ -266,7 +266,7 @@ def _run_locked(
         if cfg.output.sigmas:
             solver.release_training_data()
             follow_members(data.observation, cfg.solver, dist, say=_warn,
-                           start_fields=_fitted_fields(solver), settings=cfg.uncertainty)
+                           start=_fit_start(solver), settings=cfg.uncertainty)
         # Rank 0 writes the results; torchrun waits for it. No barrier here: a
         # long write (large maps, pixel-wise WFA) must not time out the others,
         # whose failure would make torchrun end rank 0 in the middle of it.
@@ -278,11 +278,9 @@ def _run_locked(
     return _finish(request, cfg, config_dict, out_dir, data, baselines, solver, result, dist)
 
 
-def _fitted_fields(solver: Union[TwoPhaseSolver, IndependentFrames]) -> Optional[Dict[str, Dict[str, Any]]]:
-    """The fitted fields' weights a bootstrap member may start from (one joint fit only)."""
-    if not isinstance(solver, TwoPhaseSolver):
-        return None
-    return {phase: field.state_dict() for phase, field in solver.fields.items()}
+def _fit_start(solver: Union[TwoPhaseSolver, IndependentFrames]) -> Optional[FitStart]:
+    """The fit a bootstrap member may start from (one joint fit only)."""
+    return FitStart.of(solver) if isinstance(solver, TwoPhaseSolver) else None
 
 
 def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: Path, data: LoadedData,
@@ -303,7 +301,7 @@ def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: 
                                   progress=not request.quiet, say=lambda message: _say(request, message),
                                   scratch_dir=out_dir,  # locked: a killed run's scratch cube is removed as stale
                                   dist=dist,  # the members train on every rank
-                                  start_fields=_fitted_fields(solver))
+                                  start=_fit_start(solver))
     if uncertainty.skipped:  # asked for and missing: said even with --quiet
         _warn(uncertainty.skipped)
     # No data, no map: outside the data's footprint (invalid pixels connected to the image

@@ -40,7 +40,8 @@ from hashwfa.training.gradients import normalise_gradients
 from hashwfa.training.device import grid_backend_for, resolve_device
 from hashwfa.training.distributed import SINGLE_PROCESS, DistributedContext
 from hashwfa.training.model import build_field, model_bundle
-from hashwfa.training.penalty import MapPenalty, check_full_batch, penalty_weights
+from hashwfa.training.penalty import MapPenalty, PenaltyWeights, check_full_batch
+from hashwfa.training.penalty import penalty_weights as choose_penalty_weights
 from hashwfa.training.result import SolverResult
 from hashwfa.training.solver_config import SolverConfig
 from hashwfa.training.warm_start import baseline_maps, fit_to_map, phase_target
@@ -75,6 +76,10 @@ class TwoPhaseSolver:
             of ``observation``, shared with whatever else of the run needs the
             noise or a baseline (the smoothness weights and the warm start read
             it here); None makes one for this solver alone.
+        penalty_weights: the smoothness weights per phase, when already
+            chosen (a bootstrap member started from the fit keeps the fit's,
+            :mod:`hashwfa.training.bootstrap`); None: chosen here from
+            ``config.regularization`` and the baselines.
 
     The training state (models, optimisers, schedulers, minibatch RNG, phase,
     epoch, history) round-trips through :meth:`state_dict` /
@@ -94,7 +99,7 @@ class TwoPhaseSolver:
     def __init__(
         self, observation: Observation, config: SolverConfig, *, progress: bool = True,
         dist: DistributedContext = SINGLE_PROCESS, noise: Optional[StokesNoise] = None,
-        baselines: Optional[Baselines] = None,
+        baselines: Optional[Baselines] = None, penalty_weights: Optional[Dict[str, PenaltyWeights]] = None,
     ) -> None:
         t0 = time.perf_counter()
         self.config = config
@@ -161,7 +166,8 @@ class TwoPhaseSolver:
         check_full_batch(config, self.full_batch, dist.enabled)
         self.baselines = baselines if baselines is not None else Baselines(
             observation, core_cutoff=physics.core_cutoff, qu_form=physics.qu_form, given_noise=noise)
-        self.penalty_weights = penalty_weights(self.loss, config, self.baselines)
+        self.penalty_weights = (dict(penalty_weights) if penalty_weights is not None
+                                else choose_penalty_weights(self.loss, config, self.baselines))
         self.penalties = {p: MapPenalty(w, self.loss.valid_index, self.loss.shape)
                           for p, w in self.penalty_weights.items()}
         self.generator = torch.Generator(device=self.device)

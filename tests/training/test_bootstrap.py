@@ -7,6 +7,7 @@ import torch
 import hashwfa.training.bootstrap as uncertainty_module
 from hashwfa.wfa.baselines.products import Baselines
 from hashwfa.training import TwoPhaseSolver
+from hashwfa.training.penalty import PenaltyWeights
 from hashwfa.training.bootstrap import UncertaintyConfig, member_seed, run_uncertainty
 from hashwfa.wfa.observation.noise import given_noise
 from hashwfa.wfa.observation.observation import Observation
@@ -98,12 +99,16 @@ def test_a_member_from_the_fit_starts_from_its_weights_and_trains_the_short_sche
     fit = TwoPhaseSolver(small_observation, config, progress=False)
     fitted = fit.run()
     maps = fitted.maps
-    start = {p: {k: v.clone() for k, v in f.state_dict().items()} for p, f in fit.fields.items()}
-    member = uncertainty_module.member_solver(small_observation, config, False, start_fields=start,
+    fields = {p: {k: v.clone() for k, v in f.state_dict().items()} for p, f in fit.fields.items()}
+    given = uncertainty_module.FitStart(fields=fields, penalty_weights={"blos": PenaltyWeights(0.5, 0.0, 0.1)})
+    assert uncertainty_module.member_solver(small_observation, config, False, start=given).penalty_weights == \
+        {"blos": PenaltyWeights(0.5, 0.0, 0.1)}  # the fit's smoothness weights, not chosen again
+    start = uncertainty_module.FitStart.of(fit)
+    member = uncertainty_module.member_solver(small_observation, config, False, start=start,
                                               settings=UncertaintyConfig(member_epochs=0.25))
     for p, field in member.fields.items():  # the member's own initialisation is replaced by the fit's weights
         for k, v in field.state_dict().items():
-            assert torch.equal(v, start[p][k]), (p, k)
+            assert torch.equal(v, fields[p][k]), (p, k)
     result = member.run()
     assert [len(result.history[p]["loss"]) for p in ("blos", "bqbu")] == [10, 10]  # 40 * 0.25
     # On the same data, from the fitted weights: its first epoch is where the fit ended, not where it began
@@ -111,8 +116,8 @@ def test_a_member_from_the_fit_starts_from_its_weights_and_trains_the_short_sche
     first, last = fitted.history["blos"]["loss"][0], fitted.history["blos"]["loss"][-1]
     assert abs(result.history["blos"]["loss"][0] - last) < 0.1 * (first - last)
     found = run_uncertainty(small_observation, maps, config, field_sigmas_too=True, progress=False,
-                            start_fields=start, settings=UncertaintyConfig(member_epochs=0.25))
+                            start=start, settings=UncertaintyConfig(member_epochs=0.25))
     assert [(m["start"], m["epochs_blos"]) for m in found.members] == [("fit", 10)]
     scratch = run_uncertainty(small_observation, maps, config, field_sigmas_too=True, progress=False,
-                              start_fields=start, settings=UncertaintyConfig(member_start="scratch"))
+                              start=start, settings=UncertaintyConfig(member_start="scratch"))
     assert [(m["start"], m["epochs_blos"]) for m in scratch.members] == [("scratch", 40)]
