@@ -73,7 +73,7 @@ __all__ = ["FitStart", "UncertaintyConfig", "member_config", "RunUncertainty", "
            "follow_members", "MEMBER_SEED_STRIDE"]
 
 #: A member started from the fit trains this fraction of ``training.epochs_per_phase`` per phase.
-DEFAULT_MEMBER_EPOCHS = 0.25
+DEFAULT_MEMBER_EPOCHS = 0.1
 
 #: Member k trains with seed ``training.seed + MEMBER_SEED_STRIDE * k``.
 MEMBER_SEED_STRIDE = 1000
