@@ -14,7 +14,8 @@ BENCHMARKS.md section 6).
 
 Settings: ``scratch`` (the whole fit again from the member's own seed, the
 recipe the coverage was first measured with) and ``fit:F`` (started from the
-fitted weights, F x epochs_per_phase epochs).
+fitted weights, F x epochs_per_phase epochs; ``fit`` alone: the config's
+``uncertainty.member_epochs``, or ``member_epochs_series`` for a series).
 
 Run::
 
@@ -96,8 +97,9 @@ def main(argv: List[str]) -> None:
     rows = []
     for setting in args.settings:
         kind, _, fraction = setting.partition(":")
-        settings = dataclasses.replace(cfg.uncertainty, member_start=kind,
-                                       member_epochs=float(fraction) if fraction else cfg.uncertainty.member_epochs)
+        settings = dataclasses.replace(cfg.uncertainty, member_start=kind)
+        if fraction:  # the fraction of the epochs, for one frame and for a series alike
+            settings = dataclasses.replace(settings, member_epochs=float(fraction), member_epochs_series=float(fraction))
         w0, c0 = time.perf_counter(), time.process_time()
         found = run_uncertainty(obs, result.maps, cfg.solver, baselines=baselines, field_sigmas_too=True,
                                 settings=settings, progress=False, start=start if kind == "fit" else None)

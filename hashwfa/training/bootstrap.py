@@ -72,8 +72,13 @@ from hashwfa.wfa.uncertainty.pixelwise import pixel_wfa_sigmas
 __all__ = ["FitStart", "UncertaintyConfig", "member_config", "RunUncertainty", "member_seed", "member_solver", "run_uncertainty",
            "follow_members", "MEMBER_SEED_STRIDE"]
 
-#: A member started from the fit trains this fraction of ``training.epochs_per_phase`` per phase.
+#: A member started from the fit trains this fraction of ``training.epochs_per_phase`` per phase
+#: (one frame; a joint series: DEFAULT_MEMBER_EPOCHS_SERIES). Measured: BENCHMARKS.md,
+#: "Where the main job's time goes" (0.1 gives the scratch member's coverage on one frame; on a
+#: series the 2-sigma coverage of B_t and the azimuth fell to 0.900 / 0.922 with 0.1, and 0.25
+#: gives the scratch member's).
 DEFAULT_MEMBER_EPOCHS = 0.1
+DEFAULT_MEMBER_EPOCHS_SERIES = 0.25
 
 #: Member k trains with seed ``training.seed + MEMBER_SEED_STRIDE * k``.
 MEMBER_SEED_STRIDE = 1000
@@ -133,9 +138,16 @@ class UncertaintyConfig:
     )
     member_epochs: float = setting(
         DEFAULT_MEMBER_EPOCHS,
-        "With member_start 'fit': the member's epochs per phase as a fraction of training.epochs_per_phase "
-        "(at least 1 epoch). The default keeps the coverage of docs/UNCERTAINTIES.md (BENCHMARKS.md, "
-        "'Where the main job's time goes').",
+        "With member_start 'fit', one frame: the member's epochs per phase as a fraction of "
+        "training.epochs_per_phase (at least 1 epoch). The default keeps the coverage of "
+        "docs/UNCERTAINTIES.md (BENCHMARKS.md, 'Where the main job's time goes').",
+        min=0.0,
+        max=1.0,
+    )
+    member_epochs_series: float = setting(
+        DEFAULT_MEMBER_EPOCHS_SERIES,
+        "The same for a time series fitted as one joint field (its member needs more epochs to "
+        "respond to the noise as the whole fit does).",
         min=0.0,
         max=1.0,
     )
@@ -173,7 +185,7 @@ def member_solver(data: Observation, config: SolverConfig, progress: bool,
         return IndependentFrames(data, config, progress=progress)
     if not _starts_from_fit(config, start, settings):
         return TwoPhaseSolver(data, config, progress=progress, dist=dist)
-    solver = TwoPhaseSolver(data, member_config(config, settings), progress=progress, dist=dist,
+    solver = TwoPhaseSolver(data, member_config(config, settings, data.is_series), progress=progress, dist=dist,
                             penalty_weights=start.penalty_weights)
     solver.start_from_fields(start.fields)
     return solver
@@ -185,15 +197,18 @@ def _starts_from_fit(config: SolverConfig, start: Optional[FitStart],
     return start is not None and settings.member_start == "fit" and config.training.frames != "independent"
 
 
-def member_config(config: SolverConfig, settings: Optional["UncertaintyConfig"] = None) -> SolverConfig:
+def member_config(config: SolverConfig, settings: Optional["UncertaintyConfig"] = None,
+                  series: bool = False) -> SolverConfig:
     """The solver config of a member started from the fit: ``member_epochs`` of the epochs, no warm start.
 
-    ``training.epochs_per_phase`` times ``uncertainty.member_epochs``, rounded,
+    ``training.epochs_per_phase`` times ``uncertainty.member_epochs`` (``member_epochs_series``
+    for a ``series``), rounded,
     at least 1; ``training.init_from = "none"`` (the member starts from the
     fitted weights, not from a baseline map). Everything else is the run's.
     """
     settings = settings if settings is not None else UncertaintyConfig()
-    epochs = max(1, int(round(config.training.epochs_per_phase * settings.member_epochs)))
+    fraction = settings.member_epochs_series if series else settings.member_epochs
+    epochs = max(1, int(round(config.training.epochs_per_phase * fraction)))
     return dataclasses.replace(config, training=dataclasses.replace(config.training, epochs_per_phase=epochs,
                                                                     init_from="none"))
 

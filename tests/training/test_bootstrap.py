@@ -91,6 +91,9 @@ def test_member_config_trains_the_fraction_of_the_epochs_without_a_warm_start(sm
     assert member.training.init_from == "none" and member.training.seed == 7 and member.encoding == config.encoding
     tiny = uncertainty_module.member_config(config, UncertaintyConfig(member_epochs=0.0))
     assert tiny.training.epochs_per_phase == 1  # at least one epoch
+    series = uncertainty_module.member_config(config, UncertaintyConfig(member_epochs=0.25, member_epochs_series=0.5),
+                                              series=True)
+    assert series.training.epochs_per_phase == 6  # 12 * 0.5: a joint series has its own fraction
 
 
 def test_a_member_from_the_fit_starts_from_its_weights_and_trains_the_short_schedule(small_observation,
