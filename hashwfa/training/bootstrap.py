@@ -69,8 +69,8 @@ from hashwfa.wfa.observation.noise import StokesNoise
 from hashwfa.wfa.observation.observation import Observation
 from hashwfa.wfa.uncertainty.pixelwise import pixel_wfa_sigmas
 
-__all__ = ["FitStart", "UncertaintyConfig", "member_config", "RunUncertainty", "member_seed", "member_solver", "run_uncertainty",
-           "follow_members", "MEMBER_SEED_STRIDE"]
+__all__ = ["FitStart", "UncertaintyConfig", "member_config", "RunUncertainty", "member_seed", "member_solver",
+           "run_uncertainty", "follow_members", "MEMBER_SEED_STRIDE"]
 
 #: A member started from the fit trains this fraction of ``training.epochs_per_phase`` per phase
 #: (one frame; a joint series: DEFAULT_MEMBER_EPOCHS_SERIES). Measured: BENCHMARKS.md,
@@ -132,8 +132,8 @@ class UncertaintyConfig:
         "fit",
         "Where a bootstrap member starts: 'fit' (the run's fitted weights and smoothness weights, then "
         "training.epochs_per_phase times uncertainty.member_epochs epochs per phase on its data, with a "
-        "fresh Adam at training.lr; a fit of one joint field) or 'scratch' (the whole fit again from its own initialisation; always "
-        "for training.frames = 'independent').",
+        "fresh Adam at training.lr; a fit of one joint field) or 'scratch' (the whole fit again from its "
+        "own initialisation; always for training.frames = 'independent').",
         choices=("fit", "scratch"),
     )
     member_epochs: float = setting(
