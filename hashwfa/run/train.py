@@ -48,7 +48,7 @@ from hashwfa.run.run_log import PROG, RunLog, log_data, log_phases, package_warn
 from hashwfa.run.output_directory import check_output_directory, clear_previous_results, remove_unwritten_results
 from hashwfa.run.quicklook import write_quicklook
 from hashwfa.training import IndependentFrames, TwoPhaseSolver
-from hashwfa.training.bootstrap import follow_members, run_uncertainty
+from hashwfa.training.bootstrap import FitStart, follow_members, run_uncertainty
 from hashwfa.training.device import resolve_device
 from hashwfa.training.distributed import DEFAULT_TIMEOUT_MINUTES, SINGLE_PROCESS, DistributedContext, init_distributed
 from hashwfa.training.untrained import describe_settings, untrained_message
@@ -282,7 +282,8 @@ def _run_locked(
         # member rank 0 announces (hashwfa.training.bootstrap, "Data parallel"), then leaves.
         if cfg.output.sigmas:
             solver.release_training_data()
-            follow_members(data.observation, cfg.solver, dist, say=lambda message: warn(request, message))
+            follow_members(data.observation, cfg.solver, dist, say=lambda message: warn(request, message),
+                           start=_fit_start(solver), settings=cfg.uncertainty)
         # Rank 0 writes the results; torchrun waits for it. No barrier here: a
         # long write (large maps, pixel-wise WFA) must not time out the others,
         # whose failure would make torchrun end rank 0 in the middle of it.
@@ -293,6 +294,11 @@ def _run_locked(
     solver.release_training_data()
     return_freed_memory()
     return _finish(request, cfg, config_dict, out_dir, data, baselines, solver, result, dist)
+
+
+def _fit_start(solver: Union[TwoPhaseSolver, IndependentFrames]) -> Optional[FitStart]:
+    """The fit a bootstrap member may start from (one joint fit only)."""
+    return FitStart.of(solver) if isinstance(solver, TwoPhaseSolver) else None
 
 
 def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: Path, data: LoadedData,
@@ -312,7 +318,8 @@ def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: 
                                   field_sigmas_too=cfg.output.sigmas, settings=cfg.uncertainty,
                                   progress=not request.quiet, say=lambda message: say(request, message),
                                   scratch_dir=out_dir,  # locked: a killed run's scratch cube is removed as stale
-                                  dist=dist)  # the members train on every rank
+                                  dist=dist,  # the members train on every rank
+                                  start=_fit_start(solver))
     if uncertainty.skipped:  # asked for and missing: said even with --quiet
         warn(request, uncertainty.skipped)
     # No data, no map: outside the data's footprint (invalid pixels connected to the image

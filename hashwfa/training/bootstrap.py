@@ -69,12 +69,41 @@ from hashwfa.wfa.observation.noise import StokesNoise
 from hashwfa.wfa.observation.observation import Observation
 from hashwfa.wfa.uncertainty.pixelwise import pixel_wfa_sigmas
 
-__all__ = ["UncertaintyConfig", "RunUncertainty", "member_seed", "member_solver", "run_uncertainty",
-           "follow_members", "MEMBER_SEED_STRIDE"]
+__all__ = ["FitStart", "UncertaintyConfig", "member_config", "RunUncertainty", "member_seed", "member_solver",
+           "run_uncertainty", "follow_members", "MEMBER_SEED_STRIDE"]
+
+#: A member started from the fit trains this fraction of ``training.epochs_per_phase`` per phase
+#: (one frame; a joint series: DEFAULT_MEMBER_EPOCHS_SERIES). Measured: BENCHMARKS.md,
+#: "Where the main job's time goes" (0.1 gives the scratch member's coverage on one frame; on a
+#: series the 2-sigma coverage of B_t and the azimuth fell to 0.900 / 0.922 with 0.1, and 0.25
+#: gives the scratch member's).
+DEFAULT_MEMBER_EPOCHS = 0.1
+DEFAULT_MEMBER_EPOCHS_SERIES = 0.25
 
 #: Member k trains with seed ``training.seed + MEMBER_SEED_STRIDE * k``.
 MEMBER_SEED_STRIDE = 1000
 _MAX_SEED = 2**63
+
+
+@dataclass(frozen=True)
+class FitStart:
+    """What a bootstrap member started from the fit takes from it (``uncertainty.member_start = "fit"``).
+
+    Attributes:
+        fields: the fitted fields' weights, phase (``"blos"``, ``"bqbu"``) -> ``state_dict``.
+        penalty_weights: the fit's smoothness weights per phase (``TwoPhaseSolver.penalty_weights``):
+            the member differentiates the same estimator, so it keeps them rather than choosing
+            its own from its noisier data.
+    """
+
+    fields: Dict[str, Dict[str, Any]]
+    penalty_weights: Dict[str, Any]
+
+    @classmethod
+    def of(cls, solver: TwoPhaseSolver) -> "FitStart":
+        """The start a finished :class:`TwoPhaseSolver` gives its members."""
+        return cls(fields={p: f.state_dict() for p, f in solver.fields.items()},
+                   penalty_weights=dict(solver.penalty_weights))
 
 
 @dataclass(frozen=True)
@@ -99,6 +128,29 @@ class UncertaintyConfig:
         "The same for B_Q, B_U (and so B_t, azimuth); wider, as their pixel-wise noise is large against the risk.",
         min=0.0,
     )
+    member_start: str = setting(
+        "fit",
+        "Where a bootstrap member starts: 'fit' (the run's fitted weights and smoothness weights, then "
+        "training.epochs_per_phase times uncertainty.member_epochs epochs per phase on its data, with a "
+        "fresh Adam at training.lr; a fit of one joint field) or 'scratch' (the whole fit again from its "
+        "own initialisation; always for training.frames = 'independent').",
+        choices=("fit", "scratch"),
+    )
+    member_epochs: float = setting(
+        DEFAULT_MEMBER_EPOCHS,
+        "With member_start 'fit', one frame: the member's epochs per phase as a fraction of "
+        "training.epochs_per_phase (at least 1 epoch). The default keeps the coverage of "
+        "docs/UNCERTAINTIES.md (BENCHMARKS.md, 'Where the main job's time goes').",
+        min=0.0,
+        max=1.0,
+    )
+    member_epochs_series: float = setting(
+        DEFAULT_MEMBER_EPOCHS_SERIES,
+        "The same for a time series fitted as one joint field (its member needs more epochs to "
+        "respond to the noise as the whole fit does).",
+        min=0.0,
+        max=1.0,
+    )
     window_frames: float = setting(
         DEFAULT_SMOOTHING_FRAMES,
         "Time series: Gaussian sigma [frames, counted by index whatever the frame times] of the risk "
@@ -108,7 +160,9 @@ class UncertaintyConfig:
 
 
 def member_solver(data: Observation, config: SolverConfig, progress: bool,
-                  dist: DistributedContext = SINGLE_PROCESS) -> Union[TwoPhaseSolver, IndependentFrames]:
+                  dist: DistributedContext = SINGLE_PROCESS,
+                  start: Optional[FitStart] = None,
+                  settings: Optional["UncertaintyConfig"] = None) -> Union[TwoPhaseSolver, IndependentFrames]:
     """The solver of a bootstrap member, of the main fit's kind.
 
     Args:
@@ -116,6 +170,11 @@ def member_solver(data: Observation, config: SolverConfig, progress: bool,
         config: the run's solver config with the member's seed.
         progress: show the progress bars.
         dist: this process's place in a data-parallel run (the member trains on this rank's shard).
+        start: the run's fit (:class:`FitStart`); with ``settings.member_start
+            = "fit"`` the member starts from its weights, keeps its smoothness
+            weights and trains ``settings.member_epochs`` of
+            ``training.epochs_per_phase`` (:func:`member_config`). None: from scratch.
+        settings: the sigma maps' settings (None: the defaults).
 
     Returns:
         :class:`IndependentFrames` (one field per frame) for a series with
@@ -124,7 +183,34 @@ def member_solver(data: Observation, config: SolverConfig, progress: bool,
     """
     if data.is_series and config.training.frames == "independent":
         return IndependentFrames(data, config, progress=progress)
-    return TwoPhaseSolver(data, config, progress=progress, dist=dist)
+    if not _starts_from_fit(config, start, settings):
+        return TwoPhaseSolver(data, config, progress=progress, dist=dist)
+    solver = TwoPhaseSolver(data, member_config(config, settings, data.is_series), progress=progress, dist=dist,
+                            penalty_weights=start.penalty_weights)
+    solver.start_from_fields(start.fields)
+    return solver
+
+
+def _starts_from_fit(config: SolverConfig, start: Optional[FitStart],
+                     settings: Optional["UncertaintyConfig"]) -> bool:
+    settings = settings if settings is not None else UncertaintyConfig()
+    return start is not None and settings.member_start == "fit" and config.training.frames != "independent"
+
+
+def member_config(config: SolverConfig, settings: Optional["UncertaintyConfig"] = None,
+                  series: bool = False) -> SolverConfig:
+    """The solver config of a member started from the fit: ``member_epochs`` of the epochs, no warm start.
+
+    ``training.epochs_per_phase`` times ``uncertainty.member_epochs`` (``member_epochs_series``
+    for a ``series``), rounded,
+    at least 1; ``training.init_from = "none"`` (the member starts from the
+    fitted weights, not from a baseline map). Everything else is the run's.
+    """
+    settings = settings if settings is not None else UncertaintyConfig()
+    fraction = settings.member_epochs_series if series else settings.member_epochs
+    epochs = max(1, int(round(config.training.epochs_per_phase * fraction)))
+    return dataclasses.replace(config, training=dataclasses.replace(config.training, epochs_per_phase=epochs,
+                                                                    init_from="none"))
 
 
 def member_seed(seed: int, k: int) -> int:
@@ -179,6 +265,7 @@ def run_uncertainty(
     say: Callable[[str], None] = lambda message: None,
     scratch_dir: Optional[Union[str, Path]] = None,
     dist: DistributedContext = SINGLE_PROCESS,
+    start: Optional[FitStart] = None,
 ) -> RunUncertainty:
     """The sigma maps of a finished fit (module docstring).
 
@@ -199,6 +286,8 @@ def run_uncertainty(
             run's locked output directory); None: in memory.
         dist: rank 0's place in a data-parallel run: the members train on every rank (module
             docstring; the other ranks call :func:`follow_members`); needs ``scratch_dir``.
+        start: the fit the members start from with ``settings.member_start = "fit"``
+            (:class:`FitStart`, of a :class:`TwoPhaseSolver`); None: from scratch.
 
     Sigma maps that cannot be made (the noise cannot be estimated from too
     few pixels; a bootstrap member diverges; its data do not fit in memory
@@ -214,7 +303,7 @@ def run_uncertainty(
         baselines = Baselines(observation, core_cutoff=solver_config.physics.core_cutoff,
                               qu_form=solver_config.physics.qu_form)
     found = _run_uncertainty(observation, field_maps, solver_config, baselines, field_sigmas_too, settings, progress,
-                             say, scratch_dir, channel)
+                             say, scratch_dir, channel, start)
     channel.end()  # not after a RankFailure: no rank is left to hear it
     return found
 
@@ -230,6 +319,7 @@ def _run_uncertainty(
     say: Callable[[str], None],
     scratch_dir: Optional[Union[str, Path]],
     channel: "_MemberChannel",
+    start: Optional[FitStart] = None,
 ) -> RunUncertainty:
     """:func:`run_uncertainty`, with the data-parallel members' messages going through ``channel``."""
     dist = channel.dist
@@ -248,17 +338,20 @@ def _run_uncertainty(
         config = dataclasses.replace(
             solver_config, training=dataclasses.replace(solver_config.training, seed=member_seed(seed, k))
         )
-        say(f"sigma maps: training bootstrap member {k}/{settings.members} (seed {config.training.seed}) "
+        origin = ("from the fit, " if _starts_from_fit(config, start, settings) else "")
+        say(f"sigma maps: training bootstrap member {k}/{settings.members} ({origin}seed {config.training.seed}) "
             "on the data plus a fresh noise draw")
         if dist.enabled:
             channel.start_member(data, config.training.seed)
-            result = member_solver(data, config, progress, dist).run()
+            result = member_solver(data, config, progress, dist, start, settings).run()
             if k == settings.members:  # the last one: the other ranks may leave now
                 channel.end()
         else:
-            result = member_solver(data, config, progress).run()
+            result = member_solver(data, config, progress, start=start, settings=settings).run()
         members.append({"seed": config.training.seed, "final_loss": result.final_loss, "timings_s": result.timings,
-                        "world_size": dist.world_size})
+                        "world_size": dist.world_size,
+                        "start": "fit" if _starts_from_fit(config, start, settings) else "scratch",
+                        "epochs_blos": len(result.history.get("blos", {}).get("loss", []))})
         return result.maps
 
     sigmas, wfa_sigmas, skipped = None, None, None
@@ -336,7 +429,9 @@ class _MemberChannel:
 
 
 def follow_members(observation: Observation, solver_config: SolverConfig, dist: DistributedContext,
-                   say: Callable[[str], None] = lambda message: None) -> int:
+                   say: Callable[[str], None] = lambda message: None,
+                   start: Optional[FitStart] = None,
+                   settings: Optional[UncertaintyConfig] = None) -> int:
     """The sigma step on a rank other than 0: train each bootstrap member rank 0 announces, on this rank's shard.
 
     Called by every rank but 0 after the main fit when ``output.sigmas`` is on,
@@ -353,6 +448,8 @@ def follow_members(observation: Observation, solver_config: SolverConfig, dist: 
         solver_config: the run's solver config (each member's seed comes from rank 0).
         dist: this rank (not 0).
         say: prints a warning (this rank's reason for leaving a member out).
+        start, settings: as for :func:`run_uncertainty` (this rank's fit, the same weights as
+            rank 0's after a data-parallel fit).
 
     Returns:
         The number of members this rank trained to the end.
@@ -380,7 +477,7 @@ def follow_members(observation: Observation, solver_config: SolverConfig, dist: 
         config = dataclasses.replace(
             solver_config, training=dataclasses.replace(solver_config.training, seed=message["seed"]))
         try:
-            member_solver(data, config, False, dist).run()
+            member_solver(data, config, False, dist, start, settings).run()
             trained += 1
         except DivergenceError:
             pass  # the same epoch on every rank (the loss is global): rank 0 ends the step

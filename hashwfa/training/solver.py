@@ -39,7 +39,8 @@ from hashwfa.training.gradients import normalise_gradients
 from hashwfa.training.device import grid_backend_for, resolve_device
 from hashwfa.training.distributed import SINGLE_PROCESS, DistributedContext
 from hashwfa.training.model import build_field, model_bundle
-from hashwfa.training.penalty import MapPenalty, check_full_batch, penalty_weights
+from hashwfa.training.penalty import MapPenalty, PenaltyWeights, check_full_batch
+from hashwfa.training.penalty import penalty_weights as choose_penalty_weights
 from hashwfa.training.progress import phase_progress
 from hashwfa.training.result import SolverResult
 from hashwfa.training.solver_config import SolverConfig
@@ -76,6 +77,10 @@ class TwoPhaseSolver:
             of ``observation``, shared with whatever else of the run needs the
             noise or a baseline (the smoothness weights and the warm start read
             it here); None makes one for this solver alone.
+        penalty_weights: the smoothness weights per phase, when already
+            chosen (a bootstrap member started from the fit keeps the fit's,
+            :mod:`hashwfa.training.bootstrap`); None: chosen here from
+            ``config.regularization`` and the baselines.
 
     The training state (models, optimisers, schedulers, minibatch RNG, phase,
     epoch, history) round-trips through :meth:`state_dict` /
@@ -95,7 +100,7 @@ class TwoPhaseSolver:
     def __init__(
         self, observation: Observation, config: SolverConfig, *, progress: bool = True,
         dist: DistributedContext = SINGLE_PROCESS, noise: Optional[StokesNoise] = None,
-        baselines: Optional[Baselines] = None,
+        baselines: Optional[Baselines] = None, penalty_weights: Optional[Dict[str, PenaltyWeights]] = None,
     ) -> None:
         t0 = time.perf_counter()
         self.config = config
@@ -126,6 +131,8 @@ class TwoPhaseSolver:
         self.valid_index = valid_index
         # training.init_from: the baseline map both phases start from, made when first needed.
         self._baseline: Optional[FieldMaps] = None
+        # Set by start_from_fields: both phases start from given weights, every level active.
+        self._from_fields = False
 
         # A series is fitted as one field over (t, y, x) (training.frames "joint"; the
         # "independent" per-frame fits are hashwfa.training.independent_frames). Each field's own
@@ -160,7 +167,8 @@ class TwoPhaseSolver:
         check_full_batch(config, self.full_batch, dist.enabled)
         self.baselines = baselines if baselines is not None else Baselines(
             observation, core_cutoff=physics.core_cutoff, qu_form=physics.qu_form, given_noise=noise)
-        self.penalty_weights = penalty_weights(self.loss, config, self.baselines)
+        self.penalty_weights = (dict(penalty_weights) if penalty_weights is not None
+                                else choose_penalty_weights(self.loss, config, self.baselines))
         self.penalties = {p: MapPenalty(w, self.loss.valid_index, self.loss.shape)
                           for p, w in self.penalty_weights.items()}
         self.generator = torch.Generator(device=self.device)
@@ -253,8 +261,25 @@ class TwoPhaseSolver:
             self.epoch = 0
         return self.evaluate()
 
+    def start_from_fields(self, states: Dict[str, Dict[str, torch.Tensor]]) -> None:
+        """Start both phases from given weights instead of the initialisation and ``training.init_from``.
+
+        For a bootstrap member warm-started from the run's fitted fields
+        (:mod:`hashwfa.training.bootstrap`): ``states`` maps each phase
+        (``"blos"``, ``"bqbu"``) to a ``state_dict`` of a field of this
+        config. The weights are copied; every level is active from the first
+        epoch (a progressive encoding does not ramp again over fitted levels).
+        Call before :meth:`run`.
+        """
+        for p in PHASES:
+            self.fields[p].load_state_dict(states[p])
+        self.dist.broadcast_parameters(self.fields.values())
+        self._from_fields = True
+
     def _active_levels(self, epoch: int, phase: str) -> float:
         enc = self.config.field_encoding(phase)
+        if self._from_fields:
+            return float(enc.n_levels)
         train = self.config.training
         return float(
             progressive_schedule(
@@ -281,7 +306,7 @@ class TwoPhaseSolver:
         label = "phase 1/2 B_los" if phase == "blos" else "phase 2/2 B_Q,B_U"
         bar = phase_progress(epochs, self.epoch, label, self.progress)
         t0 = time.perf_counter()
-        if self.epoch == 0 and self.config.training.init_from != "none":
+        if self.epoch == 0 and self.config.training.init_from != "none" and not self._from_fields:
             self._warm_start(phase)  # part of the phase's time
         try:
             while self.epoch < epochs:

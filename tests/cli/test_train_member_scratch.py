@@ -113,7 +113,7 @@ def test_a_full_scratch_disk_is_refused_before_writing(config_path, tmp_path, mo
 
 
 def test_a_member_setup_error_costs_the_sigma_maps_only(config_path, tmp_path, monkeypatch, capsys):
-    def refused(data, config, progress):
+    def refused(data, config, progress, *rest, **options):  # options: the member's start and settings
         raise HashwfaError("member config refused")
 
     monkeypatch.setattr(uncertainty, "member_solver", refused)

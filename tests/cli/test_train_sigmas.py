@@ -184,6 +184,9 @@ def test_a_diverging_member_costs_the_sigma_maps_not_the_results(config, tmp_pat
         def __init__(self, *a, **k):
             pass
 
+        def start_from_fields(self, states):  # the member starts from the fit (uncertainty.member_start)
+            pass
+
         def run(self):
             raise DivergenceError("the loss is nan in phase 1/2 (blos), epoch 1 of 2 (test)")
 

@@ -36,10 +36,18 @@ def test_recommended_run_without_sigma_maps_does_each_once(counted, repo_root, t
 
 
 def test_a_bootstrap_member_repeats_the_procedure_on_its_own_data(counted, repo_root, tmp_path):
-    # A member is a replicate of the whole fit, its weights chosen from its own data: one more of each.
+    # A member from scratch is a replicate of the whole fit, its weights chosen from its own data:
+    # one more of each.
+    assert main([str(repo_root / "configs" / "recommended.json"), "--out", str(tmp_path / "run"),
+                 "--set", "uncertainty.members=1", "--set", "uncertainty.member_start=scratch", *SMALL]) == 0
+    assert counted == {"estimate_noise": 2, "regularized_wfa": 2}
+
+
+def test_a_bootstrap_member_from_the_fit_keeps_its_smoothness_weights(counted, repo_root, tmp_path):
+    # The default member starts from the fit with the fit's smoothness weights: nothing is chosen again.
     assert main([str(repo_root / "configs" / "recommended.json"), "--out", str(tmp_path / "run"),
                  "--set", "uncertainty.members=1", *SMALL]) == 0
-    assert counted == {"estimate_noise": 2, "regularized_wfa": 2}
+    assert counted == {"estimate_noise": 1, "regularized_wfa": 1}
 
 
 def test_field_fits_cards_fit_without_truncation(repo_root, tmp_path):

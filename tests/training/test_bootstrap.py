@@ -2,10 +2,12 @@
 
 import numpy as np
 import pytest
+import torch
 
 import hashwfa.training.bootstrap as uncertainty_module
 from hashwfa.wfa.baselines.products import Baselines
 from hashwfa.training import TwoPhaseSolver
+from hashwfa.training.penalty import PenaltyWeights
 from hashwfa.training.bootstrap import UncertaintyConfig, member_seed, run_uncertainty
 from hashwfa.wfa.observation.noise import given_noise
 from hashwfa.wfa.observation.observation import Observation
@@ -80,3 +82,45 @@ def test_noise_that_cannot_be_estimated(small_solver_config):
     found = run_uncertainty(tiny, maps, small_solver_config(), field_sigmas_too=True, progress=False)
     assert found.sigmas is None and found.wfa_sigmas is None and not found.members
     assert "SIGMA_* and WFA_SIGMA_*" in found.skipped and found.history()["skipped"] == found.skipped
+
+
+def test_member_config_trains_the_fraction_of_the_epochs_without_a_warm_start(small_solver_config):
+    config = small_solver_config(seed=7, init_from="pixelwise")
+    member = uncertainty_module.member_config(config, UncertaintyConfig(member_epochs=0.25))
+    assert member.training.epochs_per_phase == 3  # 12 * 0.25
+    assert member.training.init_from == "none" and member.training.seed == 7 and member.encoding == config.encoding
+    tiny = uncertainty_module.member_config(config, UncertaintyConfig(member_epochs=0.0))
+    assert tiny.training.epochs_per_phase == 1  # at least one epoch
+    series = uncertainty_module.member_config(config, UncertaintyConfig(member_epochs=0.25, member_epochs_series=0.5),
+                                              series=True)
+    assert series.training.epochs_per_phase == 6  # 12 * 0.5: a joint series has its own fraction
+
+
+def test_a_member_from_the_fit_starts_from_its_weights_and_trains_the_short_schedule(small_observation,
+                                                                                    small_solver_config):
+    config = small_solver_config(seed=7, epochs_per_phase=40)
+    fit = TwoPhaseSolver(small_observation, config, progress=False)
+    fitted = fit.run()
+    maps = fitted.maps
+    fields = {p: {k: v.clone() for k, v in f.state_dict().items()} for p, f in fit.fields.items()}
+    given = uncertainty_module.FitStart(fields=fields, penalty_weights={"blos": PenaltyWeights(0.5, 0.0, 0.1)})
+    assert uncertainty_module.member_solver(small_observation, config, False, start=given).penalty_weights == \
+        {"blos": PenaltyWeights(0.5, 0.0, 0.1)}  # the fit's smoothness weights, not chosen again
+    start = uncertainty_module.FitStart.of(fit)
+    member = uncertainty_module.member_solver(small_observation, config, False, start=start,
+                                              settings=UncertaintyConfig(member_epochs=0.25))
+    for p, field in member.fields.items():  # the member's own initialisation is replaced by the fit's weights
+        for k, v in field.state_dict().items():
+            assert torch.equal(v, fields[p][k]), (p, k)
+    result = member.run()
+    assert [len(result.history[p]["loss"]) for p in ("blos", "bqbu")] == [10, 10]  # 40 * 0.25
+    # On the same data, from the fitted weights: its first epoch is where the fit ended, not where it began
+    # (B_los; the small (B_Q, B_U) field's loss hardly moves in 40 epochs).
+    first, last = fitted.history["blos"]["loss"][0], fitted.history["blos"]["loss"][-1]
+    assert abs(result.history["blos"]["loss"][0] - last) < 0.1 * (first - last)
+    found = run_uncertainty(small_observation, maps, config, field_sigmas_too=True, progress=False,
+                            start=start, settings=UncertaintyConfig(member_epochs=0.25))
+    assert [(m["start"], m["epochs_blos"]) for m in found.members] == [("fit", 10)]
+    scratch = run_uncertainty(small_observation, maps, config, field_sigmas_too=True, progress=False,
+                              start=start, settings=UncertaintyConfig(member_start="scratch"))
+    assert [(m["start"], m["epochs_blos"]) for m in scratch.members] == [("scratch", 40)]

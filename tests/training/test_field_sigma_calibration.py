@@ -41,3 +41,22 @@ def test_neural_field_sigmas_cover_the_truth(one_thread, sigmas_cover_the_truth)
     sigmas_cover_the_truth(field, truth, sig)
     # The members' spread alone misses the field's smoothing bias in B_los.
     assert np.mean(np.abs(field.blos - truth.blos) <= np.abs(member.blos - field.blos)) < 0.5
+
+
+def test_sigmas_of_a_member_started_from_the_fit_cover_the_truth(one_thread, sigmas_cover_the_truth):
+    # The run's default member (uncertainty.member_start = "fit", member_epochs 0.1): the fit's
+    # weights and smoothness weights, 10 of the fit's 100 epochs per phase, on the redrawn data.
+    from hashwfa.training.bootstrap import FitStart, UncertaintyConfig, run_uncertainty
+
+    sp = synthetic_plage(ny=48, nx=48, seed=4, noise=1e-3, model="wfa")
+    obs, truth = sp.observation, sp.truth
+    config = SolverConfig(
+        encoding=EncodingConfig(version=1, backend="torch", n_levels=8, max_resolution=16),
+        training=TrainingConfig(seed=0, device="cpu", epochs_per_phase=100),
+    )
+    solver = TwoPhaseSolver(obs, config, progress=False)
+    field = solver.run().maps
+    found = run_uncertainty(obs, field, config, field_sigmas_too=True, progress=False,
+                            start=FitStart.of(solver), settings=UncertaintyConfig())
+    assert [(m["start"], m["epochs_blos"]) for m in found.members] == [("fit", 10)]
+    sigmas_cover_the_truth(field, truth, found.sigmas)
