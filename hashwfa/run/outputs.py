@@ -160,6 +160,11 @@ def _fields_of(bundle: Any, path: Path, backend: str, device: str) -> Dict[str, 
     return {**fields, "scales": dict(bundle["scales"]), "config": bundle["config"]}
 
 
+def active_wavelengths_text(observation: Any) -> str:
+    """The fit's wavelengths as text: offsets from the line centre [A], comma-separated, e.g. ``"-0.04,0,0.04"``."""
+    return ",".join(f"{w:.4g}" for w in observation.active_wavelengths)
+
+
 def fit_cards(cfg: Any, result: Any, observation: Any, description: str, world_size: int,
               penalties: Mapping[str, Any]) -> Dict[str, Any]:
     """The primary header cards saying how the maps were made: keyword -> (value, comment).
@@ -183,6 +188,9 @@ def fit_cards(cfg: Any, result: Any, observation: Any, description: str, world_s
         "ISCALE": (observation.intensity_scale, "the fit read the Stokes cube divided by this"),
         "DERIV": (observation.derivative, "dI/dlambda (V): physics.derivative"),
         "DERIVQU": (observation.derivative_qu, "d2I/dlambda2 (Q, U): physics.derivative_qu"),
+        "NACTIVE": (len(observation.active_indices), "wavelengths used in the fit (data.active_indices)"),
+        "ACTIVE": ",".join(str(i) for i in observation.active_indices),  # may be long: no comment
+        "ACTIVEWL": active_wavelengths_text(observation),  # A from the line centre; may be long
         "DATASRC": description,  # may be long: no comment
         "NLEVELS": (enc.n_levels, "encoding.n_levels"),
         "MAXRES": (enc.max_resolution, "encoding.max_resolution"),

@@ -247,6 +247,9 @@ def _run_locked(
         unit = f" {data.observation.unit}" if data.observation.unit else ""
         _say(request, f"intensity scale {data.observation.intensity_scale:.6g}{unit} (the power of two nearest the "
              "median continuum intensity): the fit reads the Stokes cube divided by it; maps are in gauss")
+        obs = data.observation
+        _say(request, f"active wavelengths ({len(obs.active_indices)} of {obs.nw}, data.active_indices): "
+             f"{outputs.active_wavelengths_text(obs)} A from the line centre")
         outputs.write_json(out_dir / outputs.CONFIG_JSON, config_dict)
     # The checkpoint holds the global state only: any number of ranks resumes from it.
     checkpoint = dist.broadcast_object(checkpoint)
