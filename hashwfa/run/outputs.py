@@ -270,6 +270,7 @@ def write_field_fits(
     wfa_sigmas: Optional[FieldSigmas] = None,
     noise: Optional[StokesNoise] = None,
     regularized: Optional[RegularizedResult] = None,
+    weak_field: Optional[np.ndarray] = None,
     times: Optional[np.ndarray] = None,
     map_cards: Sequence[Tuple[str, Any, str]] = (),
     notes: Sequence[str] = (),
@@ -294,6 +295,8 @@ def write_field_fits(
         config: the resolved config (plain JSON), written as HISTORY cards
             ``key.path = value``, one per key.
         valid: bool like the maps, pixels used in the fit (written as VALID).
+        weak_field: like the maps, the Zeeman splitting of the field's |B| over the line's width
+            (:mod:`hashwfa.wfa.physics.validity`; written as WEAKFLD) or None.
         truth: the true maps (synthetic data, written as ``TRUE_*``) or None.
         sigmas: one-sigma maps of the neural field (``SIGMA_*``) or None.
         wfa_sigmas: one-sigma maps of the pixel-wise WFA (``WFA_SIGMA_*``) or None.
@@ -355,6 +358,12 @@ def write_field_fits(
         hdu = fits.ImageHDU(empty_image(np.shape(valid), np.uint8), name="VALID")
         hdu.header["BUNIT"] = ("", "1 = pixel used in the fit (mask and finite)")
         sources.append((len(hdus), valid))
+        hdus.append(hdu)
+    if weak_field is not None:
+        hdu = fits.ImageHDU(empty_image(np.shape(weak_field), np.float32), name="WEAKFLD")
+        hdu.header["BUNIT"] = ("", "Zeeman splitting of |B| / line width from I")
+        hdu.header.add_comment("WFA holds where WEAKFLD << 1 (hashwfa.wfa.physics.validity)")
+        sources.append((len(hdus), weak_field))
         hdus.append(hdu)
     for hdu in hdus[1:]:
         for key, value, comment in map_cards:

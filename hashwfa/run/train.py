@@ -51,7 +51,9 @@ from hashwfa.training.distributed import DEFAULT_TIMEOUT_MINUTES, SINGLE_PROCESS
 from hashwfa.training.untrained import describe_settings, untrained_message
 from hashwfa.wfa.baselines.products import Baselines
 from hashwfa.wfa.baselines.regularized import RegularizedResult
-from hashwfa.wfa.physics.maps import map_errors
+from hashwfa.wfa.observation.observation import Observation
+from hashwfa.wfa.physics.maps import FieldMaps, map_errors
+from hashwfa.wfa.physics.validity import doppler_width, weak_field_ratio
 
 __all__ = ["PROG", "RunRequest", "TrainRun", "run"]
 
@@ -214,6 +216,15 @@ def _load_data_ranked(cfg: RunConfig, dist: DistributedContext) -> LoadedData:
     return load_data(cfg, valid=np.unpackbits(payload, count=size).astype(bool), intensity_scale=scale)
 
 
+def _weak_field_map(obs: Observation, maps: FieldMaps, valid: np.ndarray) -> np.ndarray:
+    """WEAKFLD (:mod:`hashwfa.wfa.physics.validity`): the Zeeman splitting of the field's |B| over the
+    line's width from I, per pixel, like the maps; NaN where the data are not valid or give no width."""
+    frames = [obs.stokes[t] for t in range(obs.nt)] if obs.is_series else [obs.stokes]
+    width = np.stack([doppler_width(np.asarray(f[..., 0, :]), obs.wavelengths) for f in frames])
+    ratio = weak_field_ratio(maps.blos, maps.bt, width.reshape(maps.blos.shape), obs.line)
+    return np.where(np.asarray(valid, bool).reshape(ratio.shape), ratio, np.nan)
+
+
 def _run_locked(
     request: Any,
     cfg: RunConfig,
@@ -326,6 +337,7 @@ def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: 
             metrics.update({f"reg_{k}": v for k, v in map_errors(reg.maps, data.truth, valid).items()})
     # The smoothness weights (independent frames: each frame has its own; not recorded).
     penalties = getattr(solver, "penalty_weights", {})
+    weak_field = _weak_field_map(obs, result.maps, valid)
     outputs.write_field_fits(
         out_dir / outputs.FIELD_FITS,
         result.maps,
@@ -338,6 +350,7 @@ def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: 
         wfa_sigmas=uncertainty.wfa_sigmas,
         noise=uncertainty.noise,
         regularized=reg,
+        weak_field=weak_field,
         times=obs.times,
         map_cards=obs.map_cards,
         notes=obs.notes,
