@@ -58,7 +58,7 @@ def test_writes_every_file_with_shapes_units_and_provenance(finished):
         header = hdul[0].header
         assert header["ENCVER"] == 1 and header["BACKEND"] == "torch" and header["DEVICE"] == "cpu"
         assert header["SEED"] == 0 and header["HWVERS"]
-        assert header["DERIV"] == header["DERIVQU"] == "three_point"  # physics.derivative(_qu), the defaults
+        assert (header["DERIV"], header["DERIVQU"]) == ("spline", "three_point")  # physics.derivative(_qu), the defaults
         # The regularised WFA's weights, chosen by the default rule from the estimated noise.
         assert header["REGALPV"] > 0 and header["REGALPQU"] > 0
         assert header["REGRULV"] == header["REGRULQU"] == "discrepancy" and header["REGSIGES"] is True
