@@ -188,7 +188,7 @@ def fit_cards(cfg: Any, result: Any, observation: Any, description: str, world_s
         "ISCALE": (observation.intensity_scale, "the fit read the Stokes cube divided by this"),
         "DERIV": (observation.derivative, "dI/dlambda (V): physics.derivative"),
         "DERIVQU": (observation.derivative_qu, "d2I/dlambda2 (Q, U): physics.derivative_qu"),
-        "NACTIVE": (len(observation.active_indices), "wavelengths used in the fit (data.active_indices)"),
+        "NACTIVE": (len(observation.active_indices), "wavelengths fitted (data.active_indices)"),
         "ACTIVE": ",".join(str(i) for i in observation.active_indices),  # may be long: no comment
         "ACTIVEWL": active_wavelengths_text(observation),  # A from the line centre; may be long
         "DATASRC": description,  # may be long: no comment

@@ -61,7 +61,7 @@ def test_writes_every_file_with_shapes_units_and_provenance(finished):
         assert (header["DERIV"], header["DERIVQU"]) == ("spline", "three_point")  # physics.derivative(_qu), the defaults
         # The regularised WFA's weights, chosen by the default rule from the estimated noise.
         assert header["REGALPV"] > 0 and header["REGALPQU"] > 0
-        assert header["REGRULV"] == header["REGRULQU"] == "discrepancy" and header["REGSIGES"] is True
+        assert (header["REGRULV"], header["REGRULQU"]) == ("misfit", "discrepancy") and header["REGSIGES"] is True
         history = json.loads((out / "history.json").read_text())
         assert header["FINLOSS"] == pytest.approx(history["final_loss"])
         cards = "\n".join(str(c) for c in header["HISTORY"])
