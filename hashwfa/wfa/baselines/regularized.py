@@ -66,9 +66,13 @@ least-squares solution, the data residual splits exactly::
   values, ``K`` the system matrix), with the trace estimated by Hutchinson's
   method (Rademacher probes with a fixed seed). It needs no sigma.
 
-The default rule is the one that measured best against the truth on the
-built-in synthetic plage and was confirmed on a second case (BENCHMARKS.md,
-"Regularised WFA baseline").
+The default rules, :data:`DEFAULT_RULE` = ``("misfit", "discrepancy")``
+(V, Q/U), measured best against the truth on the built-in synthetic plage and
+a Milne-Eddington Fe I 6173 case, with every wavelength and the spline
+derivative, and were confirmed on a Milne-Eddington Fe I 6302 case
+(BENCHMARKS.md, "Derivatives of I and the WFA's model error"); with the
+seed's three wavelengths the misfit rule is the discrepancy principle, the
+earlier default ("Regularised WFA baseline").
 
 **Solvers** (``method``): ``"direct"`` factorises the sparse matrix
 (:func:`scipy.sparse.linalg.splu`; fill-in grows slightly faster than the
@@ -107,7 +111,7 @@ from hashwfa.wfa.physics.weak_field import CORE_CUTOFF, DEFAULT_QU_FORM, wfa_coe
 
 #: Rules that choose alpha without the truth.
 RULES = ("discrepancy", "gcv", "misfit")
-#: The default rule (see BENCHMARKS.md, "Regularised WFA baseline").
+#: The default rules, for V and for Q/U (see the module docstring).
 DEFAULT_RULE = ("misfit", "discrepancy")
 #: Solvers of the sparse system.
 METHODS = ("auto", "direct", "cg")
