@@ -259,7 +259,7 @@ def _check_synthetic_grid(data: DataConfig, ctx: Problems) -> None:
         return
     synthetic = data.synthetic or SyntheticConfig()
     wl = synthetic.wavelengths
-    nw = len(CRISP_WAVELENGTHS)
+    grid = list(CRISP_WAVELENGTHS)
     if wl is not None:
         nw = len(wl)
         if len(wl) < 3:
@@ -285,12 +285,17 @@ def _check_synthetic_grid(data: DataConfig, ctx: Problems) -> None:
                 "give offsets from the line centre in angstrom (|offset| < 100 A), not absolute wavelengths",
             )
             return
+        grid = list(wl)
+    nw = len(grid)
     bad = [i for i in (data.active_indices or ()) if i >= nw]
     if bad:
+        centre = min(range(nw), key=lambda i: abs(grid[i]))
+        around = sorted({min(max(centre + k, 0), nw - 1) for k in (-1, 0, 1)})
         ctx.error(
             "data.active_indices",
             f"= {list(data.active_indices)} lists {bad}, outside the {nw} synthetic wavelengths",
-            f"use 0-based indices in 0..{nw - 1}, or null for every wavelength",
+            f"use 0-based indices in 0..{nw - 1}, e.g. {around} (the three around the line centre), "
+            "or null for every wavelength",
         )
 
 
