@@ -24,10 +24,10 @@ def _load(repo_root):
 def test_scaled_resolutions_halve_each_fields_finest_level(repo_root):
     bench = _load(repo_root)
     cfg = load_config(repo_root / "configs" / "recommended.json").solver
-    # The file's numbers: 32 shared (B_Q, B_U), 64 for B_los.
-    assert cfg.field_encoding("blos").max_resolution == 64 and cfg.field_encoding("bqbu").max_resolution == 32
+    # The file's numbers: 32 shared (B_Q, B_U), 128 for B_los.
+    assert cfg.field_encoding("blos").max_resolution == 128 and cfg.field_encoding("bqbu").max_resolution == 32
     half = bench.scaled_resolutions(cfg, 0.5)
-    assert half.field_encoding("blos").max_resolution == 32
+    assert half.field_encoding("blos").max_resolution == 64
     assert half.field_encoding("bqbu").max_resolution == 16
     # Everything else is left as it was.
     assert half.field_encoding("blos").interpolation == "CatmullRom" and half.field_encoding("blos").n_levels == 11
