@@ -70,7 +70,7 @@ def test_recommended_configuration_on_a_series(repo_root, tmp_path, one_thread):
     # The recommended factors times alpha * d: squared gradient 1 (B_los) and 0.5 (B_Q, B_U).
     assert joint["blos"]["squared_gradient"] == pytest.approx(1.0 * joint["blos"]["alpha"] * joint["blos"]["d"])
     assert joint["bqbu"]["squared_gradient"] == pytest.approx(0.5 * joint["bqbu"]["alpha"] * joint["bqbu"]["d"])
-    # The resolutions were scaled: 64 * 0.25 and 32 * 0.25.
-    assert got["encodings"]["blos"]["max_resolution"] == 16 and got["encodings"]["bqbu"]["max_resolution"] == 8
+    # The resolutions were scaled: 128 * 0.25 and 32 * 0.25.
+    assert got["encodings"]["blos"]["max_resolution"] == 32 and got["encodings"]["bqbu"]["max_resolution"] == 8
     ratio = got["ratios"]["joint, 4 frames/cell"]["regularised WFA"]["bt_rmse"]
     assert ratio == pytest.approx(rows["joint, 4 frames/cell"]["bt_rmse"] / rows["regularised WFA"]["bt_rmse"])
