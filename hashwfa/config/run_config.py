@@ -29,6 +29,7 @@ the file, the key path and the fix.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +49,7 @@ from hashwfa.training.solver_config import (
 )
 from hashwfa.training.bootstrap import UncertaintyConfig
 from hashwfa.wfa.physics.lines import LINES, get_line
-from hashwfa.wfa.synthetic.plage import MODELS as SYNTHETIC_MODELS
+from hashwfa.wfa.synthetic.plage import CRISP_WAVELENGTHS, MODELS as SYNTHETIC_MODELS
 
 #: The line of a run whose config and data name none.
 DEFAULT_LINE = "5173"
@@ -93,6 +94,12 @@ class SyntheticConfig:
         65.0, "Model 'milne_eddington': FWHM of the Gaussian instrument transmission profile, mA (0 = none).",
         min=0.0,
     )
+    wavelengths: Optional[Tuple[float, ...]] = setting(
+        None,
+        "The synthetic wavelength grid: strictly increasing offsets from the line centre, angstrom "
+        "(e.g. 15 CRISP-like Fe I 6173 points within +-0.25 A); null = the CRISP Mg I b2 grid "
+        "(13 points, -0.24 ... +0.24 A in 0.04 A steps).",
+    )
     nt: int = setting(
         1,
         "Frames: 1 = the synthetic plage; more = a time series of it (advected by data.synthetic.flow, "
@@ -120,8 +127,11 @@ class DataConfig:
         "FITS file of the nw wavelengths in angstrom relative to the line centre (with data.path); "
         "null with data.path = an SST pipeline cube.",
     )
-    active_indices: Tuple[int, ...] = setting(
-        (5, 6, 7), "Wavelength indices used in the fit (0-based).", min=0
+    active_indices: Optional[Tuple[int, ...]] = setting(
+        None,
+        "Wavelength indices used in the fit (0-based); null = every observed wavelength (the run "
+        "reports them in angstrom and in the ACTIVEWL header card).",
+        min=0,
     )
     weights: Tuple[float, float, float, float] = setting(
         (1.0, 1.0, 1.0, 1.0), "Loss weight of Stokes I, Q, U, V.", min=0.0
@@ -269,6 +279,53 @@ def _check_noise_shape(noise: Optional[Tuple[Any, ...]], weights: Tuple[float, .
             return
 
 
+def _check_synthetic_grid(data: DataConfig, ctx: Problems) -> None:
+    """``data.synthetic.wavelengths``: a strictly increasing axis of >= 3 offsets [A] from the line centre;
+    ``data.active_indices`` inside the synthetic grid (a FITS cube's length is checked when it is read)."""
+    if data.path is not None:
+        return
+    synthetic = data.synthetic or SyntheticConfig()
+    wl = synthetic.wavelengths
+    grid = list(CRISP_WAVELENGTHS)
+    if wl is not None:
+        nw = len(wl)
+        if len(wl) < 3:
+            ctx.error(
+                "data.synthetic.wavelengths",
+                f"= {describe_value(list(wl))} has {len(wl)} wavelength(s)",
+                "give at least 3 offsets from the line centre in angstrom (the derivatives of I need 3), "
+                "or null for the CRISP Mg I b2 grid",
+            )
+            return
+        steps = [b - a for a, b in zip(wl[:-1], wl[1:])]
+        if not all(math.isfinite(x) for x in wl) or any(d <= 0 for d in steps):
+            ctx.error(
+                "data.synthetic.wavelengths",
+                f"= {describe_value(list(wl))} is not strictly increasing",
+                "list finite offsets from the line centre in angstrom in increasing order, each once",
+            )
+            return
+        if any(abs(x) >= 100 for x in wl):
+            ctx.error(
+                "data.synthetic.wavelengths",
+                f"= {describe_value(list(wl))} reaches {max(abs(x) for x in wl):g} A from the line centre",
+                "give offsets from the line centre in angstrom (|offset| < 100 A), not absolute wavelengths",
+            )
+            return
+        grid = list(wl)
+    nw = len(grid)
+    bad = [i for i in (data.active_indices or ()) if i >= nw]
+    if bad:
+        centre = min(range(nw), key=lambda i: abs(grid[i]))
+        around = sorted({min(max(centre + k, 0), nw - 1) for k in (-1, 0, 1)})
+        ctx.error(
+            "data.active_indices",
+            f"= {list(data.active_indices)} lists {bad}, outside the {nw} synthetic wavelengths",
+            f"use 0-based indices in 0..{nw - 1}, e.g. {around} (the three around the line centre), "
+            "or null for every wavelength",
+        )
+
+
 def _cross_checks(cfg: RunConfig, ctx: Problems, base_dir: Optional[Path]) -> RunConfig:
     """Checks that involve more than one key, and path resolution."""
     try:
@@ -332,13 +389,14 @@ def _cross_checks(cfg: RunConfig, ctx: Problems, base_dir: Optional[Path]) -> Ru
             "is missing: data.wavelengths is set but no Stokes cube",
             "add 'data.path' (a FITS file path), or remove data.wavelengths to use the synthetic plage",
         )
-    if len(set(data.active_indices)) != len(data.active_indices):
+    if data.active_indices is not None and len(set(data.active_indices)) != len(data.active_indices):
         ctx.error(
             "data.active_indices",
             f"= {list(data.active_indices)} repeats an index",
             "list each wavelength index once",
         )
     _check_noise_shape(data.noise, data.weights, ctx)
+    _check_synthetic_grid(data, ctx)
     synthetic = data.synthetic
     if data.path is None and synthetic is None:
         synthetic = SyntheticConfig()

@@ -17,7 +17,7 @@ from hashwfa.wfa.observation.noise import StokesNoise, given_noise
 from hashwfa.wfa.observation.observation import Observation
 from hashwfa.wfa.physics.lines import LINES
 from hashwfa.wfa.physics.maps import FieldMaps
-from hashwfa.wfa.synthetic.plage import synthetic_plage
+from hashwfa.wfa.synthetic.plage import CRISP_WAVELENGTHS, synthetic_plage
 from hashwfa.wfa.synthetic.series import synthetic_series
 
 __all__ = ["LoadedData", "load_data", "load_array"]
@@ -94,10 +94,13 @@ def load_data(config: RunConfig, valid: Optional[Any] = None, intensity_scale: O
             description += " (from the cube's LINE header)" if _has_line_keyword(data.path) else " (the default; no LINE header)"
     else:
         s = data.synthetic or SyntheticConfig()
+        grid = CRISP_WAVELENGTHS if s.wavelengths is None else s.wavelengths
+        # null = every wavelength (the Python generators' own default is the reference report's three on the CRISP grid).
+        active = tuple(range(len(grid))) if data.active_indices is None else data.active_indices
         if s.nt > 1:
             series = synthetic_series(
                 nt=s.nt, ny=s.ny, nx=s.nx, seed=s.seed, noise=s.noise, model=s.model, line=config.line or DEFAULT_LINE,
-                active_indices=data.active_indices, flow=tuple(s.flow), azimuth_rate=s.azimuth_rate,
+                wavelengths=s.wavelengths, active_indices=active, flow=tuple(s.flow), azimuth_rate=s.azimuth_rate,
                 cadence=s.cadence, instrument_fwhm=s.instrument_fwhm, derivative=config.physics.derivative,
                 derivative_qu=config.physics.derivative_qu,
             )
@@ -112,7 +115,8 @@ def load_data(config: RunConfig, valid: Optional[Any] = None, intensity_scale: O
                 noise=s.noise,
                 model=s.model,
                 line=config.line or DEFAULT_LINE,
-                active_indices=data.active_indices,
+                wavelengths=s.wavelengths,
+                active_indices=active,
                 weights=data.weights,
                 instrument_fwhm=s.instrument_fwhm,
                 derivative=config.physics.derivative,

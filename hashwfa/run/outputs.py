@@ -217,6 +217,11 @@ def _fields_of(bundle: Any, path: Path, backend: str, device: str) -> Dict[str, 
     return {**fields, "scales": dict(bundle["scales"]), "config": bundle["config"]}
 
 
+def active_wavelengths_text(observation: Any) -> str:
+    """The fit's wavelengths as text: offsets from the line centre [A], comma-separated, e.g. ``"-0.04,0,0.04"``."""
+    return ",".join(f"{w:.4g}" for w in observation.active_wavelengths)
+
+
 def fit_cards(cfg: Any, result: Any, observation: Any, description: str, world_size: int,
               penalties: Mapping[str, Any]) -> Dict[str, Any]:
     """The primary header cards saying how the maps were made: keyword -> (value, comment).
@@ -240,6 +245,9 @@ def fit_cards(cfg: Any, result: Any, observation: Any, description: str, world_s
         "ISCALE": (observation.intensity_scale, "the fit read the Stokes cube divided by this"),
         "DERIV": (observation.derivative, "dI/dlambda (V): physics.derivative"),
         "DERIVQU": (observation.derivative_qu, "d2I/dlambda2 (Q, U): physics.derivative_qu"),
+        "NACTIVE": (len(observation.active_indices), "wavelengths fitted (data.active_indices)"),
+        "ACTIVE": ",".join(str(i) for i in observation.active_indices),  # may be long: no comment
+        "ACTIVEWL": active_wavelengths_text(observation),  # A from the line centre; may be long
         "DATASRC": description,  # may be long: no comment
         "NLEVELS": (enc.n_levels, "encoding.n_levels"),
         "MAXRES": (enc.max_resolution, "encoding.max_resolution"),
@@ -319,6 +327,7 @@ def write_field_fits(
     wfa_sigmas: Optional[FieldSigmas] = None,
     noise: Optional[StokesNoise] = None,
     regularized: Optional[RegularizedResult] = None,
+    weak_field: Optional[np.ndarray] = None,
     times: Optional[np.ndarray] = None,
     map_cards: Sequence[Tuple[str, Any, str]] = (),
     notes: Sequence[str] = (),
@@ -344,6 +353,8 @@ def write_field_fits(
         config: the resolved config (plain JSON), written as HISTORY cards
             ``key.path = value``, one per key.
         valid: bool like the maps, pixels used in the fit (written as VALID).
+        weak_field: like the maps, the Zeeman splitting of the field's |B| over the line's width
+            (:mod:`hashwfa.wfa.physics.validity`; written as WEAKFLD) or None.
         truth: the true maps (synthetic data, written as ``TRUE_*``) or None.
         sigmas: one-sigma maps of the neural field (``SIGMA_*``) or None.
         wfa_sigmas: one-sigma maps of the pixel-wise WFA (``WFA_SIGMA_*``) or None.
@@ -413,6 +424,12 @@ def write_field_fits(
         hdu.header["BUNIT"] = ("", "1 = pixel used in the fit (mask and finite)")
         sources.append((len(hdus), valid))
         hdus.append(hdu)
+    if weak_field is not None:
+        hdu = fits.ImageHDU(empty_image(np.shape(weak_field), np.float32), name="WEAKFLD")
+        hdu.header["BUNIT"] = ("", "Zeeman splitting of |B| / line width from I")
+        hdu.header.add_comment("WFA holds where WEAKFLD << 1 (hashwfa.wfa.physics.validity)")
+        sources.append((len(hdus), weak_field))
+        hdus.append(hdu)
     for hdu in hdus[1:]:
         for key, value, comment in map_cards:
             hdu.header[key] = (value, comment)
@@ -456,6 +473,7 @@ class RunProducts:
         noise: the Stokes noise the sigmas assume, or None.
         valid: bool like the maps, the pixels used in the fit.
         truth: the true maps of synthetic data, or None.
+        weak_field: the WEAKFLD map (:mod:`hashwfa.wfa.physics.validity`), or None.
         times: ``(nt,)`` frame times [s] of a series, or None.
         map_cards: FITS cards of every map's Level-2 header (:mod:`hashwfa.run.map_header`:
             the spatial WCS, dates, observer, line, a series' time axis).
@@ -475,6 +493,7 @@ class RunProducts:
     noise: Optional[StokesNoise]
     valid: np.ndarray
     truth: Optional[FieldMaps]
+    weak_field: Optional[np.ndarray]
     times: Optional[np.ndarray]
     map_cards: Tuple[Tuple[str, Any, str], ...]
     notes: List[str]
@@ -489,8 +508,8 @@ class RunProducts:
         write_field_fits(
             path, self.maps, self.wfa, provenance=self.provenance, config=self.config, valid=self.valid,
             truth=self.truth, sigmas=self.sigmas, wfa_sigmas=self.wfa_sigmas, noise=self.noise,
-            regularized=self.regularized, times=self.times, map_cards=self.map_cards, notes=self.notes,
-            tables=self.tables,
+            regularized=self.regularized, weak_field=self.weak_field, times=self.times,
+            map_cards=self.map_cards, notes=self.notes, tables=self.tables,
         )
 
     def write(self, out_dir: Union[str, Path]) -> None:

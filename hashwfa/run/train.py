@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
 
+import numpy as np
+
 from hashwfa import __version__
 from hashwfa.config.run_config import RunConfig, config_to_dict, load_config
 from hashwfa.config.shipped import config_path
@@ -55,7 +57,9 @@ from hashwfa.training.untrained import describe_settings, untrained_message
 from hashwfa.wfa.baselines.products import Baselines
 from hashwfa.wfa.baselines.regularized import RegularizedResult
 from hashwfa.wfa.observation.fingerprint import fingerprint_difference
-from hashwfa.wfa.physics.maps import map_errors
+from hashwfa.wfa.observation.observation import Observation
+from hashwfa.wfa.physics.maps import FieldMaps, map_errors
+from hashwfa.wfa.physics.validity import doppler_width, weak_field_ratio
 
 __all__ = ["PROG", "RunRequest", "TrainRun", "run", "fit_loaded", "output_directory_of"]
 
@@ -219,6 +223,15 @@ class _Request:
         return getattr(self._request, name)
 
 
+def _weak_field_map(obs: Observation, maps: FieldMaps, valid: np.ndarray) -> np.ndarray:
+    """WEAKFLD (:mod:`hashwfa.wfa.physics.validity`): the Zeeman splitting of the field's |B| over the
+    line's width from I, per pixel, like the maps; NaN where the data are not valid or give no width."""
+    frames = [obs.stokes[t] for t in range(obs.nt)] if obs.is_series else [obs.stokes]
+    width = np.stack([doppler_width(np.asarray(f[..., 0, :]), obs.wavelengths) for f in frames])
+    ratio = weak_field_ratio(maps.blos, maps.bt, width.reshape(maps.blos.shape), obs.line)
+    return np.where(np.asarray(valid, bool).reshape(ratio.shape), ratio, np.nan)
+
+
 def _run_locked(
     request: Any,
     cfg: RunConfig,
@@ -263,6 +276,9 @@ def _run_locked(
         unit = f" {data.observation.unit}" if data.observation.unit else ""
         say(request, f"intensity scale {data.observation.intensity_scale:.6g}{unit} (the power of two nearest the "
              "median continuum intensity): the fit reads the Stokes cube divided by it; maps are in gauss")
+        obs = data.observation
+        say(request, f"active wavelengths ({len(obs.active_indices)} of {obs.nw}, data.active_indices): "
+             f"{outputs.active_wavelengths_text(obs)} A from the line centre")
         outputs.write_json(out_dir / outputs.CONFIG_JSON, config_dict)
     # The checkpoint holds the global state only: any number of ranks resumes from it.
     checkpoint = dist.broadcast_object(checkpoint)
@@ -363,6 +379,7 @@ def _finish(request: Any, cfg: RunConfig, config_dict: Dict[str, Any], out_dir: 
         noise=uncertainty.noise,
         valid=valid,
         truth=data.truth,
+        weak_field=_weak_field_map(obs, result.maps, valid),
         times=obs.times,
         map_cards=level2.cards,
         notes=[*obs.notes, *level2.notes],

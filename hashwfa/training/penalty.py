@@ -19,8 +19,10 @@ G^2; invalid pixels do not count) and the terms are those of
   Q and U, estimated from the data):
   ``w_g = f_g * alpha * d * w_s``, ``w_tv = f_tv * alpha * d * sigma_B * w_s``,
   ``eps = tv_eps * sigma_B``, where ``alpha`` is the relative weight the
-  discrepancy principle picks for the Laplacian-regularised WFA of the same
-  data (:func:`hashwfa.wfa.baselines.regularized.regularized_wfa`, alpha_V for B_los,
+  default rules pick for the Laplacian-regularised WFA of the same data
+  (:data:`~hashwfa.wfa.baselines.regularized.DEFAULT_RULE`: the misfit rule
+  for V, which counts the WFA's model error, the discrepancy principle for
+  Q/U; the name ``"discrepancy"`` is kept) (:func:`hashwfa.wfa.baselines.regularized.regularized_wfa`, alpha_V for B_los,
   alpha_QU for (B_Q, B_U)) and ``w_s`` the Stokes weight of the loss (V; Q).
   Because the loss is a mean over pixels and wavelengths and the terms are
   means over pixels, ``f_g = 1`` alone makes the field minimise exactly the
@@ -56,7 +58,7 @@ class PenaltyWeights:
         squared_gradient: weight of the squared gradient [loss / (map unit)^2].
         total_variation: weight of the total variation [loss / map unit].
         tv_eps: the total variation's rounding [map unit: G or G^2].
-        alpha: the discrepancy-principle weight of the regularised WFA used
+        alpha: the regularised WFA's weight used (its default rule)
             (None with given weights).
         sigma: the Stokes noise used [the cube's unit / the observation's intensity_scale, the
             unit of the loss's Stokes values] (None with given weights).

@@ -18,7 +18,7 @@ from hashwfa.encodings.grid_config import FEATURES_PER_LEVEL, INTERPOLATIONS
 from hashwfa.encodings.registry import PROGRESSIVE_VERSIONS, VERSION_NUMBERS, versions_text
 from hashwfa.schema import setting
 from hashwfa.training.device import DEVICES
-from hashwfa.wfa.physics.weak_field import CORE_CUTOFF, DEFAULT_DERIVATIVE, DEFAULT_QU_FORM, DERIVATIVES, QU_FORMS
+from hashwfa.wfa.physics.weak_field import CORE_CUTOFF, DEFAULT_QU_FORM, DERIVATIVES, QU_FORMS
 
 __all__ = [
     "EncodingConfig", "FieldEncodingConfig", "NetworkConfig", "TrainingConfig", "PhysicsConfig",
@@ -253,19 +253,20 @@ class PhysicsConfig:
         CORE_CUTOFF, "Angstrom; with qu_form 'wing', Q/U ignore wavelengths with |dl| <= this.", min=0.0
     )
     derivative: str = setting(
-        DEFAULT_DERIVATIVE,
+        "spline",
         "dI/dlambda and d2I/dlambda2 at the active wavelengths, for every method (pixel-wise and "
-        "regularised WFA, the field's loss, the sigmas): 'three_point' (the parabola through each "
-        "active wavelength and its neighbours) or 'spline' (the not-a-knot cubic spline through I at "
-        "all observed wavelengths; less biased on a grid coarse against the line width, and every "
-        "wavelength of I must be finite).",
+        "regularised WFA, the field's loss, the sigmas): 'spline' (the default: the not-a-knot cubic "
+        "spline through I at all observed wavelengths; less biased on a grid coarse against the line "
+        "width, and every wavelength of I must be finite) or 'three_point' (the parabola through each "
+        "active wavelength and its neighbours; the reference protocol's).",
         choices=DERIVATIVES,
     )
     derivative_qu: Optional[str] = setting(
-        None,
+        "three_point",
         "d2I/dlambda2 alone (the Q/U model), where it should differ from physics.derivative: "
-        "'three_point' or 'spline'; null = physics.derivative. The spline's second derivative at the "
-        "wavelengths is no more accurate than the three-point one (both second order).",
+        "'three_point' (the default) or 'spline'; null = physics.derivative. The spline's second "
+        "derivative at the wavelengths is no more accurate than the three-point one (both second order; "
+        "BENCHMARKS.md, 'Derivatives of I and the WFA's model error').",
         choices=DERIVATIVES,
     )
 

@@ -15,6 +15,7 @@ from hashwfa.cli.train import build_parser, main
 from hashwfa.run.train import run
 from hashwfa.config.run_config import load_config
 from hashwfa.run.outputs import load_model
+from hashwfa.run.data import load_data
 
 EPOCHS = 60  # epochs per phase of the shared run
 MAPS = ("BLOS", "BTRANS", "AZIMUTH", "BQ", "BU")
@@ -57,10 +58,10 @@ def test_writes_every_file_with_shapes_units_and_provenance(finished):
         header = hdul[0].header
         assert header["ENCVER"] == 1 and header["BACKEND"] == "torch" and header["DEVICE"] == "cpu"
         assert header["SEED"] == 0 and header["HWVERS"]
-        assert header["DERIV"] == header["DERIVQU"] == "three_point"  # physics.derivative(_qu), the defaults
+        assert (header["DERIV"], header["DERIVQU"]) == ("spline", "three_point")  # physics.derivative(_qu), the defaults
         # The regularised WFA's weights, chosen by the default rule from the estimated noise.
         assert header["REGALPV"] > 0 and header["REGALPQU"] > 0
-        assert header["REGRULV"] == header["REGRULQU"] == "discrepancy" and header["REGSIGES"] is True
+        assert (header["REGRULV"], header["REGRULQU"]) == ("misfit", "discrepancy") and header["REGSIGES"] is True
         history = json.loads((out / "history.json").read_text())
         assert header["FINLOSS"] == pytest.approx(history["final_loss"])
         cards = "\n".join(str(c) for c in header["HISTORY"])
@@ -69,6 +70,23 @@ def test_writes_every_file_with_shapes_units_and_provenance(finished):
         assert np.all((azimuth >= 0) & (azimuth < np.pi + 1e-6))
     # config.json is the resolved config and a valid config file itself.
     assert load_config(out / "config.json") == load_config(config)
+
+
+def test_weakfld_is_the_zeeman_splitting_of_the_field_over_the_width_of_i(finished):
+    config, out = finished
+    maps = read_maps(out)
+    obs = load_data(load_config(config)).observation
+    wl = obs.wavelengths
+    line = obs.line
+    assert maps["WEAKFLD"].shape == maps["BLOS"].shape
+    for y, x in ((3, 4), (20, 18), (39, 35)):
+        spectrum = obs.stokes[y, x, 0]
+        k = int(np.argmin(spectrum))
+        a, b, c = np.polyfit(wl[k - 1:k + 2], spectrum[k - 1:k + 2], 2)  # independent parabola fit
+        width = np.sqrt(2 * (spectrum.max() - (c - b * b / (4 * a))) / (2 * a))
+        b_abs = np.hypot(maps["BLOS"][y, x], maps["BTRANS"][y, x])
+        expected = 4.6686e-13 * line.center ** 2 * line.geff * b_abs / width
+        assert maps["WEAKFLD"][y, x] == pytest.approx(expected, rel=1e-5)
 
 
 def test_loss_falls_in_both_phases(finished):

@@ -16,9 +16,12 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 def test_series_config_is_the_recommended_one_with_quarter_bqbu_factors_and_a_series_batch():
     series = load_config(CONFIGS / "recommended_series.json")
     single = load_config(CONFIGS / "recommended.json")
-    # Same encodings, network, physics, output as the single-frame recommendation.
-    for key in ("encoding", "encoding_blos", "encoding_bqbu", "network", "physics", "output", "line"):
+    # Same encodings, network, physics, output as the single-frame recommendation, except the
+    # B_los grid's finest level: the series keeps 64 (measured on series), the single frame has 128.
+    for key in ("encoding", "encoding_bqbu", "network", "physics", "output", "line"):
         assert getattr(series, key) == getattr(single, key), key
+    assert series.encoding_blos == dataclasses.replace(single.encoding_blos, max_resolution=64)
+    assert series.data.active_indices is None and series.physics.derivative == "spline"
     # The smoothness factors: B_los's as in recommended.json (1), the (B_Q, B_U) ones (0.5, 0.1) divided by 4.
     reg = series.regularization
     assert reg.weights == single.regularization.weights == "discrepancy"

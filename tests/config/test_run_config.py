@@ -20,6 +20,7 @@ from hashwfa.config.run_config import (
     parse_override,
     validate_config,
 )
+from hashwfa.run.benchmark import SEED_PROTOCOL
 from hashwfa.run.data import load_data
 from hashwfa.training import EncodingConfig, NetworkConfig, TrainingConfig
 
@@ -42,7 +43,7 @@ def error_of(tmp_path, text, overrides=()):
 def test_defaults_are_the_seed_protocol():
     cfg = validate_config({})
     assert cfg.line is None  # the cube's LINE header, else 5173 (tests/cli/test_train_data_faults.py)
-    assert cfg.data.active_indices == (5, 6, 7)
+    assert cfg.data.active_indices is None  # every wavelength; configs/v0..v6.json give the reference report's (5, 6, 7)
     assert cfg.data.path is None and cfg.data.synthetic == SyntheticConfig()
     assert (cfg.data.synthetic.ny, cfg.data.synthetic.nx) == (200, 178)
     e = cfg.encoding
@@ -80,9 +81,11 @@ def test_contract_keys_exist_and_every_key_is_documented():
 def test_shipped_configs_are_the_seed_protocol_of_their_version(version):
     cfg = load_config(CONFIGS / f"v{version}.json")
     assert cfg.encoding.version == version
-    # Everything else is the default: a config setting only the version is
-    # the same experiment.
-    assert cfg == validate_config({"encoding": {"version": version}})
+    # Everything else is the reference protocol: the defaults, except the keys where the package's
+    # defaults moved on (every wavelength, the derivative), which the shipped configs pin.
+    assert cfg == validate_config({**SEED_PROTOCOL, "encoding": {"version": version}})
+    assert cfg.data.active_indices == (5, 6, 7)
+    assert (cfg.physics.derivative, cfg.physics.derivative_qu) == ("three_point", "three_point")
     assert "//" in (CONFIGS / f"v{version}.json").read_text()
 
 

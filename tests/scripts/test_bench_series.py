@@ -24,10 +24,10 @@ def _load(repo_root):
 def test_scaled_resolutions_halve_each_fields_finest_level(repo_root):
     bench = _load(repo_root)
     cfg = load_config(repo_root / "configs" / "recommended.json").solver
-    # The file's numbers: 32 shared (B_Q, B_U), 64 for B_los.
-    assert cfg.field_encoding("blos").max_resolution == 64 and cfg.field_encoding("bqbu").max_resolution == 32
+    # The file's numbers: 32 shared (B_Q, B_U), 128 for B_los.
+    assert cfg.field_encoding("blos").max_resolution == 128 and cfg.field_encoding("bqbu").max_resolution == 32
     half = bench.scaled_resolutions(cfg, 0.5)
-    assert half.field_encoding("blos").max_resolution == 32
+    assert half.field_encoding("blos").max_resolution == 64
     assert half.field_encoding("bqbu").max_resolution == 16
     # Everything else is left as it was.
     assert half.field_encoding("blos").interpolation == "CatmullRom" and half.field_encoding("blos").n_levels == 11
@@ -70,7 +70,7 @@ def test_recommended_configuration_on_a_series(repo_root, tmp_path, one_thread):
     # The recommended factors times alpha * d: squared gradient 1 (B_los) and 0.5 (B_Q, B_U).
     assert joint["blos"]["squared_gradient"] == pytest.approx(1.0 * joint["blos"]["alpha"] * joint["blos"]["d"])
     assert joint["bqbu"]["squared_gradient"] == pytest.approx(0.5 * joint["bqbu"]["alpha"] * joint["bqbu"]["d"])
-    # The resolutions were scaled: 64 * 0.25 and 32 * 0.25.
-    assert got["encodings"]["blos"]["max_resolution"] == 16 and got["encodings"]["bqbu"]["max_resolution"] == 8
+    # The resolutions were scaled: 128 * 0.25 and 32 * 0.25.
+    assert got["encodings"]["blos"]["max_resolution"] == 32 and got["encodings"]["bqbu"]["max_resolution"] == 8
     ratio = got["ratios"]["joint, 4 frames/cell"]["regularised WFA"]["bt_rmse"]
     assert ratio == pytest.approx(rows["joint, 4 frames/cell"]["bt_rmse"] / rows["regularised WFA"]["bt_rmse"])

@@ -85,7 +85,7 @@ class Baselines:
 
     @property
     def regularized(self) -> RegularizedResult:
-        """The regularised WFA with its weights chosen from :attr:`noise` (discrepancy principle).
+        """The regularised WFA with its weights chosen by the default rules (:data:`~hashwfa.wfa.baselines.regularized.DEFAULT_RULE`) from :attr:`noise`.
 
         Raises:
             HashwfaError: when it cannot be made (no noise, an image under 3 x 3 pixels).

@@ -51,14 +51,28 @@ least-squares solution, the data residual splits exactly::
   parameter in intensity units (V; Q and U pooled), the root mean square
   over the active wavelengths: given (``noise``), or estimated from the data
   by :func:`hashwfa.wfa.observation.noise.estimate_noise`.
+- ``"misfit"`` (the discrepancy principle with the model error counted):
+  the residual may grow by the noise's share or by a fraction ``f =``
+  :data:`MISFIT_FRACTION` of the pixel-wise fit's own residual, whichever
+  is larger: ``sum_p w_p |x_p - xhat_p|^2 = max(k P sigma^2, f RSS(0))``.
+  RSS(0) holds the noise and the WFA's model error together; where the
+  model error dominates it (good derivatives, many wavelengths, strong
+  lines) the discrepancy principle reads the model error as signal and
+  hardly smooths, this rule smooths as far as the model error allows. Where
+  the noise dominates, RSS(0) is about ``(N - k P) sigma^2`` and the rule is
+  the discrepancy principle.
 - ``"gcv"`` (generalised cross-validation, Golub, Heath & Wahba 1979): the
   ``alpha`` minimising ``N RSS(alpha) / (N - k tr(K^-1 diag(w)))^2`` (N data
   values, ``K`` the system matrix), with the trace estimated by Hutchinson's
   method (Rademacher probes with a fixed seed). It needs no sigma.
 
-The default rule is the one that measured best against the truth on the
-built-in synthetic plage and was confirmed on a second case (BENCHMARKS.md,
-"Regularised WFA baseline").
+The default rules, :data:`DEFAULT_RULE` = ``("misfit", "discrepancy")``
+(V, Q/U), measured best against the truth on the built-in synthetic plage and
+a Milne-Eddington Fe I 6173 case, with every wavelength and the spline
+derivative, and were confirmed on a Milne-Eddington Fe I 6302 case
+(BENCHMARKS.md, "Derivatives of I and the WFA's model error"); with the
+seed's three wavelengths the misfit rule is the discrepancy principle, the
+earlier default ("Regularised WFA baseline").
 
 **Solvers** (``method``): ``"direct"`` factorises the sparse matrix
 (:func:`scipy.sparse.linalg.splu`; fill-in grows slightly faster than the
@@ -96,9 +110,9 @@ from hashwfa.wfa.observation.observation import Observation
 from hashwfa.wfa.physics.weak_field import CORE_CUTOFF, DEFAULT_QU_FORM, wfa_coefficients
 
 #: Rules that choose alpha without the truth.
-RULES = ("discrepancy", "gcv")
-#: The default rule (see BENCHMARKS.md, "Regularised WFA baseline").
-DEFAULT_RULE = "discrepancy"
+RULES = ("discrepancy", "gcv", "misfit")
+#: The default rules, for V and for Q/U (see the module docstring).
+DEFAULT_RULE = ("misfit", "discrepancy")
 #: Solvers of the sparse system.
 METHODS = ("auto", "direct", "cg")
 #: Largest frame (pixels) that ``method="auto"`` solves with the direct factorisation.
@@ -109,6 +123,11 @@ LOG10_ALPHA_RANGE = (-4.0, 4.0)
 CG_TOLERANCE = 1e-8
 #: Hutchinson probes for the GCV trace.
 GCV_PROBES = 16
+#: Rule ``"misfit"``: the residual may grow by this fraction of the pixel-wise fit's own residual
+#: (or by the noise's k P sigma^2, whichever is larger).
+MISFIT_FRACTION = 0.05
+#: The rules that need the noise sigma.
+NOISE_RULES = ("discrepancy", "misfit")
 
 AlphaLike = Union[None, float, Sequence[float]]
 
@@ -380,7 +399,7 @@ def _pair(value: Union[None, float, Sequence[Optional[float]]], what: str) -> Tu
 def regularized_wfa(
     observation: Observation,
     alpha: AlphaLike = None,
-    rule: str = DEFAULT_RULE,
+    rule: Union[str, Sequence[str]] = DEFAULT_RULE,
     noise: Union[None, float, Sequence[Optional[float]], StokesNoise] = None,
     line: Union[None, str, SpectralLine] = None,
     core_cutoff: float = CORE_CUTOFF,
@@ -396,7 +415,8 @@ def regularized_wfa(
         alpha: relative smoothness weight(s) > 0: one number for V and Q/U,
             a pair ``(alpha_v, alpha_qu)`` (an entry may be None), or None:
             chosen by ``rule``.
-        rule: ``"discrepancy"`` or ``"gcv"``, for the weights not given.
+        rule: ``"discrepancy"``, ``"gcv"`` or ``"misfit"``, for the weights not
+            given: one for V and Q/U, or a pair ``(rule_v, rule_qu)``.
         noise: the discrepancy rule's noise sigma in the observation's
             intensity unit: one number, a pair ``(sigma_v, sigma_qu)``, a
             :class:`~hashwfa.wfa.observation.noise.StokesNoise`, or None: estimated from
@@ -420,8 +440,11 @@ def regularized_wfa(
             that is not a positive finite number, or a noise estimate that
             cannot be made (see :func:`hashwfa.wfa.observation.noise.estimate_noise`).
     """
-    if rule not in RULES:
-        raise HashwfaError(f"regularized WFA: rule = {rule!r} unknown; use one of {', '.join(RULES)}")
+    rules = _pair(rule, "rule")
+    for r in rules:
+        if r not in RULES:
+            raise HashwfaError(f"regularized WFA: rule = {r!r} unknown; use one of {', '.join(RULES)} "
+                               "(or a pair (rule for V, rule for Q/U))")
     if method not in METHODS:
         raise HashwfaError(f"regularized WFA: method = {method!r} unknown; use one of {', '.join(METHODS)}")
     alphas = _pair(alpha, "alpha")
@@ -436,14 +459,16 @@ def regularized_wfa(
     noises = tuple(None if s is None else _check_positive(s, "noise", "sigma in intensity units; None estimates it")
                    for s in noises)
     # Estimate the noise only where the discrepancy rule needs a sigma nobody gave.
-    missing = [rule == "discrepancy" and a is None and s is None for a, s in zip(alphas, noises)]
-    noise_estimated = any(missing) or (from_estimate and rule == "discrepancy" and None in alphas)
+    missing = [r in NOISE_RULES and a is None and s is None for r, a, s in zip(rules, alphas, noises)]
+    noise_estimated = any(missing) or (from_estimate and any(r in NOISE_RULES and a is None
+                                                             for r, a in zip(rules, alphas)))
     if any(missing):
         estimated = _active_sigmas(estimate_noise(observation), observation)
         noises = tuple(e if m else s for e, m, s in zip(estimated, missing, noises))
 
     line = observation.line if line is None else line
-    sums = _data_sums(observation, line, core_cutoff, qu_form, gcv=[rule == "gcv" and a is None for a in alphas])
+    sums = _data_sums(observation, line, core_cutoff, qu_form,
+                      gcv=[r in ("gcv", "misfit") and a is None for r, a in zip(rules, alphas)])
     index = observation.valid_index
     ny, nx = observation.ny, observation.nx
     n = observation.n_pixels
@@ -457,7 +482,8 @@ def regularized_wfa(
     chosen: Dict[str, Tuple[float, str, Optional[float]]] = {}
     details: Dict[str, float] = {}
     solves = 0
-    for name, given_alpha, given_noise in (("v", alphas[0], noises[0]), ("qu", alphas[1], noises[1])):
+    for name, given_alpha, given_noise, rule in (("v", alphas[0], noises[0], rules[0]),
+                                                  ("qu", alphas[1], noises[1], rules[1])):
         # Taken out of ``sums``: freed once the system is built (a series: 8 (1 + k) bytes per pixel).
         w_valid, b_valid, squares = sums.pop(name)
         positive = w_valid > 0
@@ -467,6 +493,7 @@ def regularized_wfa(
         rhs = np.zeros((n, b_valid.shape[1]))
         for j in range(b_valid.shape[1]):
             rhs[index, j] = b_valid[:, j] / scale
+        b_shape_k = b_valid.shape[1]
         del w_valid, b_valid
         has_data = weight > 0
         xhat = np.zeros_like(rhs)
@@ -483,6 +510,14 @@ def regularized_wfa(
             # sigma is in the cube's unit, the sums in the WFA inputs' (the cube / intensity_scale).
             sigma_fit = sigma / observation.intensity_scale
             alpha_used, how = _discrepancy_alpha(system, xhat, has_data, sigma_fit * sigma_fit / scale), rule
+        elif rule == "misfit":
+            sigma = given_noise
+            sigma_fit = sigma / observation.intensity_scale
+            rss0 = sum(float(np.sum(sq)) for sq in squares) / scale
+            per_point = max(sigma_fit * sigma_fit / scale,
+                            MISFIT_FRACTION * rss0 / (b_shape_k * np.count_nonzero(has_data)))
+            alpha_used, how = _discrepancy_alpha(system, xhat, has_data, per_point), rule
+            details[f"rss0_{name}"] = rss0 * scale
         else:
             rss0 = sum(float(np.sum(sq)) for sq in squares) / scale
             alpha_used, value = _gcv_alpha(system, xhat, has_data, rss0, len(squares) * squares[0].size)

@@ -87,8 +87,11 @@ def checked_wavelengths(wavelengths: Any, cube_shape: Tuple[int, ...], nw: int, 
 
 
 def checked_active_indices(active_indices: Any, wavelengths: np.ndarray, src: str) -> Tuple[int, ...]:
-    """The active wavelength indices, sorted, each once and within the cube's ``nw`` wavelengths."""
+    """The active wavelength indices, sorted, each once and within the cube's ``nw`` wavelengths;
+    None: every wavelength."""
     nw = len(wavelengths)
+    if active_indices is None:
+        active_indices = range(nw)
     try:
         idx = [int(i) for i in active_indices]
         if any(int(i) != i for i in active_indices):

@@ -85,7 +85,7 @@ class Observation:
         line: the observed line (:class:`SpectralLine`, name such as
             ``"5173"``, or a definition dict; see :func:`get_line`).
         active_indices: wavelength indices used by the fit (distinct, in
-            ``0..nw-1``); stored sorted.
+            ``0..nw-1``); stored sorted. None (the default): every wavelength.
         weights: per-Stokes weights (I, Q, U, V) of the loss; I has no WFA
             model and its weight is kept only for the record.
         mask: ``(ny, nx)`` bool, True = use the pixel (in every frame of a
@@ -139,7 +139,7 @@ class Observation:
         stokes: np.ndarray,
         wavelengths: np.ndarray,
         line: Union[str, SpectralLine, Dict[str, Any]] = "5173",
-        active_indices: Sequence[int] = (5, 6, 7),
+        active_indices: Optional[Sequence[int]] = None,
         weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
         mask: Optional[np.ndarray] = None,
         source: Optional[str] = None,
@@ -607,7 +607,7 @@ class Observation:
         stokes_path: PathLike,
         wavelengths_path: PathLike,
         line: Union[None, str, SpectralLine, Dict[str, Any]] = None,
-        active_indices: Sequence[int] = (5, 6, 7),
+        active_indices: Optional[Sequence[int]] = None,
         weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
         mask: Optional[np.ndarray] = None,
         axis_order: str = "auto",
@@ -652,7 +652,7 @@ class Observation:
         cls,
         path: PathLike,
         line: Union[None, str, SpectralLine, Dict[str, Any]] = None,
-        active_indices: Sequence[int] = (5, 6, 7),
+        active_indices: Optional[Sequence[int]] = None,
         weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
         mask: Optional[np.ndarray] = None,
         lazy: bool = True,

@@ -293,15 +293,20 @@ def derivatives_at(
     second = second and nw >= 3
     if operators is None and (method != "three_point" or (second and method_qu != "three_point")):
         operators = derivative_operators(wavelengths, act, method, method_qu)
+    # The matrices annihilate a constant only up to rounding; applied to I minus its mean
+    # (the same numbers in exact arithmetic) a flat spectrum gives exactly 0, as the
+    # three-point formula does, so "no WFA signal" stays recognisable.
+    centred = None if method == "three_point" and (not second or method_qu == "three_point") else \
+        data - np.mean(data, axis=-1, keepdims=True)
     if method == "three_point":
         d1 = intensity_derivative(data, wavelengths)[..., act]
     else:
-        d1 = data @ operators[0].T
+        d1 = centred @ operators[0].T
     if not second:
         return d1, None
     if method_qu == "three_point":
         return d1, intensity_second_derivative(data, wavelengths)[..., act]
-    return d1, data @ operators[1].T
+    return d1, centred @ operators[1].T
 
 
 def inverse_offset(wavelengths: np.ndarray, core_cutoff: float = CORE_CUTOFF) -> np.ndarray:

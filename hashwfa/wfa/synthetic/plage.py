@@ -556,6 +556,15 @@ def output_paths(directory: Union[str, Path], overwrite: bool) -> Dict[str, Path
                 raise HashwfaError(f"{path}: file exists; pass overwrite=True or choose another directory")
     return paths
 
+def default_active(active_indices: Optional[Sequence[int]], wavelengths: Optional[Sequence[float]]
+                   ) -> Optional[Sequence[int]]:
+    """The synthetic data's active indices: those given, else :data:`CRISP_ACTIVE` on the
+    default CRISP grid (``wavelengths`` None), else None (every wavelength)."""
+    if active_indices is not None:
+        return active_indices
+    return CRISP_ACTIVE if wavelengths is None else None
+
+
 def synthetic_plage_bytes(ny: int, nx: int, nw: int) -> int:
     """Lower bound of the bytes :func:`synthetic_plage` holds at once: two float64 cubes.
 
@@ -574,7 +583,7 @@ def synthetic_plage(
     model: str = "zeeman",
     line: Union[str, SpectralLine] = "5173",
     wavelengths: Optional[Sequence[float]] = None,
-    active_indices: Sequence[int] = CRISP_ACTIVE,
+    active_indices: Optional[Sequence[int]] = None,
     pattern: str = "full",
     qu_form: str = DEFAULT_QU_FORM,
     psf_fwhm: Optional[float] = None,
@@ -599,7 +608,9 @@ def synthetic_plage(
             the diffraction limit).
         wavelengths: ``(nw,)`` Angstrom from line centre; default the CRISP
             grid -0.24..+0.24 A in 0.04 A steps.
-        active_indices: default (5, 6, 7).
+        active_indices: the wavelength indices to fit; None (the default):
+            :data:`CRISP_ACTIVE` (5, 6, 7, the reference study's) on the default
+            CRISP grid, every wavelength on a given ``wavelengths`` grid.
         pattern: Zeeman pattern for ``model="zeeman"`` and
             ``"milne_eddington"``: ``"full"`` (the
             levels' anomalous splitting) or ``"triplet"`` (effective triplet).
@@ -646,7 +657,7 @@ def synthetic_plage(
     params = {"ny": int(ny), "nx": int(nx), "seed": int(seed), "noise": noise, "model": model,
               "line": line.name, "pattern": pattern, "qu_form": qu_form, "psf_fwhm": psf_fwhm,
               "pixel_scale": PIXEL_SCALE, "instrument_fwhm": float(instrument_fwhm)}
-    obs = Observation(stokes, wl, line=line, active_indices=active_indices, weights=weights,
+    obs = Observation(stokes, wl, line=line, active_indices=default_active(active_indices, wavelengths), weights=weights,
                       source=f"synthetic plage (seed={int(seed)}, model={model}, noise={noise:g})", unit="Ic",
                       derivative=derivative, derivative_qu=derivative_qu,
                       map_cards=synthetic_map_cards(int(ny), int(nx)))

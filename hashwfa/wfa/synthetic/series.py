@@ -41,7 +41,7 @@ from hashwfa.wfa.observation.stokes_fits import times_table
 from hashwfa.wfa.physics.lines import SpectralLine
 from hashwfa.wfa.observation.observation import Observation
 from hashwfa.wfa.physics.weak_field import DEFAULT_DERIVATIVE, DEFAULT_QU_FORM, check_derivative
-from hashwfa.wfa.synthetic.plage import (CRISP_ACTIVE, INSTRUMENT_FWHM, PIXEL_SCALE, synthetic_map_cards, _checked_settings, synthetic_plage_bytes, _make_atmosphere, _make_field, output_paths,
+from hashwfa.wfa.synthetic.plage import (default_active, INSTRUMENT_FWHM, PIXEL_SCALE, synthetic_map_cards, _checked_settings, synthetic_plage_bytes, _make_atmosphere, _make_field, output_paths,
                                    _observe, _smooth_noise)
 
 #: Extra mirror padding [px] beyond the shift when translating a map (keeps the
@@ -181,7 +181,7 @@ def synthetic_series(
     model: str = "zeeman",
     line: Union[str, SpectralLine] = "5173",
     wavelengths: Optional[Sequence[float]] = None,
-    active_indices: Sequence[int] = CRISP_ACTIVE,
+    active_indices: Optional[Sequence[int]] = None,
     pattern: str = "full",
     qu_form: str = DEFAULT_QU_FORM,
     psf_fwhm: Optional[float] = None,
@@ -272,7 +272,7 @@ def synthetic_series(
               "pixel_scale": PIXEL_SCALE, "instrument_fwhm": float(instrument_fwhm), "flow": (vy, vx), "azimuth_rate": float(azimuth_rate),
               "cadence": float(cadence)}
     series = SyntheticSeries(
-        stokes=stokes, wavelengths=wl, line=line, active_indices=tuple(sorted(int(i) for i in active_indices)),
+        stokes=stokes, wavelengths=wl, line=line, active_indices=tuple(sorted(int(i) for i in (default_active(active_indices, wavelengths) or range(wl.shape[0])))),
         times=float(cadence) * np.arange(nt, dtype=np.float64), truth=stacked(truths), intrinsic=stacked(intrinsics),
         atmosphere={name: np.stack([a[name] for a in atms]) for name in atms[0]}, azimuth_rate=rate,
         parameters=params, derivative=derivative, derivative_qu=derivative_qu)

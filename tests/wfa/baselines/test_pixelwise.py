@@ -61,7 +61,7 @@ def test_nan_exactly_at_invalid_pixels(clean):
     mask[0, 0] = False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        obs = Observation(data, clean.observation.wavelengths, mask=mask)
+        obs = Observation(data, clean.observation.wavelengths, mask=mask, active_indices=clean.observation.active_indices)
     res = pixel_wfa(obs)
     ref = pixel_wfa(clean.observation)
     invalid = ~obs.valid.reshape(30, 26)

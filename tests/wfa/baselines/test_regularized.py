@@ -161,3 +161,50 @@ def test_flat_intensity_gives_zero_like_the_pixelwise_wfa():
     res = regularized_wfa(obs, alpha=2.0)
     for key in ("blos", "bq", "bu"):
         np.testing.assert_array_equal(getattr(res.maps, key), np.zeros((3, 4)))
+
+
+def _rule_ratio(obs, res, sigma, fraction):
+    """sum_p w_p |x_p - xhat_p|^2 over the misfit rule's target max(k P sigma^2, f RSS(0)), V and Q/U (plain numpy)."""
+    inp = obs.wfa_inputs()
+    cv, cqu = wfa_coefficients(inp.dI_dlambda, inp.wavelengths, obs.line, d2I_dlambda2=inp.d2I_dlambda2)
+    terms = _per_pixel_terms(obs)
+    ref = pixel_wfa(obs)
+    ratios = {}
+    for group, keys, coef, data in (("v", ("blos",), cv, (inp.v,)), ("qu", ("bq", "bu"), cqu, (inp.q, inp.u))):
+        total, count, rss0 = 0.0, 0, 0.0
+        for key, d in zip(keys, data):
+            w, _ = terms[key]
+            diff = (getattr(res.maps, key) - getattr(ref, key)).ravel()
+            total += np.sum(w * diff ** 2)
+            count += np.count_nonzero(w > 0)
+            xhat = getattr(ref, key).ravel()[inp.index]
+            rss0 += np.sum((d - coef * xhat[:, None]) ** 2)
+        ratios[group] = total / max(count * sigma ** 2, fraction * rss0)
+    return ratios
+
+
+def test_misfit_rule_meets_its_target_where_the_model_error_dominates():
+    """Milne-Eddington Fe I 6173, little noise, every wavelength: f RSS(0) (model error) sets the target."""
+    grid = [-0.24, -0.16, -0.12, -0.09, -0.065, -0.04, -0.02, 0.0, 0.02, 0.04, 0.065, 0.09, 0.12, 0.16, 0.24]
+    data = synthetic_plage(ny=30, nx=28, seed=4, noise=2e-4, model="milne_eddington", line="6173", wavelengths=grid)
+    obs = Observation(data.observation.stokes, data.observation.wavelengths, line="6173", derivative="spline")
+    res = regularized_wfa(obs, rule=("misfit", "misfit"), noise=2e-4)
+    assert res.rule_v == res.rule_qu == "misfit"
+    ratios = _rule_ratio(obs, res, 2e-4, 0.05)
+    assert 0.9 < ratios["v"] < 1.1 and 0.9 < ratios["qu"] < 1.1, ratios
+    # ... and it smooths B_los more than the discrepancy principle, which reads the model error as signal.
+    assert res.alpha_v > 2 * regularized_wfa(obs, rule="discrepancy", noise=2e-4).alpha_v
+
+
+def test_misfit_rule_is_the_discrepancy_principle_where_the_noise_dominates(noisy):
+    obs = noisy.observation  # WFA data (no model error), three wavelengths
+    res = regularized_wfa(obs, rule="misfit", noise=2e-3)
+    ratios = _rule_ratio(obs, res, 2e-3, 0.05)
+    assert 0.9 < ratios["v"] < 1.1 and 0.9 < ratios["qu"] < 1.1, ratios
+    ref = regularized_wfa(obs, rule="discrepancy", noise=2e-3)
+    assert res.alpha_v == pytest.approx(ref.alpha_v) and res.alpha_qu == pytest.approx(ref.alpha_qu)
+
+
+def test_default_rules_are_misfit_for_v_and_discrepancy_for_qu(noisy):
+    res = regularized_wfa(noisy.observation)
+    assert (res.rule_v, res.rule_qu) == ("misfit", "discrepancy") and res.noise_estimated

@@ -104,7 +104,7 @@ def test_lazy_series_gives_the_same_baselines_and_noise(series_files):
     np.testing.assert_array_equal(noise_lazy.sigma, noise_memory.sigma)
     assert noise_lazy.detail == noise_memory.detail
     _same_maps(pixel_wfa_sigmas(lazy, noise_lazy), pixel_wfa_sigmas(memory, noise_memory))
-    for rule in ("discrepancy", "gcv"):
+    for rule in ("discrepancy", "gcv", "misfit"):
         a, b = regularized_wfa(lazy, rule=rule), regularized_wfa(memory, rule=rule)
         assert (a.alpha_v, a.alpha_qu) == (b.alpha_v, b.alpha_qu)
         _same_maps(a.maps, b.maps)

@@ -24,7 +24,8 @@ def cube(ny=4, nx=5, nw=13, seed=0):
 
 
 def test_basic_properties_and_coordinates():
-    obs = Observation(cube(), WL, line="5173")
+    assert Observation(cube(), WL, line="5173").active_indices == tuple(range(13))  # default: every wavelength
+    obs = Observation(cube(), WL, line="5173", active_indices=(7, 5, 6))
     assert (obs.ny, obs.nx, obs.nw, obs.n_pixels, obs.n_valid) == (4, 5, 13, 20, 20)
     assert obs.active_indices == (5, 6, 7)
     np.testing.assert_allclose(obs.active_wavelengths, [-0.04, 0.0, 0.04], atol=1e-12)
@@ -93,7 +94,7 @@ def test_nan_pixels_reported_once_and_excluded():
     data[0, 0, 1, 0] = np.nan  # Q at an unused wavelength: harmless
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        obs = Observation(data, WL)
+        obs = Observation(data, WL, active_indices=(5, 6, 7))
     messages = [str(w.message) for w in caught]
     assert len(messages) == 1 and "2 of 20 pixels" in messages[0]
     assert obs.n_nonfinite == 2 and obs.n_valid == 18

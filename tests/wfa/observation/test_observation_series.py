@@ -34,7 +34,7 @@ def test_series_shapes_and_coordinates(series):
 
 
 def test_pixel_wfa_of_a_series_is_the_wfa_of_each_frame(series):
-    maps = pixel_wfa(Observation(series.stokes, series.wavelengths))
+    maps = pixel_wfa(Observation(series.stokes, series.wavelengths, active_indices=series.active_indices))
     assert maps.shape == (3, 12, 10)
     for t in range(3):
         frame = pixel_wfa(series.frame_observation(t))

@@ -23,6 +23,9 @@ from hashwfa.wfa.synthetic.plage import synthetic_plage
 #: An unequal grid [A] (steps 0.03 .. 0.07).
 UNEQUAL = np.array([-0.25, -0.2, -0.14, -0.1, -0.05, -0.02, 0.01, 0.05, 0.1, 0.13, 0.2, 0.24])
 
+#: The reference report's three active wavelengths on the CRISP grid (the Observation's default is every wavelength).
+SEED = (5, 6, 7)
+
 
 def test_three_point_is_the_parabola_through_three_points():
     # Exact for a quadratic: D1 at interior points, D2 everywhere; the ends' slope is the chord's.
@@ -124,10 +127,10 @@ def test_sigmas_match_monte_carlo_through_the_operator(derivative):
     npix, sigma = 4000, np.array([2e-3, 1e-4, 1e-4, 1e-4])
     clean = _line_cube(npix, wl, derivative, blos=800.0, bq=8e5, bu=-5e5)
     noise = StokesNoise(sigma=np.repeat(sigma[:, None], wl.size, axis=1), method="given")
-    predicted = pixel_wfa_sigmas(Observation(clean[:, :1], wl, derivative=derivative), noise)
+    predicted = pixel_wfa_sigmas(Observation(clean[:, :1], wl, derivative=derivative, active_indices=SEED), noise)
     rng = np.random.default_rng(11)
     noisy = clean + rng.normal(size=clean.shape) * sigma[None, None, :, None]
-    maps = pixel_wfa(Observation(noisy, wl, derivative=derivative))
+    maps = pixel_wfa(Observation(noisy, wl, derivative=derivative, active_indices=SEED))
     for key in ("blos", "bq", "bu"):
         measured = np.std(getattr(maps, key))
         assert measured == pytest.approx(float(getattr(predicted, key)[0, 0]), rel=0.07), key
@@ -146,8 +149,8 @@ def test_observation_carries_the_choice_and_the_spline_needs_every_wavelength():
     cube = _line_cube(4, wl, "three_point")
     cube[0, 1, 0, 0] = np.nan  # far blue wing of I: the three-point stencil of 5, 6, 7 does not read it
     with pytest.warns(UserWarning):
-        spline = Observation(cube, wl, derivative="spline")
-    three = Observation(cube, wl)
+        spline = Observation(cube, wl, derivative="spline", active_indices=SEED)
+    three = Observation(cube, wl, active_indices=SEED)
     assert three.derivative == "three_point" and three.valid.tolist() == [True] * 4
     assert spline.valid.tolist() == [True, False, True, True]
     assert spline.with_stokes(cube, "again").derivative == "spline"
@@ -156,7 +159,7 @@ def test_observation_carries_the_choice_and_the_spline_needs_every_wavelength():
     inputs = spline.wfa_inputs()
     expected = CubicSpline(wl, cube[0, [0, 2, 3], 0], axis=-1)(wl[[5, 6, 7]], 1)
     np.testing.assert_allclose(inputs.dI_dlambda, expected, rtol=1e-10, atol=1e-9)
-    series = Observation(np.stack([cube, cube]), wl, derivative="spline")
+    series = Observation(np.stack([cube, cube]), wl, derivative="spline", active_indices=SEED)
     assert series.frame(1).derivative == "spline"
 
 
@@ -172,7 +175,8 @@ def test_config_key_reaches_the_observation_and_a_bad_value_names_the_key():
     cfg = validate_config({"physics": {"derivative": "spline"}, "data": {"synthetic": {"ny": 6, "nx": 5}}})
     assert cfg.solver.physics.derivative == "spline"
     assert load_data(cfg).observation.derivative == "spline"
-    assert validate_config({}).physics.derivative == "three_point"
+    # A run's defaults: the spline for dI/dlambda, the three-point parabola for d2I/dlambda2.
+    assert (validate_config({}).physics.derivative, validate_config({}).physics.derivative_qu) == ("spline", "three_point")
     with pytest.raises(HashwfaError) as info:
         validate_config({"physics": {"derivative": "akima"}})
     message = str(info.value)
@@ -201,7 +205,7 @@ def test_q_and_u_can_keep_the_three_point_second_derivative():
     np.testing.assert_array_equal(mixed2, three2)
     cube = _line_cube(3, np.round(np.linspace(-0.24, 0.24, 13), 10), "three_point")
     grid = np.round(np.linspace(-0.24, 0.24, 13), 10)
-    obs = Observation(cube, grid, derivative="spline", derivative_qu="three_point")
+    obs = Observation(cube, grid, derivative="spline", derivative_qu="three_point", active_indices=SEED)
     assert (obs.derivative, obs.derivative_qu) == ("spline", "three_point")
     assert obs.with_stokes(cube, "again").derivative_qu == "three_point"
     inputs = obs.wfa_inputs()
@@ -220,6 +224,6 @@ def test_config_key_derivative_qu():
                            "data": {"synthetic": {"ny": 6, "nx": 5}}})
     obs = load_data(cfg).observation
     assert (obs.derivative, obs.derivative_qu) == ("spline", "three_point")
-    assert validate_config({}).physics.derivative_qu is None
+    assert validate_config({}).physics.derivative_qu == "three_point"  # the default; null = physics.derivative
     with pytest.raises(HashwfaError, match="physics.derivative_qu"):
         validate_config({"physics": {"derivative_qu": "akima"}})
