@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
-from typing import Dict, Iterator, List, Set, Tuple
+from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 import pytest
 
@@ -60,12 +60,25 @@ def _modules() -> Iterator[Tuple[str, Path]]:
 
 def _imported(module: str, path: Path) -> List[str]:
     """Every hashwfa module named by an import in ``path`` (relative imports resolved)."""
-    is_package = path.name == "__init__.py"
-    tree = ast.parse(path.read_text(encoding="utf-8"))
     out = []
+    for name, names in _import_statements(module, path, ast.parse(path.read_text(encoding="utf-8"))):
+        if names is None:
+            out.append(name)
+        elif name == "hashwfa":
+            # ``from hashwfa import schema`` names a submodule; ``__version__`` the root.
+            out += [f"hashwfa.{a}" if a in _parts() else "hashwfa" for a in names]
+        else:
+            out.append(name)
+    return [n for n in out if n == "hashwfa" or n.startswith("hashwfa.")]
+
+
+def _import_statements(module: str, path: Path, tree: ast.AST) -> Iterator[Tuple[str, Optional[List[str]]]]:
+    """``(module named, names imported from it or None for a plain import)`` for every import in ``tree``."""
+    is_package = path.name == "__init__.py"
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            out += [a.name for a in node.names]
+            for alias in node.names:
+                yield alias.name, None
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = module.split(".")
@@ -73,12 +86,7 @@ def _imported(module: str, path: Path) -> List[str]:
                 name = ".".join(base + ([node.module] if node.module else []))
             else:
                 name = node.module or ""
-            if name == "hashwfa":
-                # ``from hashwfa import schema`` names a submodule; ``__version__`` the root.
-                out += [f"hashwfa.{a.name}" if a.name in _parts() else "hashwfa" for a in node.names]
-            else:
-                out.append(name)
-    return [n for n in out if n == "hashwfa" or n.startswith("hashwfa.")]
+            yield name, [alias.name for alias in node.names]
 
 
 def _part(name: str) -> str:
@@ -154,19 +162,10 @@ def _module_graph() -> Dict[str, Set[str]]:
 
 
 def _imported_from_tree(module: str, path: Path, tree: ast.AST) -> List[str]:
-    is_package = path.name == "__init__.py"
+    """Every ``module.name`` an import statement of ``tree`` names (plain imports as they are)."""
     out = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out += [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = module.split(".")
-                base = base[: len(base) - node.level + (1 if is_package else 0)]
-                name = ".".join(base + ([node.module] if node.module else []))
-            else:
-                name = node.module or ""
-            out += [f"{name}.{a.name}" for a in node.names]
+    for name, names in _import_statements(module, path, tree):
+        out += [name] if names is None else [f"{name}.{a}" for a in names]
     return [n for n in out if n.startswith("hashwfa.")]
 
 
