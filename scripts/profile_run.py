@@ -95,6 +95,7 @@ def _wrap(timer: StageTimer, owner: Any, attr: str, name: Any, member: bool = Fa
 
 def install(timer: StageTimer) -> List[Callable[[], None]]:
     """Wrap the stage functions where the run looks them up; returns the undo callables."""
+    import hashwfa.run.ranks as ranks
     import hashwfa.run.train as run_train
     import hashwfa.run.outputs as outputs
     import hashwfa.training.bootstrap as bootstrap
@@ -104,7 +105,7 @@ def install(timer: StageTimer) -> List[Callable[[], None]]:
 
     phase_names = {"blos": "phase 1 (B_los)", "bqbu": "phase 2 (B_Q, B_U)"}
     undo = [
-        _wrap(timer, run_train, "load_data", "read/scan"),
+        _wrap(timer, ranks, "load_data", "read/scan"),
         _wrap(timer, products, "resolve_noise", "noise"),
         _wrap(timer, products, "pixel_wfa", "pixel-wise WFA"),
         _wrap(timer, products, "regularized_wfa", "regularised WFA (weight search)"),
