@@ -161,9 +161,10 @@ def _run_ranked(request: Any, cfg: RunConfig, out_dir: Path,
     # Everything that can fail is checked before anything in out_dir changes:
     # the flags against its contents, the data, the device, the backend and
     # the model. Only then is the directory locked (and, for --overwrite, the old checkpoint deleted).
+    config_dict = config_to_dict(cfg)
     if dist.is_primary:
-        check_output_directory(out_dir, request.resume, request.overwrite, config_to_dict(cfg))
-    data = load_data_ranked(cfg, dist, config_to_dict(cfg))
+        check_output_directory(out_dir, request.resume, request.overwrite, config_dict)
+    data = load_data_ranked(cfg, dist, config_dict)
     return fit_loaded(request, cfg, data, out_dir, on_epoch_end=on_epoch_end, dist=dist)
 
 

@@ -38,11 +38,6 @@ class Baselines:
         qu_form: the Q/U form of the WFA.
         given_noise: the run's ``data.noise`` (a :class:`StokesNoise`), or
             None to estimate the noise from the data.
-
-    Attributes:
-        computed: how many times each product was computed (``"noise"``,
-            ``"pixelwise"``, ``"regularized"``): 1 at most, by construction;
-            tests read it.
     """
 
     def __init__(self, observation: Observation, core_cutoff: float = CORE_CUTOFF,
@@ -51,12 +46,10 @@ class Baselines:
         self.core_cutoff = core_cutoff
         self.qu_form = qu_form
         self.given_noise = given_noise
-        self.computed: Dict[str, int] = {"noise": 0, "pixelwise": 0, "regularized": 0}
         self._made: Dict[str, Any] = {}
 
     def _once(self, name: str, make: Callable[[], Any]) -> Any:
         if name not in self._made:
-            self.computed[name] += 1
             try:
                 self._made[name] = make()
             except HashwfaError as exc:
