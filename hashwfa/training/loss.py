@@ -16,9 +16,20 @@ wing form the means include active wavelengths inside the line core, where
 the Q/U model is 0 and the residual is the data. Stokes I has no WFA model;
 its weight is not used.
 
-Everything that depends only on the data is computed once in ``__init__``;
-``forward`` is a few elementwise operations and two means, with no Python
-loop over pixels or wavelengths and no host-device synchronisation.
+Everything that depends only on the data is computed once in ``__init__``.
+Each term is a quadratic in one pixel's field value, so ``forward`` evaluates
+it from per-pixel sums over the wavelengths instead of the ``(P, A)``
+residuals (the normal equations of the pixel-wise fit)::
+
+    sum_a (V_a - c_a B)^2 = S_cc (B - B*)^2 + R,   S_cc = sum_a c_a^2,
+    B* = sum_a c_a V_a / S_cc,   R = sum_a (V_a - c_a B*)^2 >= 0
+
+(likewise for Q and U with ``k_a``): B* is the pixel-wise WFA's value and R
+its residual, both made in float64 from the data. The loss is the same
+number as the mean of the squared residuals, its cost no longer grows with
+the number of wavelengths, and no large terms cancel in float32. ``forward``
+is a few elementwise operations and means over pixels, with no Python loop
+and no host-device synchronisation.
 """
 
 from __future__ import annotations
@@ -39,6 +50,26 @@ PHASES: Tuple[str, str] = ("blos", "bqbu")
 #: What :meth:`WFALoss.forward` accepts: a fitted phase, or ``"all"`` (V, Q and U:
 #: the reference protocol's final loss).
 LOSS_PHASES: Tuple[str, ...] = PHASES + ("all",)
+#: The per-pixel buffers of the loss's quadratic form: for each Stokes parameter s
+#: (v, q, u) S_cc (``curvature_s``), B* (``best_s``) and R (``residual_s``).
+QUADRATIC_TERMS: Tuple[str, ...] = tuple(
+    f"{term}_{stokes}" for stokes in ("v", "q", "u") for term in ("curvature", "best", "residual")
+)
+
+
+def _normal_form(coef: np.ndarray, data: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(S_cc, B*, R)`` of ``sum_a (data_a - coef_a B)^2`` per row, in float64.
+
+    ``coef`` and ``data`` are ``(n, A)``; B* is 0 and R the data's sum of
+    squares where the row's coefficients are all 0. R is summed from the
+    residuals themselves, so it carries no cancellation.
+    """
+    coef = np.asarray(coef, dtype=np.float64)
+    data = np.asarray(data, dtype=np.float64)
+    curvature = np.sum(coef * coef, axis=-1)
+    best = np.divide(np.sum(coef * data, axis=-1), curvature, out=np.zeros(curvature.shape), where=curvature > 0)
+    residual = np.sum(np.square(data - coef * best[:, None]), axis=-1)
+    return curvature, best, residual
 
 
 class WFALoss(torch.nn.Module):
@@ -69,6 +100,10 @@ class WFALoss(torch.nn.Module):
             for the wing form 0.75 C^2 Gg dI/dlambda / dl (0 in the core).
         qu_form: the Q/U form used.
         target_q, target_u, target_v: ``(P, A)`` observed Q, U, V.
+        curvature_s, best_s, residual_s: ``(P,)`` for s in v, q, u: the
+            quadratic form of the loss (module docstring): S_cc
+            [(intensity / G)^2 or (intensity / G^2)^2], B* [G or G^2] and R
+            [intensity^2].
         weights: ``(w_I, w_Q, w_U, w_V)`` Python floats.
     """
 
@@ -93,6 +128,7 @@ class WFALoss(torch.nn.Module):
         n, n_active = int(index.shape[0]), len(observation.active_indices)
         names = ("coef_v", "coef_qu", "target_q", "target_u", "target_v")
         host = {name: torch.empty((n, n_active), dtype=dtype) for name in names}
+        quadratic = {name: torch.empty(n, dtype=dtype) for name in QUADRATIC_TERMS}
         any_signal = False
         done = 0
         for inputs in observation.wfa_input_chunks(rows):
@@ -102,6 +138,12 @@ class WFALoss(torch.nn.Module):
             part = slice(done, done + inputs.index.shape[0])
             for name, values in zip(names, (coef_v, coef_qu, inputs.q, inputs.u, inputs.v)):
                 host[name][part] = torch.as_tensor(np.ascontiguousarray(values), dtype=dtype)
+            sums = {"v": _normal_form(coef_v, inputs.v), "q": _normal_form(coef_qu, inputs.q),
+                    "u": _normal_form(coef_qu, inputs.u)}
+            for stokes, (curvature, best, residual) in sums.items():
+                quadratic[f"curvature_{stokes}"][part] = torch.as_tensor(curvature, dtype=dtype)
+                quadratic[f"best_{stokes}"][part] = torch.as_tensor(best, dtype=dtype)
+                quadratic[f"residual_{stokes}"][part] = torch.as_tensor(residual, dtype=dtype)
             done = part.stop
         active = observation.active_wavelengths
         if qu_form == "wing" and not np.any(np.abs(active) > core_cutoff):
@@ -125,6 +167,8 @@ class WFALoss(torch.nn.Module):
         self.register_buffer("valid_index", torch.as_tensor(index, dtype=torch.long, device=device).contiguous())
         for name in names:
             self.register_buffer(name, host.pop(name).to(device).contiguous())
+        for name in QUADRATIC_TERMS:
+            self.register_buffer(name, quadratic.pop(name).to(device).contiguous())
         self.n_valid: int = n
         self.n_active: int = n_active
         self.weights = tuple(float(w) for w in observation.weights)
@@ -134,6 +178,13 @@ class WFALoss(torch.nn.Module):
     # ------------------------------------------------------------------ helpers
     def _rows(self, tensor: torch.Tensor, index: Optional[torch.Tensor]) -> torch.Tensor:
         return tensor if index is None else tensor.index_select(0, index)
+
+    def _sum_of_squares(self, stokes: str, b: torch.Tensor, index: Optional[torch.Tensor]) -> torch.Tensor:
+        """Mean over the rows and active wavelengths of the squared residuals of Stokes ``stokes`` for field ``b`` (n,)."""
+        curvature = self._rows(getattr(self, f"curvature_{stokes}"), index)
+        best = self._rows(getattr(self, f"best_{stokes}"), index)
+        residual = self._rows(getattr(self, f"residual_{stokes}"), index)
+        return torch.mean(curvature * torch.square(b - best) + residual) / self.n_active
 
     def _field(self, value: Optional[torch.Tensor], name: str, n: int, width: int, phase: str) -> torch.Tensor:
         """Check a field's shape (metadata only, no sync) and return it as (n, width)."""
@@ -191,12 +242,14 @@ class WFALoss(torch.nn.Module):
         index: Optional[torch.Tensor] = None,
     ) -> Dict[str, torch.Tensor]:
         """The weighted terms ``{"V": L_V, "Q": L_Q, "U": L_U}`` (0-dim tensors) for the given fields."""
-        model = self.model_stokes(blos, bqbu, index)
+        n = self._check("all", index)
         out: Dict[str, torch.Tensor] = {}
-        for key, target, w in (("V", self.target_v, self.weights[3]), ("Q", self.target_q, self.weights[1]),
-                               ("U", self.target_u, self.weights[2])):
-            if key in model:
-                out[key] = w * torch.mean(torch.square(self._rows(target, index) - model[key]))
+        if blos is not None:
+            out["V"] = self.weights[3] * self._sum_of_squares("v", self._field(blos, "blos", n, 1, "all")[:, 0], index)
+        if bqbu is not None:
+            b = self._field(bqbu, "bqbu", n, 2, "all")
+            out["Q"] = self.weights[1] * self._sum_of_squares("q", b[:, 0], index)
+            out["U"] = self.weights[2] * self._sum_of_squares("u", b[:, 1], index)
         return out
 
     def map_loss(self, blos: np.ndarray, bq: np.ndarray, bu: np.ndarray) -> float:
@@ -250,14 +303,11 @@ class WFALoss(torch.nn.Module):
         total: Optional[torch.Tensor] = None
         if phase in ("blos", "all"):
             b = self._field(blos, "blos", n, 1, phase)
-            r = self._rows(self.target_v, index) - self._rows(self.coef_v, index) * b
-            total = self.weights[3] * torch.mean(torch.square(r))
+            total = self.weights[3] * self._sum_of_squares("v", b[:, 0], index)
         if phase in ("bqbu", "all"):
             b = self._field(bqbu, "bqbu", n, 2, phase)
-            cqu = self._rows(self.coef_qu, index)
-            rq = self._rows(self.target_q, index) - cqu * b[:, 0:1]
-            ru = self._rows(self.target_u, index) - cqu * b[:, 1:2]
-            lqu = self.weights[1] * torch.mean(torch.square(rq)) + self.weights[2] * torch.mean(torch.square(ru))
+            lqu = (self.weights[1] * self._sum_of_squares("q", b[:, 0], index)
+                   + self.weights[2] * self._sum_of_squares("u", b[:, 1], index))
             total = lqu if total is None else total + lqu
         assert total is not None
         return total

@@ -187,3 +187,26 @@ def test_map_loss_of_whole_field_maps_matches_hand_computation():
     got = loss.map_loss(blos.reshape(2, 3), bq.reshape(2, 3), bu.reshape(2, 3))
     assert isinstance(got, float)
     assert got == pytest.approx(hand_loss(obs, blos, bq, bu, "all", "second_derivative"), rel=1e-10)
+
+
+def test_float32_loss_and_gradient_match_float64_residuals_at_the_optimum():
+    """The loss is evaluated from per-pixel sums (its quadratic form). At the
+    pixel-wise optimum, where the data's and the model's large terms cancel, the
+    float32 loss and its gradient must still match the squared residuals summed
+    in float64 (the oracle: the residuals themselves, no expansion)."""
+    plage = synthetic_plage(ny=16, nx=14, seed=3, noise=1e-3, active_indices=range(13), derivative="spline")
+    obs = plage.observation
+    exact = WFALoss(obs, dtype=torch.float64)
+    c, v = exact.coef_v.numpy(), exact.target_v.numpy()
+    best = np.sum(c * v, 1) / np.sum(c * c, 1)  # the pixel-wise WFA, in float64
+    for b in (best, best + 7.0):
+        r = v - c * b[:, None]
+        oracle = np.mean(r ** 2)
+        grad_oracle = -2 * np.sum(c * r, 1) / r.size
+        field = torch.tensor(b, dtype=torch.float32, requires_grad=True)
+        got = WFALoss(obs)(blos=field, phase="blos")
+        got.backward()
+        assert got.dtype == torch.float32
+        assert got.item() == pytest.approx(oracle, rel=1e-5)
+        scale = max(np.abs(grad_oracle).max(), 1e-3 * np.abs(2 * np.sum(c * c, 1) / r.size).max())
+        np.testing.assert_allclose(field.grad.numpy(), grad_oracle, atol=1e-4 * scale)
