@@ -44,7 +44,7 @@ import torch
 from hashwfa.errors import HashwfaError
 from hashwfa.training.solver_config import SolverConfig
 from hashwfa.training.loss import WFALoss
-from hashwfa.training.smoothness import squared_gradient, total_variation
+from hashwfa.training.smoothness import NeighbourPairs
 from hashwfa.wfa.baselines.products import Baselines
 
 __all__ = ["PenaltyWeights", "penalty_weights", "MapPenalty", "check_full_batch"]
@@ -143,6 +143,7 @@ class MapPenalty:
         mask = torch.zeros(n, dtype=torch.bool, device=valid_index.device)
         mask[valid_index] = True
         self.mask = self._stacked(mask.reshape(self.frames, *self.shape[-2:], 1))[..., 0]
+        self.pairs = NeighbourPairs.from_mask(self.mask)
 
     def _stacked(self, frames: torch.Tensor) -> torch.Tensor:
         """``(F, ny, nx, C)`` -> ``(ny, nx, C)`` for one frame, else ``(F (ny + 1), nx, C)`` with gap rows."""
@@ -155,14 +156,17 @@ class MapPenalty:
     def __call__(self, values: torch.Tensor) -> torch.Tensor:
         """The weighted terms (0-dim) of ``values`` ``(n_valid, C)`` in the map's unit."""
         n = int(np.prod(self.shape))
+        # Zeros at the invalid pixels (and the gap rows), which the pairs leave out.
         full = values.new_zeros((n, values.shape[1])).index_copy(0, self.valid_index, values)
         field_map = self._stacked(full.reshape(self.frames, *self.shape[-2:], values.shape[1]))
+        pairs = self.pairs if self.pairs.pair_x.dtype == values.dtype else NeighbourPairs.from_mask(self.mask, values.dtype)
+        dx, dy = pairs.differences(field_map)  # once, for both terms
         w = self.weights
         total = values.new_zeros(())
         if w.squared_gradient > 0.0:
-            total = total + w.squared_gradient * squared_gradient(field_map, self.mask)
+            total = total + w.squared_gradient * pairs.squared_gradient(dx, dy)
         if w.total_variation > 0.0:
-            total = total + w.total_variation * total_variation(field_map, self.mask, w.tv_eps)
+            total = total + w.total_variation * pairs.total_variation(dx, dy, w.tv_eps)
         return total
 
 

@@ -21,21 +21,26 @@ Both are divided by the number of valid pixels, like the means of
 image grows. They are written with whole-array slices (no loop over pixels)
 and are differentiable in ``m``; invalid pixels (and whatever values they
 hold, NaN included) do not contribute to the value or the gradient.
+
+A training step evaluates both terms of the same map on the same mask:
+:class:`NeighbourPairs` holds what depends on the mask alone (the pairs of
+valid neighbours and their count) and computes the differences once for both.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Tuple
 
 import torch
+import torch.nn.functional as F
 
 from hashwfa.errors import HashwfaError
 
-__all__ = ["squared_gradient", "total_variation"]
+__all__ = ["NeighbourPairs", "squared_gradient", "total_variation"]
 
 
-def _checked(field_map: torch.Tensor, mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The map as ``(ny, nx, C)`` with invalid pixels zeroed, and the mask as bool ``(ny, nx)``."""
+def _check_map(field_map: torch.Tensor, mask: torch.Tensor) -> None:
     if not isinstance(field_map, torch.Tensor) or field_map.dim() not in (2, 3):
         raise HashwfaError(
             "regularisation: the map must be a torch tensor of shape (ny, nx) or (ny, nx, C), "
@@ -46,30 +51,76 @@ def _checked(field_map: torch.Tensor, mask: torch.Tensor) -> Tuple[torch.Tensor,
             f"regularisation: the mask must be a tensor of shape {tuple(field_map.shape[:2])} "
             f"(the map's ny, nx), got {getattr(mask, 'shape', type(mask).__name__)}"
         )
-    mask = mask.to(device=field_map.device, dtype=torch.bool)
+
+
+def _check_eps(eps: float) -> None:
+    if not eps >= 0.0:
+        raise HashwfaError(f"total_variation: eps must be >= 0 (in the map's unit), got {eps}")
+
+
+@dataclass(frozen=True)
+class NeighbourPairs:
+    """The horizontal and vertical pairs of valid neighbours of a ``(ny, nx)`` mask.
+
+    Attributes:
+        mask: ``(ny, nx)`` bool, True where the pixel is valid.
+        pair_x: ``(ny, nx - 1, 1)`` 1.0 where ``[y, x]`` and ``[y, x + 1]`` are both valid, else 0.0.
+        pair_y: ``(ny - 1, nx, 1)`` likewise for ``[y, x]`` and ``[y + 1, x]``.
+        n_valid: 0-dim tensor, the number of valid pixels (at least 1; a
+            tensor, so that no step syncs host and device).
+    """
+
+    mask: torch.Tensor
+    pair_x: torch.Tensor
+    pair_y: torch.Tensor
+    n_valid: torch.Tensor
+
+    @classmethod
+    def from_mask(cls, mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> "NeighbourPairs":
+        """The pairs of ``mask`` ``(ny, nx)`` (bool or 0/1), as factors of ``dtype``."""
+        mask = mask.to(dtype=torch.bool)
+        pair_x = (mask[:, 1:] & mask[:, :-1]).unsqueeze(-1).to(dtype)
+        pair_y = (mask[1:, :] & mask[:-1, :]).unsqueeze(-1).to(dtype)
+        return cls(mask=mask, pair_x=pair_x, pair_y=pair_y, n_valid=mask.sum().clamp_min(1))
+
+    def differences(self, values: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Forward differences of ``values`` ``(ny, nx, C)``: ``dx`` ``(ny, nx - 1, C)``, ``dy`` ``(ny - 1, nx, C)``.
+
+        0 where the pair is not both valid. ``values`` must be finite (0 is
+        fine) at the invalid pixels: a NaN there would survive the product
+        with 0.
+        """
+        dx = (values[:, 1:] - values[:, :-1]) * self.pair_x
+        dy = (values[1:, :] - values[:-1, :]) * self.pair_y
+        return dx, dy
+
+    def squared_gradient(self, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+        """The squared gradient (:func:`squared_gradient`) from :meth:`differences`."""
+        return (torch.sum(dx * dx) + torch.sum(dy * dy)) / self.n_valid
+
+    def total_variation(self, dx: torch.Tensor, dy: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+        """The total variation (:func:`total_variation`) from :meth:`differences`."""
+        _check_eps(eps)
+        # Per pixel |dx|^2 + |dy|^2; the last column has no dx, the last row no dy.
+        squared = F.pad(torch.sum(dx * dx, dim=-1), (0, 1)) + F.pad(torch.sum(dy * dy, dim=-1), (0, 0, 0, 1))
+        if eps > 0.0:
+            per_pixel = torch.sqrt(squared + eps * eps) - eps
+        else:
+            # sqrt has an infinite derivative at 0: route flat pixels around it.
+            flat = squared == 0
+            per_pixel = torch.where(flat, torch.zeros_like(squared),
+                                    torch.sqrt(torch.where(flat, torch.ones_like(squared), squared)))
+        return torch.sum(per_pixel * self.mask) / self.n_valid
+
+
+def _pairs_and_values(field_map: torch.Tensor, mask: torch.Tensor) -> Tuple[NeighbourPairs, torch.Tensor]:
+    """The pairs of ``mask`` and the map as ``(ny, nx, C)`` with invalid pixels zeroed."""
+    _check_map(field_map, mask)
+    pairs = NeighbourPairs.from_mask(mask.to(device=field_map.device), dtype=field_map.dtype)
     values = field_map if field_map.dim() == 3 else field_map.unsqueeze(-1)
     # where(), not multiplication: a NaN at an invalid pixel must not leak in.
-    values = torch.where(mask.unsqueeze(-1), values, torch.zeros((), dtype=values.dtype, device=values.device))
-    return values, mask
-
-
-def _differences(values: torch.Tensor, mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Forward differences along x and y, ``(ny, nx, C)`` each, 0 where the pair is not both valid.
-
-    The last column's dx and the last row's dy are 0 (no neighbour).
-    """
-    dx = torch.zeros_like(values)
-    dy = torch.zeros_like(values)
-    pair_x = (mask[:, 1:] & mask[:, :-1]).unsqueeze(-1)
-    pair_y = (mask[1:, :] & mask[:-1, :]).unsqueeze(-1)
-    dx[:, :-1] = (values[:, 1:] - values[:, :-1]) * pair_x
-    dy[:-1, :] = (values[1:, :] - values[:-1, :]) * pair_y
-    return dx, dy
-
-
-def _n_valid(mask: torch.Tensor) -> torch.Tensor:
-    # A tensor, not a Python int: no host-device sync on the GPU.
-    return mask.sum().clamp_min(1)
+    values = torch.where(pairs.mask.unsqueeze(-1), values, torch.zeros((), dtype=values.dtype, device=values.device))
+    return pairs, values
 
 
 def squared_gradient(field_map: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -87,9 +138,8 @@ def squared_gradient(field_map: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
     Raises:
         HashwfaError: wrong shapes.
     """
-    values, mask = _checked(field_map, mask)
-    dx, dy = _differences(values, mask)
-    return (torch.sum(dx * dx) + torch.sum(dy * dy)) / _n_valid(mask)
+    pairs, values = _pairs_and_values(field_map, mask)
+    return pairs.squared_gradient(*pairs.differences(values))
 
 
 def total_variation(field_map: torch.Tensor, mask: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
@@ -110,16 +160,6 @@ def total_variation(field_map: torch.Tensor, mask: torch.Tensor, eps: float = 0.
     Raises:
         HashwfaError: wrong shapes or a negative eps.
     """
-    if not eps >= 0.0:
-        raise HashwfaError(f"total_variation: eps must be >= 0 (in the map's unit), got {eps}")
-    values, mask = _checked(field_map, mask)
-    dx, dy = _differences(values, mask)
-    squared = torch.sum(dx * dx + dy * dy, dim=-1)
-    if eps > 0.0:
-        per_pixel = torch.sqrt(squared + eps * eps) - eps
-    else:
-        # sqrt has an infinite derivative at 0: route flat pixels around it.
-        flat = squared == 0
-        per_pixel = torch.where(flat, torch.zeros_like(squared), torch.sqrt(torch.where(flat, torch.ones_like(squared), squared)))
-    per_pixel = per_pixel * mask
-    return torch.sum(per_pixel) / _n_valid(mask)
+    _check_eps(eps)
+    pairs, values = _pairs_and_values(field_map, mask)
+    return pairs.total_variation(*pairs.differences(values), eps=eps)
