@@ -329,4 +329,6 @@ def write_quicklook(
     fig.subplots_adjust(left=0.5 / 16, right=1 - 0.75 / 16, bottom=0.5 / height, top=1 - 0.9 / height,
                         wspace=0.55, hspace=0.3)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+        # zlib level 3 instead of Pillow's 6: the noisy maps compress hardly better at 6, and
+        # encoding them took half of the figure's save (BENCHMARKS.md).
+        fig.savefig(tmp, format="png", pil_kwargs={"compress_level": 3})
