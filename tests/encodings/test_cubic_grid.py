@@ -296,3 +296,92 @@ def test_interpolations_are_spelled_once():
     choices = next(f for f in EncodingConfig.__dataclass_fields__.values() if f.name == "interpolation").metadata["choices"]
     assert choices is INTERPOLATIONS and set(CUBIC) <= set(INTERPOLATIONS)
     assert tcnn_status() is not None  # the probe itself still works after the fake above
+
+
+# ------------------------------------------------------------ an image's pixels: the lookup one axis at a time
+
+IMAGE_CASE = ("Dense", 2, 3, 2, 19, 2, 1.8)
+
+
+def _pixel_centres(ny, nx, drop=()):
+    """Points ``[ny * nx - len(drop), 2]`` (x, y) at the pixel centres, row-major, ``drop`` left out."""
+    y, x = torch.meshgrid((torch.arange(ny, dtype=torch.float64) + 0.5) / ny,
+                          (torch.arange(nx, dtype=torch.float64) + 0.5) / nx, indexing="ij")
+    points = torch.stack([x.reshape(-1), y.reshape(-1)], dim=1)
+    keep = torch.ones(ny * nx, dtype=torch.bool)
+    keep[list(drop)] = False
+    return points[keep]
+
+
+def _reference_matrix(x, config_case, kind, n_params):
+    """The encoding as a matrix ``[N * L * F, n_params]``, column p = the reference encoding of the unit table p."""
+    grid_type, dims, n_levels, n_features, log2_size, base, scale = config_case
+    columns = []
+    for p in range(n_params):
+        unit = np.zeros(n_params)
+        unit[p] = 1.0
+        columns.append(reference_encode(x, unit, dims, grid_type, n_levels, n_features, log2_size, base, scale,
+                                        kind).reshape(-1))
+    return np.stack(columns, axis=1)
+
+
+@pytest.mark.parametrize("kind", CUBIC)
+@pytest.mark.parametrize("drop", [(), (0, 9, 20)], ids=["every pixel", "three pixels left out"])
+def test_pixel_grid_lookup_matches_the_scalar_reference(kind, drop):
+    grid_type, dims, n_levels, n_features, log2_size, base, scale = IMAGE_CASE
+    config = _config(grid_type, n_levels, n_features, log2_size, base, scale, kind)
+    grid = TorchGrid(2, config, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(8)
+    with torch.no_grad():
+        grid.params.copy_(torch.randn(grid.params.shape, generator=generator, dtype=torch.float64))
+    x = _pixel_centres(5, 7, drop)
+    upstream = torch.randn(x.shape[0], n_levels * n_features, generator=generator, dtype=torch.float64)
+    with static_coordinates():
+        out = grid(x)
+        (out * upstream).sum().backward()
+        # the two-stage lookup was taken (and is what the grid keeps for these points)
+        assert type(grid._cache.value).__name__ == "SeparableGridLookup"
+    matrix = _reference_matrix(x.numpy(), IMAGE_CASE, kind, grid.params.numel())
+    np.testing.assert_allclose(out.detach().numpy().reshape(-1), matrix @ grid.params.detach().numpy(),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grid.params.grad.numpy(), matrix.T @ upstream.numpy().reshape(-1),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_pixel_grid_lookup_only_where_it_is_separable():
+    x = _pixel_centres(6, 5)
+    cubic = _config("Dense", 3, 2, 19, 2, 1.8, "CatmullRom")
+    cases = [
+        (TorchGrid(2, cubic), x, True),
+        (TorchGrid(2, cubic), torch.rand(30, 2, generator=torch.Generator().manual_seed(1)), False),  # scattered
+        (TorchGrid(2, _config("Dense", 3, 2, 19, 2, 1.8, "Linear")), x, False),  # the wrap-around is not separable
+        (TorchGrid(2, _config("Hash", 4, 2, 8, 3, 2.0, "CatmullRom")), x, False),  # hashed levels mix the axes
+    ]
+    for grid, points, separable in cases:
+        with static_coordinates():
+            grid(points.float())
+            assert (type(grid._cache.value).__name__ == "SeparableGridLookup") == separable
+    grid = TorchGrid(2, cubic)
+    points = x.float().requires_grad_(True)  # a gradient for the positions: the one-step lookup
+    grid(points).sum().backward()
+    assert points.grad is not None and torch.isfinite(points.grad).all()
+
+
+def test_pixel_grid_gradient_is_the_same_bits_cached_or_rebuilt():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        config = _config("Dense", 3, 2, 19, 2, 1.8, "CatmullRom")
+        x = _pixel_centres(9, 8).float()
+        upstream = torch.randn(x.shape[0], 6, generator=torch.Generator().manual_seed(5))
+        running = TorchGrid(2, config)
+        with static_coordinates():
+            for _ in range(2):
+                running.params.grad = None
+                (running(x) * upstream).sum().backward()
+        rebuilt = TorchGrid(2, config, seed=7)
+        rebuilt.load_state_dict(running.state_dict())
+        (rebuilt(x.clone()) * upstream).sum().backward()
+        assert torch.equal(rebuilt.params.grad, running.params.grad)
+    finally:
+        torch.set_num_threads(before)
