@@ -14,7 +14,7 @@ def test_recommended_config_is_the_recipe():
     assert cfg.encoding == v1.encoding and cfg.training == v1.training and cfg.network == v1.network
     # B_los: a finer Catmull-Rom grid; (B_Q, B_U): the shared Linear grid at 32.
     blos, bqbu = cfg.solver.field_encoding("blos"), cfg.solver.field_encoding("bqbu")
-    assert (blos.max_resolution, blos.interpolation, blos.n_levels) == (128, "CatmullRom", 8)
+    assert (blos.max_resolution, blos.interpolation, blos.n_levels) == (128, "CatmullRom", 11)
     assert (bqbu.max_resolution, bqbu.interpolation) == (32, "Linear")
     assert blos.version == bqbu.version == 1
     # Smoothness in the loss, weights as factors of the discrepancy-principle alpha.
@@ -30,7 +30,7 @@ def test_recommended_config_is_the_recipe():
     assert (cfg.physics.derivative, cfg.physics.derivative_qu) == ("spline", "three_point")
     # Nothing else differs from the defaults.
     assert cfg == validate_config(
-        {"encoding_blos": {"max_resolution": 128, "interpolation": "CatmullRom", "n_levels": 8},
+        {"encoding_blos": {"max_resolution": 128, "interpolation": "CatmullRom", "n_levels": 11},
          "regularization": {"blos": {"squared_gradient": 1.0},
                             "bqbu": {"squared_gradient": 0.5, "total_variation": 0.1}},
          "output": {"sigmas": True}}
