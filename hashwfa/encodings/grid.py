@@ -14,10 +14,10 @@ same coordinates at every training step; inside
 lookup of a coordinate tensor and reuses it (an explicit opt-in: see that
 module for why the grid cannot decide this alone).
 
-A cubic grid whose points are an image's pixels (the neural field's full
-batch) looks them up one axis at a time instead: two sparse products with
-four non-zeros per row (:mod:`hashwfa.encodings.separable_lookup`), a quarter
-or less of the one-step lookup's sixteen.
+A cubic grid whose points are an image's pixels, or a series' (the neural
+field's full batch), looks them up one axis at a time instead: one sparse
+product per axis with four non-zeros per row
+(:mod:`hashwfa.encodings.separable_lookup`), instead of one with ``4^D``.
 
 The table gradient has exactly one implementation, whether the lookup is new
 or reused, so a grid rebuilt from a checkpoint computes the same bits as one
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any, List, Mapping, Optional
 
 import torch
 
@@ -78,15 +78,13 @@ class GridLookup:
 
 @dataclass
 class SeparableGridLookup:
-    """A cubic grid's lookup of an image's pixels as two sparse stages (:mod:`hashwfa.encodings.separable_lookup`).
+    """A cubic grid's lookup of an image's pixels as one sparse stage per axis (:mod:`hashwfa.encodings.separable_lookup`).
 
     Attributes:
-        along_x: the table ``[E, F]`` -> the intermediate ``[n_intermediate, F]``.
-        along_y: the intermediate -> the encoding ``[N * L, F]``.
+        stages: the table ``[E, F]`` -> ... -> the encoding ``[N * L, F]``, x first.
     """
 
-    along_x: GridLookup
-    along_y: GridLookup
+    stages: List[GridLookup]
 
 
 def table_gradient(lookup: GridLookup, grad_out: torch.Tensor) -> torch.Tensor:
@@ -252,10 +250,8 @@ class TorchGrid(torch.nn.Module):
                                   self.params.dtype)
         if stages is None:
             return None
-        lookup = SeparableGridLookup(
-            along_x=GridLookup(stages.rows_x, stages.weights_x, self.layout.n_entries),
-            along_y=GridLookup(stages.rows_y, stages.weights_y, stages.n_intermediate),
-        )
+        lookup = SeparableGridLookup([GridLookup(rows, weights, n_inputs) for rows, weights, n_inputs
+                                      in zip(stages.rows, stages.weights, stages.n_inputs)])
         self._cache.put(x, lookup)
         return lookup
 
@@ -269,8 +265,9 @@ class TorchGrid(torch.nn.Module):
         table = self.params.view(self.layout.n_entries, self.config.n_features_per_level)
         separable = self._separable_lookup(x) if isinstance(x, torch.Tensor) else None
         if separable is not None:
-            along_x = _GridInterpolation.apply(table, separable.along_x.weights, separable.along_x)
-            out = _GridInterpolation.apply(along_x, separable.along_y.weights, separable.along_y)
+            out = table
+            for stage in separable.stages:  # D <= 4 axes
+                out = _GridInterpolation.apply(out, stage.weights, stage)
             return out.view(x.shape[0], self.n_output_dims)
         lookup, weights = self.lookup(x)
         out = _GridInterpolation.apply(table, weights, lookup)

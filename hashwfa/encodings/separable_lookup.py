@@ -1,34 +1,36 @@
-"""A cubic grid's lookup of an image's pixels, done one axis at a time.
+"""A cubic grid's lookup of an image's (or a series') pixels, done one axis at a time.
 
-A cubic level reads ``4 x 4`` vertices per 2-D point, with weights that are
-the products of one weight per axis (:mod:`hashwfa.encodings.grid_lookup`).
-When the points are the pixels of an image (every x coordinate shared by a
-column, every y by a row), the lookup factors into two sparse products with
-four non-zeros per row each:
+A cubic level reads ``4^D`` vertices per point, with weights that are the
+products of one weight per axis (:mod:`hashwfa.encodings.grid_lookup`). When
+the points are the pixels of an image (every x coordinate shared by a
+column, every y by a row; likewise the frames of a series), the lookup
+factors into one sparse product per axis with four non-zeros per row. In 2-D:
 
 1. along x: ``B[l, vy, i] = sum_k wx[i, l, k] * T_l[vy, vx(i, l, k)]`` for
    every level ``l``, vertex row ``vy`` and distinct x coordinate ``i``;
 2. along y: ``out[n, l] = sum_k wy[j(n), l, k] * B[l, vy(j(n), l, k), i(n)]``
    for every point ``n`` with y coordinate ``j(n)`` and x coordinate ``i(n)``.
 
-That is ``4 * (L * sum_l res_l * nx + N * L)`` products instead of
-``16 * N * L``: a quarter or less for an image. The result is the same sum
-as the one-step lookup's, added in another order (equal to rounding, not bit
-for bit); which path a set of points takes depends on the points alone, so a
-fit and its continuation from a checkpoint compute the same bits.
+That is ``4 * (sum_l res_l * nx + N * L)`` products instead of
+``16 * N * L`` (a quarter or less for an image; in 3-D, ``64 * N * L``
+against three stages of four). The result is the same sum as the one-step
+lookup's, added in another order (equal to rounding, not bit for bit); which
+path a set of points takes depends on the points alone, so a fit and its
+continuation from a checkpoint compute the same bits.
 
-Only for 2-D points, cubic interpolation and dense levels: a cubic level
-clamps its vertices to the grid, so every vertex row of a level is a row of
-its table. (A dense linear level wraps the index past the last column into
-the next row, as tiny-cuda-nn does, which is not separable; hashed levels mix
-the axes.) Points that need a gradient with respect to their positions take
-the one-step lookup.
+Only for cubic interpolation on dense levels: a cubic level clamps its
+vertices to the grid, so every vertex row of a level is a row of its table.
+(A dense linear level wraps the index past the last column into the next
+row, as tiny-cuda-nn does, which is not separable; hashed levels mix the
+axes.) Points that need a gradient with respect to their positions take the
+one-step lookup.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional
 
 import torch
 
@@ -72,7 +74,7 @@ def _axis_lookup(values: torch.Tensor, tables: LevelTables, interpolation: str,
 def separable_applies(x: torch.Tensor, layout: GridLayout, interpolation: str) -> bool:
     """Whether ``x`` ``[N, D]`` may take the separable path (shape, interpolation, levels; not yet its values)."""
     return (
-        x.dim() == 2 and x.shape[1] == 2 and x.shape[0] > 0
+        x.dim() == 2 and x.shape[1] >= 2 and x.shape[0] > 0
         and interpolation in CUBIC_INTERPOLATIONS
         and not bool(layout.hashed.any())
         and not x.requires_grad
@@ -81,62 +83,72 @@ def separable_applies(x: torch.Tensor, layout: GridLayout, interpolation: str) -
 
 @dataclass
 class SeparableStages:
-    """The two sparse stages of a separable lookup, each as rows and weights ``[rows, 4]``.
+    """The sparse stages of a separable lookup, one per axis, each as rows and weights ``[rows, 4]``.
 
     Attributes:
-        rows_x, weights_x: stage 1, one row per (level, vertex row, distinct
-            x coordinate), level-major; ``rows_x`` index the flat table.
-        rows_y, weights_y: stage 2, row ``n * L + l`` for point ``n`` and
-            level ``l``; ``rows_y`` index stage 1's rows.
-        n_intermediate: the number of stage 1's rows.
+        rows, weights: per stage ``s`` (axis ``s``, x first): the rows that
+            stage reads in its input (the flat table for stage 0, stage
+            ``s - 1``'s output after) and their weights. The last stage has
+            row ``n * L + l`` for point ``n`` and level ``l``.
+        n_inputs: per stage, the number of rows of its input.
     """
 
-    rows_x: torch.Tensor
-    weights_x: torch.Tensor
-    rows_y: torch.Tensor
-    weights_y: torch.Tensor
-    n_intermediate: int
+    rows: List[torch.Tensor]
+    weights: List[torch.Tensor]
+    n_inputs: List[int]
 
 
 def separable_stages(
     x: torch.Tensor, tables: LevelTables, layout: GridLayout, interpolation: str, weight_dtype: torch.dtype
 ) -> Optional[SeparableStages]:
-    """The two stages of the lookup of ``x`` ``[N, 2]``, or None when the points are not an image's pixels.
+    """The stages of the lookup of ``x`` ``[N, D]``, or None when the points are not the pixels of an image (or cube).
 
-    Stage 1 (along x) has one row per (level, vertex row ``vy``, distinct x)
-    with four non-zeros in the table; stage 2 (along y) one row per (point,
-    level), row ``n * L + l`` as the one-step lookup orders them, with four
-    non-zeros in stage 1's rows.
+    Stage ``s < D - 1`` contracts axis ``s``: its output has, per level ``l``,
+    one row per (vertex of each axis above ``s``, distinct coordinate of each
+    axis up to ``s``), with four non-zeros in its input. The last stage
+    contracts axis ``D - 1`` and gathers the points.
     """
-    xs, x_index = torch.unique(x[:, 0], return_inverse=True)
-    ys, y_index = torch.unique(x[:, 1], return_inverse=True)
-    n_points = x.shape[0]
-    if xs.numel() * ys.numel() > MAX_GRID_FILL * n_points:
+    dims, n_points = x.shape[1], x.shape[0]
+    distinct, index = zip(*(torch.unique(x[:, d], return_inverse=True) for d in range(dims)))
+    counts = [int(values.numel()) for values in distinct]
+    if math.prod(counts) > MAX_GRID_FILL * n_points:
         return None
     device = x.device
-    along_x = _axis_lookup(xs, tables, interpolation, weight_dtype)
-    along_y = _axis_lookup(ys, tables, interpolation, weight_dtype)
+    axes = [_axis_lookup(values, tables, interpolation, weight_dtype) for values in distinct]
     res = torch.as_tensor(layout.resolutions, dtype=torch.int64, device=device)  # (L,)
-    offsets = torch.as_tensor(layout.offsets, dtype=torch.int64, device=device)  # (L,)
-    n_x, n_levels = xs.numel(), res.numel()
-    # Rows of B: level l's block holds res_l vertex rows of n_x values each.
-    block = res * n_x
-    b_offsets = torch.cumsum(block, 0) - block  # (L,)
-    n_b = int(block.sum())
-    # Stage 1: row (l, vy, i) -> table rows offset_l + vy * res_l + vx(i, l, k).
-    level_of_row = torch.repeat_interleave(torch.arange(n_levels, device=device), block)  # (n_b,)
-    local = torch.arange(n_b, device=device) - b_offsets[level_of_row]
-    vy, i = local // n_x, local % n_x
-    vx = along_x.vertices[i, level_of_row]  # (n_b, 4)
-    rows_1 = offsets[level_of_row, None] + vy[:, None] * res[level_of_row, None] + vx
-    weights_1 = along_x.weights[i, level_of_row]
-    # Stage 2: row (n, l) -> B rows b_offset_l + vy(j(n), l, k) * n_x + i(n).
-    vy_n = along_y.vertices[y_index]  # (N, L, 4)
-    rows_2 = b_offsets[None, :, None] + vy_n * n_x + x_index[:, None, None]
-    weights_2 = along_y.weights[y_index]
-    index_dtype = tables.index_dtype
-    return SeparableStages(
-        rows_x=rows_1.to(index_dtype), weights_x=weights_1,
-        rows_y=rows_2.reshape(n_points * n_levels, 4).to(index_dtype),
-        weights_y=weights_2.reshape(n_points * n_levels, 4), n_intermediate=n_b,
-    )
+    n_levels = res.numel()
+    levels = torch.arange(n_levels, device=device)
+    # Stage 0 reads the table: level l's block starts at its offset, vertex v at sum_d v_d res^d.
+    source_offsets = torch.as_tensor(layout.offsets, dtype=torch.int64, device=device)
+    n_source = layout.n_entries
+    low = 1  # distinct points of the axes below s (the fastest part of a row of the input)
+    stages = SeparableStages(rows=[], weights=[], n_inputs=[])
+    for s in range(dims - 1):  # D <= 4 axes, not levels or points
+        n_s = counts[s]
+        high = res ** (dims - 1 - s)  # (L,): vertices of the axes above s
+        block = high * n_s * low
+        offsets = torch.cumsum(block, 0) - block
+        n_out = int(block.sum())
+        level = torch.repeat_interleave(levels, block)
+        local = torch.arange(n_out, device=device) - offsets[level]
+        i_low, rest = local % low, local // low
+        i_s, v_high = rest % n_s, rest // n_s
+        vertex = axes[s].vertices[i_s, level]  # (n_out, 4)
+        rows = source_offsets[level, None] + ((v_high * res[level])[:, None] + vertex) * low + i_low[:, None]
+        stages.rows.append(rows.to(tables.index_dtype))
+        stages.weights.append(axes[s].weights[i_s, level])
+        stages.n_inputs.append(n_source)
+        source_offsets, n_source, low = offsets, n_out, low * n_s
+    # The last axis: row (n, l) reads the last input at (vertex of axis D - 1, the point's lower axes).
+    i_low = torch.zeros(n_points, dtype=torch.int64, device=device)
+    stride = 1
+    for d in range(dims - 1):
+        i_low = i_low + index[d] * stride
+        stride *= counts[d]
+    last = axes[dims - 1]
+    vertex = last.vertices[index[dims - 1]]  # (N, L, 4)
+    rows = source_offsets[None, :, None] + vertex * low + i_low[:, None, None]
+    stages.rows.append(rows.reshape(n_points * n_levels, 4).to(tables.index_dtype))
+    stages.weights.append(last.weights[index[dims - 1]].reshape(n_points * n_levels, 4))
+    stages.n_inputs.append(n_source)
+    return stages

@@ -300,15 +300,16 @@ def test_interpolations_are_spelled_once():
 
 # ------------------------------------------------------------ an image's pixels: the lookup one axis at a time
 
-IMAGE_CASE = ("Dense", 2, 3, 2, 19, 2, 1.8)
+IMAGE_CASES = {2: ("Dense", 2, 3, 2, 19, 2, 1.8), 3: ("Dense", 3, 2, 2, 19, 2, 1.8)}
 
 
-def _pixel_centres(ny, nx, drop=()):
-    """Points ``[ny * nx - len(drop), 2]`` (x, y) at the pixel centres, row-major, ``drop`` left out."""
-    y, x = torch.meshgrid((torch.arange(ny, dtype=torch.float64) + 0.5) / ny,
-                          (torch.arange(nx, dtype=torch.float64) + 0.5) / nx, indexing="ij")
-    points = torch.stack([x.reshape(-1), y.reshape(-1)], dim=1)
-    keep = torch.ones(ny * nx, dtype=torch.bool)
+def _pixel_centres(*shape, drop=()):
+    """Points ``[prod(shape) - len(drop), D]`` at the pixel centres of an image ``(ny, nx)`` or a
+    cube ``(nt, ny, nx)``, row-major, columns x, y (, t), ``drop`` left out."""
+    axes = [(torch.arange(n, dtype=torch.float64) + 0.5) / n for n in shape]
+    grids = torch.meshgrid(*axes, indexing="ij")
+    points = torch.stack([g.reshape(-1) for g in reversed(grids)], dim=1)
+    keep = torch.ones(points.shape[0], dtype=torch.bool)
     keep[list(drop)] = False
     return points[keep]
 
@@ -327,21 +328,23 @@ def _reference_matrix(x, config_case, kind, n_params):
 
 @pytest.mark.parametrize("kind", CUBIC)
 @pytest.mark.parametrize("drop", [(), (0, 9, 20)], ids=["every pixel", "three pixels left out"])
-def test_pixel_grid_lookup_matches_the_scalar_reference(kind, drop):
-    grid_type, dims, n_levels, n_features, log2_size, base, scale = IMAGE_CASE
+@pytest.mark.parametrize("shape", [(5, 7), (2, 3, 4)], ids=["image", "series"])
+def test_pixel_grid_lookup_matches_the_scalar_reference(kind, drop, shape):
+    case = IMAGE_CASES[len(shape)]
+    grid_type, dims, n_levels, n_features, log2_size, base, scale = case
     config = _config(grid_type, n_levels, n_features, log2_size, base, scale, kind)
-    grid = TorchGrid(2, config, dtype=torch.float64)
+    grid = TorchGrid(dims, config, dtype=torch.float64)
     generator = torch.Generator().manual_seed(8)
     with torch.no_grad():
         grid.params.copy_(torch.randn(grid.params.shape, generator=generator, dtype=torch.float64))
-    x = _pixel_centres(5, 7, drop)
+    x = _pixel_centres(*shape, drop=drop)
     upstream = torch.randn(x.shape[0], n_levels * n_features, generator=generator, dtype=torch.float64)
     with static_coordinates():
         out = grid(x)
         (out * upstream).sum().backward()
         # the two-stage lookup was taken (and is what the grid keeps for these points)
         assert type(grid._cache.value).__name__ == "SeparableGridLookup"
-    matrix = _reference_matrix(x.numpy(), IMAGE_CASE, kind, grid.params.numel())
+    matrix = _reference_matrix(x.numpy(), case, kind, grid.params.numel())
     np.testing.assert_allclose(out.detach().numpy().reshape(-1), matrix @ grid.params.detach().numpy(),
                                rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(grid.params.grad.numpy(), matrix.T @ upstream.numpy().reshape(-1),
