@@ -3,8 +3,9 @@
 A lower bound (see :mod:`hashwfa.host.memory`): the copy of one frame's valid
 pixels' spectra that :meth:`hashwfa.wfa.observation.observation.Observation.wfa_input_chunks`
 makes (float64; the loss is filled frame by frame), plus, on the CPU, the per-pixel arrays of the loss
-(:class:`hashwfa.training.loss.WFALoss`: pixel index and five float32 ``(P, A)``
-arrays) and the pixel coordinates. The grids and the network need more on
+(:class:`hashwfa.training.loss.WFALoss`: pixel index, five float32 ``(P, A)``
+arrays and the nine float32 ``(P,)`` arrays of its quadratic form) and the
+pixel coordinates. The grids and the network need more on
 top; a solve that passes this check may still run out of memory, one that
 fails it cannot fit.
 """
@@ -35,7 +36,8 @@ def training_bytes(n_valid: int, nw: int, n_active: int, on_host: bool = True,
     spectra = min(n_valid, n_valid if n_chunk is None else n_chunk) * 4 * nw * 8  # float64 copy, one frame
     if not on_host:
         return spectra
-    loss = n_valid * (8 + 5 * n_active * 4)  # int64 index, five float32 (P, A) arrays
+    # int64 index, five float32 (P, A) arrays, nine float32 (P,) arrays (the quadratic form)
+    loss = n_valid * (8 + 5 * n_active * 4 + 9 * 4)
     coordinates = n_valid * 2 * 4  # float32 (P, 2)
     return spectra + loss + coordinates
 
