@@ -16,22 +16,6 @@ from hashwfa.run import outputs as results
 from hashwfa.cli.train import main
 from hashwfa.host.lock import LOCK_NAME, DirectoryBusyError, DirectoryLock
 
-TINY = {
-    "data": {"synthetic": {"ny": 12, "nx": 10, "seed": 1}},
-    "encoding": {"version": 1, "n_levels": 4, "max_resolution": 8},
-    "network": {"n_neurons": 16},
-    "training": {"epochs_per_phase": 2, "device": "cpu", "seed": 0},
-    "output": {"quicklook": False},
-}
-
-
-@pytest.fixture
-def tiny_config(tmp_path):
-    path = tmp_path / "tiny.json"
-    path.write_text(json.dumps(TINY))
-    return path
-
-
 @pytest.fixture
 def finished(tmp_path, tiny_config):
     out = tmp_path / "out"
@@ -168,13 +152,13 @@ def test_json_is_strict_without_nan(tmp_path):
     }
 
 
-def test_non_ascii_data_path_is_escaped_in_the_header_and_kept_in_history(tmp_path):
+def test_non_ascii_data_path_is_escaped_in_the_header_and_kept_in_history(tmp_path, tiny_settings):
     from astropy.io import fits
 
     from hashwfa.wfa.synthetic.plage import synthetic_plage
 
     paths = synthetic_plage(ny=12, nx=10, seed=1, noise=1e-3).write_fits(tmp_path / "obs_é")
-    raw = {k: v for k, v in TINY.items() if k != "data"}
+    raw = {k: v for k, v in tiny_settings.items() if k != "data"}
     raw["data"] = {"path": str(paths["stokes"]), "wavelengths": str(paths["wavelengths"])}
     config = tmp_path / "c.json"
     config.write_text(json.dumps(raw))

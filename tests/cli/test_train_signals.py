@@ -12,19 +12,11 @@ from hashwfa.cli.train import main
 from hashwfa.run import outputs
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = {
-    "data": {"synthetic": {"ny": 12, "nx": 10, "seed": 1}},
-    "encoding": {"version": 1, "n_levels": 4, "max_resolution": 8},
-    "network": {"n_neurons": 16},
-    "training": {"epochs_per_phase": 2, "device": "cpu", "seed": 0},
-    "output": {"quicklook": False},
-}
 
 
-def test_sigterm_is_handled_like_ctrl_c(tmp_path):
+def test_sigterm_is_handled_like_ctrl_c(tmp_path, tiny_config):
     """SIGTERM arrives while model.pt is being written: exit 143, a message, the checkpoint kept, no temporary."""
-    config = tmp_path / "tiny.json"
-    config.write_text(json.dumps(TINY))
+    config = tiny_config
     out = tmp_path / "out"
     script = textwrap.dedent(f"""
         import os, signal, sys
@@ -47,12 +39,12 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path):
     assert not list(out.glob(".*.tmp"))
 
 
-def test_ctrl_c_of_independent_frames_does_not_promise_a_resume(tmp_path, monkeypatch, capsys):
+def test_ctrl_c_of_independent_frames_does_not_promise_a_resume(tmp_path, monkeypatch, capsys, tiny_settings):
     from hashwfa.training import independent_frames
 
     config = tmp_path / "series.json"
-    config.write_text(json.dumps({**TINY, "data": {"synthetic": {"ny": 8, "nx": 7, "nt": 2, "seed": 0}},
-                                  "training": {**TINY["training"], "frames": "independent"}}))
+    config.write_text(json.dumps({**tiny_settings, "data": {"synthetic": {"ny": 8, "nx": 7, "nt": 2, "seed": 0}},
+                                  "training": {**tiny_settings["training"], "frames": "independent"}}))
 
     def interrupt(self, *args, **kwargs):
         raise KeyboardInterrupt
@@ -65,16 +57,12 @@ def test_ctrl_c_of_independent_frames_does_not_promise_a_resume(tmp_path, monkey
 
 
 @pytest.mark.parametrize("minutes", ["inf", "nan", "1e12", "0", "-5"])
-def test_impossible_dist_timeout_is_one_line(tmp_path, capsys, minutes):
-    config = tmp_path / "tiny.json"
-    config.write_text(json.dumps(TINY))
-    assert main([str(config), "--out", str(tmp_path / "out"), "--quiet", "--dist-timeout", minutes]) == 2
+def test_impossible_dist_timeout_is_one_line(tmp_path, capsys, minutes, tiny_config):
+    assert main([str(tiny_config), "--out", str(tmp_path / "out"), "--quiet", "--dist-timeout", minutes]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--dist-timeout" in err and "Fix:" in err
     assert not (tmp_path / "out").exists()
 
 
-def test_a_week_of_dist_timeout_is_accepted(tmp_path):
-    config = tmp_path / "tiny.json"
-    config.write_text(json.dumps(TINY))
-    assert main([str(config), "--out", str(tmp_path / "out"), "--quiet", "--dist-timeout", "10080"]) == 0
+def test_a_week_of_dist_timeout_is_accepted(tmp_path, tiny_config):
+    assert main([str(tiny_config), "--out", str(tmp_path / "out"), "--quiet", "--dist-timeout", "10080"]) == 0
