@@ -241,6 +241,49 @@ def _cubic_rows(vertices: torch.Tensor, tables: LevelTables) -> torch.Tensor:
     return _rows_by_level_group(vertices, tables, dense, hashed)
 
 
+def _level_positions(
+    positions: torch.Tensor, tables: LevelTables, weight_dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(pos, floor(pos), cell)`` ``[N, L, D]`` of points ``[N, D]`` (clamped to [0, 1]) on every level.
+
+    ``pos`` carries the gradient; ``cell`` is the integer cell (``tables.index_dtype``).
+    """
+    positions = positions.clamp(0.0, 1.0)
+    # tcnn: pos = fmaf(scale, x, 0.5f), one rounding in float32. The product of
+    # two float32 values is exact in float64, so computing in float64 and
+    # rounding once to float32 reproduces it (but for the rare float64 sum that
+    # lands exactly on a float32 rounding tie).
+    pos = positions.to(torch.float64)[:, None, :] * tables.scales[:, None] + 0.5  # [N, L, D]
+    if weight_dtype != torch.float64:
+        pos = pos.to(torch.float32)
+    cell_float = torch.floor(pos)
+    return pos, cell_float, cell_float.detach().to(tables.index_dtype)
+
+
+def _cubic_axes(
+    pos: torch.Tensor, cell_float: torch.Tensor, cell: torch.Tensor, tables: LevelTables, interpolation: str,
+    weight_dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per axis, the clamped vertices ``c - 1 .. c + 2`` and their cubic weights, both ``[N, L, D, 4]``."""
+    frac = (pos - cell_float).to(weight_dtype)  # [N, L, D], carries the gradient
+    vertices = cell[..., None] + tables.vertex_steps  # [N, L, D, 4]: c - 1 .. c + 2
+    vertices = torch.minimum(vertices.clamp_min(0), tables.last_vertex)
+    return vertices, cubic_weights(frac, interpolation)
+
+
+def cubic_axis_lookup(
+    values: torch.Tensor, tables: LevelTables, interpolation: str, weight_dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The clamped vertices and cubic weights of coordinates ``values`` ``(n,)`` of one axis, ``(n, L, 4)`` each.
+
+    The same arithmetic as :func:`grid_lookup`'s per axis (the separable
+    lookup multiplies these instead of forming all ``4^D`` vertices).
+    """
+    pos, cell_float, cell = _level_positions(values[:, None], tables, weight_dtype)
+    vertices, weights = _cubic_axes(pos, cell_float, cell, tables, interpolation, weight_dtype)
+    return vertices[:, :, 0], weights[:, :, 0]
+
+
 def grid_lookup(
     positions: torch.Tensor, tables: LevelTables, interpolation: str, weight_dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -261,22 +304,11 @@ def grid_lookup(
     """
     n_points = positions.shape[0]
     n_levels = tables.scales.shape[0]
-    positions = positions.clamp(0.0, 1.0)
-    # tcnn: pos = fmaf(scale, x, 0.5f), one rounding in float32. The product of
-    # two float32 values is exact in float64, so computing in float64 and
-    # rounding once to float32 reproduces it (but for the rare float64 sum that
-    # lands exactly on a float32 rounding tie).
-    pos = positions.to(torch.float64)[:, None, :] * tables.scales[:, None] + 0.5  # [N, L, D]
-    if weight_dtype != torch.float64:
-        pos = pos.to(torch.float32)
-    cell_float = torch.floor(pos)
-    cell = cell_float.detach().to(tables.index_dtype)
+    pos, cell_float, cell = _level_positions(positions, tables, weight_dtype)
 
     if interpolation in CUBIC_INTERPOLATIONS:
-        frac = (pos - cell_float).to(weight_dtype)  # [N, L, D], carries the gradient
-        weights = combine_vertices(cubic_weights(frac, interpolation), "mul")
-        vertices = cell[..., None] + tables.vertex_steps  # [N, L, D, 4]: c - 1 .. c + 2
-        vertices = torch.minimum(vertices.clamp_min(0), tables.last_vertex)
+        vertices, axis_weights = _cubic_axes(pos, cell_float, cell, tables, interpolation, weight_dtype)
+        weights = combine_vertices(axis_weights, "mul")
         rows = _cubic_rows(vertices, tables)
         return rows.reshape(n_points * n_levels, -1), weights.reshape(n_points * n_levels, -1)
 

@@ -35,40 +35,12 @@ from typing import List, Optional
 import torch
 
 from hashwfa.encodings.grid_config import CUBIC_INTERPOLATIONS, GridLayout
-from hashwfa.encodings.grid_lookup import LevelTables, cubic_weights
+from hashwfa.encodings.grid_lookup import LevelTables, cubic_axis_lookup
 
 #: Take the separable path only when the distinct x and y coordinates span at
 #: most this many times the points (an image with a few invalid pixels does;
 #: scattered points do not).
 MAX_GRID_FILL = 2.0
-
-
-@dataclass
-class AxisLookup:
-    """Where the distinct coordinates of one axis read every level.
-
-    Attributes:
-        vertices: ``(n_d, L, 4)`` vertex index along the axis (clamped to ``0 .. res_l - 1``).
-        weights: ``(n_d, L, 4)`` their cubic weights (the table's dtype).
-    """
-
-    vertices: torch.Tensor
-    weights: torch.Tensor
-
-
-def _axis_lookup(values: torch.Tensor, tables: LevelTables, interpolation: str,
-                 weight_dtype: torch.dtype) -> AxisLookup:
-    """Vertices and weights of ``values`` ``(n_d,)`` in [0, 1], per level, as the 2-D lookup computes them."""
-    # The same arithmetic as grid_lookup, one axis at a time: pos = fl32(scale * x + 0.5).
-    pos = values.clamp(0.0, 1.0).to(torch.float64)[:, None] * tables.scales[None, :] + 0.5  # (n_d, L)
-    if weight_dtype != torch.float64:
-        pos = pos.to(torch.float32)
-    cell_float = torch.floor(pos)
-    frac = (pos - cell_float).to(weight_dtype)
-    cell = cell_float.to(torch.int64)
-    vertices = cell[..., None] + tables.vertex_steps.to(torch.int64)  # (n_d, L, 4)
-    vertices = torch.minimum(vertices.clamp_min(0), tables.last_vertex[:, :, 0].to(torch.int64)[None])
-    return AxisLookup(vertices=vertices, weights=cubic_weights(frac, interpolation))
 
 
 def separable_applies(x: torch.Tensor, layout: GridLayout, interpolation: str) -> bool:
@@ -114,7 +86,10 @@ def separable_stages(
     if math.prod(counts) > MAX_GRID_FILL * n_points:
         return None
     device = x.device
-    axes = [_axis_lookup(values, tables, interpolation, weight_dtype) for values in distinct]
+    # Per axis (n_d, L, 4) vertices (int64: the stages' indices outgrow int32 on large images) and weights.
+    axes = [cubic_axis_lookup(values, tables, interpolation, weight_dtype) for values in distinct]
+    vertices_of = [vertices.to(torch.int64) for vertices, _ in axes]
+    weights_of = [weights for _, weights in axes]
     res = torch.as_tensor(layout.resolutions, dtype=torch.int64, device=device)  # (L,)
     n_levels = res.numel()
     levels = torch.arange(n_levels, device=device)
@@ -133,10 +108,10 @@ def separable_stages(
         local = torch.arange(n_out, device=device) - offsets[level]
         i_low, rest = local % low, local // low
         i_s, v_high = rest % n_s, rest // n_s
-        vertex = axes[s].vertices[i_s, level]  # (n_out, 4)
+        vertex = vertices_of[s][i_s, level]  # (n_out, 4)
         rows = source_offsets[level, None] + ((v_high * res[level])[:, None] + vertex) * low + i_low[:, None]
         stages.rows.append(rows.to(tables.index_dtype))
-        stages.weights.append(axes[s].weights[i_s, level])
+        stages.weights.append(weights_of[s][i_s, level])
         stages.n_inputs.append(n_source)
         source_offsets, n_source, low = offsets, n_out, low * n_s
     # The last axis: row (n, l) reads the last input at (vertex of axis D - 1, the point's lower axes).
@@ -145,10 +120,9 @@ def separable_stages(
     for d in range(dims - 1):
         i_low = i_low + index[d] * stride
         stride *= counts[d]
-    last = axes[dims - 1]
-    vertex = last.vertices[index[dims - 1]]  # (N, L, 4)
+    vertex = vertices_of[dims - 1][index[dims - 1]]  # (N, L, 4)
     rows = source_offsets[None, :, None] + vertex * low + i_low[:, None, None]
     stages.rows.append(rows.reshape(n_points * n_levels, 4).to(tables.index_dtype))
-    stages.weights.append(last.weights[index[dims - 1]].reshape(n_points * n_levels, 4))
+    stages.weights.append(weights_of[dims - 1][index[dims - 1]].reshape(n_points * n_levels, 4))
     stages.n_inputs.append(n_source)
     return stages
