@@ -242,12 +242,19 @@ class WFALoss(torch.nn.Module):
         index: Optional[torch.Tensor] = None,
     ) -> Dict[str, torch.Tensor]:
         """The weighted terms ``{"V": L_V, "Q": L_Q, "U": L_U}`` (0-dim tensors) for the given fields."""
-        n = self._check("all", index)
+        return self._weighted_terms("all", index, blos, bqbu, with_v=blos is not None, with_qu=bqbu is not None)
+
+    def _weighted_terms(
+        self, phase: str, index: Optional[torch.Tensor], blos: Optional[torch.Tensor],
+        bqbu: Optional[torch.Tensor], with_v: bool, with_qu: bool,
+    ) -> Dict[str, torch.Tensor]:
+        """``{"V": L_V}`` when ``with_v``, ``{"Q": L_Q, "U": L_U}`` when ``with_qu``; a field they need must be given."""
+        n = self._check(phase, index)
         out: Dict[str, torch.Tensor] = {}
-        if blos is not None:
-            out["V"] = self.weights[3] * self._sum_of_squares("v", self._field(blos, "blos", n, 1, "all")[:, 0], index)
-        if bqbu is not None:
-            b = self._field(bqbu, "bqbu", n, 2, "all")
+        if with_v:
+            out["V"] = self.weights[3] * self._sum_of_squares("v", self._field(blos, "blos", n, 1, phase)[:, 0], index)
+        if with_qu:
+            b = self._field(bqbu, "bqbu", n, 2, phase)
             out["Q"] = self.weights[1] * self._sum_of_squares("q", b[:, 0], index)
             out["U"] = self.weights[2] * self._sum_of_squares("u", b[:, 1], index)
         return out
@@ -299,15 +306,11 @@ class WFALoss(torch.nn.Module):
             HashwfaError: unknown phase, a field the phase needs is missing,
                 or a field has the wrong shape.
         """
-        n = self._check(phase, index)
-        total: Optional[torch.Tensor] = None
-        if phase in ("blos", "all"):
-            b = self._field(blos, "blos", n, 1, phase)
-            total = self.weights[3] * self._sum_of_squares("v", b[:, 0], index)
-        if phase in ("bqbu", "all"):
-            b = self._field(bqbu, "bqbu", n, 2, phase)
-            lqu = (self.weights[1] * self._sum_of_squares("q", b[:, 0], index)
-                   + self.weights[2] * self._sum_of_squares("u", b[:, 1], index))
+        terms = self._weighted_terms(phase, index, blos, bqbu, with_v=phase in ("blos", "all"),
+                                     with_qu=phase in ("bqbu", "all"))
+        total = terms.get("V")
+        if "Q" in terms:
+            lqu = terms["Q"] + terms["U"]
             total = lqu if total is None else total + lqu
         assert total is not None
         return total
