@@ -1,9 +1,10 @@
 """The exception types for errors a user can cause or fix (config, data, backend, disk), and their hints."""
 
 import difflib
-from typing import Optional, Sequence
+import math
+from typing import Any, Optional, Sequence
 
-__all__ = ["HashwfaError", "OutputWriteError", "closest_name", "did_you_mean"]
+__all__ = ["HashwfaError", "OutputWriteError", "closest_name", "did_you_mean", "non_negative"]
 
 
 class HashwfaError(ValueError):
@@ -31,3 +32,12 @@ def did_you_mean(name: str, candidates: Sequence[str]) -> str:
     """``" Did you mean 'x'?"`` with the closest candidate, or ``""``: a message's tail."""
     guess = closest_name(name, candidates)
     return f" Did you mean {guess!r}?" if guess is not None else ""
+
+
+def non_negative(value: Any) -> Optional[float]:
+    """``float(value)`` when that is a finite number >= 0, else None (the caller raises its own message)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number >= 0 else None

@@ -49,7 +49,7 @@ from typing import Optional, Tuple
 import numpy as np
 from scipy.special import wofz
 
-from hashwfa.errors import HashwfaError
+from hashwfa.errors import HashwfaError, non_negative
 from hashwfa.wfa.physics.lines import LARMOR_CONSTANT, SpectralLine, get_line
 from hashwfa.wfa.physics.zeeman import zeeman_pattern
 
@@ -192,11 +192,8 @@ def milne_eddington_stokes(
     if wl.ndim != 1 or wl.shape[0] < 1 or not np.all(np.isfinite(wl)):
         raise HashwfaError(f"milne_eddington_stokes: wavelengths of shape {wl.shape}; expected a finite (nw,) "
                            "axis in Angstrom from the line centre")
-    try:
-        fwhm = float(instrument_fwhm)
-    except (TypeError, ValueError):
-        fwhm = float("nan")
-    if not math.isfinite(fwhm) or fwhm < 0:
+    fwhm = non_negative(instrument_fwhm)
+    if fwhm is None:
         raise HashwfaError(f"milne_eddington_stokes: instrument_fwhm = {instrument_fwhm!r}; expected a FWHM >= 0 "
                            "in mA (0 = no instrument profile)")
     params = np.broadcast_arrays(*(np.asarray(p, dtype=np.float64) for p in

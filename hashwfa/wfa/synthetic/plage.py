@@ -105,7 +105,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 from astropy.io import fits
 
-from hashwfa.errors import HashwfaError
+from hashwfa.errors import HashwfaError, non_negative
 from hashwfa.host.memory import check_fits_in_memory
 from hashwfa.wfa.physics.maps import FieldMaps
 from hashwfa.wfa.observation.fits_files import provenance_cards, write_atomic
@@ -449,7 +449,7 @@ def _checked_settings(caller: str, ny: Any, nx: Any, seed: Any, noise: Any, mode
     """Check the arguments shared by :func:`synthetic_plage` and the synthetic series
     (messages start with ``caller``); return ``(noise, line, psf_fwhm [px], wavelengths)``."""
     fwhm_ok = isinstance(instrument_fwhm, (int, float, np.integer, np.floating)) and not isinstance(
-        instrument_fwhm, bool) and math.isfinite(float(instrument_fwhm)) and float(instrument_fwhm) >= 0
+        instrument_fwhm, bool) and non_negative(instrument_fwhm) is not None
     if not fwhm_ok:
         raise HashwfaError(f"{caller}: instrument_fwhm = {instrument_fwhm!r}; expected a finite FWHM >= 0 in mA "
                            "(0 for no instrument profile)")
@@ -458,12 +458,10 @@ def _checked_settings(caller: str, ny: Any, nx: Any, seed: Any, noise: Any, mode
             raise HashwfaError(f"{caller}: {name} = {value!r}; expected an integer >= 2 (pixels)")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise HashwfaError(f"{caller}: seed = {seed!r}; expected a non-negative integer")
-    try:
-        noise = float(noise)
-    except (TypeError, ValueError):
-        noise = float("nan")
-    if not math.isfinite(noise) or noise < 0:
+    checked = non_negative(noise)
+    if checked is None:
         raise HashwfaError(f"{caller}: noise = {noise!r}; expected a finite sigma >= 0 in continuum units")
+    noise = checked
     if model not in MODELS:
         raise HashwfaError(f"{caller}: model = {model!r} unknown; use one of {', '.join(MODELS)}")
     if pattern not in ("full", "triplet"):
@@ -473,13 +471,11 @@ def _checked_settings(caller: str, ny: Any, nx: Any, seed: Any, noise: Any, mode
     line = get_line(line)
     if psf_fwhm is None:
         psf_fwhm = psf_fwhm_pixels(line)
-    try:
-        psf_fwhm = float(psf_fwhm)
-    except (TypeError, ValueError):
-        psf_fwhm = float("nan")
-    if not math.isfinite(psf_fwhm) or psf_fwhm < 0:
+    checked = non_negative(psf_fwhm)
+    if checked is None:
         raise HashwfaError(f"{caller}: psf_fwhm = {psf_fwhm!r}; expected a finite FWHM >= 0 in pixels "
                            "(None for the CRISP default, 0 for no PSF)")
+    psf_fwhm = checked
     wl = CRISP_WAVELENGTHS.copy() if wavelengths is None else np.asarray(wavelengths, dtype=np.float64)
     if wl.ndim != 1 or wl.shape[0] < 2 or not np.all(np.diff(wl) > 0) or np.any(np.abs(wl) >= 100):
         raise HashwfaError(
